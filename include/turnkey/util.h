@@ -41,6 +41,8 @@ int64_t util_now_ms(void);
 int64_t util_mono_ms(void);
 /* RFC 3339 UTC "YYYY-MM-DDTHH:MM:SSZ" (or with .mmm if ms != 0 is wanted: use _ms). out >= 32. */
 void util_rfc3339(int64_t unix_seconds, char out[32]);
+/* RFC 3339 UTC with milliseconds: "YYYY-MM-DDTHH:MM:SS.mmmZ". */
+void util_rfc3339_ms(int64_t unix_ms, char out[32]);
 
 /* Valid UTF-8 (no overlongs, no surrogates, <= U+10FFFF) with no Unicode Cc code points
  * (U+0000-001F, U+007F, U+0080-009F). */

@@ -174,6 +174,15 @@ void util_rfc3339(int64_t unix_seconds, char out[32])
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+void util_rfc3339_ms(int64_t unix_ms, char out[32])
+{
+    time_t t = (time_t)(unix_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03dZ", (int)(unix_ms % 1000));
+}
+
 bool util_utf8_valid_no_cc(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;

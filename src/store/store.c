@@ -1,0 +1,249 @@
+/* store: backend-independent front — generates ids and secrets, hashes them, dispatches
+ * to the backend's ops table. See include/turnkey/store.h. */
+#include "turnkey/store.h"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "turnkey/util.h"
+
+store *store_open(const char *where, char **err)
+{
+    *err = NULL;
+    void *ctx = store__sqlite_open(where, err);
+    if (!ctx)
+        return NULL;
+    store *s = util_xcalloc(1, sizeof *s);
+    s->ops = store__sqlite_ops();
+    s->ctx = ctx;
+    return s;
+}
+
+void store_close(store *s)
+{
+    if (!s)
+        return;
+    s->ops->close(s->ctx);
+    free(s);
+}
+
+void store_free_err(char *err)
+{
+    free(err);
+}
+
+int store_account_create(store *s, const char *name, int64_t now, store_account *out)
+{
+    memset(out, 0, sizeof *out);
+    util_random_hex(STORE_ID_LEN / 2, out->id);
+    out->name = util_xstrdup(name ? name : "");
+    out->created = now;
+    int rc = s->ops->account_create(s->ctx, out);
+    if (rc != STORE_OK)
+        store_account_clear(out);
+    return rc;
+}
+
+int store_account_get(store *s, const char *id, store_account *out)
+{
+    memset(out, 0, sizeof *out);
+    return s->ops->account_get(s->ctx, id, out);
+}
+
+int store_account_list(store *s, store_account **out, size_t *n)
+{
+    return s->ops->account_list(s->ctx, out, n);
+}
+
+/* API tokens: 40 chars of base64url (30 random bytes = 240 bits), like Cloudflare's. */
+static void random_token(char out[STORE_TOKEN_LEN + 1])
+{
+    uint8_t raw[30];
+    unsigned char b64[45];
+    util_random(raw, sizeof raw);
+    EVP_EncodeBlock(b64, raw, sizeof raw);
+    for (int i = 0; i < STORE_TOKEN_LEN; i++) {
+        char c = (char)b64[i];
+        out[i] = c == '+' ? '-' : c == '/' ? '_' : c;
+    }
+    out[STORE_TOKEN_LEN] = '\0';
+    OPENSSL_cleanse(raw, sizeof raw);
+    OPENSSL_cleanse(b64, sizeof b64);
+}
+
+int store_token_create(store *s, const char *account_id, const char *name, unsigned perms,
+                       int64_t expires, int64_t now, store_token *out,
+                       char token_out[STORE_TOKEN_LEN + 1])
+{
+    char hash[65];
+    memset(out, 0, sizeof *out);
+    util_random_hex(STORE_ID_LEN / 2, out->id);
+    snprintf(out->account_id, sizeof out->account_id, "%s", account_id);
+    out->name = util_xstrdup(name ? name : "");
+    out->perms = perms;
+    out->created = now;
+    out->expires = expires;
+    random_token(token_out);
+    util_sha256_hex(token_out, STORE_TOKEN_LEN, hash);
+    int rc = s->ops->token_create(s->ctx, out, hash);
+    if (rc != STORE_OK) {
+        OPENSSL_cleanse(token_out, STORE_TOKEN_LEN);
+        store_token_clear(out);
+    }
+    return rc;
+}
+
+int store_token_by_secret(store *s, const char *token, size_t len, store_token *out)
+{
+    char hash[65];
+    memset(out, 0, sizeof *out);
+    util_sha256_hex(token, len, hash);
+    return s->ops->token_by_hash(s->ctx, hash, out);
+}
+
+int store_token_list(store *s, const char *account_id, store_token **out, size_t *n)
+{
+    return s->ops->token_list(s->ctx, account_id, out, n);
+}
+
+int store_token_revoke(store *s, const char *id, int64_t now)
+{
+    return s->ops->token_revoke(s->ctx, id, now);
+}
+
+int store_key_create(store *s, const char *account_id, const char *name, size_t max_keys,
+                     int64_t now, store_key *out, char key_out[65])
+{
+    memset(out, 0, sizeof *out);
+    util_random_hex(STORE_ID_LEN / 2, out->uid);
+    snprintf(out->account_id, sizeof out->account_id, "%s", account_id);
+    out->name = util_xstrdup(name ? name : "");
+    out->created = out->modified = now;
+    util_random_hex(32, key_out);
+    util_sha256_hex(key_out, 64, out->key_hash);
+    util_random(out->secret, sizeof out->secret);
+    int rc = s->ops->key_create(s->ctx, out, max_keys);
+    if (rc != STORE_OK) {
+        OPENSSL_cleanse(key_out, 64);
+        store_key_clear(out);
+    }
+    return rc;
+}
+
+int store_key_get(store *s, const char *account_id, const char *uid, store_key *out)
+{
+    memset(out, 0, sizeof *out);
+    return s->ops->key_get(s->ctx, account_id, uid, out);
+}
+
+int store_key_by_uid(store *s, const char *uid, store_key *out)
+{
+    memset(out, 0, sizeof *out);
+    return s->ops->key_by_uid(s->ctx, uid, out);
+}
+
+int store_key_list(store *s, const char *account_id, store_key **out, size_t *n)
+{
+    return s->ops->key_list(s->ctx, account_id, out, n);
+}
+
+int store_key_rename(store *s, const char *account_id, const char *uid, const char *name,
+                     int64_t now, store_key *out)
+{
+    memset(out, 0, sizeof *out);
+    return s->ops->key_rename(s->ctx, account_id, uid, name, now, out);
+}
+
+int store_key_delete(store *s, const char *account_id, const char *uid, store_key *out)
+{
+    memset(out, 0, sizeof *out);
+    return s->ops->key_delete(s->ctx, account_id, uid, out);
+}
+
+int store_revoke_add(store *s, const char *key_uid, const char *username, int64_t expires)
+{
+    return s->ops->revoke_add(s->ctx, key_uid, username, expires);
+}
+
+int store_revoke_check(store *s, const char *key_uid, const char *username, bool *revoked)
+{
+    return s->ops->revoke_check(s->ctx, key_uid, username, revoked);
+}
+
+int store_revoke_purge(store *s, int64_t now, size_t *purged)
+{
+    return s->ops->revoke_purge(s->ctx, now, purged);
+}
+
+void store_account_clear(store_account *a)
+{
+    free(a->name);
+    a->name = NULL;
+}
+
+void store_token_clear(store_token *t)
+{
+    free(t->name);
+    t->name = NULL;
+}
+
+void store_key_clear(store_key *k)
+{
+    free(k->name);
+    k->name = NULL;
+    OPENSSL_cleanse(k->secret, sizeof k->secret);
+}
+
+void store_account_array_free(store_account *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        store_account_clear(&a[i]);
+    free(a);
+}
+
+void store_token_array_free(store_token *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        store_token_clear(&t[i]);
+    free(t);
+}
+
+void store_key_array_free(store_key *k, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        store_key_clear(&k[i]);
+    free(k);
+}
+
+unsigned store_perms_parse(const char *s)
+{
+    unsigned perms = 0;
+    if (!s || !*s)
+        return 0;
+    const char *p = s;
+    while (*p) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        if (len == 10 && strncmp(p, "calls:read", 10) == 0)
+            perms |= STORE_PERM_READ;
+        else if (len == 11 && strncmp(p, "calls:write", 11) == 0)
+            perms |= STORE_PERM_WRITE;
+        else
+            return 0;
+        if (!comma)
+            break;
+        p = comma + 1;
+        if (!*p)
+            return 0; /* trailing comma */
+    }
+    return perms;
+}
+
+void store_perms_format(unsigned perms, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%s%s", (perms & STORE_PERM_READ) ? "calls:read" : "",
+             (perms & STORE_PERM_READ) && (perms & STORE_PERM_WRITE) ? "," : "",
+             (perms & STORE_PERM_WRITE) ? "calls:write" : "");
+}

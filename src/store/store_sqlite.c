@@ -1,0 +1,687 @@
+/* store_sqlite: the embedded default backend. One connection guarded by a mutex, WAL
+ * journal with synchronous=FULL (an acknowledged write survives kill -9 and power loss),
+ * every write in one IMMEDIATE transaction, schema migrations keyed on user_version. */
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "turnkey/log.h"
+#include "turnkey/store.h"
+#include "turnkey/util.h"
+
+typedef struct sq {
+    sqlite3 *db;
+    pthread_mutex_t mu;
+} sq;
+
+/* Migrations: index i brings the schema from version i to i+1. Append only. */
+static const char *const migrations[] = {
+    "CREATE TABLE accounts ("
+    "  id TEXT PRIMARY KEY, name TEXT NOT NULL, created INTEGER NOT NULL);"
+    "CREATE TABLE tokens ("
+    "  id TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id),"
+    "  name TEXT NOT NULL, token_hash TEXT NOT NULL UNIQUE, perms INTEGER NOT NULL,"
+    "  created INTEGER NOT NULL, expires INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE turn_keys ("
+    "  uid TEXT PRIMARY KEY, account_id TEXT NOT NULL REFERENCES accounts(id),"
+    "  name TEXT NOT NULL, key_hash TEXT NOT NULL, secret BLOB NOT NULL,"
+    "  created INTEGER NOT NULL, modified INTEGER NOT NULL);"
+    "CREATE INDEX turn_keys_by_account ON turn_keys(account_id);"
+    "CREATE TABLE revocations ("
+    "  key_uid TEXT NOT NULL, username_hash TEXT NOT NULL, expires INTEGER NOT NULL,"
+    "  PRIMARY KEY (key_uid, username_hash));"
+    "CREATE INDEX revocations_by_expiry ON revocations(expires);",
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+static int exec(sq *q, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(q->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        log_error("store", "sqlite: %s (%s)", msg ? msg : "?", sql);
+        sqlite3_free(msg);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+static int migrate(sq *q, char **err)
+{
+    sqlite3_stmt *st = NULL;
+    int version = 0;
+    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
+        goto fail;
+    if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_ROW)
+        goto rollback;
+    version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (version > N_MIGRATIONS) {
+        *err = util_xasprintf("store schema version %d is newer than this binary (%d)", version,
+                              N_MIGRATIONS);
+        exec(q, "ROLLBACK");
+        return STORE_ERROR;
+    }
+    for (int v = version; v < N_MIGRATIONS; v++) {
+        if (exec(q, migrations[v]) != STORE_OK)
+            goto rollback;
+        char sql[64];
+        snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
+        if (exec(q, sql) != STORE_OK)
+            goto rollback;
+        log_info("store", "applied schema migration %d", v + 1);
+    }
+    if (exec(q, "COMMIT") != STORE_OK)
+        goto rollback;
+    return STORE_OK;
+rollback:
+    sqlite3_finalize(st);
+    exec(q, "ROLLBACK");
+fail:
+    *err = util_xasprintf("store migration failed: %s", sqlite3_errmsg(q->db));
+    return STORE_ERROR;
+}
+
+static void sq_close(void *ctx)
+{
+    sq *q = ctx;
+    if (!q)
+        return;
+    sqlite3_close_v2(q->db);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+}
+
+void *store__sqlite_open(const char *where, char **err)
+{
+    char *path = NULL;
+    sq *q = util_xcalloc(1, sizeof *q);
+    pthread_mutex_init(&q->mu, NULL);
+    if (strcmp(where, ":memory:") == 0) {
+        path = util_xstrdup(":memory:");
+    } else {
+        if (mkdir(where, 0700) != 0 && errno != EEXIST) {
+            *err = util_xasprintf("cannot create data directory %s: %s", where, strerror(errno));
+            goto fail;
+        }
+        path = util_xasprintf("%s/turnkey.db", where);
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2(path, &q->db, flags, NULL) != SQLITE_OK) {
+        *err = util_xasprintf("cannot open %s: %s", path,
+                              q->db ? sqlite3_errmsg(q->db) : "out of memory");
+        goto fail;
+    }
+    sqlite3_busy_timeout(q->db, 10000);
+    if (exec(q, "PRAGMA journal_mode=WAL") != STORE_OK ||
+        exec(q, "PRAGMA synchronous=FULL") != STORE_OK ||
+        exec(q, "PRAGMA foreign_keys=ON") != STORE_OK) {
+        *err = util_xasprintf("cannot configure %s: %s", path, sqlite3_errmsg(q->db));
+        goto fail;
+    }
+    if (migrate(q, err) != STORE_OK)
+        goto fail;
+    free(path);
+    return q;
+fail:
+    free(path);
+    sq_close(q);
+    return NULL;
+}
+
+/* --- statement helpers --------------------------------------------------------------- */
+
+static sqlite3_stmt *prep(sq *q, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        log_error("store", "prepare failed: %s (%s)", sqlite3_errmsg(q->db), sql);
+        return NULL;
+    }
+    return st;
+}
+
+static void bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+}
+
+static const char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? (const char *)t : "";
+}
+
+static void copy_id(char dst[STORE_ID_LEN + 1], const char *src)
+{
+    snprintf(dst, STORE_ID_LEN + 1, "%s", src);
+}
+
+/* Runs a single-statement write (already bound) and reports rows changed. */
+static int step_done(sq *q, sqlite3_stmt *st, int *changes)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE) {
+        log_error("store", "write failed: %s", sqlite3_errmsg(q->db));
+        return STORE_ERROR;
+    }
+    if (changes)
+        *changes = sqlite3_changes(q->db);
+    return STORE_OK;
+}
+
+/* --- accounts ------------------------------------------------------------------------ */
+
+static int sq_account_create(void *ctx, const store_account *a)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "INSERT INTO accounts(id, name, created) VALUES (?,?,?)");
+    if (!st)
+        goto out;
+    bind_text(st, 1, a->id);
+    bind_text(st, 2, a->name);
+    sqlite3_bind_int64(st, 3, a->created);
+    rc = step_done(q, st, NULL);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+static void read_account(sqlite3_stmt *st, store_account *a)
+{
+    copy_id(a->id, col_text(st, 0));
+    a->name = util_xstrdup(col_text(st, 1));
+    a->created = sqlite3_column_int64(st, 2);
+}
+
+static int sq_account_get(void *ctx, const char *id, store_account *out)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "SELECT id, name, created FROM accounts WHERE id = ?");
+    if (!st)
+        goto out;
+    bind_text(st, 1, id);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        read_account(st, out);
+        rc = STORE_OK;
+    } else if (r == SQLITE_DONE) {
+        rc = STORE_NOT_FOUND;
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+/* Generic "collect all rows" loop: reader fills element i of an array of elem_size. */
+typedef void (*row_reader)(sqlite3_stmt *st, void *elem);
+
+static int collect(sq *q, sqlite3_stmt *st, size_t elem_size, row_reader rd, void **out,
+                   size_t *n)
+{
+    size_t cap = 16, len = 0;
+    char *arr = util_xcalloc(cap, elem_size);
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (len == cap) {
+            cap *= 2;
+            arr = util_xrealloc(arr, cap * elem_size);
+        }
+        memset(arr + len * elem_size, 0, elem_size);
+        rd(st, arr + len * elem_size);
+        len++;
+    }
+    if (r != SQLITE_DONE) {
+        log_error("store", "read failed: %s", sqlite3_errmsg(q->db));
+        *out = arr;
+        *n = len;
+        return STORE_ERROR;
+    }
+    *out = arr;
+    *n = len;
+    return STORE_OK;
+}
+
+static void rd_account(sqlite3_stmt *st, void *e)
+{
+    read_account(st, e);
+}
+
+static int sq_account_list(void *ctx, store_account **out, size_t *n)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    void *arr = NULL;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "SELECT id, name, created FROM accounts ORDER BY created, rowid");
+    if (st)
+        rc = collect(q, st, sizeof(store_account), rd_account, &arr, n);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    if (rc != STORE_OK) {
+        store_account_array_free(arr, *n);
+        *n = 0;
+        return rc;
+    }
+    *out = arr;
+    return rc;
+}
+
+/* --- tokens -------------------------------------------------------------------------- */
+
+static int sq_token_create(void *ctx, const store_token *t, const char *token_hash)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "INSERT INTO tokens(id, account_id, name, token_hash, perms, "
+                               "created, expires) VALUES (?,?,?,?,?,?,?)");
+    if (!st)
+        goto out;
+    bind_text(st, 1, t->id);
+    bind_text(st, 2, t->account_id);
+    bind_text(st, 3, t->name);
+    bind_text(st, 4, token_hash);
+    sqlite3_bind_int(st, 5, (int)t->perms);
+    sqlite3_bind_int64(st, 6, t->created);
+    sqlite3_bind_int64(st, 7, t->expires);
+    rc = sqlite3_step(st) == SQLITE_DONE ? STORE_OK : STORE_NOT_FOUND; /* FK: no account */
+    if (rc != STORE_OK)
+        log_info("store", "token insert refused: %s", sqlite3_errmsg(q->db));
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+#define TOKEN_COLS "id, account_id, name, perms, created, expires, revoked"
+
+static void read_token(sqlite3_stmt *st, void *e)
+{
+    store_token *t = e;
+    copy_id(t->id, col_text(st, 0));
+    copy_id(t->account_id, col_text(st, 1));
+    t->name = util_xstrdup(col_text(st, 2));
+    t->perms = (unsigned)sqlite3_column_int(st, 3);
+    t->created = sqlite3_column_int64(st, 4);
+    t->expires = sqlite3_column_int64(st, 5);
+    t->revoked = sqlite3_column_int64(st, 6);
+}
+
+static int sq_token_by_hash(void *ctx, const char *token_hash, store_token *out)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "SELECT " TOKEN_COLS " FROM tokens WHERE token_hash = ?");
+    if (!st)
+        goto out;
+    bind_text(st, 1, token_hash);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        read_token(st, out);
+        rc = STORE_OK;
+    } else if (r == SQLITE_DONE) {
+        rc = STORE_NOT_FOUND;
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+static int sq_token_list(void *ctx, const char *account_id, store_token **out, size_t *n)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    void *arr = NULL;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, account_id ? "SELECT " TOKEN_COLS " FROM tokens WHERE "
+                                            "account_id = ? ORDER BY created, rowid"
+                                          : "SELECT " TOKEN_COLS " FROM tokens "
+                                            "ORDER BY created, rowid");
+    if (st) {
+        if (account_id)
+            bind_text(st, 1, account_id);
+        rc = collect(q, st, sizeof(store_token), read_token, &arr, n);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    if (rc != STORE_OK) {
+        store_token_array_free(arr, *n);
+        *n = 0;
+        return rc;
+    }
+    *out = arr;
+    return rc;
+}
+
+static int sq_token_revoke(void *ctx, const char *id, int64_t now)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR, changes = 0;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st =
+        prep(q, "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0");
+    if (!st)
+        goto out;
+    sqlite3_bind_int64(st, 1, now);
+    bind_text(st, 2, id);
+    rc = step_done(q, st, &changes);
+    if (rc == STORE_OK && changes == 0)
+        rc = STORE_NOT_FOUND;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+/* --- TURN keys ----------------------------------------------------------------------- */
+
+#define KEY_COLS "uid, account_id, name, created, modified, key_hash, secret"
+
+static void read_key(sqlite3_stmt *st, void *e)
+{
+    store_key *k = e;
+    copy_id(k->uid, col_text(st, 0));
+    copy_id(k->account_id, col_text(st, 1));
+    k->name = util_xstrdup(col_text(st, 2));
+    k->created = sqlite3_column_int64(st, 3);
+    k->modified = sqlite3_column_int64(st, 4);
+    snprintf(k->key_hash, sizeof k->key_hash, "%s", col_text(st, 5));
+    const void *blob = sqlite3_column_blob(st, 6);
+    if (blob && sqlite3_column_bytes(st, 6) == STORE_SECRET_LEN)
+        memcpy(k->secret, blob, STORE_SECRET_LEN);
+}
+
+static int one_key(sq *q, sqlite3_stmt *st, store_key *out)
+{
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW) {
+        read_key(st, out);
+        return STORE_OK;
+    }
+    if (r == SQLITE_DONE)
+        return STORE_NOT_FOUND;
+    log_error("store", "read failed: %s", sqlite3_errmsg(q->db));
+    return STORE_ERROR;
+}
+
+static int key_get_locked(sq *q, const char *account_id, const char *uid, store_key *out)
+{
+    sqlite3_stmt *st = prep(q, account_id ? "SELECT " KEY_COLS
+                                            " FROM turn_keys WHERE uid = ? AND account_id = ?"
+                                          : "SELECT " KEY_COLS " FROM turn_keys WHERE uid = ?");
+    if (!st)
+        return STORE_ERROR;
+    bind_text(st, 1, uid);
+    if (account_id)
+        bind_text(st, 2, account_id);
+    int rc = one_key(q, st, out);
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int sq_key_create(void *ctx, const store_key *k, size_t max_keys)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
+        goto out;
+    st = prep(q, "SELECT count(*) FROM turn_keys WHERE account_id = ?");
+    if (!st)
+        goto rollback;
+    bind_text(st, 1, k->account_id);
+    if (sqlite3_step(st) != SQLITE_ROW)
+        goto rollback;
+    if ((size_t)sqlite3_column_int64(st, 0) >= max_keys) {
+        rc = STORE_LIMIT;
+        goto rollback;
+    }
+    sqlite3_finalize(st);
+    st = prep(q, "INSERT INTO turn_keys(uid, account_id, name, key_hash, secret, created, "
+                 "modified) VALUES (?,?,?,?,?,?,?)");
+    if (!st)
+        goto rollback;
+    bind_text(st, 1, k->uid);
+    bind_text(st, 2, k->account_id);
+    bind_text(st, 3, k->name);
+    bind_text(st, 4, k->key_hash);
+    sqlite3_bind_blob(st, 5, k->secret, STORE_SECRET_LEN, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 6, k->created);
+    sqlite3_bind_int64(st, 7, k->modified);
+    if (step_done(q, st, NULL) != STORE_OK)
+        goto rollback;
+    rc = exec(q, "COMMIT");
+    if (rc != STORE_OK)
+        goto rollback;
+    goto out;
+rollback:
+    exec(q, "ROLLBACK");
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+static int sq_key_get(void *ctx, const char *account_id, const char *uid, store_key *out)
+{
+    sq *q = ctx;
+    pthread_mutex_lock(&q->mu);
+    int rc = key_get_locked(q, account_id, uid, out);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+static int sq_key_by_uid(void *ctx, const char *uid, store_key *out)
+{
+    return sq_key_get(ctx, NULL, uid, out);
+}
+
+static int sq_key_list(void *ctx, const char *account_id, store_key **out, size_t *n)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    void *arr = NULL;
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "SELECT " KEY_COLS " FROM turn_keys WHERE account_id = ? "
+                               "ORDER BY created, rowid");
+    if (st) {
+        bind_text(st, 1, account_id);
+        rc = collect(q, st, sizeof(store_key), read_key, &arr, n);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    if (rc != STORE_OK) {
+        store_key_array_free(arr, *n);
+        *n = 0;
+        return rc;
+    }
+    *out = arr;
+    return rc;
+}
+
+static int sq_key_rename(void *ctx, const char *account_id, const char *uid, const char *name,
+                         int64_t now, store_key *out)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
+        goto out;
+    rc = key_get_locked(q, account_id, uid, out);
+    if (rc != STORE_OK)
+        goto rollback;
+    rc = STORE_ERROR;
+    /* modified always moves forward, even for two renames within one millisecond */
+    int64_t modified = now > out->modified ? now : out->modified + 1;
+    st = prep(q, "UPDATE turn_keys SET name = ?, modified = ? WHERE uid = ? AND account_id = ?");
+    if (!st)
+        goto rollback;
+    bind_text(st, 1, name);
+    sqlite3_bind_int64(st, 2, modified);
+    bind_text(st, 3, uid);
+    bind_text(st, 4, account_id);
+    if (step_done(q, st, NULL) != STORE_OK || exec(q, "COMMIT") != STORE_OK)
+        goto rollback;
+    free(out->name);
+    out->name = util_xstrdup(name);
+    out->modified = modified;
+    rc = STORE_OK;
+    goto out;
+rollback:
+    exec(q, "ROLLBACK");
+    store_key_clear(out);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+static int sq_key_delete(void *ctx, const char *account_id, const char *uid, store_key *out)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR;
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&q->mu);
+    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
+        goto out;
+    rc = key_get_locked(q, account_id, uid, out);
+    if (rc != STORE_OK)
+        goto rollback;
+    rc = STORE_ERROR;
+    st = prep(q, "DELETE FROM turn_keys WHERE uid = ? AND account_id = ?");
+    if (!st)
+        goto rollback;
+    bind_text(st, 1, uid);
+    bind_text(st, 2, account_id);
+    if (step_done(q, st, NULL) != STORE_OK)
+        goto rollback;
+    sqlite3_finalize(st);
+    st = prep(q, "DELETE FROM revocations WHERE key_uid = ?");
+    if (!st)
+        goto rollback;
+    bind_text(st, 1, uid);
+    if (step_done(q, st, NULL) != STORE_OK || exec(q, "COMMIT") != STORE_OK)
+        goto rollback;
+    rc = STORE_OK;
+    goto out;
+rollback:
+    exec(q, "ROLLBACK");
+    store_key_clear(out);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+/* --- revocations --------------------------------------------------------------------- */
+
+static int sq_revoke_add(void *ctx, const char *key_uid, const char *username, int64_t expires)
+{
+    sq *q = ctx;
+    char h[65];
+    int rc = STORE_ERROR;
+    util_sha256_hex(username, strlen(username), h);
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "INSERT OR IGNORE INTO revocations(key_uid, username_hash, "
+                               "expires) VALUES (?,?,?)");
+    if (!st)
+        goto out;
+    bind_text(st, 1, key_uid);
+    bind_text(st, 2, h);
+    sqlite3_bind_int64(st, 3, expires);
+    rc = step_done(q, st, NULL);
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+static int sq_revoke_check(void *ctx, const char *key_uid, const char *username, bool *revoked)
+{
+    sq *q = ctx;
+    char h[65];
+    int rc = STORE_ERROR;
+    util_sha256_hex(username, strlen(username), h);
+    *revoked = false;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st =
+        prep(q, "SELECT 1 FROM revocations WHERE key_uid = ? AND username_hash = ?");
+    if (!st)
+        goto out;
+    bind_text(st, 1, key_uid);
+    bind_text(st, 2, h);
+    int r = sqlite3_step(st);
+    if (r == SQLITE_ROW || r == SQLITE_DONE) {
+        *revoked = r == SQLITE_ROW;
+        rc = STORE_OK;
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+static int sq_revoke_purge(void *ctx, int64_t now, size_t *purged)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR, changes = 0;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "DELETE FROM revocations WHERE expires <= ?");
+    if (!st)
+        goto out;
+    sqlite3_bind_int64(st, 1, now);
+    rc = step_done(q, st, &changes);
+    if (purged)
+        *purged = (size_t)changes;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+static const store_ops sqlite_ops = {
+    .close = sq_close,
+    .account_create = sq_account_create,
+    .account_get = sq_account_get,
+    .account_list = sq_account_list,
+    .token_create = sq_token_create,
+    .token_by_hash = sq_token_by_hash,
+    .token_list = sq_token_list,
+    .token_revoke = sq_token_revoke,
+    .key_create = sq_key_create,
+    .key_get = sq_key_get,
+    .key_by_uid = sq_key_by_uid,
+    .key_list = sq_key_list,
+    .key_rename = sq_key_rename,
+    .key_delete = sq_key_delete,
+    .revoke_add = sq_revoke_add,
+    .revoke_check = sq_revoke_check,
+    .revoke_purge = sq_revoke_purge,
+};
+
+const store_ops *store__sqlite_ops(void)
+{
+    return &sqlite_ops;
+}
