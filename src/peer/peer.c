@@ -1,0 +1,259 @@
+/* peer: relay destination policy (spec §4.3). See include/turnkey/peer.h for the rules. */
+#include "turnkey/peer.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "turnkey/util.h"
+
+/* A peer address after normalisation (IPv4-mapped IPv6 becomes IPv4). */
+struct addr {
+    int family;
+    uint8_t a[16];
+    uint16_t port; /* host byte order */
+};
+
+#define V4(a, b, c, d, len) {AF_INET, {a, b, c, d}, len}
+#define V6(len, ...) {AF_INET6, {__VA_ARGS__}, len}
+
+static const peer_cidr deny_v4[] = {
+    V4(0, 0, 0, 0, 8),        V4(10, 0, 0, 0, 8),        V4(100, 64, 0, 0, 10),
+    V4(127, 0, 0, 0, 8),      V4(169, 254, 0, 0, 16),    V4(172, 16, 0, 0, 12),
+    V4(192, 0, 0, 0, 24),     V4(192, 0, 2, 0, 24),      V4(192, 88, 99, 0, 24),
+    V4(192, 168, 0, 0, 16),   V4(198, 18, 0, 0, 15),     V4(198, 51, 100, 0, 24),
+    V4(203, 0, 113, 0, 24),   V4(224, 0, 0, 0, 4),       V4(240, 0, 0, 0, 4),
+    V4(255, 255, 255, 255, 32),
+};
+
+static const peer_cidr deny_v6[] = {
+    V6(128, 0),                            /* :: */
+    V6(128, [15] = 1),                     /* ::1 */
+    V6(7, 0xfc),                           /* fc00::/7 */
+    V6(10, 0xfe, 0x80),                    /* fe80::/10 */
+    V6(8, 0xff),                           /* ff00::/8 */
+    V6(64, 0x01, 0x00),                    /* 100::/64 */
+    V6(32, 0x20, 0x01, 0x0d, 0xb8),        /* 2001:db8::/32 */
+};
+
+static const uint8_t mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+static const uint8_t nat64_prefix[12] = {0x00, 0x64, 0xff, 0x9b};
+static const uint8_t zero12[12];
+
+static unsigned family_bits(int family)
+{
+    return family == AF_INET ? 32 : family == AF_INET6 ? 128 : 0;
+}
+
+static void clear_host_bits(peer_cidr *c)
+{
+    unsigned bytes = family_bits(c->family) / 8;
+    for (unsigned i = 0; i < 16; i++) {
+        unsigned first_bit = i * 8;
+        if (i >= bytes || first_bit >= c->prefix)
+            c->addr[i] = 0;
+        else if (first_bit + 8 > c->prefix)
+            c->addr[i] &= (uint8_t)(0xff00u >> (c->prefix - first_bit));
+    }
+}
+
+bool peer_cidr_contains(const peer_cidr *c, int family, const uint8_t *addr)
+{
+    if (c->family != family || c->prefix > family_bits(family))
+        return false;
+    unsigned full = c->prefix / 8, rest = c->prefix % 8;
+    if (memcmp(c->addr, addr, full) != 0)
+        return false;
+    if (rest == 0)
+        return true;
+    uint8_t mask = (uint8_t)(0xff00u >> rest);
+    return (addr[full] & mask) == c->addr[full];
+}
+
+/* Decimal 0..max, no sign, no leading zeros, at least one digit. -1 if malformed. */
+static int parse_prefix(const char *s, unsigned max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 3 || (n > 1 && s[0] == '0'))
+        return -1;
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    return v <= max ? (int)v : -1;
+}
+
+int peer_cidr_parse(const char *s, peer_cidr *out)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *slash = strchr(s, '/');
+    size_t hlen = slash ? (size_t)(slash - s) : strlen(s);
+    if (hlen == 0 || hlen >= sizeof host)
+        return -EINVAL;
+    memcpy(host, s, hlen);
+    host[hlen] = '\0';
+
+    peer_cidr c = {.family = memchr(host, ':', hlen) ? AF_INET6 : AF_INET};
+    if (inet_pton(c.family, host, c.addr) != 1)
+        return -EINVAL;
+    unsigned bits = family_bits(c.family);
+    int prefix = slash ? parse_prefix(slash + 1, bits) : (int)bits;
+    if (prefix < 0)
+        return -EINVAL;
+    c.prefix = (unsigned)prefix;
+    clear_host_bits(&c);
+    *out = c;
+    return 0;
+}
+
+/* ::ffff:a.b.c.d/(96+n) becomes a.b.c.d/n. */
+static void normalise_cidr(peer_cidr *c)
+{
+    if (c->family != AF_INET6 || c->prefix < 96 || memcmp(c->addr, mapped_prefix, 12) != 0)
+        return;
+    uint8_t v4[4];
+    memcpy(v4, c->addr + 12, 4);
+    memset(c->addr, 0, sizeof c->addr);
+    memcpy(c->addr, v4, 4);
+    c->family = AF_INET;
+    c->prefix -= 96;
+}
+
+static bool from_sockaddr(const struct sockaddr *sa, struct addr *out)
+{
+    if (!sa)
+        return false;
+    memset(out, 0, sizeof *out);
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        out->family = AF_INET;
+        memcpy(out->a, &in->sin_addr, 4);
+        out->port = ntohs(in->sin_port);
+        return true;
+    }
+    if (sa->sa_family != AF_INET6)
+        return false;
+    const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+    out->port = ntohs(in6->sin6_port);
+    if (memcmp(&in6->sin6_addr, mapped_prefix, 12) == 0) {
+        out->family = AF_INET;
+        memcpy(out->a, (const uint8_t *)&in6->sin6_addr + 12, 4);
+    } else {
+        out->family = AF_INET6;
+        memcpy(out->a, &in6->sin6_addr, 16);
+    }
+    return true;
+}
+
+/* The IPv4 address embedded in a compatible, NAT64 or 6to4 IPv6 address. */
+static bool embedded_v4(const struct addr *a, uint8_t v4[4])
+{
+    if (a->family != AF_INET6)
+        return false;
+    if (memcmp(a->a, zero12, 12) == 0 || memcmp(a->a, nat64_prefix, 12) == 0) {
+        memcpy(v4, a->a + 12, 4);
+        return true;
+    }
+    if (a->a[0] == 0x20 && a->a[1] == 0x02) {
+        memcpy(v4, a->a + 2, 4);
+        return true;
+    }
+    return false;
+}
+
+static bool in_list(const peer_cidr *list, size_t n, int family, const uint8_t *a)
+{
+    for (size_t i = 0; i < n; i++)
+        if (peer_cidr_contains(&list[i], family, a))
+            return true;
+    return false;
+}
+
+static bool denied(const struct addr *a)
+{
+    enum { N4 = sizeof deny_v4 / sizeof deny_v4[0], N6 = sizeof deny_v6 / sizeof deny_v6[0] };
+    if (a->family == AF_INET)
+        return in_list(deny_v4, N4, AF_INET, a->a);
+    if (in_list(deny_v6, N6, AF_INET6, a->a))
+        return true;
+    uint8_t v4[4];
+    return embedded_v4(a, v4) && in_list(deny_v4, N4, AF_INET, v4);
+}
+
+static bool is_self(const peer_policy *p, const struct addr *a)
+{
+    if (in_list(p->self, p->n_self, a->family, a->a))
+        return true;
+    uint8_t v4[4];
+    return embedded_v4(a, v4) && in_list(p->self, p->n_self, AF_INET, v4);
+}
+
+/* Allow-listed as a single host (/32 or /128), exactly this address. */
+static bool host_allowed(const peer_policy *p, const struct addr *a)
+{
+    unsigned bits = family_bits(a->family);
+    for (size_t i = 0; i < p->n_allow; i++)
+        if (p->allow[i].prefix == bits && peer_cidr_contains(&p->allow[i], a->family, a->a))
+            return true;
+    return false;
+}
+
+void peer_policy_init(peer_policy *p)
+{
+    memset(p, 0, sizeof *p);
+}
+
+void peer_policy_dispose(peer_policy *p)
+{
+    free(p->allow);
+    free(p->self);
+    peer_policy_init(p);
+}
+
+static void push(peer_cidr **list, size_t *n, size_t *cap, const peer_cidr *c)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 8;
+        *list = util_xrealloc(*list, *cap * sizeof **list);
+    }
+    (*list)[(*n)++] = *c;
+}
+
+int peer_policy_add_allow(peer_policy *p, const peer_cidr *c)
+{
+    unsigned bits = family_bits(c->family);
+    if (bits == 0 || c->prefix > bits)
+        return -EINVAL;
+    peer_cidr n = *c;
+    clear_host_bits(&n);
+    normalise_cidr(&n);
+    push(&p->allow, &p->n_allow, &p->cap_allow, &n);
+    return 0;
+}
+
+int peer_policy_add_self(peer_policy *p, const struct sockaddr *sa)
+{
+    struct addr a;
+    if (!from_sockaddr(sa, &a))
+        return -EINVAL;
+    peer_cidr c = {.family = a.family, .prefix = family_bits(a.family)};
+    memcpy(c.addr, a.a, sizeof c.addr);
+    push(&p->self, &p->n_self, &p->cap_self, &c);
+    return 0;
+}
+
+bool peer_allowed(const peer_policy *p, const struct sockaddr *sa)
+{
+    struct addr a;
+    if (!from_sockaddr(sa, &a) || a.port == 0)
+        return false;
+    if (is_self(p, &a))
+        return host_allowed(p, &a);
+    if (in_list(p->allow, p->n_allow, a.family, a.a))
+        return true;
+    return !denied(&a);
+}
