@@ -3,7 +3,7 @@
  *
  * I/O: register an fd with ev_add; its callback runs with the ready subset of EV_READ and
  * EV_WRITE (plus EV_ERROR on EPOLLERR/EPOLLHUP, together with the registered bits so the
- * handler's read/write sees the error). Level-triggered. The loop never closes user fds;
+ * handler's read/write sees the error; EV_ERROR alone for a paused fd). Level-triggered. The loop never closes user fds;
  * call ev_del before close. Any callback may ev_add/ev_mod/ev_del any fd, including its own:
  * events already fetched for a removed (or removed and re-added) fd are dropped.
  *
