@@ -1,7 +1,435 @@
-/* turnkey: entry point (placeholder until the CLI lands). */
+/* turnkey: command-line entry point and wiring.
+ *   turnkey serve [options]                       (see `turnkey serve --help`)
+ *   turnkey account create|list [--data DIR] [--name N]
+ *   turnkey token create|list|revoke [--data DIR] ...
+ *   turnkey key list --account ID [--data DIR]
+ * Exit status 0 on success; otherwise non-zero with a one-line reason on stderr. */
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
-int main(void)
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "turnkey/api.h"
+#include "turnkey/cfg.h"
+#include "turnkey/http.h"
+#include "turnkey/log.h"
+#include "turnkey/store.h"
+#include "turnkey/util.h"
+
+#define TURNKEY_VERSION "0.1.0"
+
+static void usage(FILE *out)
 {
-    puts("turnkey");
+    fprintf(out,
+            "turnkey %s — a self-hostable TURN service, wire-compatible with Cloudflare Realtime "
+            "TURN\n\n"
+            "usage:\n"
+            "  turnkey serve [--data DIR] [--api-listen ADDR:PORT] [--turn-listen ADDR:PORT] ...\n"
+            "                                 run the API and relay (turnkey serve --help)\n"
+            "  turnkey account create [--data DIR] [--name N]\n"
+            "  turnkey account list [--data DIR]\n"
+            "  turnkey token create [--data DIR] --account ID --permissions "
+            "calls:read[,calls:write]\n"
+            "                       [--name N] [--expires-in DURATION (90s, 15m, 12h, 30d)]\n"
+            "  turnkey token list [--data DIR] [--account ID]\n"
+            "  turnkey token revoke [--data DIR] TOKEN_ID\n"
+            "  turnkey key list [--data DIR] --account ID\n"
+            "  turnkey version\n",
+            TURNKEY_VERSION);
+}
+
+/* --- operator commands ----------------------------------------------------------------- */
+
+typedef struct cli_opts {
+    const char *data, *name, *account, *permissions, *expires_in, *positional;
+} cli_opts;
+
+static int parse_cli(int argc, char **argv, cli_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->data = getenv("TURNKEY_DATA") ? getenv("TURNKEY_DATA") : "./var";
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char **dst = NULL;
+        if (!strcmp(a, "--data"))
+            dst = &o->data;
+        else if (!strcmp(a, "--name"))
+            dst = &o->name;
+        else if (!strcmp(a, "--account"))
+            dst = &o->account;
+        else if (!strcmp(a, "--permissions"))
+            dst = &o->permissions;
+        else if (!strcmp(a, "--expires-in"))
+            dst = &o->expires_in;
+        else if (a[0] == '-') {
+            fprintf(stderr, "turnkey: unknown option '%s'\n", a);
+            return -1;
+        } else if (!o->positional) {
+            o->positional = a;
+            continue;
+        } else {
+            fprintf(stderr, "turnkey: unexpected argument '%s'\n", a);
+            return -1;
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "turnkey: option %s needs a value\n", a);
+            return -1;
+        }
+        *dst = argv[++i];
+    }
     return 0;
+}
+
+static store *open_store(const char *data)
+{
+    char *err = NULL;
+    store *s = store_open(data, &err);
+    if (!s) {
+        fprintf(stderr, "turnkey: %s\n", err ? err : "cannot open store");
+        store_free_err(err);
+    }
+    return s;
+}
+
+static int check_name(const char *name)
+{
+    if (name && (strlen(name) > API_MAX_NAME || !util_utf8_valid_no_cc(name, strlen(name)))) {
+        fprintf(stderr, "turnkey: --name must be at most 1024 bytes of UTF-8 without control "
+                        "characters\n");
+        return -1;
+    }
+    return 0;
+}
+
+static int cmd_account(const char *sub, const cli_opts *o)
+{
+    int rc = 1;
+    store *s = NULL;
+    if (strcmp(sub, "create") && strcmp(sub, "list")) {
+        fprintf(stderr, "turnkey: unknown command 'account %s' (create, list)\n", sub);
+        return 2;
+    }
+    if (check_name(o->name) != 0 || !(s = open_store(o->data)))
+        goto out;
+    if (!strcmp(sub, "create")) {
+        store_account a;
+        if (store_account_create(s, o->name, util_now(), &a) != STORE_OK) {
+            fprintf(stderr, "turnkey: could not create the account (store error)\n");
+            goto out;
+        }
+        fprintf(stderr, "created account '%s'\n", a.name);
+        printf("%s\n", a.id);
+        store_account_clear(&a);
+    } else {
+        store_account *list;
+        size_t n;
+        if (store_account_list(s, &list, &n) != STORE_OK) {
+            fprintf(stderr, "turnkey: could not list accounts (store error)\n");
+            goto out;
+        }
+        printf("%-32s  %-20s  %s\n", "ID", "CREATED", "NAME");
+        for (size_t i = 0; i < n; i++) {
+            char ts[32];
+            util_rfc3339(list[i].created, ts);
+            printf("%-32s  %-20s  %s\n", list[i].id, ts, list[i].name);
+        }
+        store_account_array_free(list, n);
+    }
+    rc = 0;
+out:
+    store_close(s);
+    return rc;
+}
+
+static int token_create(store *s, const cli_opts *o)
+{
+    unsigned perms = store_perms_parse(o->permissions);
+    int64_t expires = 0, now = util_now();
+    if (!o->account || !perms) {
+        fprintf(stderr, "turnkey: token create needs --account ID and --permissions "
+                        "calls:read[,calls:write]\n");
+        return 1;
+    }
+    if (o->expires_in) {
+        int64_t d = util_parse_duration(o->expires_in);
+        if (d <= 0) {
+            fprintf(stderr, "turnkey: --expires-in must be a duration like 90s, 15m, 12h or 30d\n");
+            return 1;
+        }
+        expires = now + d;
+    }
+    if (check_name(o->name) != 0)
+        return 1;
+    store_token t;
+    char tok[STORE_TOKEN_LEN + 1];
+    int rc = store_token_create(s, o->account, o->name, perms, expires, now, &t, tok);
+    if (rc == STORE_NOT_FOUND) {
+        fprintf(stderr, "turnkey: no account %s (see turnkey account list)\n", o->account);
+        return 1;
+    }
+    if (rc != STORE_OK) {
+        fprintf(stderr, "turnkey: could not create the token (store error)\n");
+        return 1;
+    }
+    char p[32], exp[32] = "never";
+    store_perms_format(perms, p, sizeof p);
+    if (expires)
+        util_rfc3339(expires, exp);
+    fprintf(stderr, "created token %s for account %s (%s, expires %s); it is shown once:\n", t.id,
+            t.account_id, p, exp);
+    printf("%s\n", tok);
+    store_token_clear(&t);
+    return 0;
+}
+
+static int token_list(store *s, const cli_opts *o)
+{
+    store_token *list;
+    size_t n;
+    if (store_token_list(s, o->account, &list, &n) != STORE_OK) {
+        fprintf(stderr, "turnkey: could not list tokens (store error)\n");
+        return 1;
+    }
+    int64_t now = util_now();
+    printf("%-32s  %-32s  %-22s  %-8s  %-20s  %s\n", "ID", "ACCOUNT", "PERMISSIONS", "STATUS",
+           "EXPIRES", "NAME");
+    for (size_t i = 0; i < n; i++) {
+        char p[32], exp[32] = "never";
+        store_perms_format(list[i].perms, p, sizeof p);
+        if (list[i].expires)
+            util_rfc3339(list[i].expires, exp);
+        const char *status = list[i].revoked ? "revoked"
+                             : (list[i].expires && list[i].expires <= now) ? "expired"
+                                                                            : "active";
+        printf("%-32s  %-32s  %-22s  %-8s  %-20s  %s\n", list[i].id, list[i].account_id, p,
+               status, exp, list[i].name);
+    }
+    store_token_array_free(list, n);
+    return 0;
+}
+
+static int cmd_token(const char *sub, const cli_opts *o)
+{
+    int rc = 1;
+    store *s = NULL;
+    if (strcmp(sub, "create") && strcmp(sub, "list") && strcmp(sub, "revoke")) {
+        fprintf(stderr, "turnkey: unknown command 'token %s' (create, list, revoke)\n", sub);
+        return 2;
+    }
+    if (!strcmp(sub, "revoke") && !o->positional) {
+        fprintf(stderr, "turnkey: token revoke needs a TOKEN_ID (see turnkey token list)\n");
+        return 2;
+    }
+    if (!(s = open_store(o->data)))
+        goto out;
+    if (!strcmp(sub, "create"))
+        rc = token_create(s, o);
+    else if (!strcmp(sub, "list"))
+        rc = token_list(s, o);
+    else {
+        int r = store_token_revoke(s, o->positional, util_now());
+        if (r == STORE_NOT_FOUND)
+            fprintf(stderr, "turnkey: no active token %s\n", o->positional);
+        else if (r != STORE_OK)
+            fprintf(stderr, "turnkey: could not revoke the token (store error)\n");
+        else
+            printf("revoked token %s\n", o->positional);
+        rc = r == STORE_OK ? 0 : 1;
+    }
+out:
+    store_close(s);
+    return rc;
+}
+
+static int cmd_key(const char *sub, const cli_opts *o)
+{
+    if (strcmp(sub, "list") || !o->account) {
+        fprintf(stderr, "turnkey: usage: turnkey key list --account ID [--data DIR]\n");
+        return 2;
+    }
+    store *s = open_store(o->data);
+    if (!s)
+        return 1;
+    store_key *keys;
+    size_t n;
+    int rc = 1;
+    if (store_key_list(s, o->account, &keys, &n) == STORE_OK) {
+        printf("%-32s  %-24s  %-24s  %s\n", "UID", "CREATED", "MODIFIED", "NAME");
+        for (size_t i = 0; i < n; i++) {
+            char c[32], m[32];
+            util_rfc3339_ms(keys[i].created, c);
+            util_rfc3339_ms(keys[i].modified, m);
+            printf("%-32s  %-24s  %-24s  %s\n", keys[i].uid, c, m, keys[i].name);
+        }
+        store_key_array_free(keys, n);
+        rc = 0;
+    } else {
+        fprintf(stderr, "turnkey: could not list keys (store error)\n");
+    }
+    store_close(s);
+    return rc;
+}
+
+/* --- serve ----------------------------------------------------------------------------- */
+
+static int bootstrap(store *s, const char *api_url)
+{
+    store_account *list;
+    size_t n;
+    if (store_account_list(s, &list, &n) != STORE_OK)
+        return -1;
+    store_account_array_free(list, n);
+    if (n > 0) {
+        printf("turnkey: using the existing store (its accounts and tokens were printed on the "
+               "first run).\n"
+               "  new token:  turnkey token create --account ID --permissions "
+               "calls:read,calls:write\n"
+               "  accounts:   turnkey account list\n");
+        return 0;
+    }
+    store_account a;
+    store_token t;
+    char tok[STORE_TOKEN_LEN + 1];
+    if (store_account_create(s, "default", util_now(), &a) != STORE_OK)
+        return -1;
+    if (store_token_create(s, a.id, "bootstrap", STORE_PERM_READ | STORE_PERM_WRITE, 0, util_now(),
+                           &t, tok) != STORE_OK) {
+        store_account_clear(&a);
+        return -1;
+    }
+    printf("turnkey: first run: created an account and an API token with calls:read,calls:write.\n"
+           "They are shown this once; save them now.\n\n"
+           "  ACCOUNT=%s\n  TOKEN=%s\n\n"
+           "Create a TURN key (Cloudflare API v4, same as api.cloudflare.com/client/v4):\n"
+           "  curl -s -X POST %s/client/v4/accounts/$ACCOUNT/calls/turn_keys \\\n"
+           "       -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n"
+           "       -d '{\"name\":\"my-first-key\"}'\n\n"
+           "Mint TURN credentials with the key's uid and key from that answer:\n"
+           "  curl -s -X POST %s/v1/turn/keys/$KEY_UID/credentials/generate-ice-servers \\\n"
+           "       -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \\\n"
+           "       -d '{\"ttl\":86400}'\n\n",
+           a.id, tok, api_url, api_url);
+    store_account_clear(&a);
+    store_token_clear(&t);
+    return 0;
+}
+
+static int cmd_serve(int argc, char **argv)
+{
+    cfg c;
+    int rc = cfg_load(&c, argc, argv, stderr);
+    if (rc != 0) {
+        cfg_free(&c);
+        return rc > 0 ? 0 : 2;
+    }
+    rc = 1;
+    store *s = NULL;
+    api_server *api = NULL;
+    http_server *http = NULL;
+    char **stun = NULL, **turn = NULL;
+    size_t n_stun = 0, n_turn = 0;
+    int lvl = log_parse_level(c.log_level);
+    if (lvl < 0) {
+        fprintf(stderr, "turnkey: --log-level must be error, warn, info or debug\n");
+        goto out;
+    }
+    log_set_level((enum log_level)lvl);
+    if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
+        goto out;
+    if (!(s = open_store(c.data)))
+        goto out;
+    /* Signals are taken synchronously by this thread; every thread started later
+     * inherits the blocked mask. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    api_config acfg = {.max_keys = (size_t)c.max_keys,
+                       .stun_urls = (const char *const *)stun,
+                       .n_stun = n_stun,
+                       .turn_urls = (const char *const *)turn,
+                       .n_turn = n_turn};
+    api = api_new(s, &acfg, NULL);
+    http_config hcfg = {.listen = c.api_listen, .threads = (unsigned)c.api_threads};
+    char *err = NULL;
+    if (!(http = http_start(&hcfg, api, &err))) {
+        fprintf(stderr, "turnkey: %s\n", err);
+        free(err);
+        goto out;
+    }
+    char host[128];
+    const char *colon = strrchr(c.api_listen, ':');
+    snprintf(host, sizeof host, "%.*s", (int)(colon - c.api_listen), c.api_listen);
+    char *api_url = util_xasprintf("http://%s:%u", host, http_port(http));
+    if (c.bootstrap && bootstrap(s, api_url) != 0) {
+        fprintf(stderr, "turnkey: could not initialise the store\n");
+        free(api_url);
+        goto out;
+    }
+    printf("turnkey: API listening on %s (data: %s)\n", api_url, c.data);
+    fflush(stdout);
+    free(api_url);
+    log_info("main", "serving; SIGTERM or SIGINT stops");
+    int64_t next_purge = util_now();
+    for (;;) {
+        struct timespec tick = {.tv_sec = 1};
+        int sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig == SIGINT || sig == SIGTERM) {
+            log_info("main", "signal %d: shutting down", sig);
+            break;
+        }
+        if (sig == SIGHUP)
+            log_info("main", "SIGHUP: nothing to reload yet");
+        if (util_now() >= next_purge) {
+            size_t purged = 0;
+            if (store_revoke_purge(s, util_now(), &purged) == STORE_OK && purged)
+                log_info("main", "purged %zu expired revocations", purged);
+            next_purge = util_now() + 60;
+        }
+    }
+    rc = 0;
+out:
+    http_stop(http);
+    api_free(api);
+    store_close(s);
+    cfg_free_urls(stun, n_stun);
+    cfg_free_urls(turn, n_turn);
+    cfg_free(&c);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("turnkey %s\n", TURNKEY_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "serve"))
+        return cmd_serve(argc - 1, argv + 1);
+    if (!strcmp(cmd, "account") || !strcmp(cmd, "token") || !strcmp(cmd, "key")) {
+        if (argc < 3) {
+            fprintf(stderr, "turnkey: '%s' needs a subcommand (see turnkey help)\n", cmd);
+            return 2;
+        }
+        cli_opts o;
+        if (parse_cli(argc - 3, argv + 3, &o) != 0)
+            return 2;
+        if (!strcmp(cmd, "account"))
+            return cmd_account(argv[2], &o);
+        if (!strcmp(cmd, "token"))
+            return cmd_token(argv[2], &o);
+        return cmd_key(argv[2], &o);
+    }
+    fprintf(stderr, "turnkey: unknown command '%s' (see turnkey help)\n", cmd);
+    return 2;
 }

@@ -43,7 +43,7 @@ if [ -z "$only" ] || [ "$only" = fuzz ]; then
     n=$(basename "$t"); name=${n#fuzz_}; log="$logdir/$n.log"
     corpus=fuzz/corpus/$name
     work=$(mktemp -d)
-    {
+    (
       rc=0
       if [ -d "$corpus" ] && [ -n "$(ls -A "$corpus")" ]; then
         "$t" $(find "$corpus" -type f | sort) || rc=$?
@@ -53,7 +53,7 @@ if [ -z "$only" ] || [ "$only" = fuzz ]; then
       fi
       if [ $rc -eq 0 ]; then echo "1 passed, 0 failed"; else echo "0 passed, 1 failed"; fi
       exit $rc
-    } >"$log" 2>&1
+    ) >"$log" 2>&1
     rc=$?
     rm -rf "$work"
     count "$log" "$rc" "$n"

@@ -1,0 +1,66 @@
+/* api: the HTTP API's request handling, sans-I/O. A request (method, raw path, the headers
+ * that matter, body) and the current time go in; a status, headers and a JSON body come out.
+ * The HTTP server (src/http) only moves bytes. Control plane: Cloudflare API v4 TURN keys
+ * and token verification. Credential plane: mint / revoke TURN credentials.
+ * Status codes and error codes: docs/api.md. */
+#ifndef TURNKEY_API_H
+#define TURNKEY_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "turnkey/store.h"
+
+#define API_MAX_BODY 65536      /* largest accepted request body */
+#define API_MAX_NAME 1024       /* TURN key name, bytes */
+#define API_TTL_DEFAULT 86400   /* credential lifetime when the request gives none */
+#define API_TTL_MAX 172800
+
+typedef struct api_config {
+    size_t max_keys;              /* TURN keys per account (default 1000) */
+    const char *const *stun_urls; /* "stun:host:3478", ... */
+    size_t n_stun;
+    const char *const *turn_urls; /* "turn:host:3478?transport=udp", "turns:...", ... */
+    size_t n_turn;
+} api_config;
+
+/* Optional observer of control-plane changes that live state must follow (a relay ending
+ * allocations of a deleted key or a revoked credential). Called after the store commits. */
+typedef struct api_hooks {
+    void (*key_deleted)(void *ctx, const char *key_uid);
+    void (*credential_revoked)(void *ctx, const char *key_uid, const char *username,
+                               int64_t expires);
+    void *ctx;
+} api_hooks;
+
+typedef struct api_server api_server;
+
+api_server *api_new(store *st, const api_config *cfg, const api_hooks *hooks);
+void api_free(api_server *a);
+
+typedef struct api_request {
+    const char *method;        /* "GET", "POST", ... */
+    const char *path;          /* raw (still percent-encoded) path, no query string */
+    const char *authorization; /* header values or NULL */
+    const char *x_auth_key;
+    const char *x_auth_email;
+    const uint8_t *body;
+    size_t body_len;
+    bool body_too_large;       /* the server discarded a body over API_MAX_BODY */
+} api_request;
+
+typedef struct api_response {
+    int status;
+    char *body;                 /* heap JSON (free with api_response_clear), NULL = empty */
+    const char *content_type;   /* static; NULL when there is no body */
+    const char *allow;          /* static; set on 405 */
+    const char *www_authenticate; /* static; set on 401 */
+} api_response;
+
+/* Handles one request. now_ms = wall clock in milliseconds. Never fails: every outcome,
+ * including store faults (500), is a response. */
+void api_handle(api_server *a, const api_request *req, int64_t now_ms, api_response *out);
+void api_response_clear(api_response *r);
+
+#endif

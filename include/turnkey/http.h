@@ -1,0 +1,30 @@
+/* http: the HTTP/1.1 server around the sans-I/O api module, on GNU libmicrohttpd.
+ * Keep-alive, a thread pool with epoll, a 64 KiB body limit (larger bodies are read and
+ * discarded, then answered 413 with Connection: close), header memory limit, idle timeout. */
+#ifndef TURNKEY_HTTP_H
+#define TURNKEY_HTTP_H
+
+#include <stdint.h>
+
+#include "turnkey/api.h"
+
+typedef struct http_config {
+    const char *listen;       /* "127.0.0.1:8080", "[::1]:8080", port 0 = ephemeral */
+    unsigned threads;         /* worker threads (default 2) */
+    unsigned timeout_s;       /* idle connection timeout (default 30) */
+    unsigned max_connections; /* default 1024 */
+} http_config;
+
+typedef struct http_server http_server;
+
+/* Starts serving in background threads. NULL + *err (free()) on failure. */
+http_server *http_start(const http_config *cfg, api_server *api, char **err);
+/* The port actually bound (useful with port 0). */
+uint16_t http_port(const http_server *h);
+void http_stop(http_server *h);
+
+/* Parses "host:port", "[v6]:port" or ":port" into a sockaddr; 0 ok, -1 malformed. */
+struct sockaddr_storage;
+int http_parse_addr(const char *s, struct sockaddr_storage *out, unsigned *len);
+
+#endif

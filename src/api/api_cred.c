@@ -1,0 +1,186 @@
+/* api_cred: the credential plane (rtc.live-compatible).
+ *   POST /v1/turn/keys/{key_id}/credentials/generate-ice-servers   201 {"iceServers":[…]}
+ *   POST /v1/turn/keys/{key_id}/credentials/generate               201 {"iceServers":{…}}
+ *   POST /v1/turn/keys/{key_id}/credentials/{username}/revoke      204
+ * Authenticated by "Authorization: Bearer <the key's 64-hex key>". Minting writes nothing. */
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "turnkey/cred.h"
+#include "turnkey/util.h"
+
+enum { E_AUTH = 10000, E_VALIDATION = 10001, E_NOT_FOUND = 10004, E_METHOD = 10005 };
+
+static void unauthorized(api_response *r)
+{
+    api__error(r, 401, E_AUTH, "Authentication error: invalid or missing TURN key bearer token",
+               NULL);
+    r->www_authenticate = "Bearer";
+}
+
+/* Loads the key named by the path and checks the bearer against its hash. Every failure
+ * (malformed id, unknown or deleted key, wrong or missing bearer) gives the same 401, and
+ * the comparison work is the same whether or not the key exists. */
+static int authenticate_key(api_server *a, const api_request *req, const api__path *p,
+                            store_key *k, api_response *r)
+{
+    char uid[64], presented[65];
+    static const char dummy_hash[65] =
+        "0000000000000000000000000000000000000000000000000000000000000000";
+    const char *tok = NULL;
+    size_t len = 0;
+    bool have_bearer = req->authorization && api__bearer(req->authorization, &tok, &len) == 0;
+    util_sha256_hex(have_bearer ? tok : "", have_bearer ? len : 0, presented);
+    bool found = api__decode_segment(p->seg[3], p->len[3], uid, sizeof uid) == 0 &&
+                 util_is_lower_hex(uid, 32);
+    int rc = found ? store_key_by_uid(a->st, uid, k) : STORE_NOT_FOUND;
+    if (rc == STORE_ERROR) {
+        api__error(r, 500, 10500, "Internal server error", NULL);
+        return -1;
+    }
+    found = rc == STORE_OK;
+    bool match = util_ct_equal(presented, found ? k->key_hash : dummy_hash, 64);
+    if (!found || !have_bearer || !match) {
+        if (found)
+            store_key_clear(k);
+        unauthorized(r);
+        return -1;
+    }
+    return 0;
+}
+
+/* Body {"ttl"?: int 1..172800, "customIdentifier"?: string}; cid "" when absent. */
+static int parse_mint_body(const api_request *req, int64_t *ttl, char cid[CRED_CID_MAX + 1],
+                           api_response *r)
+{
+    json_t *body = NULL;
+    *ttl = API_TTL_DEFAULT;
+    cid[0] = '\0';
+    if (api__parse_body(req, &body, r) != 0)
+        return -1;
+    if (!body)
+        return 0;
+    int rc = -1;
+    json_t *v = json_object_get(body, "ttl");
+    if (v && !json_is_null(v)) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 ||
+            json_integer_value(v) > API_TTL_MAX) {
+            api__error(r, 400, E_VALIDATION,
+                       "ttl must be an integer number of seconds from 1 to 172800", "/ttl");
+            goto out;
+        }
+        *ttl = json_integer_value(v);
+    }
+    v = json_object_get(body, "customIdentifier");
+    if (v && !json_is_null(v)) {
+        if (!json_is_string(v) || !cred_cid_valid(json_string_value(v), json_string_length(v))) {
+            api__error(r, 400, E_VALIDATION,
+                       "customIdentifier must be a string of 1 to 64 characters from "
+                       "[A-Za-z0-9._:-]",
+                       "/customIdentifier");
+            goto out;
+        }
+        snprintf(cid, CRED_CID_MAX + 1, "%s", json_string_value(v));
+    }
+    rc = 0;
+out:
+    json_decref(body);
+    return rc;
+}
+
+static json_t *url_array(const char *const *urls, size_t n, json_t *arr)
+{
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(arr, json_string(urls[i]));
+    return arr;
+}
+
+static void mint(api_server *a, const api_request *req, const store_key *k, bool legacy,
+                 int64_t now_ms, api_response *r)
+{
+    int64_t ttl;
+    char cid[CRED_CID_MAX + 1];
+    char user[CRED_USERNAME_MAX], pass[CRED_PASSWORD_MAX];
+    if (parse_mint_body(req, &ttl, cid, r) != 0)
+        return;
+    if (cred_mint(k->uid, k->secret, now_ms / 1000 + ttl, cid, user, pass) != CRED_OK) {
+        api__error(r, 500, 10500, "Internal server error", NULL);
+        return;
+    }
+    json_t *doc;
+    if (legacy) {
+        json_t *urls = url_array(a->cfg.turn_urls, a->cfg.n_turn,
+                                 url_array(a->cfg.stun_urls, a->cfg.n_stun, json_array()));
+        doc = json_pack("{s:{s:o, s:s, s:s}}", "iceServers", "urls", urls, "username", user,
+                        "credential", pass);
+    } else {
+        doc = json_pack("{s:[{s:o}, {s:o, s:s, s:s}]}", "iceServers", "urls",
+                        url_array(a->cfg.stun_urls, a->cfg.n_stun, json_array()), "urls",
+                        url_array(a->cfg.turn_urls, a->cfg.n_turn, json_array()), "username",
+                        user, "credential", pass);
+    }
+    OPENSSL_cleanse(pass, sizeof pass);
+    r->status = 201;
+    r->body = json_dumps(doc, JSON_COMPACT);
+    r->content_type = "application/json";
+    json_decref(doc);
+}
+
+static void revoke(api_server *a, const api__path *p, const store_key *k, int64_t now_ms,
+                   api_response *r)
+{
+    char user[CRED_USERNAME_MAX];
+    cred_info info;
+    if (api__decode_segment(p->seg[5], p->len[5], user, sizeof user) != 0 ||
+        cred_parse(user, strlen(user), &info) != CRED_OK) {
+        api__error(r, 400, E_VALIDATION, "username is not a TURN credential username", NULL);
+        return;
+    }
+    if (strcmp(info.key_id, k->uid) != 0 ||
+        cred_check(user, strlen(user), k->secret, NULL, NULL) != CRED_OK) {
+        api__error(r, 404, E_NOT_FOUND, "No credential with this username was minted by this key",
+                   NULL);
+        return;
+    }
+    if (info.expires > now_ms / 1000) {
+        if (store_revoke_add(a->st, k->uid, user, info.expires) != STORE_OK) {
+            api__error(r, 500, 10500, "Internal server error", NULL);
+            return;
+        }
+        if (a->hooks.credential_revoked)
+            a->hooks.credential_revoked(a->hooks.ctx, k->uid, user, info.expires);
+    }
+    r->status = 204; /* already expired: nothing left to revoke, same answer */
+}
+
+void api__cred_route(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
+                     api_response *r)
+{
+    /* v1 turn keys {key_id} credentials generate-ice-servers|generate
+       v1 turn keys {key_id} credentials {username} revoke */
+    bool is_mint = p->n == 6 && p->len[4] == 11 && memcmp(p->seg[4], "credentials", 11) == 0 &&
+                   ((p->len[5] == 20 && memcmp(p->seg[5], "generate-ice-servers", 20) == 0) ||
+                    (p->len[5] == 8 && memcmp(p->seg[5], "generate", 8) == 0));
+    bool is_revoke = p->n == 7 && p->len[4] == 11 &&
+                     memcmp(p->seg[4], "credentials", 11) == 0 && p->len[6] == 6 &&
+                     memcmp(p->seg[6], "revoke", 6) == 0;
+    if (!is_mint && !is_revoke) {
+        api__error(r, 404, 7000, "No route for that URI", NULL);
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0) {
+        api__error(r, 405, E_METHOD, "Method not allowed for this route", NULL);
+        r->allow = "POST";
+        return;
+    }
+    store_key k;
+    if (authenticate_key(a, req, p, &k, r) != 0)
+        return;
+    if (is_mint)
+        mint(a, req, &k, p->len[5] == 8, now_ms, r);
+    else
+        revoke(a, p, &k, now_ms, r);
+    store_key_clear(&k);
+}

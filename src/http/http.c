@@ -1,0 +1,219 @@
+/* http: libmicrohttpd glue — collects one request, hands it to api_handle, sends the answer. */
+#include "turnkey/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "turnkey/log.h"
+#include "turnkey/util.h"
+
+/* A body over API_MAX_BODY is read and dropped up to this much, so the client gets its
+ * 413 instead of a reset; past it the connection is closed after the answer. */
+#define DISCARD_LIMIT (16u << 20)
+
+struct http_server {
+    struct MHD_Daemon *d;
+    api_server *api;
+    uint16_t port;
+};
+
+typedef struct req_ctx {
+    uint8_t *body;
+    size_t len;
+    size_t discarded;
+    bool too_large;
+} req_ctx;
+
+int http_parse_addr(const char *s, struct sockaddr_storage *out, unsigned *len)
+{
+    char host[128];
+    const char *colon;
+    memset(out, 0, sizeof *out);
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host)
+            return -1;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (!colon || (size_t)(colon - s) >= sizeof host)
+            return -1;
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+        if (!host[0])
+            strcpy(host, "0.0.0.0");
+    }
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end || port < 0 || port > 65535)
+        return -1;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        *len = sizeof *v4;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *v6;
+        return 0;
+    }
+    return -1;
+}
+
+/* Keep paths raw: the api module decodes each path segment itself, so "%2F" stays data. */
+static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static enum MHD_Result send_answer(struct MHD_Connection *conn, const api_response *ar,
+                                   bool close_after)
+{
+    size_t n = ar->body ? strlen(ar->body) : 0;
+    struct MHD_Response *resp =
+        MHD_create_response_from_buffer(n, ar->body ? ar->body : (void *)"", MHD_RESPMEM_MUST_COPY);
+    if (!resp)
+        return MHD_NO;
+    if (ar->content_type)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, ar->content_type);
+    if (ar->allow)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, ar->allow);
+    if (ar->www_authenticate)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, ar->www_authenticate);
+    if (close_after)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result r = MHD_queue_response(conn, (unsigned)ar->status, resp);
+    MHD_destroy_response(resp);
+    return r;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_size, void **con_cls)
+{
+    http_server *h = cls;
+    (void)version;
+    req_ctx *rc = *con_cls;
+    if (!rc) {
+        rc = util_xcalloc(1, sizeof *rc);
+        *con_cls = rc;
+        return MHD_YES;
+    }
+    if (*upload_size > 0) {
+        size_t n = *upload_size;
+        if (!rc->too_large && rc->len + n <= API_MAX_BODY) {
+            if (!rc->body)
+                rc->body = util_xmalloc(API_MAX_BODY);
+            memcpy(rc->body + rc->len, upload_data, n);
+            rc->len += n;
+        } else {
+            rc->too_large = true;
+            rc->discarded += n;
+        }
+        *upload_size = 0;
+        if (rc->discarded < DISCARD_LIMIT)
+            return MHD_YES;
+    }
+    api_request req = {
+        .method = method,
+        .path = url,
+        .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
+        .x_auth_key = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Auth-Key"),
+        .x_auth_email = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "X-Auth-Email"),
+        .body = rc->body,
+        .body_len = rc->len,
+        .body_too_large = rc->too_large,
+    };
+    api_response ar;
+    api_handle(h->api, &req, util_now_ms(), &ar);
+    log_debug("http", "%s %s -> %d", method, url, ar.status);
+    enum MHD_Result r = send_answer(conn, &ar, rc->too_large);
+    api_response_clear(&ar);
+    return r;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    req_ctx *rc = *con_cls;
+    if (rc) {
+        free(rc->body);
+        free(rc);
+        *con_cls = NULL;
+    }
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char buf[512];
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = '\0';
+    log_warn("http", "%s", buf);
+}
+
+http_server *http_start(const http_config *cfg, api_server *api, char **err)
+{
+    struct sockaddr_storage ss;
+    unsigned sslen;
+    *err = NULL;
+    if (http_parse_addr(cfg->listen, &ss, &sslen) != 0) {
+        *err = util_xasprintf("invalid API listen address '%s' (want HOST:PORT or [V6]:PORT)",
+                              cfg->listen);
+        return NULL;
+    }
+    http_server *h = util_xcalloc(1, sizeof *h);
+    h->api = api;
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    h->d = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 2),
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s ? cfg->timeout_s : 30),
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections ? cfg->max_connections : 1024),
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_UNESCAPE_CALLBACK,
+        no_unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_END);
+    if (!h->d) {
+        *err = util_xasprintf("cannot listen on %s (address in use or not available)",
+                              cfg->listen);
+        free(h);
+        return NULL;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : 0;
+    return h;
+}
+
+uint16_t http_port(const http_server *h)
+{
+    return h->port;
+}
+
+void http_stop(http_server *h)
+{
+    if (!h)
+        return;
+    MHD_stop_daemon(h->d);
+    free(h);
+}
