@@ -58,10 +58,22 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libturnkey.a $(HDRS)
 
 unit: $(UNIT_BIN) $(BUILD)/turnkey
 
-# libFuzzer targets: clang, ASan+UBSan, the library sources compiled in directly.
-build/fuzz/%: fuzz/%.c $(LIB_SRC) $(HDRS)
+# libFuzzer targets: clang, ASan+UBSan; the library is compiled once with coverage
+# instrumentation (fuzzer-no-link) and linked into every target.
+FUZZ_CFLAGS := -g -O1 -fsanitize=address,undefined
+FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
+
+build/fuzz/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	clang $(CSTD) -g -O1 -fsanitize=fuzzer,address,undefined $(PKG_CFLAGS) -o $@ $< $(LIB_SRC) $(PKG_LIBS)
+	clang $(CSTD) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -c $< -o $@
+
+build/fuzz/libturnkey.a: $(FUZZ_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/%: fuzz/%.c build/fuzz/libturnkey.a $(HDRS)
+	@mkdir -p $(dir $@)
+	clang $(CSTD) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(PKG_CFLAGS) -o $@ $< build/fuzz/libturnkey.a $(PKG_LIBS)
 
 fuzz: $(FUZZ_BIN)
 
