@@ -1,0 +1,107 @@
+/* turn: the TURN server state machine (RFC 8656 over RFC 8489), sans-I/O.
+ *
+ * It is fed client messages (one UDP datagram, or one frame cut by stun_frame_next from a
+ * TCP/TLS stream), peer datagrams arriving on relay sockets, and the current time. It answers
+ * and acts only through the injected ops table (send to a client, send to a peer, open and
+ * close relay sockets, look up a credential's password). It owns allocations, permissions,
+ * channels, nonces and their timers (a heap: src/timer). No sockets, threads or clocks here.
+ *
+ * One turn_server is used by one thread at a time (the relay gives each thread its own). */
+#ifndef TURNKEY_TURN_H
+#define TURNKEY_TURN_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "turnkey/peer.h"
+
+typedef enum turn_proto { TURN_PROTO_UDP = 0, TURN_PROTO_TCP = 1, TURN_PROTO_TLS = 2 } turn_proto;
+
+/* The client-side 5-tuple. For TCP/TLS, conn_id names the connection (the I/O layer's id,
+ * never 0) and is what send_client uses; for UDP it is 0. */
+typedef struct turn_5tuple {
+    turn_proto proto;
+    uint64_t conn_id;
+    struct sockaddr_storage client; /* the client's address as seen by the server */
+    struct sockaddr_storage server; /* the local listener address the client reached */
+} turn_5tuple;
+
+/* What a credential lookup returns (filled by ops->auth). */
+typedef struct turn_auth_info {
+    char key_id[33];  /* "" for credentials not tied to a TURN key (coturn shared secret) */
+    int64_t expires;  /* unix seconds; the allocation ends when it passes */
+} turn_auth_info;
+
+enum turn_auth_rc {
+    TURN_AUTH_OK = 0,
+    TURN_AUTH_REJECT = -1, /* unknown, malformed, wrong key, revoked, deleted: 401 */
+    TURN_AUTH_EXPIRED = -2 /* expired credential: 401 */
+};
+
+typedef struct turn_ops {
+    /* Send bytes to the client of t (UDP: from t->server to t->client; TCP/TLS: append to
+     * connection t->conn_id). Stream framing/padding is already in buf. */
+    void (*send_client)(void *ctx, const turn_5tuple *t, const uint8_t *buf, size_t len);
+    /* Open a UDP relay socket of `family` (AF_INET/AF_INET6) for allocation alloc_id; fill
+     * the bound relayed address. 0 ok; -1 when no port/address is available (→ 508). */
+    int (*relay_open)(void *ctx, uint64_t alloc_id, int family, struct sockaddr_storage *relayed);
+    void (*relay_close)(void *ctx, uint64_t alloc_id);
+    /* Send one datagram from alloc_id's relay socket to peer. */
+    void (*send_peer)(void *ctx, uint64_t alloc_id, const struct sockaddr *peer,
+                      const uint8_t *buf, size_t len);
+    /* Look up a username (attacker-controlled bytes): on TURN_AUTH_OK fill password (NUL-
+     * terminated, the long-term credential password) and info. now = unix seconds. */
+    int (*auth)(void *ctx, const uint8_t *username, size_t len, int64_t now,
+                char password[128], turn_auth_info *info);
+    void *ctx;
+} turn_ops;
+
+typedef struct turn_config {
+    const char *realm;              /* REALM value */
+    const char *software;           /* SOFTWARE value, NULL = none */
+    uint8_t nonce_secret[32];       /* HMAC key for stateless nonces (random per process) */
+    uint32_t nonce_lifetime_s;      /* default 600; expired nonce → 438 */
+    uint32_t alloc_default_s;       /* default 600 */
+    uint32_t alloc_max_s;           /* default 3600 */
+    uint32_t permission_s;          /* 300 */
+    uint32_t channel_s;             /* 600 */
+    uint32_t user_quota;            /* allocations per username, default 10 (→ 486) */
+    uint32_t max_allocations;       /* global cap (→ 508), default 100000 */
+    const peer_policy *peers;       /* where the relay may send (403 otherwise); required */
+} turn_config;
+
+typedef struct turn_server turn_server;
+
+/* Zeroed numeric config fields take the defaults above. ops is copied. */
+turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops);
+void turn_server_free(turn_server *s); /* closes every relay through ops->relay_close */
+
+/* A message from a client: one UDP datagram or one complete stream frame (STUN message or
+ * ChannelData, with any stream padding included). now_ms = wall clock, milliseconds. */
+void turn_server_input(turn_server *s, const turn_5tuple *t, const uint8_t *buf, size_t len,
+                       int64_t now_ms);
+/* A datagram from `peer` received on alloc_id's relay socket. */
+void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
+                            const uint8_t *buf, size_t len, int64_t now_ms);
+/* A TCP/TLS client connection closed: its allocation (if any) is deleted. */
+void turn_server_conn_closed(turn_server *s, const turn_5tuple *t, int64_t now_ms);
+
+/* Timers: the earliest deadline (ms, INT64_MAX if none) and running everything due. */
+int64_t turn_server_next_deadline(const turn_server *s);
+void turn_server_tick(turn_server *s, int64_t now_ms);
+
+/* Live lifecycle (product spec §4.4): end every allocation made with a credential of this
+ * key / with this exact username, now. Returns how many allocations were removed. */
+size_t turn_server_key_deleted(turn_server *s, const char *key_id, int64_t now_ms);
+size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, size_t len,
+                                      int64_t now_ms);
+
+typedef struct turn_stats {
+    size_t allocations, permissions, channels;
+    uint64_t packets_to_peer, packets_to_client, bytes_to_peer, bytes_to_client;
+} turn_stats;
+void turn_server_stats(const turn_server *s, turn_stats *out);
+
+#endif
