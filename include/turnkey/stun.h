@@ -136,7 +136,7 @@ uint8_t stun_type_class(uint16_t type);
 typedef struct {
     uint16_t type;
     uint16_t len; /* value length, without padding */
-    uint16_t off; /* offset of the value from the start of the message */
+    uint32_t off; /* offset of the value from the start of the message (may exceed 65535) */
 } stun_attr;
 
 typedef struct {

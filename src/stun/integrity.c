@@ -83,21 +83,16 @@ typedef struct {
     size_t n[3];
 } pieces;
 
-static int digest_pieces(const EVP_MD *md, const uint8_t *pad, const pieces *in, uint8_t *out)
+/* md(pad || pieces) into out, reusing ctx. */
+static int digest_pieces(EVP_MD_CTX *ctx, const EVP_MD *md, const uint8_t *pad, const pieces *in,
+                         uint8_t *out)
 {
-    int rc = STUN_ERR_CRYPTO;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (!ctx || EVP_DigestInit_ex(ctx, md, NULL) != 1 || EVP_DigestUpdate(ctx, pad, HMAC_BLOCK) != 1)
-        goto out;
+    if (EVP_DigestInit_ex(ctx, md, NULL) != 1 || EVP_DigestUpdate(ctx, pad, HMAC_BLOCK) != 1)
+        return STUN_ERR_CRYPTO;
     for (int i = 0; i < 3; i++)
         if (in->n[i] && EVP_DigestUpdate(ctx, in->p[i], in->n[i]) != 1)
-            goto out;
-    if (EVP_DigestFinal_ex(ctx, out, NULL) != 1)
-        goto out;
-    rc = STUN_OK;
-out:
-    EVP_MD_CTX_free(ctx);
-    return rc;
+            return STUN_ERR_CRYPTO;
+    return EVP_DigestFinal_ex(ctx, out, NULL) == 1 ? STUN_OK : STUN_ERR_CRYPTO;
 }
 
 /* HMAC(key, pieces) with md (SHA-1 or SHA-256) into out (EVP_MD_size bytes). */
@@ -106,7 +101,9 @@ static int hmac(const EVP_MD *md, const uint8_t *key, size_t keylen, const piece
 {
     uint8_t k[HMAC_BLOCK] = {0}, pad[HMAC_BLOCK], inner[EVP_MAX_MD_SIZE];
     int rc = STUN_ERR_CRYPTO;
-    size_t mdlen = (size_t)EVP_MD_get_size(md);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (!ctx)
+        goto out;
     if (keylen > HMAC_BLOCK) {
         if (EVP_Digest(key, keylen, k, NULL, md, NULL) != 1)
             goto out;
@@ -115,14 +112,15 @@ static int hmac(const EVP_MD *md, const uint8_t *key, size_t keylen, const piece
     }
     for (int i = 0; i < HMAC_BLOCK; i++)
         pad[i] = k[i] ^ 0x36;
-    rc = digest_pieces(md, pad, msg, inner);
+    rc = digest_pieces(ctx, md, pad, msg, inner);
     if (rc != STUN_OK)
         goto out;
     for (int i = 0; i < HMAC_BLOCK; i++)
         pad[i] = k[i] ^ 0x5C;
-    pieces outer = {.p = {inner}, .n = {mdlen}};
-    rc = digest_pieces(md, pad, &outer, out);
+    pieces outer = {.p = {inner}, .n = {(size_t)EVP_MD_get_size(md)}};
+    rc = digest_pieces(ctx, md, pad, &outer, out);
 out:
+    EVP_MD_CTX_free(ctx);
     OPENSSL_cleanse(k, sizeof k);
     OPENSSL_cleanse(pad, sizeof pad);
     return rc;

@@ -177,7 +177,7 @@ static int take_attr(stun_msg *m, uint16_t type, uint16_t alen, size_t off)
         return STUN_ERR_TOO_MANY_ATTRS;
     if (!stun_attr_is_known(type))
         note_unknown(m, type);
-    m->attrs[m->n_attrs++] = (stun_attr){.type = type, .len = alen, .off = (uint16_t)(off + 4)};
+    m->attrs[m->n_attrs++] = (stun_attr){.type = type, .len = alen, .off = (uint32_t)(off + 4)};
     return STUN_OK;
 }
 

@@ -549,6 +549,36 @@ static void t_builder_errors(void)
     free(big);
 }
 
+/* A maximal message: the last attribute's value sits past offset 65535. */
+static void t_max_size_message(void)
+{
+    static const uint8_t txid[12] = {5};
+    size_t cap = STUN_FRAME_MAX;
+    uint8_t *buf = malloc(cap);
+    stun_builder b;
+    stun_builder_begin(&b, buf, cap, 0x0017, txid);
+    uint8_t *d = stun_builder_reserve(&b, STUN_ATTR_DATA, 65520);
+    if (d)
+        memset(d, 0x5A, 65520);
+    stun_builder_add(&b, STUN_ATTR_SOFTWARE, "x", 1);
+    int n = stun_builder_finish(&b);
+    stun_msg m;
+    int rc = stun_parse(buf, (size_t)(n > 0 ? n : 0), &m);
+    const uint8_t *p = NULL;
+    size_t len = 0;
+    int rc2 = stun_get_software(&m, &p, &len);
+    size_t fl = 0, cons = 0;
+    int rc3 = stun_frame_next(buf, (size_t)(n > 0 ? n : 0), &fl, &cons);
+    bool ok = p && p == buf + 65548 && len == 1 && p[0] == 'x';
+    free(buf);
+    CHECK_INT(n, 20 + 65532);
+    CHECK_INT(rc, STUN_OK);
+    CHECK_INT(rc2, STUN_OK);
+    CHECK(ok);
+    CHECK_INT(rc3, STUN_FRAME_STUN);
+    CHECK_INT(fl, 20 + 65532);
+}
+
 static void t_method_class(void)
 {
     CHECK_INT(stun_type(STUN_METHOD_BINDING, STUN_CLASS_REQUEST), 0x0001);
@@ -1100,6 +1130,7 @@ int main(void)
     TK_RUN(t_many_unknown_and_too_many_attrs);
     TK_RUN(t_builder_capacity);
     TK_RUN(t_builder_errors);
+    TK_RUN(t_max_size_message);
     TK_RUN(t_method_class);
     TK_RUN(t_address_roundtrip);
     TK_RUN(t_bad_address_values);
