@@ -14,6 +14,7 @@
 #include "turnkey/api.h"
 #include "turnkey/cfg.h"
 #include "turnkey/http.h"
+#include "turnkey/keycache.h"
 #include "turnkey/log.h"
 #include "turnkey/store.h"
 #include "turnkey/util.h"
@@ -328,6 +329,7 @@ static int cmd_serve(int argc, char **argv)
     store *s = NULL;
     api_server *api = NULL;
     http_server *http = NULL;
+    keycache *keys = NULL;
     char **stun = NULL, **turn = NULL;
     size_t n_stun = 0, n_turn = 0;
     int lvl = log_parse_level(c.log_level);
@@ -349,7 +351,13 @@ static int cmd_serve(int argc, char **argv)
     sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
+    keys = keycache_new(s);
+    if (keycache_load_revocations(keys, util_now()) != 0) {
+        fprintf(stderr, "turnkey: cannot load credential revocations from the store\n");
+        goto out;
+    }
     api_config acfg = {.max_keys = (size_t)c.max_keys,
+                       .keys = keys,
                        .stun_urls = (const char *const *)stun,
                        .n_stun = n_stun,
                        .turn_urls = (const char *const *)turn,
@@ -389,6 +397,7 @@ static int cmd_serve(int argc, char **argv)
             size_t purged = 0;
             if (store_revoke_purge(s, util_now(), &purged) == STORE_OK && purged)
                 log_info("main", "purged %zu expired revocations", purged);
+            keycache_purge(keys, util_now());
             next_purge = util_now() + 60;
         }
     }
@@ -396,6 +405,7 @@ static int cmd_serve(int argc, char **argv)
 out:
     http_stop(http);
     api_free(api);
+    keycache_free(keys);
     store_close(s);
     cfg_free_urls(stun, n_stun);
     cfg_free_urls(turn, n_turn);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "turnkey/keycache.h"
 #include "turnkey/store.h"
 
 #define API_MAX_BODY 65536      /* largest accepted request body */
@@ -23,6 +24,7 @@ typedef struct api_config {
     size_t n_stun;
     const char *const *turn_urls; /* "turn:host:3478?transport=udp", "turns:...", ... */
     size_t n_turn;
+    keycache *keys;               /* shared key/revocation cache; NULL = the api makes its own */
 } api_config;
 
 /* Optional observer of control-plane changes that live state must follow (a relay ending

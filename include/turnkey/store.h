@@ -75,6 +75,10 @@ typedef struct store_ops {
     int (*revoke_add)(void *ctx, const char *key_uid, const char *username, int64_t expires);
     int (*revoke_check)(void *ctx, const char *key_uid, const char *username, bool *revoked);
     int (*revoke_purge)(void *ctx, int64_t now, size_t *purged);
+    /* Calls fn for every stored revocation (username_hash = SHA-256 hex of the username). */
+    int (*revoke_each)(void *ctx, int64_t now,
+                       void (*fn)(void *arg, const char *username_hash, int64_t expires),
+                       void *arg);
 } store_ops;
 
 struct store {
@@ -114,6 +118,9 @@ int store_key_delete(store *s, const char *account_id, const char *uid, store_ke
 int store_revoke_add(store *s, const char *key_uid, const char *username, int64_t expires);
 int store_revoke_check(store *s, const char *key_uid, const char *username, bool *revoked);
 int store_revoke_purge(store *s, int64_t now, size_t *purged);
+/* Visits every revocation not yet expired at `now`. */
+int store_revoke_each(store *s, int64_t now,
+                      void (*fn)(void *arg, const char *username_hash, int64_t expires), void *arg);
 
 /* Release the heap parts of records and arrays returned above. */
 void store_account_clear(store_account *a);

@@ -36,11 +36,18 @@ api_server *api_new(store *st, const api_config *cfg, const api_hooks *hooks)
         a->cfg.max_keys = 1000;
     if (hooks)
         a->hooks = *hooks;
+    a->keys = cfg->keys;
+    if (!a->keys) {
+        a->keys = keycache_new(st);
+        a->own_keys = true;
+    }
     return a;
 }
 
 void api_free(api_server *a)
 {
+    if (a && a->own_keys)
+        keycache_free(a->keys);
     free(a);
 }
 
@@ -390,8 +397,11 @@ static void key_item(api_server *a, const char *method, const char *acct, const 
                      : store_key_get(a->st, acct, uid, &k);
     } else {
         rc = store_key_delete(a->st, acct, uid, &k);
-        if (rc == STORE_OK && a->hooks.key_deleted)
-            a->hooks.key_deleted(a->hooks.ctx, uid);
+        if (rc == STORE_OK) {
+            keycache_forget(a->keys, uid);
+            if (a->hooks.key_deleted)
+                a->hooks.key_deleted(a->hooks.ctx, uid);
+        }
     }
     if (rc == STORE_NOT_FOUND) {
         key_not_found(r);

@@ -20,34 +20,35 @@ static void unauthorized(api_response *r)
     r->www_authenticate = "Bearer";
 }
 
-/* Loads the key named by the path and checks the bearer against its hash. Every failure
- * (malformed id, unknown or deleted key, wrong or missing bearer) gives the same 401, and
- * the comparison work is the same whether or not the key exists. */
+/* Loads the key named by the path (from the key cache) and checks the bearer against its
+ * hash. Every failure (malformed id, unknown or deleted key, wrong or missing bearer) gives
+ * the same 401, and the comparison work is the same whether or not the key exists. */
 static int authenticate_key(api_server *a, const api_request *req, const api__path *p,
-                            store_key *k, api_response *r)
+                            char uid[STORE_ID_LEN + 1], uint8_t secret[STORE_SECRET_LEN],
+                            api_response *r)
 {
-    char uid[64], presented[65];
+    char seg[64], presented[65], key_hash[65];
     static const char dummy_hash[65] =
         "0000000000000000000000000000000000000000000000000000000000000000";
     const char *tok = NULL;
     size_t len = 0;
     bool have_bearer = req->authorization && api__bearer(req->authorization, &tok, &len) == 0;
     util_sha256_hex(have_bearer ? tok : "", have_bearer ? len : 0, presented);
-    bool found = api__decode_segment(p->seg[3], p->len[3], uid, sizeof uid) == 0 &&
-                 util_is_lower_hex(uid, 32);
-    int rc = found ? store_key_by_uid(a->st, uid, k) : STORE_NOT_FOUND;
-    if (rc == STORE_ERROR) {
+    int rc = -1;
+    if (api__decode_segment(p->seg[3], p->len[3], seg, sizeof seg) == 0 &&
+        util_is_lower_hex(seg, STORE_ID_LEN))
+        rc = keycache_get(a->keys, seg, secret, key_hash);
+    if (rc == -2) {
         api__error(r, 500, 10500, "Internal server error", NULL);
         return -1;
     }
-    found = rc == STORE_OK;
-    bool match = util_ct_equal(presented, found ? k->key_hash : dummy_hash, 64);
-    if (!found || !have_bearer || !match) {
-        if (found)
-            store_key_clear(k);
+    bool match = util_ct_equal(presented, rc == 0 ? key_hash : dummy_hash, 64);
+    if (rc != 0 || !have_bearer || !match) {
+        OPENSSL_cleanse(secret, STORE_SECRET_LEN);
         unauthorized(r);
         return -1;
     }
+    memcpy(uid, seg, STORE_ID_LEN + 1);
     return 0;
 }
 
@@ -97,15 +98,15 @@ static json_t *url_array(const char *const *urls, size_t n, json_t *arr)
     return arr;
 }
 
-static void mint(api_server *a, const api_request *req, const store_key *k, bool legacy,
-                 int64_t now_ms, api_response *r)
+static void mint(api_server *a, const api_request *req, const char *uid, const uint8_t *secret,
+                 bool legacy, int64_t now_ms, api_response *r)
 {
     int64_t ttl;
     char cid[CRED_CID_MAX + 1];
     char user[CRED_USERNAME_MAX], pass[CRED_PASSWORD_MAX];
     if (parse_mint_body(req, &ttl, cid, r) != 0)
         return;
-    if (cred_mint(k->uid, k->secret, now_ms / 1000 + ttl, cid, user, pass) != CRED_OK) {
+    if (cred_mint(uid, secret, now_ms / 1000 + ttl, cid, user, pass) != CRED_OK) {
         api__error(r, 500, 10500, "Internal server error", NULL);
         return;
     }
@@ -128,8 +129,8 @@ static void mint(api_server *a, const api_request *req, const store_key *k, bool
     json_decref(doc);
 }
 
-static void revoke(api_server *a, const api__path *p, const store_key *k, int64_t now_ms,
-                   api_response *r)
+static void revoke(api_server *a, const api__path *p, const char *uid, const uint8_t *secret,
+                   int64_t now_ms, api_response *r)
 {
     char user[CRED_USERNAME_MAX];
     cred_info info;
@@ -138,19 +139,20 @@ static void revoke(api_server *a, const api__path *p, const store_key *k, int64_
         api__error(r, 400, E_VALIDATION, "username is not a TURN credential username", NULL);
         return;
     }
-    if (strcmp(info.key_id, k->uid) != 0 ||
-        cred_check(user, strlen(user), k->secret, NULL, NULL) != CRED_OK) {
+    if (strcmp(info.key_id, uid) != 0 ||
+        cred_check(user, strlen(user), secret, NULL, NULL) != CRED_OK) {
         api__error(r, 404, E_NOT_FOUND, "No credential with this username was minted by this key",
                    NULL);
         return;
     }
     if (info.expires > now_ms / 1000) {
-        if (store_revoke_add(a->st, k->uid, user, info.expires) != STORE_OK) {
+        if (store_revoke_add(a->st, uid, user, info.expires) != STORE_OK) {
             api__error(r, 500, 10500, "Internal server error", NULL);
             return;
         }
+        keycache_revoke(a->keys, user, strlen(user), info.expires);
         if (a->hooks.credential_revoked)
-            a->hooks.credential_revoked(a->hooks.ctx, k->uid, user, info.expires);
+            a->hooks.credential_revoked(a->hooks.ctx, uid, user, info.expires);
     }
     r->status = 204; /* already expired: nothing left to revoke, same answer */
 }
@@ -175,12 +177,13 @@ void api__cred_route(api_server *a, const api_request *req, const api__path *p, 
         r->allow = "POST";
         return;
     }
-    store_key k;
-    if (authenticate_key(a, req, p, &k, r) != 0)
+    char uid[STORE_ID_LEN + 1];
+    uint8_t secret[STORE_SECRET_LEN];
+    if (authenticate_key(a, req, p, uid, secret, r) != 0)
         return;
     if (is_mint)
-        mint(a, req, &k, p->len[5] == 8, now_ms, r);
+        mint(a, req, uid, secret, p->len[5] == 8, now_ms, r);
     else
-        revoke(a, p, &k, now_ms, r);
-    store_key_clear(&k);
+        revoke(a, p, uid, secret, now_ms, r);
+    OPENSSL_cleanse(secret, sizeof secret);
 }

@@ -12,6 +12,8 @@ struct api_server {
     store *st;
     api_config cfg;
     api_hooks hooks;
+    keycache *keys;
+    bool own_keys;
 };
 
 /* A request path split into raw (percent-encoded) segments. */

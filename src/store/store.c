@@ -177,6 +177,12 @@ int store_revoke_purge(store *s, int64_t now, size_t *purged)
     return s->ops->revoke_purge(s->ctx, now, purged);
 }
 
+int store_revoke_each(store *s, int64_t now,
+                      void (*fn)(void *arg, const char *username_hash, int64_t expires), void *arg)
+{
+    return s->ops->revoke_each(s->ctx, now, fn, arg);
+}
+
 void store_account_clear(store_account *a)
 {
     free(a->name);

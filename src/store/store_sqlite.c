@@ -661,6 +661,26 @@ out:
     return rc;
 }
 
+static int sq_revoke_each(void *ctx, int64_t now,
+                          void (*fn)(void *arg, const char *username_hash, int64_t expires),
+                          void *arg)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR, r;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "SELECT username_hash, expires FROM revocations WHERE expires > ?");
+    if (!st)
+        goto out;
+    sqlite3_bind_int64(st, 1, now);
+    while ((r = sqlite3_step(st)) == SQLITE_ROW)
+        fn(arg, col_text(st, 0), sqlite3_column_int64(st, 1));
+    rc = r == SQLITE_DONE ? STORE_OK : STORE_ERROR;
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
 static const store_ops sqlite_ops = {
     .close = sq_close,
     .account_create = sq_account_create,
@@ -679,6 +699,7 @@ static const store_ops sqlite_ops = {
     .revoke_add = sq_revoke_add,
     .revoke_check = sq_revoke_check,
     .revoke_purge = sq_revoke_purge,
+    .revoke_each = sq_revoke_each,
 };
 
 const store_ops *store__sqlite_ops(void)

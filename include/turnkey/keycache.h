@@ -1,0 +1,43 @@
+/* keycache: the in-memory view of TURN keys and credential revocations that the hot paths
+ * read — credential minting (key hash + secret per request) and the relay's credential
+ * checks — so neither queries the store per request. Thread-safe (rwlock).
+ *
+ * Keys are loaded from the store on first use and forgotten when deleted; a load that races
+ * with a delete never re-inserts the deleted key (an epoch check). Revocations are loaded
+ * once at start and then follow keycache_revoke; they are kept until the credential's
+ * expiry (keycache_purge). */
+#ifndef TURNKEY_KEYCACHE_H
+#define TURNKEY_KEYCACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "turnkey/cred.h"
+#include "turnkey/store.h"
+
+typedef struct keycache keycache;
+
+keycache *keycache_new(store *st);
+void keycache_free(keycache *kc);
+
+/* Loads the store's current revocations; 0 ok, -1 store error. */
+int keycache_load_revocations(keycache *kc, int64_t now);
+
+/* Looks up a key by uid: 0 found (secret and/or key_hash filled when non-NULL), -1 unknown
+ * or deleted, -2 store error. */
+int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
+                 char key_hash[65]);
+/* The key was deleted: forget it now. */
+void keycache_forget(keycache *kc, const char *uid);
+
+/* Credential revocations, by exact username. */
+void keycache_revoke(keycache *kc, const char *username, size_t len, int64_t expires);
+bool keycache_is_revoked(keycache *kc, const char *username, size_t len);
+/* Drops revocations whose credential expired at or before now; returns how many. */
+size_t keycache_purge(keycache *kc, int64_t now);
+
+/* A cred_lookup backed by this cache (for cred_verify). */
+cred_lookup keycache_lookup(keycache *kc);
+
+#endif

@@ -1,0 +1,300 @@
+/* keycache: see include/turnkey/keycache.h. Two chained hash tables (keys by uid,
+ * revocations by SHA-256 of the username) under one rwlock. */
+#include "turnkey/keycache.h"
+
+#include <openssl/crypto.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "turnkey/util.h"
+
+typedef struct kentry {
+    struct kentry *next;
+    char uid[STORE_ID_LEN + 1];
+    char key_hash[65];
+    uint8_t secret[STORE_SECRET_LEN];
+} kentry;
+
+typedef struct rentry {
+    struct rentry *next;
+    uint8_t hash[32];
+    int64_t expires;
+} rentry;
+
+typedef struct table {
+    void **b;
+    size_t nb, n;
+} table;
+
+struct keycache {
+    store *st;
+    pthread_rwlock_t lock;
+    uint64_t epoch; /* bumped by every forget: a concurrent load does not re-insert */
+    table keys, revs;
+};
+
+static uint64_t fnv(const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ s[i]) * 1099511628211ull;
+    return h;
+}
+
+static void table_init(table *t)
+{
+    t->nb = 64;
+    t->n = 0;
+    t->b = util_xcalloc(t->nb, sizeof *t->b);
+}
+
+/* Each entry type starts with its `next` pointer, so the chains can be walked generically. */
+typedef struct node {
+    struct node *next;
+} node;
+
+static void table_grow(table *t, uint64_t (*hash_of)(const node *))
+{
+    size_t nb = t->nb * 2;
+    void **b = util_xcalloc(nb, sizeof *b);
+    for (size_t i = 0; i < t->nb; i++) {
+        node *e = t->b[i];
+        while (e) {
+            node *next = e->next;
+            size_t j = hash_of(e) & (nb - 1);
+            e->next = b[j];
+            b[j] = e;
+            e = next;
+        }
+    }
+    free(t->b);
+    t->b = b;
+    t->nb = nb;
+}
+
+static void table_insert(table *t, node *e, uint64_t h, uint64_t (*hash_of)(const node *))
+{
+    if (t->n + 1 > t->nb)
+        table_grow(t, hash_of);
+    size_t i = h & (t->nb - 1);
+    e->next = t->b[i];
+    t->b[i] = e;
+    t->n++;
+}
+
+static void table_dispose(table *t, bool wipe, size_t size)
+{
+    for (size_t i = 0; i < t->nb; i++) {
+        node *e = t->b[i];
+        while (e) {
+            node *next = e->next;
+            if (wipe)
+                OPENSSL_cleanse(e, size);
+            free(e);
+            e = next;
+        }
+    }
+    free(t->b);
+}
+
+static uint64_t key_hash_of(const node *e)
+{
+    return fnv(((const kentry *)e)->uid, STORE_ID_LEN);
+}
+
+static uint64_t rev_hash_of(const node *e)
+{
+    return fnv(((const rentry *)e)->hash, 32);
+}
+
+keycache *keycache_new(store *st)
+{
+    keycache *kc = util_xcalloc(1, sizeof *kc);
+    kc->st = st;
+    pthread_rwlock_init(&kc->lock, NULL);
+    table_init(&kc->keys);
+    table_init(&kc->revs);
+    return kc;
+}
+
+void keycache_free(keycache *kc)
+{
+    if (!kc)
+        return;
+    table_dispose(&kc->keys, true, sizeof(kentry));
+    table_dispose(&kc->revs, false, 0);
+    pthread_rwlock_destroy(&kc->lock);
+    free(kc);
+}
+
+static kentry *find_key(keycache *kc, const char *uid)
+{
+    for (kentry *e = kc->keys.b[fnv(uid, STORE_ID_LEN) & (kc->keys.nb - 1)]; e; e = e->next)
+        if (memcmp(e->uid, uid, STORE_ID_LEN) == 0)
+            return e;
+    return NULL;
+}
+
+static void fill(const kentry *e, uint8_t *secret, char *key_hash)
+{
+    if (secret)
+        memcpy(secret, e->secret, STORE_SECRET_LEN);
+    if (key_hash)
+        memcpy(key_hash, e->key_hash, 65);
+}
+
+int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
+                 char key_hash[65])
+{
+    if (!util_is_lower_hex(uid, STORE_ID_LEN))
+        return -1;
+    pthread_rwlock_rdlock(&kc->lock);
+    kentry *e = find_key(kc, uid);
+    if (e)
+        fill(e, secret, key_hash);
+    uint64_t epoch = kc->epoch;
+    pthread_rwlock_unlock(&kc->lock);
+    if (e)
+        return 0;
+
+    store_key k;
+    int rc = store_key_by_uid(kc->st, uid, &k);
+    if (rc == STORE_NOT_FOUND)
+        return -1;
+    if (rc != STORE_OK)
+        return -2;
+    kentry *n = util_xcalloc(1, sizeof *n);
+    memcpy(n->uid, k.uid, sizeof n->uid);
+    memcpy(n->key_hash, k.key_hash, sizeof n->key_hash);
+    memcpy(n->secret, k.secret, STORE_SECRET_LEN);
+    store_key_clear(&k);
+    fill(n, secret, key_hash);
+    pthread_rwlock_wrlock(&kc->lock);
+    if (kc->epoch == epoch && !find_key(kc, uid)) {
+        table_insert(&kc->keys, (node *)n, fnv(uid, STORE_ID_LEN), key_hash_of);
+        n = NULL;
+    }
+    pthread_rwlock_unlock(&kc->lock);
+    if (n) {
+        OPENSSL_cleanse(n, sizeof *n);
+        free(n);
+    }
+    return 0;
+}
+
+void keycache_forget(keycache *kc, const char *uid)
+{
+    if (strlen(uid) != STORE_ID_LEN)
+        return;
+    pthread_rwlock_wrlock(&kc->lock);
+    kc->epoch++;
+    kentry **pp = (kentry **)&kc->keys.b[fnv(uid, STORE_ID_LEN) & (kc->keys.nb - 1)];
+    while (*pp) {
+        if (memcmp((*pp)->uid, uid, STORE_ID_LEN) == 0) {
+            kentry *e = *pp;
+            *pp = e->next;
+            kc->keys.n--;
+            OPENSSL_cleanse(e, sizeof *e);
+            free(e);
+            break;
+        }
+        pp = &(*pp)->next;
+    }
+    pthread_rwlock_unlock(&kc->lock);
+}
+
+static rentry *find_rev(keycache *kc, const uint8_t h[32])
+{
+    for (rentry *e = kc->revs.b[fnv(h, 32) & (kc->revs.nb - 1)]; e; e = e->next)
+        if (memcmp(e->hash, h, 32) == 0)
+            return e;
+    return NULL;
+}
+
+static void add_rev(keycache *kc, const uint8_t h[32], int64_t expires)
+{
+    pthread_rwlock_wrlock(&kc->lock);
+    if (!find_rev(kc, h)) {
+        rentry *e = util_xcalloc(1, sizeof *e);
+        memcpy(e->hash, h, 32);
+        e->expires = expires;
+        table_insert(&kc->revs, (node *)e, fnv(h, 32), rev_hash_of);
+    }
+    pthread_rwlock_unlock(&kc->lock);
+}
+
+static void username_hash(const char *username, size_t len, uint8_t out[32])
+{
+    char hex[65];
+    util_sha256_hex(username, len, hex);
+    util_hex_decode(hex, 32, out);
+}
+
+void keycache_revoke(keycache *kc, const char *username, size_t len, int64_t expires)
+{
+    uint8_t h[32];
+    username_hash(username, len, h);
+    add_rev(kc, h, expires);
+}
+
+bool keycache_is_revoked(keycache *kc, const char *username, size_t len)
+{
+    uint8_t h[32];
+    username_hash(username, len, h);
+    pthread_rwlock_rdlock(&kc->lock);
+    bool r = kc->revs.n > 0 && find_rev(kc, h) != NULL;
+    pthread_rwlock_unlock(&kc->lock);
+    return r;
+}
+
+static void load_one(void *arg, const char *hash_hex, int64_t expires)
+{
+    uint8_t h[32];
+    if (strlen(hash_hex) == 64 && util_hex_decode(hash_hex, 32, h) == 0)
+        add_rev(arg, h, expires);
+}
+
+int keycache_load_revocations(keycache *kc, int64_t now)
+{
+    return store_revoke_each(kc->st, now, load_one, kc) == STORE_OK ? 0 : -1;
+}
+
+size_t keycache_purge(keycache *kc, int64_t now)
+{
+    size_t purged = 0;
+    pthread_rwlock_wrlock(&kc->lock);
+    for (size_t i = 0; i < kc->revs.nb; i++) {
+        rentry **pp = (rentry **)&kc->revs.b[i];
+        while (*pp) {
+            if ((*pp)->expires <= now) {
+                rentry *e = *pp;
+                *pp = e->next;
+                free(e);
+                kc->revs.n--;
+                purged++;
+            } else {
+                pp = &(*pp)->next;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&kc->lock);
+    return purged;
+}
+
+static int lk_secret(void *ctx, const char *key_id, uint8_t secret[CRED_SECRET_LEN])
+{
+    return keycache_get(ctx, key_id, secret, NULL) == 0 ? 0 : -1;
+}
+
+static bool lk_revoked(void *ctx, const char *key_id, const char *username, size_t len)
+{
+    (void)key_id;
+    return keycache_is_revoked(ctx, username, len);
+}
+
+cred_lookup keycache_lookup(keycache *kc)
+{
+    return (cred_lookup){.key_secret = lk_secret, .is_revoked = lk_revoked, .ctx = kc};
+}

@@ -1,0 +1,91 @@
+#include "tk_test.h"
+#include "turnkey/keycache.h"
+#include "turnkey/util.h"
+
+static void t_keys_follow_store(void)
+{
+    char *err = NULL;
+    store *s = store_open(":memory:", &err);
+    CHECK(s);
+    keycache *kc = keycache_new(s);
+    store_account a;
+    store_key k;
+    char bearer[65], hash[65];
+    uint8_t secret[32];
+    CHECK_INT(store_account_create(s, "a", 1, &a), STORE_OK);
+    CHECK_INT(store_key_create(s, a.id, "k", 10, 1, &k, bearer), STORE_OK);
+    CHECK_INT(keycache_get(kc, k.uid, secret, hash), 0);
+    CHECK(memcmp(secret, k.secret, 32) == 0);
+    CHECK_STR(hash, k.key_hash);
+    CHECK_INT(keycache_get(kc, k.uid, NULL, NULL), 0); /* cached path */
+    CHECK_INT(keycache_get(kc, "0123456789abcdef0123456789abcdef", secret, NULL), -1);
+    CHECK_INT(keycache_get(kc, "not-hex", secret, NULL), -1);
+    /* delete: the store first, then forget; the cache must not answer from memory */
+    store_key d;
+    CHECK_INT(store_key_delete(s, a.id, k.uid, &d), STORE_OK);
+    store_key_clear(&d);
+    keycache_forget(kc, k.uid);
+    CHECK_INT(keycache_get(kc, k.uid, secret, NULL), -1);
+    /* the cred_lookup adapter */
+    cred_lookup lk = keycache_lookup(kc);
+    CHECK_INT(lk.key_secret(lk.ctx, k.uid, secret), -1);
+    store_key_clear(&k);
+    store_account_clear(&a);
+    keycache_free(kc);
+    store_close(s);
+}
+
+static void t_many_keys_grow(void)
+{
+    char *err = NULL;
+    store *s = store_open(":memory:", &err);
+    CHECK(s);
+    keycache *kc = keycache_new(s);
+    store_account a;
+    CHECK_INT(store_account_create(s, "a", 1, &a), STORE_OK);
+    char uids[300][33];
+    for (int i = 0; i < 300; i++) {
+        store_key k;
+        char bearer[65];
+        CHECK_INT(store_key_create(s, a.id, "", 1000, 1, &k, bearer), STORE_OK);
+        memcpy(uids[i], k.uid, 33);
+        CHECK_INT(keycache_get(kc, k.uid, NULL, NULL), 0);
+        store_key_clear(&k);
+    }
+    for (int i = 0; i < 300; i++)
+        CHECK_INT(keycache_get(kc, uids[i], NULL, NULL), 0);
+    store_account_clear(&a);
+    keycache_free(kc);
+    store_close(s);
+}
+
+static void t_revocations(void)
+{
+    char *err = NULL;
+    store *s = store_open(":memory:", &err);
+    CHECK(s);
+    CHECK_INT(store_revoke_add(s, "k", "persisted-user", 500), STORE_OK);
+    CHECK_INT(store_revoke_add(s, "k", "old-user", 50), STORE_OK);
+    keycache *kc = keycache_new(s);
+    CHECK_INT(keycache_load_revocations(kc, 100), 0);
+    CHECK(keycache_is_revoked(kc, "persisted-user", 14));
+    CHECK(!keycache_is_revoked(kc, "old-user", 8)); /* already expired at load */
+    CHECK(!keycache_is_revoked(kc, "other", 5));
+    keycache_revoke(kc, "live", 4, 200);
+    keycache_revoke(kc, "live", 4, 200);
+    CHECK(keycache_is_revoked(kc, "live", 4));
+    CHECK_INT(keycache_purge(kc, 199), 0);
+    CHECK_INT(keycache_purge(kc, 200), 1);
+    CHECK(!keycache_is_revoked(kc, "live", 4));
+    CHECK(keycache_is_revoked(kc, "persisted-user", 14));
+    keycache_free(kc);
+    store_close(s);
+}
+
+int main(void)
+{
+    TK_RUN(t_keys_follow_store);
+    TK_RUN(t_many_keys_grow);
+    TK_RUN(t_revocations);
+    return tk_test_summary();
+}
