@@ -48,6 +48,13 @@ void util_rfc3339_ms(int64_t unix_ms, char out[32]);
  * (U+0000-001F, U+007F, U+0080-009F). */
 bool util_utf8_valid_no_cc(const char *s, size_t len);
 
+/* Parses "host:port", "[v6]:port" or ":port" (IPv4 any) into a sockaddr (numeric hosts
+ * only); *len gets the sockaddr length. 0 ok, -1 malformed. */
+struct sockaddr_storage;
+int util_parse_addr(const char *s, struct sockaddr_storage *out, unsigned *len);
+/* "1.2.3.4:5" / "[::1]:5" into out (>= 64 bytes). */
+void util_format_addr(const struct sockaddr_storage *ss, char *out, size_t cap);
+
 /* Parses a duration "90", "90s", "15m", "12h", "30d" into seconds; -1 if malformed or <= 0. */
 int64_t util_parse_duration(const char *s);
 
