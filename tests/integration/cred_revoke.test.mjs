@@ -1,0 +1,186 @@
+// Credential plane: revoke (idempotent 204, 404 for another key's username, 400 for a
+// malformed one) and persistence of revocations across a restart (checked in SQLite).
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { fixture, startServer } from './lib/server.mjs';
+
+const sql = (data, q) => execFileSync('sqlite3', [`${data}/turnkey.db`, q], { encoding: 'utf8' }).trim();
+const revocations = (data) => Number(sql(data, 'select count(*) from revocations'));
+
+async function createKey(f, name = 'k') {
+  const res = await fetch(`${f.base}/accounts/${f.account}/calls/turn_keys`, {
+    method: 'POST', headers: { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ name }),
+  });
+  assert.equal(res.status, 201);
+  const { result } = await res.json();
+  return { uid: result.uid, key: result.key };
+}
+
+async function mint(url, k, body = { ttl: 600 }) {
+  const res = await fetch(`${url}/v1/turn/keys/${k.uid}/credentials/generate-ice-servers`, {
+    method: 'POST', headers: { authorization: `Bearer ${k.key}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  assert.equal(res.status, 201);
+  return (await res.json()).iceServers[1].username;
+}
+
+async function revoke(url, k, username, { bearer = k.key, method = 'POST' } = {}) {
+  const res = await fetch(`${url}/v1/turn/keys/${k.uid}/credentials/${username}/revoke`, {
+    method, headers: { authorization: `Bearer ${bearer}` },
+  });
+  const text = await res.text();
+  return { status: res.status, headers: res.headers, text, json: text ? JSON.parse(text) : undefined };
+}
+
+function assertJsonError(r, status, code) {
+  assert.equal(r.status, status, r.text);
+  assert.match(r.headers.get('content-type') ?? '', /^application\/json/);
+  assert.equal(r.json.success, false);
+  assert.equal(r.json.errors[0].code, code, r.text);
+}
+
+describe('credential plane: revoke', () => {
+  let f, k, k2;
+  before(async () => {
+    f = await fixture();
+    k = await createKey(f, 'a');
+    k2 = await createKey(f, 'b');
+  });
+  after(async () => { await f?.close(); });
+
+  test('revoke → 204 with an empty body; again → 204; one row stored', async () => {
+    const before = revocations(f.data);
+    const u = await mint(f.url, k);
+    const r1 = await revoke(f.url, k, u);
+    assert.equal(r1.status, 204);
+    assert.equal(r1.text, '');
+    assert.equal(revocations(f.data), before + 1);
+    const r2 = await revoke(f.url, k, u);
+    assert.equal(r2.status, 204);
+    assert.equal(r2.text, '');
+    assert.equal(revocations(f.data), before + 1, 'idempotent: no second row');
+  });
+
+  test('revoke works for usernames with a customIdentifier (":" and "." in the path)', async () => {
+    const u = await mint(f.url, k, { ttl: 600, customIdentifier: 'room-42:user.7' });
+    assert.ok(u.endsWith(':room-42:user.7'));
+    assert.equal((await revoke(f.url, k, u)).status, 204);
+    // percent-encoded form of the same username is the same credential
+    assert.equal((await revoke(f.url, k, encodeURIComponent(u))).status, 204);
+  });
+
+  test('legacy generate usernames can be revoked too', async () => {
+    const res = await fetch(`${f.url}/v1/turn/keys/${k.uid}/credentials/generate`, {
+      method: 'POST', headers: { authorization: `Bearer ${k.key}` },
+    });
+    assert.equal(res.status, 201);
+    const u = (await res.json()).iceServers.username;
+    assert.equal((await revoke(f.url, k, u)).status, 204);
+  });
+
+  test('a username minted by another key, under this key\'s path → 404 (nothing stored)', async () => {
+    const before = revocations(f.data);
+    const other = await mint(f.url, k2);
+    assertJsonError(await revoke(f.url, k, other), 404, 10004);
+    assert.equal(revocations(f.data), before);
+    // and the other key can still revoke its own credential
+    assert.equal((await revoke(f.url, k2, other)).status, 204);
+  });
+
+  test('a well-formed username with this key id but a forged tag → 404', async () => {
+    const u = await mint(f.url, k);
+    const parts = u.split(':');
+    parts[2] = parts[2].replace(/^./, (c) => (c === '0' ? '1' : '0'));
+    assertJsonError(await revoke(f.url, k, parts.join(':')), 404, 10004);
+    // changing the expiry breaks the tag as well
+    const p2 = u.split(':');
+    p2[0] = String(Number(p2[0]) + 1);
+    assertJsonError(await revoke(f.url, k, p2.join(':')), 404, 10004);
+  });
+
+  test('malformed usernames → 400', async () => {
+    const u = await mint(f.url, k);
+    for (const bad of ['nope', `0${u}`, `${u}:`, u.toUpperCase(), `${u}%00`, '%zz', 'x'.repeat(300)]) {
+      assertJsonError(await revoke(f.url, k, bad), 400, 10001);
+    }
+  });
+
+  test('wrong bearer → 401; GET on revoke → 405 with Allow: POST', async () => {
+    const u = await mint(f.url, k);
+    const r = await revoke(f.url, k, u, { bearer: k2.key });
+    assertJsonError(r, 401, 10000);
+    for (const method of ['GET', 'PUT', 'DELETE']) {
+      const g = await revoke(f.url, k, u, { method });
+      assertJsonError(g, 405, 10005);
+      assert.equal(g.headers.get('allow'), 'POST');
+    }
+  });
+
+  test('revoking an already-expired credential → 204 and stores nothing', async () => {
+    const u = await mint(f.url, k, { ttl: 1 });
+    const expiry = Number(u.split(':')[0]);
+    const deadline = Date.now() + 5000;
+    while (Math.floor(Date.now() / 1000) < expiry && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 50));
+    const before = revocations(f.data);
+    assert.equal((await revoke(f.url, k, u)).status, 204);
+    assert.equal(revocations(f.data), before);
+  });
+
+  test('deleting a key drops its revocations', async () => {
+    const k3 = await createKey(f, 'c');
+    const u = await mint(f.url, k3);
+    assert.equal((await revoke(f.url, k3, u)).status, 204);
+    assert.equal(Number(sql(f.data, `select count(*) from revocations where key_uid='${k3.uid}'`)), 1);
+    const del = await fetch(`${f.base}/accounts/${f.account}/calls/turn_keys/${k3.uid}`, {
+      method: 'DELETE', headers: { authorization: `Bearer ${f.token}` },
+    });
+    assert.equal(del.status, 200);
+    assert.equal(Number(sql(f.data, `select count(*) from revocations where key_uid='${k3.uid}'`)), 0);
+  });
+
+  test('server stops with exit code 0', async () => {
+    const r = await f.stop();
+    assert.equal(r.code, 0, `server exit status — stderr:\n${f.stderr()}`);
+  });
+});
+
+describe('credential plane: revocations survive a restart', () => {
+  test('revoke, stop, start on the same data: the row is still there and revoke again → 204', async () => {
+    const f = await fixture({ keepData: true });
+    let s2;
+    try {
+      const k = await createKey(f);
+      const u = await mint(f.url, k);
+      // minted, never revoked (a distinct cid: identical inputs in the same second mint the same username)
+      const other = await mint(f.url, k, { ttl: 600, customIdentifier: 'other' });
+      assert.equal((await revoke(f.url, k, u)).status, 204);
+      const r1 = await f.stop();
+      assert.equal(r1.code, 0, `first server exit status — stderr:\n${f.stderr()}`);
+
+      s2 = await startServer({ data: f.data });
+      assert.equal(revocations(f.data), 1, 'one revocation persisted');
+      assert.equal(Number(sql(f.data, `select count(*) from revocations where key_uid='${k.uid}'`)), 1);
+      // the stored row is for u (expiry must match the username's)
+      assert.equal(Number(sql(f.data, 'select expires from revocations')), Number(u.split(':')[0]));
+      const again = await revoke(s2.url, k, u);
+      assert.equal(again.status, 204);
+      assert.equal(again.text, '');
+      assert.equal(revocations(f.data), 1, 'still exactly one row');
+      // the key still mints after the restart
+      assert.match(await mint(s2.url, k), new RegExp(`^[0-9]+:${k.uid}:`));
+      assert.equal((await revoke(s2.url, k, other)).status, 204);
+      assert.equal(revocations(f.data), 2);
+      const r2 = await s2.stop();
+      assert.equal(r2.code, 0, `second server exit status — stderr:\n${s2.stderr()}`);
+    } finally {
+      await f.stop();
+      if (s2) await s2.stop();
+      rmSync(f.data, { recursive: true, force: true });
+    }
+  });
+});
