@@ -268,7 +268,7 @@ static int split_hostport(const char *s, char *host, size_t cap, long *port)
     }
     char *end;
     *port = strtol(colon + 1, &end, 10);
-    return (colon[1] && !*end && *port > 0 && *port <= 65535) ? 0 : -1;
+    return (colon[1] && !*end && *port >= 0 && *port <= 65535) ? 0 : -1;
 }
 
 static char *url_host(const char *h)
