@@ -40,12 +40,19 @@ enum turn_auth_rc {
     TURN_AUTH_EXPIRED = -2 /* expired credential: 401 */
 };
 
+/* relay_open failures. */
+enum turn_relay_rc { TURN_RELAY_ERR_CAPACITY = -1, TURN_RELAY_ERR_FAMILY = -2 };
+
+/* The ops below are called synchronously from turn_server_* and must not call back into the
+ * same turn_server. */
 typedef struct turn_ops {
     /* Send bytes to the client of t (UDP: from t->server to t->client; TCP/TLS: append to
      * connection t->conn_id). Stream framing/padding is already in buf. */
     void (*send_client)(void *ctx, const turn_5tuple *t, const uint8_t *buf, size_t len);
     /* Open a UDP relay socket of `family` (AF_INET/AF_INET6) for allocation alloc_id; fill
-     * the bound relayed address. 0 ok; -1 when no port/address is available (→ 508). */
+     * the bound relayed address. 0 ok; -1 (TURN_RELAY_ERR_CAPACITY) when no port/address is
+     * available (→ 508); TURN_RELAY_ERR_FAMILY when this server has no relay address of that
+     * family (→ 440). Any other negative value is treated as -1. */
     int (*relay_open)(void *ctx, uint64_t alloc_id, int family, struct sockaddr_storage *relayed);
     void (*relay_close)(void *ctx, uint64_t alloc_id);
     /* Send one datagram from alloc_id's relay socket to peer. */

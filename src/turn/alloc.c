@@ -1,0 +1,193 @@
+/* turn/alloc.c: the allocation table — a hash map keyed by the canonical 5-tuple (client
+ * messages) and one keyed by alloc_id (peer datagrams), per-username counts for the quota, a
+ * list of all allocations for the rare lifecycle scans — plus removal and the timer loop. */
+#include "internal.h"
+
+#include "turnkey/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t hash_id(const turn_server *s, uint64_t id)
+{
+    return turn__siphash(s->hash_key, &id, sizeof id);
+}
+
+turn__alloc *turn__alloc_find_tuple(const turn_server *s, const turn_5tuple *t)
+{
+    uint8_t key[TURN__TUPLE_KEY_LEN];
+    turn__tuple_key(t, key);
+    uint64_t h = turn__siphash(s->hash_key, key, sizeof key);
+    for (turn__hnode *n = turn__hmap_chain(&s->by_tuple, h); n; n = n->next) {
+        turn__alloc *a = TURN__CONTAINER_OF(n, turn__alloc, by_tuple);
+        if (n->hash == h && memcmp(a->tuple_key, key, sizeof key) == 0)
+            return a;
+    }
+    return NULL;
+}
+
+turn__alloc *turn__alloc_find_id(const turn_server *s, uint64_t id)
+{
+    uint64_t h = hash_id(s, id);
+    for (turn__hnode *n = turn__hmap_chain(&s->by_id, h); n; n = n->next) {
+        turn__alloc *a = TURN__CONTAINER_OF(n, turn__alloc, by_id);
+        if (n->hash == h && a->id == id)
+            return a;
+    }
+    return NULL;
+}
+
+turn__user *turn__user_get(turn_server *s, const uint8_t *name, size_t len, bool create)
+{
+    uint64_t h = turn__siphash(s->hash_key, name, len);
+    for (turn__hnode *n = turn__hmap_chain(&s->users, h); n; n = n->next) {
+        turn__user *u = TURN__CONTAINER_OF(n, turn__user, node);
+        if (n->hash == h && u->len == len && memcmp(u->name, name, len) == 0)
+            return u;
+    }
+    if (!create)
+        return NULL;
+    turn__user *u = util_xcalloc(1, sizeof *u + len);
+    u->len = len;
+    memcpy(u->name, name, len);
+    turn__hmap_insert(&s->users, &u->node, h);
+    return u;
+}
+
+bool turn__same_user(const turn__alloc *a, const uint8_t *user, size_t len)
+{
+    return a->user->len == len && memcmp(a->user->name, user, len) == 0;
+}
+
+turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user *u)
+{
+    turn__alloc *a = util_xcalloc(1, sizeof *a);
+    a->id = s->next_id++;
+    a->tuple = *t;
+    turn__tuple_key(t, a->tuple_key);
+    a->user = u;
+    u->count++;
+    a->timer.kind = TURN__T_ALLOC;
+    turn__hmap_insert(&s->by_tuple, &a->by_tuple,
+                      turn__siphash(s->hash_key, a->tuple_key, sizeof a->tuple_key));
+    turn__hmap_insert(&s->by_id, &a->by_id, hash_id(s, a->id));
+    a->next = s->allocs;
+    if (s->allocs)
+        s->allocs->prev = a;
+    s->allocs = a;
+    return a;
+}
+
+void turn__alloc_remove(turn_server *s, turn__alloc *a, bool relay_opened)
+{
+    while (a->perms)
+        turn__perm_remove(s, a->perms);
+    while (a->chans)
+        turn__chan_remove(s, a->chans);
+    timer_cancel(&s->timers, &a->timer.e);
+    turn__hmap_remove(&s->by_tuple, &a->by_tuple);
+    turn__hmap_remove(&s->by_id, &a->by_id);
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        s->allocs = a->next;
+    if (a->next)
+        a->next->prev = a->prev;
+    if (relay_opened)
+        s->ops.relay_close(s->ops.ctx, a->id);
+    if (--a->user->count == 0) {
+        turn__hmap_remove(&s->users, &a->user->node);
+        free(a->user);
+    }
+    explicit_bzero(a->key, sizeof a->key);
+    free(a->resp);
+    free(a);
+}
+
+void turn__alloc_schedule(turn_server *s, turn__alloc *a, int64_t expires_ms)
+{
+    a->expires_ms = expires_ms;
+    timer_schedule(&s->timers, &a->timer.e, expires_ms);
+}
+
+void turn_server_conn_closed(turn_server *s, const turn_5tuple *t, int64_t now_ms)
+{
+    (void)now_ms;
+    if (!s || !t)
+        return;
+    turn__alloc *a = turn__alloc_find_tuple(s, t);
+    if (a)
+        turn__alloc_remove(s, a, true);
+}
+
+int64_t turn_server_next_deadline(const turn_server *s)
+{
+    return s ? timer_peek_deadline(&s->timers) : INT64_MAX;
+}
+
+void turn_server_tick(turn_server *s, int64_t now_ms)
+{
+    if (!s)
+        return;
+    for (timer_entry *e; (e = timer_pop_expired(&s->timers, now_ms)) != NULL;) {
+        turn__timer *t = TURN__CONTAINER_OF(e, turn__timer, e);
+        switch (t->kind) {
+        case TURN__T_ALLOC:
+            turn__alloc_remove(s, TURN__CONTAINER_OF(t, turn__alloc, timer), true);
+            break;
+        case TURN__T_PERM: turn__perm_remove(s, TURN__CONTAINER_OF(t, turn__perm, timer)); break;
+        case TURN__T_CHAN:
+            turn__chan_expired(s, TURN__CONTAINER_OF(t, turn__chan, timer), now_ms);
+            break;
+        default: break;
+        }
+    }
+}
+
+/* Lifecycle events are rare (an operator deletes a key, revokes a credential): a scan over
+ * every allocation is cheaper than keeping two more indexes current on every Allocate. */
+size_t turn_server_key_deleted(turn_server *s, const char *key_id, int64_t now_ms)
+{
+    (void)now_ms;
+    size_t n = 0;
+    if (!s || !key_id || !key_id[0])
+        return 0;
+    for (turn__alloc *a = s->allocs, *next; a; a = next) {
+        next = a->next;
+        if (strcmp(a->info.key_id, key_id) == 0) {
+            turn__alloc_remove(s, a, true);
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, size_t len,
+                                      int64_t now_ms)
+{
+    (void)now_ms;
+    size_t n = 0;
+    if (!s || !username)
+        return 0;
+    for (turn__alloc *a = s->allocs, *next; a; a = next) {
+        next = a->next;
+        if (turn__same_user(a, username, len)) {
+            turn__alloc_remove(s, a, true);
+            n++;
+        }
+    }
+    return n;
+}
+
+void turn_server_stats(const turn_server *s, turn_stats *out)
+{
+    if (!out)
+        return;
+    memset(out, 0, sizeof *out);
+    if (!s)
+        return;
+    *out = s->stats;
+    out->allocations = s->by_id.count;
+    out->permissions = s->n_perms;
+    out->channels = s->n_chans;
+}

@@ -1,0 +1,116 @@
+/* turn/data.c: the relay paths (RFC 8656 §10-§12).
+ *
+ * Client → peer: a Send indication (XOR-PEER-ADDRESS + DATA) or a ChannelData message on a
+ * bound, non-cooling channel. Either needs a permission for the peer's IP and a peer the
+ * policy allows; anything else is dropped silently (indications never get responses). The
+ * permission is also required on channels, so a channel whose permission lapsed stops
+ * relaying until a ChannelBind or CreatePermission refreshes it.
+ *
+ * Peer → client: needs a permission for the peer's IP; a channel bound to the peer's exact
+ * IP:port gives ChannelData (padded to a multiple of 4 on TCP/TLS), otherwise a Data
+ * indication (XOR-PEER-ADDRESS + DATA, no integrity). Both are built in the server's scratch
+ * buffer, which fits any UDP payload; a Data indication that cannot fit is dropped. */
+#include "internal.h"
+
+#include <string.h>
+
+static bool may_send(const turn_server *s, const turn__alloc *a, const struct sockaddr *peer)
+{
+    return turn__family_ok(a, peer) && turn__perm_find(s, a, peer) &&
+           peer_allowed(s->cfg.peers, peer);
+}
+
+static void to_peer(turn_server *s, const turn__alloc *a, const struct sockaddr *peer,
+                    const uint8_t *data, size_t len)
+{
+    s->ops.send_peer(s->ops.ctx, a->id, peer, data, len);
+    s->stats.packets_to_peer++;
+    s->stats.bytes_to_peer += len;
+}
+
+static void to_client(turn_server *s, const turn__alloc *a, const uint8_t *buf, size_t len,
+                      size_t payload)
+{
+    s->ops.send_client(s->ops.ctx, &a->tuple, buf, len);
+    s->stats.packets_to_client++;
+    s->stats.bytes_to_client += payload;
+}
+
+void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m)
+{
+    struct sockaddr_storage peer;
+    const uint8_t *data;
+    size_t len;
+    turn__alloc *a = turn__alloc_find_tuple(s, t);
+    if (!a || stun_get_xor_address(m, STUN_ATTR_XOR_PEER_ADDRESS, &peer) != STUN_OK ||
+        stun_get_data(m, &data, &len) != STUN_OK)
+        return;
+    if (may_send(s, a, (const struct sockaddr *)&peer))
+        to_peer(s, a, (const struct sockaddr *)&peer, data, len);
+}
+
+void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf,
+                              size_t len)
+{
+    uint16_t num;
+    const uint8_t *data;
+    size_t dlen;
+    if (stun_channeldata_parse(buf, len, &num, &data, &dlen) != STUN_OK)
+        return;
+    turn__alloc *a = turn__alloc_find_tuple(s, t);
+    turn__chan *c = a ? turn__chan_by_num(s, a, num) : NULL;
+    if (!c || c->cooling)
+        return;
+    const struct sockaddr *peer = (const struct sockaddr *)&c->peer;
+    if (may_send(s, a, peer))
+        to_peer(s, a, peer, data, dlen);
+}
+
+/* A fresh transaction id for a Data indication: SipHash of a counter under the server's
+ * hash key (unpredictable to clients, deterministic for tests). */
+static void indication_txid(turn_server *s, uint8_t txid[STUN_TXID_SIZE])
+{
+    uint64_t ctr[2] = {s->stats.packets_to_client, s->next_id};
+    uint64_t h1 = turn__siphash(s->hash_key, ctr, sizeof ctr);
+    ctr[0] = ~ctr[0];
+    uint64_t h2 = turn__siphash(s->hash_key, ctr, sizeof ctr);
+    memcpy(txid, &h1, 8);
+    memcpy(txid + 8, &h2, 4);
+}
+
+static void data_indication(turn_server *s, const turn__alloc *a, const struct sockaddr *peer,
+                            const uint8_t *data, size_t len)
+{
+    uint8_t txid[STUN_TXID_SIZE];
+    stun_builder b;
+    indication_txid(s, txid);
+    stun_builder_begin(&b, s->scratch, TURN__SCRATCH_CAP,
+                       stun_type(STUN_METHOD_DATA, STUN_CLASS_INDICATION), txid);
+    stun_builder_add_xor_address(&b, STUN_ATTR_XOR_PEER_ADDRESS, peer);
+    stun_builder_add(&b, STUN_ATTR_DATA, data, len);
+    int n = stun_builder_finish(&b);
+    if (n > 0)
+        to_client(s, a, s->scratch, (size_t)n, len);
+}
+
+void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
+                            const uint8_t *buf, size_t len, int64_t now_ms)
+{
+    (void)now_ms;
+    if (!s || !peer || (!buf && len))
+        return;
+    turn__alloc *a = turn__alloc_find_id(s, alloc_id);
+    if (!a || !turn__family_ok(a, peer) || !turn__perm_find(s, a, peer))
+        return;
+    turn__chan *c = turn__chan_by_peer(s, a, peer);
+    if (!c || c->cooling) {
+        data_indication(s, a, peer, buf, len);
+        return;
+    }
+    if (len > 0xFFFF)
+        return;
+    int n = stun_channeldata_build(s->scratch, TURN__SCRATCH_CAP, c->number, buf, len,
+                                   a->tuple.proto != TURN_PROTO_UDP);
+    if (n > 0)
+        to_client(s, a, s->scratch, (size_t)n, len);
+}

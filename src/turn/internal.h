@@ -1,0 +1,219 @@
+/* turn/internal.h: structures and cross-file helpers of the TURN state machine.
+ *
+ * Files:
+ *   hmap.c      intrusive chained hash map + SipHash-2-4 (keyed, so clients cannot flood buckets)
+ *   nonce.c     stateless nonces bound to the 5-tuple
+ *   reply.c     response building (SOFTWARE, MI, MI-SHA256, FINGERPRINT) and sending
+ *   server.c    turn_server_new/free, input dispatch, Binding, long-term credential check
+ *   alloc.c     allocation table (by 5-tuple and by id), quota, removal, lifecycle scans, timers
+ *   allocate.c  Allocate and Refresh
+ *   perm_chan.c permissions and channels, CreatePermission and ChannelBind
+ *   data.c      Send indication, ChannelData, peer input (Data indication / ChannelData out)
+ *
+ * Nothing here calls back into the server from an ops callback: ops must not re-enter the
+ * turn_server they were called from. */
+#ifndef TURNKEY_TURN_INTERNAL_H
+#define TURNKEY_TURN_INTERNAL_H
+
+#include "turnkey/stun.h"
+#include "turnkey/timer.h"
+#include "turnkey/turn.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- limits --------------------------------------------------------------------------- */
+
+#define TURN__MAX_PERMS_PER_ALLOC 512  /* more → 508 on CreatePermission / ChannelBind */
+#define TURN__CHANNEL_COOLDOWN_MS 300000 /* RFC 8656 §12: number/peer not reusable for 5 min */
+#define TURN__REPLY_CAP 1536           /* responses are built on the stack in this much */
+#define TURN__SCRATCH_CAP (STUN_HEADER_SIZE + 65535 + 64) /* Data indications / ChannelData */
+#define TURN__TUPLE_KEY_LEN 48
+#define TURN__NONCE_LEN 40 /* 16 hex chars of expiry (ms) + 24 hex chars of MAC */
+
+/* ---- hash map ------------------------------------------------------------------------- */
+
+typedef struct turn__hnode {
+    struct turn__hnode *next;
+    uint64_t hash;
+} turn__hnode;
+
+typedef struct turn__hmap {
+    turn__hnode **buckets;
+    size_t n_buckets; /* power of two */
+    size_t count;
+} turn__hmap;
+
+uint64_t turn__siphash(const uint8_t key[16], const void *data, size_t len);
+void turn__hmap_init(turn__hmap *m);
+void turn__hmap_dispose(turn__hmap *m);
+void turn__hmap_insert(turn__hmap *m, turn__hnode *n, uint64_t hash);
+void turn__hmap_remove(turn__hmap *m, turn__hnode *n);
+/* First node of the chain that may hold hash; walk ->next and compare hash and key. */
+turn__hnode *turn__hmap_chain(const turn__hmap *m, uint64_t hash);
+
+#define TURN__CONTAINER_OF(ptr, type, member) \
+    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* ---- timers: one heap, entries tagged with their owner's kind --------------------------- */
+
+enum { TURN__T_ALLOC = 1, TURN__T_PERM = 2, TURN__T_CHAN = 3 };
+
+typedef struct turn__timer {
+    timer_entry e;
+    uint8_t kind;
+} turn__timer;
+
+/* ---- objects -------------------------------------------------------------------------- */
+
+typedef struct turn__user {
+    turn__hnode node;
+    size_t count; /* live allocations */
+    size_t len;
+    uint8_t name[]; /* username bytes */
+} turn__user;
+
+typedef struct turn__perm {
+    turn__hnode node;
+    struct turn__alloc *alloc;
+    struct turn__perm *prev, *next; /* the allocation's list */
+    uint8_t key[25];                /* alloc id (8) + family (1) + IP (16) */
+    turn__timer timer;
+} turn__perm;
+
+typedef struct turn__chan {
+    turn__hnode by_num, by_peer;
+    struct turn__alloc *alloc;
+    struct turn__chan *prev, *next; /* the allocation's list */
+    uint16_t number;
+    bool cooling; /* expired: kept only to block reuse for the cool-down */
+    struct sockaddr_storage peer;
+    uint8_t peer_key[27]; /* alloc id (8) + family (1) + IP (16) + port (2) */
+    turn__timer timer;
+} turn__chan;
+
+typedef struct turn__alloc {
+    turn__hnode by_tuple, by_id;
+    struct turn__alloc *prev, *next; /* every allocation (lifecycle scans, free) */
+    uint64_t id;
+    turn_5tuple tuple;
+    uint8_t tuple_key[TURN__TUPLE_KEY_LEN];
+    int family; /* of the relayed address */
+    struct sockaddr_storage relayed;
+    turn__user *user; /* quota record, also holds the username */
+    turn_auth_info info;
+    uint8_t key[32]; /* long-term key of the last authenticated request */
+    size_t keylen;
+    uint8_t txid[STUN_TXID_SIZE]; /* of the Allocate that created it */
+    uint8_t *resp;                /* its success response, resent on retransmission */
+    size_t resp_len;
+    int64_t expires_ms;
+    turn__timer timer;
+    turn__perm *perms;
+    turn__chan *chans;
+    size_t n_perms;
+} turn__alloc;
+
+struct turn_server {
+    turn_config cfg;
+    turn_ops ops;
+    char *realm, *software;
+    size_t realm_len, software_len;
+    uint8_t hash_key[16];
+    timer_heap timers;
+    turn__hmap by_tuple, by_id, users, perms, chans_by_num, chans_by_peer;
+    turn__alloc *allocs; /* list head */
+    uint64_t next_id;
+    size_t n_perms, n_chans; /* n_chans counts active (not cooling) channels */
+    turn_stats stats;
+    uint8_t *scratch; /* TURN__SCRATCH_CAP bytes for peer → client messages */
+};
+
+/* ---- one request in flight ------------------------------------------------------------ */
+
+typedef struct turn__req {
+    turn_server *s;
+    const turn_5tuple *t;
+    const stun_msg *m;
+    int64_t now_ms;
+    bool authed;     /* integrity verified: responses carry MI */
+    bool mi256;      /* the request used MESSAGE-INTEGRITY-SHA256 */
+    uint8_t key[32]; /* valid when authed */
+    size_t keylen;
+    const uint8_t *user;
+    size_t user_len;
+    turn_auth_info info;
+} turn__req;
+
+/* ---- reply.c -------------------------------------------------------------------------- */
+
+enum { TURN__WITH_NONCE = 1 }; /* error flag: add REALM + a fresh NONCE */
+
+/* Starts a response of class cls to r->m (SOFTWARE added when configured). */
+void turn__reply_begin(turn__req *r, stun_builder *b, uint8_t *buf, size_t cap, uint8_t cls);
+/* Adds MI (+ MI-SHA256) when authenticated, FINGERPRINT when the request had one, sends it.
+ * Returns the message length, or a negative STUN_ERR_* (nothing sent). */
+int turn__reply_send(turn__req *r, stun_builder *b);
+/* Builds and sends an error response. */
+void turn__reply_error(turn__req *r, int code, int flags);
+
+/* ---- nonce.c -------------------------------------------------------------------------- */
+
+void turn__nonce_make(const turn_server *s, const turn_5tuple *t, int64_t now_ms,
+                      char out[TURN__NONCE_LEN]);
+bool turn__nonce_check(const turn_server *s, const turn_5tuple *t, int64_t now_ms,
+                       const uint8_t *nonce, size_t len);
+/* Canonical bytes of a 5-tuple (proto, conn_id, both addresses), zero-padded. */
+void turn__tuple_key(const turn_5tuple *t, uint8_t out[TURN__TUPLE_KEY_LEN]);
+/* family (1) + IP (16) [+ port (2) if with_port] of sa into out; returns bytes written. */
+size_t turn__addr_key(const struct sockaddr *sa, bool with_port, uint8_t *out);
+
+/* ---- alloc.c -------------------------------------------------------------------------- */
+
+turn__alloc *turn__alloc_find_tuple(const turn_server *s, const turn_5tuple *t);
+turn__alloc *turn__alloc_find_id(const turn_server *s, uint64_t id);
+/* Quota record of username (creates it when create is set; NULL otherwise if absent). */
+turn__user *turn__user_get(turn_server *s, const uint8_t *name, size_t len, bool create);
+/* A new allocation, inserted in the tables, counted on its user; relay not opened yet. */
+turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user *u);
+/* Removes it from every table, frees its permissions and channels, closes the relay if
+ * relay_open had succeeded (relay_opened), releases the quota and frees it. */
+void turn__alloc_remove(turn_server *s, turn__alloc *a, bool relay_opened);
+/* (Re)schedules the allocation's expiry. */
+void turn__alloc_schedule(turn_server *s, turn__alloc *a, int64_t expires_ms);
+bool turn__same_user(const turn__alloc *a, const uint8_t *user, size_t len);
+
+/* ---- allocate.c ----------------------------------------------------------------------- */
+
+void turn__handle_allocate(turn__req *r);
+void turn__handle_refresh(turn__req *r, turn__alloc *a);
+/* Lifetime rule of RFC 8656 §7.2 / §8 for a requested value (absent → has = false). */
+uint32_t turn__lifetime(const turn_server *s, bool has, uint32_t requested);
+
+/* ---- perm_chan.c ---------------------------------------------------------------------- */
+
+void turn__handle_create_permission(turn__req *r, turn__alloc *a);
+void turn__handle_channel_bind(turn__req *r, turn__alloc *a);
+turn__perm *turn__perm_find(const turn_server *s, const turn__alloc *a,
+                            const struct sockaddr *peer);
+turn__chan *turn__chan_by_num(const turn_server *s, const turn__alloc *a, uint16_t num);
+turn__chan *turn__chan_by_peer(const turn_server *s, const turn__alloc *a,
+                               const struct sockaddr *peer);
+void turn__perm_remove(turn_server *s, turn__perm *p);
+void turn__chan_remove(turn_server *s, turn__chan *c);
+/* Timer expiry of a channel: active → cooling (rescheduled), cooling → removed. */
+void turn__chan_expired(turn_server *s, turn__chan *c, int64_t now_ms);
+
+/* ---- data.c --------------------------------------------------------------------------- */
+
+void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m);
+void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf,
+                              size_t len);
+
+/* ---- server.c ------------------------------------------------------------------------- */
+
+/* Peer address family matches the allocation's relay. */
+bool turn__family_ok(const turn__alloc *a, const struct sockaddr *peer);
+
+#endif

@@ -1,0 +1,87 @@
+/* turn/nonce.c: stateless nonces (RFC 8489 §9.2) and canonical 5-tuple / address keys.
+ *
+ * NONCE = hex(expiry_ms, 8 bytes) || hex(first 12 bytes of HMAC-SHA256(nonce_secret,
+ * expiry_ms || canonical 5-tuple)): 40 characters. A nonce is valid until its expiry and only
+ * on the 5-tuple (for TCP/TLS: the connection) it was issued to; nothing is stored. The
+ * nonce carries no RFC 8489 "obMatJos2" security-feature cookie: this server does not
+ * advertise PASSWORD-ALGORITHMS or USERHASH support (see server.c). */
+#include "internal.h"
+
+#include "turnkey/util.h"
+
+#include <openssl/hmac.h>
+#include <string.h>
+
+#define MAC_LEN 12
+
+size_t turn__addr_key(const struct sockaddr *sa, bool with_port, uint8_t *out)
+{
+    memset(out, 0, with_port ? 19 : 17);
+    uint16_t port = 0; /* network order, copied as bytes */
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+        out[0] = 4;
+        memcpy(out + 1, &s4->sin_addr, 4);
+        port = s4->sin_port;
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+        out[0] = 6;
+        memcpy(out + 1, &s6->sin6_addr, 16);
+        port = s6->sin6_port;
+    }
+    if (!with_port)
+        return 17;
+    memcpy(out + 17, &port, 2);
+    return 19;
+}
+
+void turn__tuple_key(const turn_5tuple *t, uint8_t out[TURN__TUPLE_KEY_LEN])
+{
+    memset(out, 0, TURN__TUPLE_KEY_LEN);
+    out[0] = (uint8_t)t->proto;
+    for (int i = 0; i < 8; i++)
+        out[1 + i] = (uint8_t)(t->conn_id >> (56 - 8 * i));
+    turn__addr_key((const struct sockaddr *)&t->client, true, out + 9);
+    turn__addr_key((const struct sockaddr *)&t->server, true, out + 28);
+}
+
+static void nonce_mac(const turn_server *s, const turn_5tuple *t, const uint8_t exp[8],
+                      uint8_t mac[MAC_LEN])
+{
+    uint8_t msg[8 + TURN__TUPLE_KEY_LEN], full[32];
+    unsigned int n = 0;
+    memcpy(msg, exp, 8);
+    turn__tuple_key(t, msg + 8);
+    if (!HMAC(EVP_sha256(), s->cfg.nonce_secret, sizeof s->cfg.nonce_secret, msg, sizeof msg,
+              full, &n))
+        memset(full, 0, sizeof full); /* cannot happen with a valid digest; fails closed */
+    memcpy(mac, full, MAC_LEN);
+}
+
+void turn__nonce_make(const turn_server *s, const turn_5tuple *t, int64_t now_ms,
+                      char out[TURN__NONCE_LEN])
+{
+    uint64_t exp = (uint64_t)(now_ms + (int64_t)s->cfg.nonce_lifetime_s * 1000);
+    uint8_t raw[8 + MAC_LEN];
+    char hex[2 * sizeof raw + 1];
+    for (int i = 0; i < 8; i++)
+        raw[i] = (uint8_t)(exp >> (56 - 8 * i));
+    nonce_mac(s, t, raw, raw + 8);
+    util_hex_encode(raw, sizeof raw, hex);
+    memcpy(out, hex, TURN__NONCE_LEN);
+}
+
+bool turn__nonce_check(const turn_server *s, const turn_5tuple *t, int64_t now_ms,
+                       const uint8_t *nonce, size_t len)
+{
+    uint8_t raw[8 + MAC_LEN], mac[MAC_LEN];
+    if (len != TURN__NONCE_LEN || util_hex_decode((const char *)nonce, sizeof raw, raw) != 0)
+        return false;
+    uint64_t exp = 0;
+    for (int i = 0; i < 8; i++)
+        exp = (exp << 8) | raw[i];
+    nonce_mac(s, t, raw, mac);
+    if (!util_ct_equal(mac, raw + 8, MAC_LEN))
+        return false;
+    return exp <= (uint64_t)INT64_MAX && (int64_t)exp > now_ms;
+}

@@ -1,0 +1,285 @@
+/* turn/perm_chan.c: permissions (RFC 8656 §9) and channels (§12), each in a server-wide hash
+ * map keyed by (alloc_id, peer IP) / (alloc_id, channel number) / (alloc_id, peer IP:port),
+ * linked into their allocation for removal, with their expiries in the timer heap.
+ *
+ * CreatePermission: every XOR-PEER-ADDRESS is decoded (none or malformed → 400), checked
+ * against the peer policy (any denied → 403) and the relay's family (→ 443) before any is
+ * installed. The port is ignored for permissions, so the policy check uses the given port or,
+ * when it is 0, a stand-in (the policy refuses port 0, which only matters when sending).
+ * Permissions are capped at TURN__MAX_PERMS_PER_ALLOC per allocation (→ 508).
+ *
+ * ChannelBind: CHANNEL-NUMBER outside 0x4000-0x4FFF or missing → 400; XOR-PEER-ADDRESS
+ * missing → 400; the number bound to another peer, or the peer to another number → 400;
+ * policy → 403; family → 443. Binding (or rebinding the same pair) lasts channel_s and
+ * installs/refreshes the permission for the peer's IP. An expired channel stays "cooling"
+ * for 5 minutes: it relays nothing, but its number and peer cannot be bound to anything else
+ * (rebinding the same pair revives it), as RFC 8656 §12 requires. */
+#include "internal.h"
+
+#include "turnkey/util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define PERM_KEY_LEN 25
+#define CHAN_PEER_KEY_LEN 27
+
+static void id_bytes(uint64_t id, uint8_t out[8])
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(id >> (56 - 8 * i));
+}
+
+static void perm_key(const turn__alloc *a, const struct sockaddr *peer, uint8_t k[PERM_KEY_LEN])
+{
+    id_bytes(a->id, k);
+    turn__addr_key(peer, false, k + 8);
+}
+
+static void chan_peer_key(const turn__alloc *a, const struct sockaddr *peer,
+                          uint8_t k[CHAN_PEER_KEY_LEN])
+{
+    id_bytes(a->id, k);
+    turn__addr_key(peer, true, k + 8);
+}
+
+static uint64_t chan_num_hash(const turn_server *s, const turn__alloc *a, uint16_t num)
+{
+    uint8_t k[10];
+    id_bytes(a->id, k);
+    k[8] = (uint8_t)(num >> 8);
+    k[9] = (uint8_t)num;
+    return turn__siphash(s->hash_key, k, sizeof k);
+}
+
+turn__perm *turn__perm_find(const turn_server *s, const turn__alloc *a,
+                            const struct sockaddr *peer)
+{
+    uint8_t k[PERM_KEY_LEN];
+    perm_key(a, peer, k);
+    uint64_t h = turn__siphash(s->hash_key, k, sizeof k);
+    for (turn__hnode *n = turn__hmap_chain(&s->perms, h); n; n = n->next) {
+        turn__perm *p = TURN__CONTAINER_OF(n, turn__perm, node);
+        if (n->hash == h && memcmp(p->key, k, sizeof k) == 0)
+            return p;
+    }
+    return NULL;
+}
+
+turn__chan *turn__chan_by_num(const turn_server *s, const turn__alloc *a, uint16_t num)
+{
+    uint64_t h = chan_num_hash(s, a, num);
+    for (turn__hnode *n = turn__hmap_chain(&s->chans_by_num, h); n; n = n->next) {
+        turn__chan *c = TURN__CONTAINER_OF(n, turn__chan, by_num);
+        if (n->hash == h && c->alloc == a && c->number == num)
+            return c;
+    }
+    return NULL;
+}
+
+turn__chan *turn__chan_by_peer(const turn_server *s, const turn__alloc *a,
+                               const struct sockaddr *peer)
+{
+    uint8_t k[CHAN_PEER_KEY_LEN];
+    chan_peer_key(a, peer, k);
+    uint64_t h = turn__siphash(s->hash_key, k, sizeof k);
+    for (turn__hnode *n = turn__hmap_chain(&s->chans_by_peer, h); n; n = n->next) {
+        turn__chan *c = TURN__CONTAINER_OF(n, turn__chan, by_peer);
+        if (n->hash == h && memcmp(c->peer_key, k, sizeof k) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static void perm_install(turn_server *s, turn__alloc *a, const struct sockaddr *peer,
+                         int64_t now_ms)
+{
+    turn__perm *p = turn__perm_find(s, a, peer);
+    if (!p) {
+        p = util_xcalloc(1, sizeof *p);
+        p->alloc = a;
+        perm_key(a, peer, p->key);
+        p->timer.kind = TURN__T_PERM;
+        turn__hmap_insert(&s->perms, &p->node, turn__siphash(s->hash_key, p->key, sizeof p->key));
+        p->next = a->perms;
+        if (a->perms)
+            a->perms->prev = p;
+        a->perms = p;
+        a->n_perms++;
+        s->n_perms++;
+    }
+    timer_schedule(&s->timers, &p->timer.e, now_ms + (int64_t)s->cfg.permission_s * 1000);
+}
+
+void turn__perm_remove(turn_server *s, turn__perm *p)
+{
+    turn__alloc *a = p->alloc;
+    timer_cancel(&s->timers, &p->timer.e);
+    turn__hmap_remove(&s->perms, &p->node);
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        a->perms = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    a->n_perms--;
+    s->n_perms--;
+    free(p);
+}
+
+void turn__chan_remove(turn_server *s, turn__chan *c)
+{
+    turn__alloc *a = c->alloc;
+    timer_cancel(&s->timers, &c->timer.e);
+    turn__hmap_remove(&s->chans_by_num, &c->by_num);
+    turn__hmap_remove(&s->chans_by_peer, &c->by_peer);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        a->chans = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (!c->cooling)
+        s->n_chans--;
+    free(c);
+}
+
+void turn__chan_expired(turn_server *s, turn__chan *c, int64_t now_ms)
+{
+    if (c->cooling) {
+        turn__chan_remove(s, c);
+        return;
+    }
+    c->cooling = true;
+    s->n_chans--;
+    timer_schedule(&s->timers, &c->timer.e, now_ms + TURN__CHANNEL_COOLDOWN_MS);
+}
+
+static turn__chan *chan_create(turn_server *s, turn__alloc *a, uint16_t num,
+                               const struct sockaddr_storage *peer)
+{
+    turn__chan *c = util_xcalloc(1, sizeof *c);
+    c->alloc = a;
+    c->number = num;
+    c->peer = *peer;
+    c->timer.kind = TURN__T_CHAN;
+    c->cooling = true; /* counted active by the caller's refresh */
+    chan_peer_key(a, (const struct sockaddr *)peer, c->peer_key);
+    turn__hmap_insert(&s->chans_by_num, &c->by_num, chan_num_hash(s, a, num));
+    turn__hmap_insert(&s->chans_by_peer, &c->by_peer,
+                      turn__siphash(s->hash_key, c->peer_key, sizeof c->peer_key));
+    c->next = a->chans;
+    if (a->chans)
+        a->chans->prev = c;
+    a->chans = c;
+    return c;
+}
+
+/* Policy check for a permission: the port does not matter, so port 0 is replaced. */
+static bool perm_peer_allowed(const turn_server *s, const struct sockaddr_storage *peer)
+{
+    struct sockaddr_storage p = *peer;
+    if (p.ss_family == AF_INET) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&p;
+        if (s4->sin_port == 0)
+            s4->sin_port = htons(9);
+    } else if (p.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&p;
+        if (s6->sin6_port == 0)
+            s6->sin6_port = htons(9);
+    }
+    return peer_allowed(s->cfg.peers, (const struct sockaddr *)&p);
+}
+
+static void reply_empty_success(turn__req *r)
+{
+    uint8_t buf[TURN__REPLY_CAP];
+    stun_builder b;
+    turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_SUCCESS);
+    turn__reply_send(r, &b);
+}
+
+/* Decodes every XOR-PEER-ADDRESS; returns 0 or an error code. */
+static int perm_peers(turn__req *r, const turn__alloc *a, struct sockaddr_storage *peers,
+                      size_t *n)
+{
+    *n = 0;
+    for (const stun_attr *at = stun_msg_find(r->m, STUN_ATTR_XOR_PEER_ADDRESS); at;
+         at = stun_msg_find_next(r->m, STUN_ATTR_XOR_PEER_ADDRESS, at)) {
+        if (stun_attr_xor_address(r->m, at, &peers[*n]) != STUN_OK)
+            return 400;
+        (*n)++;
+    }
+    if (*n == 0)
+        return 400;
+    for (size_t i = 0; i < *n; i++)
+        if (!perm_peer_allowed(r->s, &peers[i]))
+            return 403;
+    for (size_t i = 0; i < *n; i++)
+        if (!turn__family_ok(a, (const struct sockaddr *)&peers[i]))
+            return 443;
+    size_t fresh = 0;
+    for (size_t i = 0; i < *n; i++)
+        if (!turn__perm_find(r->s, a, (const struct sockaddr *)&peers[i]))
+            fresh++;
+    return a->n_perms + fresh > TURN__MAX_PERMS_PER_ALLOC ? 508 : 0;
+}
+
+void turn__handle_create_permission(turn__req *r, turn__alloc *a)
+{
+    struct sockaddr_storage peers[STUN_MAX_ATTRS];
+    size_t n;
+    int code = perm_peers(r, a, peers, &n);
+    if (code) {
+        turn__reply_error(r, code, 0);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        perm_install(r->s, a, (const struct sockaddr *)&peers[i], r->now_ms);
+    reply_empty_success(r);
+}
+
+/* ChannelBind validation; returns 0 or an error code, *existing = the channel to refresh. */
+static int bind_checks(turn__req *r, turn__alloc *a, uint16_t *num,
+                       struct sockaddr_storage *peer, turn__chan **existing)
+{
+    const struct sockaddr *pa = (const struct sockaddr *)peer;
+    if (stun_get_channel_number(r->m, num) != STUN_OK || !stun_channel_valid(*num))
+        return 400;
+    if (stun_get_xor_address(r->m, STUN_ATTR_XOR_PEER_ADDRESS, peer) != STUN_OK)
+        return 400;
+    turn__chan *by_num = turn__chan_by_num(r->s, a, *num);
+    turn__chan *by_peer = turn__chan_by_peer(r->s, a, pa);
+    if (by_num != by_peer)
+        return 400; /* number taken by another peer, or peer on another number */
+    if (!peer_allowed(r->s->cfg.peers, pa))
+        return 403;
+    if (!turn__family_ok(a, pa))
+        return 443;
+    if (!turn__perm_find(r->s, a, pa) && a->n_perms >= TURN__MAX_PERMS_PER_ALLOC)
+        return 508;
+    *existing = by_num;
+    return 0;
+}
+
+void turn__handle_channel_bind(turn__req *r, turn__alloc *a)
+{
+    turn_server *s = r->s;
+    uint16_t num;
+    struct sockaddr_storage peer;
+    turn__chan *c = NULL;
+    int code = bind_checks(r, a, &num, &peer, &c);
+    if (code) {
+        turn__reply_error(r, code, 0);
+        return;
+    }
+    if (!c)
+        c = chan_create(s, a, num, &peer);
+    if (c->cooling) {
+        c->cooling = false;
+        s->n_chans++;
+    }
+    timer_schedule(&s->timers, &c->timer.e, r->now_ms + (int64_t)s->cfg.channel_s * 1000);
+    perm_install(s, a, (const struct sockaddr *)&peer, r->now_ms);
+    reply_empty_success(r);
+}

@@ -1,0 +1,46 @@
+/* turn/reply.c: every response leaves through here, so the security attributes are added in
+ * one place: SOFTWARE (when configured) first, then MESSAGE-INTEGRITY (and
+ * MESSAGE-INTEGRITY-SHA256 when the request used it) once the request has been
+ * authenticated, then FINGERPRINT when the request carried one. */
+#include "internal.h"
+
+void turn__reply_begin(turn__req *r, stun_builder *b, uint8_t *buf, size_t cap, uint8_t cls)
+{
+    stun_builder_begin_response(b, buf, cap, r->m, cls);
+    if (r->s->software)
+        stun_builder_add(b, STUN_ATTR_SOFTWARE, r->s->software, r->s->software_len);
+}
+
+int turn__reply_send(turn__req *r, stun_builder *b)
+{
+    if (r->authed) {
+        stun_builder_add_integrity(b, r->key, r->keylen);
+        if (r->mi256)
+            stun_builder_add_integrity_sha256(b, r->key, r->keylen);
+    }
+    if (r->m->fp_off)
+        stun_builder_add_fingerprint(b);
+    int n = stun_builder_finish(b);
+    if (n > 0)
+        r->s->ops.send_client(r->s->ops.ctx, r->t, b->buf, (size_t)n);
+    return n;
+}
+
+void turn__reply_error(turn__req *r, int code, int flags)
+{
+    uint8_t buf[TURN__REPLY_CAP];
+    stun_builder b;
+    turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_ERROR);
+    stun_builder_add_error_code(&b, code, NULL);
+    if (code == 420)
+        stun_builder_add_unknown_attributes(
+            &b, r->m->unknown, r->m->n_unknown < STUN_MAX_UNKNOWN ? r->m->n_unknown
+                                                                  : STUN_MAX_UNKNOWN);
+    if (flags & TURN__WITH_NONCE) {
+        char nonce[TURN__NONCE_LEN];
+        turn__nonce_make(r->s, r->t, r->now_ms, nonce);
+        stun_builder_add(&b, STUN_ATTR_REALM, r->s->realm, r->s->realm_len);
+        stun_builder_add(&b, STUN_ATTR_NONCE, nonce, sizeof nonce);
+    }
+    turn__reply_send(r, &b);
+}

@@ -1,0 +1,278 @@
+/* turn/server.c: construction, input dispatch, Binding, and the long-term credential
+ * mechanism (RFC 8489 §9.2) that guards every TURN request.
+ *
+ * Authentication order (one decision per request, never cached):
+ *   no MESSAGE-INTEGRITY(-SHA256)            → 401 + REALM + NONCE
+ *   USERNAME, REALM or NONCE missing         → 400 (no REALM/NONCE, no MI)
+ *   REALM not ours                           → 401 + REALM + NONCE
+ *   NONCE not ours, expired or other 5-tuple → 438 + REALM + fresh NONCE
+ *   PASSWORD-ALGORITHM other than MD5/SHA-256→ 400
+ *   ops->auth not OK, or credential expired  → 401 + REALM + NONCE
+ *   integrity mismatch                       → 401 + REALM + NONCE
+ * The nonce is checked before ops->auth (RFC 8489 checks it after the integrity) so a replayed
+ * or foreign nonce never costs a credential lookup; a client only sees a 438 sooner.
+ * Key: MD5(username ":" realm ":" password), or SHA-256 of the same when the request carries
+ * PASSWORD-ALGORITHM = SHA-256. When the request has MESSAGE-INTEGRITY-SHA256 that attribute
+ * is checked, otherwise MESSAGE-INTEGRITY. USERHASH (username anonymity) is not supported: a
+ * request without USERNAME is a 400. The nonce advertises no security features, so clients
+ * are never required to send PASSWORD-ALGORITHM(S). */
+#include "internal.h"
+
+#include "turnkey/util.h"
+
+#include <openssl/hmac.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DEFAULT(field, v) \
+    do {                  \
+        if (!(field))     \
+            (field) = (v); \
+    } while (0)
+
+static bool config_ok(const turn_config *cfg, const turn_ops *ops)
+{
+    if (!cfg || !ops || !cfg->realm || !cfg->peers)
+        return false;
+    size_t rl = strlen(cfg->realm);
+    if (rl == 0 || rl > 763 || (cfg->software && strlen(cfg->software) > 763))
+        return false;
+    return ops->send_client && ops->relay_open && ops->relay_close && ops->send_peer &&
+           ops->auth;
+}
+
+turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops)
+{
+    if (!config_ok(cfg, ops))
+        return NULL;
+    turn_server *s = util_xcalloc(1, sizeof *s);
+    s->cfg = *cfg;
+    s->ops = *ops;
+    DEFAULT(s->cfg.nonce_lifetime_s, 600);
+    DEFAULT(s->cfg.alloc_default_s, 600);
+    DEFAULT(s->cfg.alloc_max_s, 3600);
+    DEFAULT(s->cfg.permission_s, 300);
+    DEFAULT(s->cfg.channel_s, 600);
+    DEFAULT(s->cfg.user_quota, 10);
+    DEFAULT(s->cfg.max_allocations, 100000);
+    s->realm = util_xstrdup(cfg->realm);
+    s->realm_len = strlen(s->realm);
+    s->cfg.realm = s->realm;
+    if (cfg->software) {
+        s->software = util_xstrdup(cfg->software);
+        s->software_len = strlen(s->software);
+        s->cfg.software = s->software;
+    }
+    /* The hash-table key is derived from the nonce secret so runs are reproducible. */
+    static const char label[] = "turnkey turn hash key";
+    uint8_t mac[32];
+    unsigned int n = 0;
+    if (!HMAC(EVP_sha256(), cfg->nonce_secret, sizeof cfg->nonce_secret,
+              (const uint8_t *)label, sizeof label - 1, mac, &n))
+        util_random(mac, sizeof mac);
+    memcpy(s->hash_key, mac, sizeof s->hash_key);
+    timer_heap_init(&s->timers);
+    turn__hmap_init(&s->by_tuple);
+    turn__hmap_init(&s->by_id);
+    turn__hmap_init(&s->users);
+    turn__hmap_init(&s->perms);
+    turn__hmap_init(&s->chans_by_num);
+    turn__hmap_init(&s->chans_by_peer);
+    s->next_id = 1;
+    s->scratch = util_xmalloc(TURN__SCRATCH_CAP);
+    return s;
+}
+
+void turn_server_free(turn_server *s)
+{
+    if (!s)
+        return;
+    while (s->allocs)
+        turn__alloc_remove(s, s->allocs, true);
+    turn__hmap_dispose(&s->by_tuple);
+    turn__hmap_dispose(&s->by_id);
+    turn__hmap_dispose(&s->users);
+    turn__hmap_dispose(&s->perms);
+    turn__hmap_dispose(&s->chans_by_num);
+    turn__hmap_dispose(&s->chans_by_peer);
+    timer_heap_dispose(&s->timers);
+    free(s->scratch);
+    free(s->realm);
+    free(s->software);
+    free(s);
+}
+
+bool turn__family_ok(const turn__alloc *a, const struct sockaddr *peer)
+{
+    return peer->sa_family == a->family;
+}
+
+static void handle_binding(turn__req *r)
+{
+    if (r->m->n_unknown) {
+        turn__reply_error(r, 420, 0);
+        return;
+    }
+    uint8_t buf[TURN__REPLY_CAP];
+    stun_builder b;
+    turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_SUCCESS);
+    stun_builder_add_xor_address(&b, STUN_ATTR_XOR_MAPPED_ADDRESS,
+                                 (const struct sockaddr *)&r->t->client);
+    turn__reply_send(r, &b);
+}
+
+/* The long-term key for this request's password algorithm. */
+static bool derive_key(turn__req *r, const char *password)
+{
+    uint16_t alg = STUN_PASSWORD_ALG_MD5;
+    const uint8_t *params, *realm = (const uint8_t *)r->s->realm;
+    size_t plen, rlen = r->s->realm_len, pwlen = strlen(password);
+    if (stun_has_attr(r->m, STUN_ATTR_PASSWORD_ALGORITHM))
+        stun_get_password_algorithm(r->m, &alg, &params, &plen);
+    if (alg == STUN_PASSWORD_ALG_SHA256) {
+        r->keylen = 32;
+        return stun_long_term_key_sha256(r->user, r->user_len, realm, rlen,
+                                         (const uint8_t *)password, pwlen, r->key) == STUN_OK;
+    }
+    r->keylen = 16;
+    return stun_long_term_key(r->user, r->user_len, realm, rlen, (const uint8_t *)password,
+                              pwlen, r->key) == STUN_OK;
+}
+
+/* Password algorithm acceptable: absent, MD5 or SHA-256 (well-formed). */
+static bool password_alg_ok(const stun_msg *m)
+{
+    if (!stun_has_attr(m, STUN_ATTR_PASSWORD_ALGORITHM))
+        return true;
+    uint16_t alg;
+    const uint8_t *params;
+    size_t plen;
+    if (stun_get_password_algorithm(m, &alg, &params, &plen) != STUN_OK)
+        return false;
+    return alg == STUN_PASSWORD_ALG_MD5 || alg == STUN_PASSWORD_ALG_SHA256;
+}
+
+/* Verifies the credential and the integrity; on failure sends the error and returns false. */
+static bool authenticate(turn__req *r)
+{
+    const stun_msg *m = r->m;
+    turn_server *s = r->s;
+    const uint8_t *realm, *nonce;
+    size_t rlen, nlen;
+    char password[128] = {0};
+    int code = 401, flags = TURN__WITH_NONCE;
+    bool ok = false;
+    if (!m->mi_off && !m->mi256_off)
+        goto fail;
+    if (stun_get_username(m, &r->user, &r->user_len) != STUN_OK ||
+        stun_get_realm(m, &realm, &rlen) != STUN_OK ||
+        stun_get_nonce(m, &nonce, &nlen) != STUN_OK) {
+        code = 400;
+        flags = 0;
+        goto fail;
+    }
+    if (rlen != s->realm_len || memcmp(realm, s->realm, rlen) != 0)
+        goto fail;
+    if (!turn__nonce_check(s, r->t, r->now_ms, nonce, nlen)) {
+        code = 438;
+        goto fail;
+    }
+    if (!password_alg_ok(m)) {
+        code = 400;
+        flags = 0;
+        goto fail;
+    }
+    memset(&r->info, 0, sizeof r->info);
+    int64_t now_s = r->now_ms / 1000;
+    if (s->ops.auth(s->ops.ctx, r->user, r->user_len, now_s, password, &r->info) != TURN_AUTH_OK)
+        goto fail;
+    password[sizeof password - 1] = '\0';
+    r->info.key_id[sizeof r->info.key_id - 1] = '\0';
+    if (r->info.expires > 0 && r->info.expires <= now_s)
+        goto fail; /* strict expiry even if the lookup let it through */
+    if (!derive_key(r, password))
+        goto fail;
+    int rc = m->mi256_off ? stun_check_integrity_sha256(m, r->key, r->keylen)
+                          : stun_check_integrity(m, r->key, r->keylen);
+    if (rc != STUN_OK)
+        goto fail;
+    r->authed = true;
+    r->mi256 = m->mi256_off != 0;
+    ok = true;
+    goto out;
+fail:
+    turn__reply_error(r, code, flags);
+out:
+    explicit_bzero(password, sizeof password);
+    return ok;
+}
+
+static void dispatch_authed(turn__req *r)
+{
+    turn_server *s = r->s;
+    if (r->m->method == STUN_METHOD_ALLOCATE) {
+        turn__handle_allocate(r);
+        return;
+    }
+    turn__alloc *a = turn__alloc_find_tuple(s, r->t);
+    if (!a) {
+        turn__reply_error(r, 437, 0);
+        return;
+    }
+    if (!turn__same_user(a, r->user, r->user_len)) {
+        turn__reply_error(r, 441, 0);
+        return;
+    }
+    a->info = r->info;
+    memcpy(a->key, r->key, r->keylen);
+    a->keylen = r->keylen;
+    switch (r->m->method) {
+    case STUN_METHOD_REFRESH: turn__handle_refresh(r, a); break;
+    case STUN_METHOD_CREATE_PERMISSION: turn__handle_create_permission(r, a); break;
+    default: turn__handle_channel_bind(r, a); break;
+    }
+}
+
+static void handle_request(turn_server *s, const turn_5tuple *t, const stun_msg *m,
+                           int64_t now_ms)
+{
+    turn__req r = {.s = s, .t = t, .m = m, .now_ms = now_ms};
+    switch (m->method) {
+    case STUN_METHOD_BINDING: handle_binding(&r); return;
+    case STUN_METHOD_ALLOCATE:
+    case STUN_METHOD_REFRESH:
+    case STUN_METHOD_CREATE_PERMISSION:
+    case STUN_METHOD_CHANNEL_BIND: break;
+    default: turn__reply_error(&r, 400, 0); return;
+    }
+    if (!authenticate(&r))
+        goto out;
+    if (m->n_unknown) {
+        turn__reply_error(&r, 420, 0);
+        goto out;
+    }
+    dispatch_authed(&r);
+out:
+    explicit_bzero(r.key, sizeof r.key);
+}
+
+void turn_server_input(turn_server *s, const turn_5tuple *t, const uint8_t *buf, size_t len,
+                       int64_t now_ms)
+{
+    if (!s || !t || !buf || len == 0)
+        return;
+    if (stun_is_channeldata(buf, len)) {
+        turn__handle_channeldata(s, t, buf, len);
+        return;
+    }
+    stun_msg m;
+    if (stun_parse(buf, len, &m) != STUN_OK)
+        return; /* garbage gets no answer */
+    if (m.fp_off && stun_check_fingerprint(&m) != STUN_OK)
+        return;
+    if (m.cls == STUN_CLASS_INDICATION && m.method == STUN_METHOD_SEND)
+        turn__handle_send(s, t, &m);
+    else if (m.cls == STUN_CLASS_REQUEST)
+        handle_request(s, t, &m, now_ms);
+    /* other indications, responses and errors from clients are ignored */
+}
