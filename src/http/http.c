@@ -24,7 +24,7 @@ struct http_server {
 
 typedef struct req_ctx {
     uint8_t *body;
-    size_t len;
+    size_t len, cap;
     size_t discarded;
     bool too_large;
 } req_ctx;
@@ -78,8 +78,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     if (*upload_size > 0) {
         size_t n = *upload_size;
         if (!rc->too_large && rc->len + n <= API_MAX_BODY) {
-            if (!rc->body)
-                rc->body = util_xmalloc(API_MAX_BODY);
+            if (rc->len + n > rc->cap) {
+                size_t cap = rc->cap ? rc->cap : 512;
+                while (cap < rc->len + n)
+                    cap *= 2;
+                rc->body = util_xrealloc(rc->body, cap);
+                rc->cap = cap;
+            }
             memcpy(rc->body + rc->len, upload_data, n);
             rc->len += n;
         } else {
@@ -154,7 +159,7 @@ http_server *http_start(const http_config *cfg, api_server *api, char **err)
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 2),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s ? cfg->timeout_s : 30),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections ? cfg->max_connections : 1024),
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_UNESCAPE_CALLBACK,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(24 * 1024), MHD_OPTION_UNESCAPE_CALLBACK,
         no_unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_END);
     if (!h->d) {
