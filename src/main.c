@@ -16,6 +16,7 @@
 #include "turnkey/http.h"
 #include "turnkey/keycache.h"
 #include "turnkey/log.h"
+#include "turnkey/relay.h"
 #include "turnkey/store.h"
 #include "turnkey/util.h"
 
@@ -275,6 +276,44 @@ static int cmd_key(const char *sub, const cli_opts *o)
 
 /* --- serve ----------------------------------------------------------------------------- */
 
+/* Control-plane changes that must reach live allocations. */
+static void hook_key_deleted(void *ctx, const char *key_uid)
+{
+    relay_key_deleted(ctx, key_uid);
+}
+
+static void hook_revoked(void *ctx, const char *key_uid, const char *username, int64_t expires)
+{
+    (void)key_uid;
+    (void)expires;
+    relay_credential_revoked(ctx, username);
+}
+
+static relay *start_relay(const cfg *c, keycache *keys)
+{
+    uint16_t lo, hi;
+    if (relay_parse_ports(c->relay_ports, &lo, &hi) != 0) {
+        fprintf(stderr, "turnkey: --relay-ports must be LO-HI within 1-65535, got '%s'\n",
+                c->relay_ports);
+        return NULL;
+    }
+    relay_config rc = {.listen = c->turn_listen,
+                       .relay_ip = c->relay_ip,
+                       .port_lo = lo,
+                       .port_hi = hi,
+                       .realm = c->realm,
+                       .allow_peer = (const char *const *)c->allow_peer,
+                       .n_allow_peer = c->n_allow_peer,
+                       .keys = keys};
+    char *err = NULL;
+    relay *r = relay_start(&rc, &err);
+    if (!r) {
+        fprintf(stderr, "turnkey: %s\n", err);
+        free(err);
+    }
+    return r;
+}
+
 static int bootstrap(store *s, const char *api_url)
 {
     store_account *list;
@@ -330,6 +369,7 @@ static int cmd_serve(int argc, char **argv)
     api_server *api = NULL;
     http_server *http = NULL;
     keycache *keys = NULL;
+    relay *rel = NULL;
     char **stun = NULL, **turn = NULL;
     size_t n_stun = 0, n_turn = 0;
     int lvl = log_parse_level(c.log_level);
@@ -338,7 +378,7 @@ static int cmd_serve(int argc, char **argv)
         goto out;
     }
     log_set_level((enum log_level)lvl);
-    if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
+    if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0) /* validates early */
         goto out;
     if (!(s = open_store(c.data)))
         goto out;
@@ -356,13 +396,29 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "turnkey: cannot load credential revocations from the store\n");
         goto out;
     }
+    if (c.turn_listen[0] && !(rel = start_relay(&c, keys)))
+        goto out;
+    if (rel && relay_port(rel) != 0) {
+        /* with port 0 the kernel chose one: advertise that port */
+        const char *colon = strrchr(c.turn_listen, ':');
+        char *actual = util_xasprintf("%.*s:%u", (int)(colon - c.turn_listen), c.turn_listen,
+                                      relay_port(rel));
+        free(c.turn_listen);
+        c.turn_listen = actual;
+        cfg_free_urls(stun, n_stun);
+        cfg_free_urls(turn, n_turn);
+        if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
+            goto out;
+    }
+    api_hooks hooks = {.key_deleted = hook_key_deleted, .credential_revoked = hook_revoked,
+                       .ctx = rel};
     api_config acfg = {.max_keys = (size_t)c.max_keys,
                        .keys = keys,
                        .stun_urls = (const char *const *)stun,
                        .n_stun = n_stun,
                        .turn_urls = (const char *const *)turn,
                        .n_turn = n_turn};
-    api = api_new(s, &acfg, NULL);
+    api = api_new(s, &acfg, rel ? &hooks : NULL);
     http_config hcfg = {.listen = c.api_listen, .threads = (unsigned)c.api_threads};
     char *err = NULL;
     if (!(http = http_start(&hcfg, api, &err))) {
@@ -379,6 +435,8 @@ static int cmd_serve(int argc, char **argv)
         free(api_url);
         goto out;
     }
+    if (rel)
+        printf("turnkey: TURN listening on %s udp+tcp (realm %s)\n", c.turn_listen, c.realm);
     printf("turnkey: API listening on %s (data: %s)\n", api_url, c.data);
     fflush(stdout);
     free(api_url);
@@ -404,6 +462,7 @@ static int cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     http_stop(http);
+    relay_stop(rel);
     api_free(api);
     keycache_free(keys);
     store_close(s);
@@ -432,6 +491,7 @@ int main(int argc, char **argv)
             return 2;
         }
         cli_opts o;
+        log_set_level(LOG_WARN); /* operator commands: only the answer and real problems */
         if (parse_cli(argc - 3, argv + 3, &o) != 0)
             return 2;
         if (!strcmp(cmd, "account"))

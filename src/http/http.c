@@ -7,14 +7,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "turnkey/log.h"
 #include "turnkey/util.h"
 
-/* A body over API_MAX_BODY is read and dropped up to this much, so the client gets its
- * 413 instead of a reset; past it the connection is closed after the answer. */
-#define DISCARD_LIMIT (16u << 20)
+/* A body over API_MAX_BODY is read and dropped (up to this much), so the client reads a
+ * complete 413 instead of a reset; the answer carries Connection: close. Past the limit the
+ * connection is dropped: nobody sends a TURN-keys request of a gigabyte. */
+#define DISCARD_LIMIT ((size_t)1 << 30)
 
 struct http_server {
     struct MHD_Daemon *d;
@@ -148,6 +151,16 @@ http_server *http_start(const http_config *cfg, api_server *api, char **err)
                               cfg->listen);
         return NULL;
     }
+    /* Bind here, so a failure is one clear line (and the real port is reported). */
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 1024) != 0) {
+        *err = util_xasprintf("cannot listen on %s: %s", cfg->listen, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
     http_server *h = util_xcalloc(1, sizeof *h);
     h->api = api;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
@@ -155,7 +168,7 @@ http_server *http_start(const http_config *cfg, api_server *api, char **err)
         flags |= MHD_USE_IPv6;
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(cfg->threads ? cfg->threads : 2),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)(cfg->timeout_s ? cfg->timeout_s : 30),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)(cfg->max_connections ? cfg->max_connections : 1024),
@@ -163,8 +176,8 @@ http_server *http_start(const http_config *cfg, api_server *api, char **err)
         no_unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
         MHD_OPTION_END);
     if (!h->d) {
-        *err = util_xasprintf("cannot listen on %s (address in use or not available)",
-                              cfg->listen);
+        *err = util_xasprintf("cannot start the HTTP server on %s", cfg->listen);
+        close(fd);
         free(h);
         return NULL;
     }

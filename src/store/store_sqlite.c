@@ -74,7 +74,7 @@ static int migrate(sq *q, char **err)
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
         if (exec(q, sql) != STORE_OK)
             goto rollback;
-        log_info("store", "applied schema migration %d", v + 1);
+        log_debug("store", "applied schema migration %d", v + 1);
     }
     if (exec(q, "COMMIT") != STORE_OK)
         goto rollback;
@@ -300,7 +300,7 @@ static int sq_token_create(void *ctx, const store_token *t, const char *token_ha
     sqlite3_bind_int64(st, 7, t->expires);
     rc = sqlite3_step(st) == SQLITE_DONE ? STORE_OK : STORE_NOT_FOUND; /* FK: no account */
     if (rc != STORE_OK)
-        log_info("store", "token insert refused: %s", sqlite3_errmsg(q->db));
+        log_debug("store", "token insert refused: %s", sqlite3_errmsg(q->db));
 out:
     sqlite3_finalize(st);
     pthread_mutex_unlock(&q->mu);
