@@ -18,7 +18,7 @@
 
 #define FX_REALM "turnkey.test"
 #define FX_PASSWORD "secret"
-#define FX_MAX_OPEN 4096
+#define FX_MAX_OPEN (1 << 20)
 
 typedef struct fake {
     /* last message to a client */
