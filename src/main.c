@@ -304,6 +304,8 @@ static relay *start_relay(const cfg *c, keycache *keys)
                        .realm = c->realm,
                        .allow_peer = (const char *const *)c->allow_peer,
                        .n_allow_peer = c->n_allow_peer,
+                       .user_quota = (uint32_t)c->user_quota,
+                       .max_allocations = (uint32_t)c->max_allocations,
                        .keys = keys};
     char *err = NULL;
     relay *r = relay_start(&rc, &err);

@@ -22,6 +22,8 @@ typedef struct cfg {
     char **allow_peer; /* CIDR list (repeatable flag) */
     size_t n_allow_peer;
     long max_keys;
+    long user_quota;      /* allocations per TURN username */
+    long max_allocations; /* allocations per server */
     long api_threads;
     char *log_level;
     bool bootstrap;    /* first run on an empty store: create an account and a token */

@@ -110,7 +110,7 @@ enum {
     STUN_ERR_NO_SPACE = -9,        /* encoder capacity, or the 16-bit length, exceeded */
     STUN_ERR_INTEGRITY = -10,      /* MESSAGE-INTEGRITY(-SHA256) mismatch */
     STUN_ERR_FINGERPRINT = -11,    /* FINGERPRINT mismatch */
-    STUN_ERR_BAD_CHANNEL = -12,    /* ChannelData channel number outside 0x4000-0x4FFF */
+    STUN_ERR_BAD_CHANNEL = -12,    /* ChannelData channel number outside 0x4000-0x7FFF */
     STUN_ERR_INVALID = -13,        /* bad argument (NULL, unsupported family, bad code...) */
     STUN_ERR_CRYPTO = -14,         /* OpenSSL failure */
 };
@@ -309,9 +309,13 @@ int stun_builder_finish(const stun_builder *b);
 
 /* ---- ChannelData (RFC 8656 §12.4) ----------------------------------------------------- */
 
-/* True if the first byte is 0x40..0x4F (a channel number 0x4000-0x4FFF). */
+/* Channel numbers: RFC 8656 §12 has clients pick 0x4000-0x4FFF and reserves 0x5000-0x7FFF
+ * for DTLS-SRTP multiplexing, which a TURN server port never carries. RFC 5766 clients
+ * (coturn's turnutils_uclient among them) still pick from 0x4000-0x7FFF, so the server
+ * accepts the whole RFC 5766 range for interoperability; 0x8000+ stays invalid.
+ * True if the first byte is 0x40..0x7F (a channel number 0x4000-0x7FFF). */
 bool stun_is_channeldata(const uint8_t *buf, size_t len);
-/* True for channel numbers 0x4000-0x4FFF. */
+/* True for channel numbers 0x4000-0x7FFF (see above). */
 bool stun_channel_valid(uint16_t channel);
 /* Parses a ChannelData message: channel, data pointer into buf, data length. len must cover
  * 4 + data length, plus at most 3 padding bytes (padding is optional over UDP). */

@@ -16,12 +16,12 @@ static size_t pad4(size_t n)
 
 bool stun_channel_valid(uint16_t channel)
 {
-    return channel >= 0x4000 && channel <= 0x4FFF;
+    return channel >= 0x4000 && channel <= 0x7FFF;
 }
 
 bool stun_is_channeldata(const uint8_t *buf, size_t len)
 {
-    return buf && len >= 1 && buf[0] >= 0x40 && buf[0] <= 0x4F;
+    return buf && len >= 1 && buf[0] >= 0x40 && buf[0] <= 0x7F;
 }
 
 int stun_channeldata_parse(const uint8_t *buf, size_t len, uint16_t *channel,
@@ -107,8 +107,6 @@ static int stun_prefix(const uint8_t *buf, size_t len, size_t *frame_len, size_t
 
 static int channel_prefix(const uint8_t *buf, size_t len, size_t *frame_len, size_t *consumed)
 {
-    if (buf[0] > 0x4F)
-        return STUN_ERR_BAD_CHANNEL; /* 0x5000-0x7FFF are reserved */
     if (len < STUN_CHANNELDATA_HEADER_SIZE) {
         *consumed = STUN_CHANNELDATA_HEADER_SIZE;
         return STUN_ERR_NEED_MORE;

@@ -8,7 +8,7 @@
  * when it is 0, a stand-in (the policy refuses port 0, which only matters when sending).
  * Permissions are capped at TURN__MAX_PERMS_PER_ALLOC per allocation (→ 508).
  *
- * ChannelBind: CHANNEL-NUMBER outside 0x4000-0x4FFF or missing → 400; XOR-PEER-ADDRESS
+ * ChannelBind: CHANNEL-NUMBER outside 0x4000-0x7FFF (stun_channel_valid) or missing → 400; XOR-PEER-ADDRESS
  * missing → 400; the number bound to another peer, or the peer to another number → 400;
  * policy → 403; family → 443. Binding (or rebinding the same pair) lasts channel_s and
  * installs/refreshes the permission for the peer's IP. An expired channel stays "cooling"

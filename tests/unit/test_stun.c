@@ -957,8 +957,9 @@ static void t_channeldata(void)
     CHECK_INT(stun_channeldata_parse(buf, 13, &ch, &d, &dl), STUN_ERR_BAD_LENGTH);
     /* Bad channels. */
     CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x3FFF, NULL, 0, false), STUN_ERR_BAD_CHANNEL);
-    CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x5000, NULL, 0, false), STUN_ERR_BAD_CHANNEL);
-    buf[0] = 0x50;
+    CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x8000, NULL, 0, false), STUN_ERR_BAD_CHANNEL);
+    CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x52DA, NULL, 0, false), 4); /* RFC 5766 range */
+    buf[0] = 0x80;
     CHECK_INT(stun_channeldata_parse(buf, 12, &ch, &d, &dl), STUN_ERR_BAD_CHANNEL);
     CHECK(!stun_is_channeldata(buf, 12));
     /* Capacity, in-place data, header only. */
@@ -972,7 +973,8 @@ static void t_channeldata(void)
     CHECK(buf[0] == 0x40 && buf[1] == 0x02 && buf[2] == 0x03 && buf[3] == 0xE8);
     CHECK_INT(stun_channeldata_header(buf, 3, 0x4002, 1000), STUN_ERR_NO_SPACE);
     CHECK(stun_channel_valid(0x4000) && stun_channel_valid(0x4FFF));
-    CHECK(!stun_channel_valid(0x3FFF) && !stun_channel_valid(0x5000));
+    CHECK(stun_channel_valid(0x5000) && stun_channel_valid(0x7FFF));
+    CHECK(!stun_channel_valid(0x3FFF) && !stun_channel_valid(0x8000));
 }
 
 /* ---- framer ----------------------------------------------------------------------------- */
@@ -1094,10 +1096,9 @@ static void t_framer_errors(void)
     CHECK_INT(stun_frame_next(hi, 1, &fl, &cons), STUN_ERR_NOT_STUN);
     const uint8_t c0[] = {0xC0};
     CHECK_INT(stun_frame_next(c0, 1, &fl, &cons), STUN_ERR_NOT_STUN);
-    const uint8_t ch5[] = {0x50, 0x00, 0x00, 0x00};
-    CHECK_INT(stun_frame_next(ch5, 1, &fl, &cons), STUN_ERR_BAD_CHANNEL);
-    const uint8_t ch7[] = {0x7F, 0xFF};
-    CHECK_INT(stun_frame_next(ch7, 2, &fl, &cons), STUN_ERR_BAD_CHANNEL);
+    const uint8_t ch5[] = {0x52, 0xDA, 0x00, 0x00}; /* RFC 5766 range: a frame */
+    CHECK_INT(stun_frame_next(ch5, 4, &fl, &cons), STUN_FRAME_CHANNELDATA);
+    CHECK_INT(cons, 4);
     const uint8_t badlen[] = {0x00, 0x01, 0x00, 0x02, 0x21, 0x12, 0xA4, 0x42};
     CHECK_INT(stun_frame_next(badlen, 3, &fl, &cons), STUN_ERR_NEED_MORE);
     CHECK_INT(stun_frame_next(badlen, 4, &fl, &cons), STUN_ERR_BAD_LENGTH);

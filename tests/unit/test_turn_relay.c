@@ -165,7 +165,7 @@ static void t_channel_bind_rules(void)
     client c;
     CHECK(setup(&c, TURN_PROTO_UDP) != 0);
     CHECK_INT(fx_bind(&F, &c, 0x3FFF, "8.8.8.8", 5000), 400);
-    CHECK_INT(fx_bind(&F, &c, 0x5000, "8.8.8.8", 5000), 400);
+    CHECK_INT(fx_bind(&F, &c, 0x8000, "8.8.8.8", 5000), 400);
     CHECK_INT(fx_bind(&F, &c, 0x4000, "10.0.0.1", 5000), 403);
     CHECK_INT(fx_bind(&F, &c, 0x4000, "2606:4700::1111", 5000), 443);
     CHECK_INT(fx_stats(&F).channels, 0);

@@ -1,0 +1,127 @@
+// Interop: coturn's turnutils_uclient (an independent TURN client) against the real binary,
+// with credentials minted from the real API; turnutils_peer echoes every message back.
+import test, { describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { fixture } from './lib/server.mjs';
+
+const haveCoturn = spawnSync('sh', ['-c', 'command -v turnutils_uclient && command -v turnutils_peer']).status === 0;
+
+async function freeUdpPort() {
+  const s = createSocket('udp4');
+  await new Promise((r) => s.bind(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function uclient(args, timeoutMs = 60000) {
+  return new Promise((resolve) => {
+    const p = spawn('turnutils_uclient', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { out += d; });
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('exit', (code, signal) => { clearTimeout(t); resolve({ code, signal, out }); });
+  });
+}
+
+// "start_mclient: tot_send_msgs=50, tot_recv_msgs=50" (the final totals line) and lost packets.
+function totals(out) {
+  const all = [...out.matchAll(/tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/gm)];
+  const last = all.at(-1);
+  const lost = out.match(/Total lost packets (\d+)/);
+  return { sent: last ? Number(last[1]) : -1, recv: last ? Number(last[2]) : -1, lost: lost ? Number(lost[1]) : -1 };
+}
+
+describe('turnutils_uclient interop', { skip: !haveCoturn && 'coturn tools not installed' }, () => {
+  let f, peer, peerPort, key;
+  const mint = async (ttl = 600) => {
+    const r = await fetch(`${f.url}/v1/turn/keys/${key.uid}/credentials/generate-ice-servers`, {
+      method: 'POST', headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ ttl }),
+    });
+    assert.equal(r.status, 201);
+    const body = await r.json();
+    return body.iceServers[1];
+  };
+  const base = (cred, extra = []) => ['-c', '-e', '127.0.0.1', '-r', String(peerPort), '-u', cred.username, '-w', cred.credential,
+    '-p', String(f.turnPort), ...extra, '127.0.0.1'];
+
+  before(async () => {
+    // uclient's concurrent clients share one username: lift the per-username quota (10).
+    f = await fixture({ extraArgs: ['--allow-peer', '127.0.0.1/32', '--user-quota', '1000'] });
+    assert.ok(f.turnPort, 'server printed its TURN port');
+    const r = await fetch(`${f.base}/accounts/${f.account}/calls/turn_keys`, {
+      method: 'POST', headers: { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' }, body: '{"name":"relay"}',
+    });
+    key = (await r.json()).result;
+    peerPort = await freeUdpPort();
+    peer = spawn('turnutils_peer', ['-L', '127.0.0.1', '-p', String(peerPort)], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 300));
+  });
+  after(async () => {
+    peer?.kill('SIGTERM');
+    const r = await f?.close();
+    assert.equal(r.code, 0, `server exit status (sanitizers) — stderr:\n${f.stderr()}`);
+  });
+
+  test('UDP, ChannelData: every message echoed', async () => {
+    const r = await uclient(base(await mint(), ['-n', '20', '-l', '100']));
+    const t = totals(r.out);
+    assert.equal(r.code, 0, r.out.slice(-2000));
+    assert.equal(t.sent, 20);
+    assert.equal(t.recv, 20);
+    assert.equal(t.lost, 0);
+  });
+
+  test('UDP, Send/Data indications: every message echoed', async () => {
+    const r = await uclient(base(await mint(), ['-s', '-n', '20', '-l', '100']));
+    const t = totals(r.out);
+    assert.equal(r.code, 0, r.out.slice(-2000));
+    assert.deepEqual([t.sent, t.recv, t.lost], [20, 20, 0]);
+  });
+
+  test('TCP, ChannelData: every message echoed', async () => {
+    const r = await uclient(base(await mint(), ['-t', '-n', '20', '-l', '100']));
+    const t = totals(r.out);
+    assert.equal(r.code, 0, r.out.slice(-2000));
+    assert.deepEqual([t.sent, t.recv, t.lost], [20, 20, 0]);
+  });
+
+  test('TCP, Send/Data indications: every message echoed', async () => {
+    const r = await uclient(base(await mint(), ['-t', '-s', '-n', '20', '-l', '100']));
+    const t = totals(r.out);
+    assert.equal(r.code, 0, r.out.slice(-2000));
+    assert.deepEqual([t.sent, t.recv, t.lost], [20, 20, 0]);
+  });
+
+  test('50 concurrent UDP clients: every message echoed', async () => {
+    const r = await uclient(base(await mint(), ['-m', '50', '-n', '10', '-l', '120']), 90000);
+    const t = totals(r.out);
+    assert.equal(r.code, 0, r.out.slice(-2000));
+    assert.deepEqual([t.sent, t.recv, t.lost], [500, 500, 0]);
+  });
+
+  test('50 concurrent TCP clients: every message echoed', async () => {
+    const r = await uclient(base(await mint(), ['-t', '-m', '50', '-n', '10', '-l', '120']), 90000);
+    const t = totals(r.out);
+    assert.equal(r.code, 0, r.out.slice(-2000));
+    assert.deepEqual([t.sent, t.recv, t.lost], [500, 500, 0]);
+  });
+
+  test('a wrong password is refused', async () => {
+    const cred = await mint();
+    const r = await uclient(base({ ...cred, credential: cred.credential.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) }, ['-n', '3']), 30000);
+    assert.notEqual(r.code, 0);
+    assert.match(r.out, /Cannot complete Allocation|401|Unauthorized|Unauthenticated/i);
+  });
+
+  test('an expired credential is refused', async () => {
+    const cred = await mint(1);
+    await new Promise((r) => setTimeout(r, 2200));
+    const r = await uclient(base(cred, ['-n', '3']), 30000);
+    assert.notEqual(r.code, 0);
+  });
+});
