@@ -31,7 +31,7 @@ typedef struct turn_5tuple {
 /* What a credential lookup returns (filled by ops->auth). */
 typedef struct turn_auth_info {
     char key_id[33];  /* "" for credentials not tied to a TURN key (coturn shared secret) */
-    int64_t expires;  /* unix seconds; the allocation ends when it passes */
+    int64_t expires;  /* unix seconds; the allocation ends when it passes (<= 0: no cap) */
 } turn_auth_info;
 
 enum turn_auth_rc {
@@ -81,7 +81,9 @@ typedef struct turn_config {
 
 typedef struct turn_server turn_server;
 
-/* Zeroed numeric config fields take the defaults above. ops is copied. */
+/* Zeroed numeric config fields take the defaults above. cfg (its strings) and ops are
+ * copied; cfg->peers is referenced and must outlive the server. NULL if realm (1..763 bytes),
+ * peers or any op is missing. */
 turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops);
 void turn_server_free(turn_server *s); /* closes every relay through ops->relay_close */
 

@@ -602,6 +602,40 @@ static void t_ignored_input(void)
     fx_free(&F);
 }
 
+/* Thousands of allocations: the tables grow, lookups by 5-tuple and by id stay right, and
+ * the timers remove everything at once. */
+static void t_many_allocations(void)
+{
+    fx_init(&F);
+    enum { N = 3000 };
+    static client c[N];
+    for (int i = 0; i < N; i++) {
+        char user[16];
+        snprintf(user, sizeof user, "u%d", i);
+        char ip[32];
+        snprintf(ip, sizeof ip, "100.%d.%d.7", 64 + i / 250, i % 250);
+        fx_client(&c[i], i % 2 ? TURN_PROTO_TCP : TURN_PROTO_UDP, ip, (uint16_t)(1024 + i), user);
+        CHECK_INT(fx_allocate(&F, &c[i]), 0);
+    }
+    CHECK_INT(fx_stats(&F).allocations, N);
+    for (int i = 0; i < N; i += 97) {
+        CHECK_INT(fx_refresh(&F, &c[i], 1200), 0);
+        CHECK_INT(fx_permit(&F, &c[i], "8.8.8.8", 1), 0);
+    }
+    /* peer input by id reaches the right client */
+    fx_peer_in(&F, 98, "8.8.8.8", 7, "to-97");
+    CHECK(fx_addr_eq(&F.out_t.client, &c[97].t.client));
+    F.now += 600000;
+    turn_server_tick(F.s, F.now);
+    CHECK_INT(fx_stats(&F).allocations, (N + 96) / 97);
+    F.now += 600000;
+    turn_server_tick(F.s, F.now);
+    CHECK_INT(fx_stats(&F).allocations, 0);
+    CHECK_INT(fx_stats(&F).permissions, 0);
+    CHECK_INT(F.closes, N);
+    fx_free(&F);
+}
+
 int main(void)
 {
     TK_RUN(t_new_rejects_bad_config);
@@ -623,5 +657,6 @@ int main(void)
     TK_RUN(t_lifecycle_removal);
     TK_RUN(t_conn_closed);
     TK_RUN(t_ignored_input);
+    TK_RUN(t_many_allocations);
     return tk_test_summary();
 }
