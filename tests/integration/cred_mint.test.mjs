@@ -326,11 +326,16 @@ describe('credential plane: other listener / host configurations', () => {
   // BUG: with --turn-listen '' (TLS only) the server answers {"iceServers":[{"urls":[]},{…}]}.
   // An RTCIceServer with an empty urls list makes `new RTCPeerConnection()` throw SyntaxError
   // (W3C webrtc-pc, "set the configuration": "If urls is empty, throw a SyntaxError").
-  test('TLS only (--turn-listen \'\'): no iceServers entry with an empty urls list', {
+  test('TLS only (--turn-listen \'\'): no iceServers entry with an empty urls list (or the server refuses the config)', {
     todo: 'server bug: with --turn-listen \'\' generate-ice-servers answers {"urls":[]} as the STUN entry, which RTCPeerConnection rejects',
   }, async () => {
     const T = await freePort(5349);
-    const f = await fixture({ extraArgs: ['--public-host', 'turn.example.test', '--turn-listen', '', '--tls-listen', `127.0.0.1:${T}`] });
+    let f;
+    try {
+      f = await fixture({ extraArgs: ['--public-host', 'turn.example.test', '--turn-listen', '', '--tls-listen', `127.0.0.1:${T}`] });
+    } catch {
+      return; // refusing a TLS-only configuration at startup is an acceptable answer too
+    }
     try {
       const k = await createKey(f);
       const r = await mintIce(f, k, { ttl: 600 });
@@ -348,7 +353,7 @@ describe('credential plane: other listener / host configurations', () => {
 
   // Product spec §3: "Never advertise a port nothing listens on."
   test('every advertised TCP port (turn …?transport=tcp, turns) accepts a connection', {
-    todo: 'server bug: `turnkey serve` advertises turn/turns URLs for --turn-listen/--tls-listen, but no TLS listener exists (and in HEAD the relay is not started by serve at all)',
+    todo: 'server bug: `turnkey serve` advertises turns:H:T?transport=tcp for --tls-listen (on by default, 127.0.0.1:5349) but nothing listens there: the relay serves UDP/TCP only',
   }, async () => {
     const P = await freePort(3478), T = await freePort(5349);
     const f = await fixture({ extraArgs: ['--turn-listen', `127.0.0.1:${P}`, '--tls-listen', `127.0.0.1:${T}`] });
