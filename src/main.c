@@ -17,6 +17,7 @@
 #include "turnkey/keycache.h"
 #include "turnkey/log.h"
 #include "turnkey/relay.h"
+#include "turnkey/tls.h"
 #include "turnkey/store.h"
 #include "turnkey/util.h"
 
@@ -289,7 +290,42 @@ static void hook_revoked(void *ctx, const char *key_uid, const char *username, i
     relay_credential_revoked(ctx, username);
 }
 
-static relay *start_relay(const cfg *c, keycache *keys)
+/* The TLS pair: configured files, or a self-signed pair kept in the data directory. */
+static int tls_paths(cfg *c)
+{
+    if (c->tls_cert[0] || c->tls_key[0]) {
+        if (!c->tls_cert[0] || !c->tls_key[0]) {
+            fprintf(stderr, "turnkey: --tls-cert and --tls-key go together\n");
+            return -1;
+        }
+        return 0;
+    }
+    free(c->tls_cert);
+    free(c->tls_key);
+    c->tls_cert = util_xasprintf("%s/tls-selfsigned-cert.pem", c->data);
+    c->tls_key = util_xasprintf("%s/tls-selfsigned-key.pem", c->data);
+    char host[256] = "localhost";
+    const char *src = c->public_host[0] ? c->public_host : c->tls_listen;
+    size_t n = strcspn(src, c->public_host[0] ? "," : "");
+    if (!c->public_host[0]) {
+        const char *colon = strrchr(src, ':');
+        n = colon ? (size_t)(colon - src) : strlen(src);
+    }
+    snprintf(host, sizeof host, "%.*s", (int)n, src);
+    if (host[0] == '[') {
+        memmove(host, host + 1, strlen(host));
+        host[strcspn(host, "]")] = '\0';
+    }
+    char *err = NULL;
+    if (tls_ensure_self_signed(c->tls_cert, c->tls_key, host, &err) != 0) {
+        fprintf(stderr, "turnkey: %s\n", err);
+        free(err);
+        return -1;
+    }
+    return 0;
+}
+
+static relay *start_relay(const cfg *c, keycache *keys, tls_server *tls)
 {
     uint16_t lo, hi;
     if (relay_parse_ports(c->relay_ports, &lo, &hi) != 0) {
@@ -306,6 +342,8 @@ static relay *start_relay(const cfg *c, keycache *keys)
                        .n_allow_peer = c->n_allow_peer,
                        .user_quota = (uint32_t)c->user_quota,
                        .max_allocations = (uint32_t)c->max_allocations,
+                       .tls_listen = c->tls_listen,
+                       .tls = tls,
                        .keys = keys};
     char *err = NULL;
     relay *r = relay_start(&rc, &err);
@@ -372,6 +410,7 @@ static int cmd_serve(int argc, char **argv)
     http_server *http = NULL;
     keycache *keys = NULL;
     relay *rel = NULL;
+    tls_server *tls = NULL;
     char **stun = NULL, **turn = NULL;
     size_t n_stun = 0, n_turn = 0;
     int lvl = log_parse_level(c.log_level);
@@ -398,15 +437,36 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "turnkey: cannot load credential revocations from the store\n");
         goto out;
     }
-    if (c.turn_listen[0] && !(rel = start_relay(&c, keys)))
+    if (!c.turn_listen[0] && c.tls_listen[0]) {
+        fprintf(stderr, "turnkey: --tls-listen needs --turn-listen (one relay serves both)\n");
         goto out;
-    if (rel && relay_port(rel) != 0) {
-        /* with port 0 the kernel chose one: advertise that port */
+    }
+    if (c.tls_listen[0]) {
+        char *terr = NULL;
+        if (tls_paths(&c) != 0)
+            goto out;
+        if (!(tls = tls_server_new(c.tls_cert, c.tls_key, &terr))) {
+            fprintf(stderr, "turnkey: %s\n", terr);
+            free(terr);
+            goto out;
+        }
+    }
+    if (c.turn_listen[0] && !(rel = start_relay(&c, keys, tls)))
+        goto out;
+    if (rel) {
+        /* with port 0 the kernel chose one: advertise the ports actually bound */
         const char *colon = strrchr(c.turn_listen, ':');
         char *actual = util_xasprintf("%.*s:%u", (int)(colon - c.turn_listen), c.turn_listen,
                                       relay_port(rel));
         free(c.turn_listen);
         c.turn_listen = actual;
+        if (tls) {
+            colon = strrchr(c.tls_listen, ':');
+            actual = util_xasprintf("%.*s:%u", (int)(colon - c.tls_listen), c.tls_listen,
+                                    relay_tls_port(rel));
+            free(c.tls_listen);
+            c.tls_listen = actual;
+        }
         cfg_free_urls(stun, n_stun);
         cfg_free_urls(turn, n_turn);
         if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
@@ -439,6 +499,8 @@ static int cmd_serve(int argc, char **argv)
     }
     if (rel)
         printf("turnkey: TURN listening on %s udp+tcp (realm %s)\n", c.turn_listen, c.realm);
+    if (tls)
+        printf("turnkey: TURN/TLS listening on %s (certificate %s)\n", c.tls_listen, c.tls_cert);
     printf("turnkey: API listening on %s (data: %s)\n", api_url, c.data);
     fflush(stdout);
     free(api_url);
@@ -451,8 +513,15 @@ static int cmd_serve(int argc, char **argv)
             log_info("main", "signal %d: shutting down", sig);
             break;
         }
-        if (sig == SIGHUP)
-            log_info("main", "SIGHUP: nothing to reload yet");
+        if (sig == SIGHUP && tls) {
+            char *rerr = NULL;
+            if (tls_server_reload(tls, c.tls_cert, c.tls_key, &rerr) == 0)
+                log_info("main", "SIGHUP: reloaded the TLS certificate %s", c.tls_cert);
+            else {
+                log_error("main", "SIGHUP: keeping the old TLS certificate: %s", rerr);
+                free(rerr);
+            }
+        }
         if (util_now() >= next_purge) {
             size_t purged = 0;
             if (store_revoke_purge(s, util_now(), &purged) == STORE_OK && purged)
@@ -465,6 +534,7 @@ static int cmd_serve(int argc, char **argv)
 out:
     http_stop(http);
     relay_stop(rel);
+    tls_server_free(tls);
     api_free(api);
     keycache_free(keys);
     store_close(s);

@@ -66,7 +66,7 @@ if [ -z "$only" ] || [ "$only" = integration ]; then
     ( cd tests/integration && { [ -d node_modules ] && [ node_modules -nt package-lock.json ]; } || npm ci --no-audit --no-fund --loglevel=error >/dev/null ) || { echo "npm ci failed"; failed=$((failed + 1)); }
     log="$logdir/integration.log"
     TURNKEY_BIN="$PWD/$build/turnkey" timeout 1200 node --test --test-reporter=tap --test-concurrency=1 tests/integration/ >"$log" 2>&1; rc=$?
-    p=$(grep -E '^# pass [0-9]+' "$log" | awk '{print $3}'); f=$(grep -E '^# fail [0-9]+' "$log" | awk '{print $3}')
+    p=$(grep -E '^# pass [0-9]+' "$log" | tail -n1 | awk '{print $3}'); f=$(grep -E '^# fail [0-9]+' "$log" | tail -n1 | awk '{print $3}')
     p=${p:-0}; f=${f:-1}
     echo "$p passed, $f failed" >>"$log"
     count "$log" "$rc" "integration (node --test)"

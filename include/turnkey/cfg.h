@@ -15,6 +15,8 @@ typedef struct cfg {
     char *api_listen;  /* HTTP API ADDR:PORT */
     char *turn_listen; /* TURN UDP+TCP ADDR:PORT ("" = off) */
     char *tls_listen;  /* TURN TLS ADDR:PORT ("" = off) */
+    char *tls_cert;    /* PEM certificate chain ("" = self-signed pair in the data dir) */
+    char *tls_key;     /* PEM private key */
     char *relay_ip;    /* relay address ("" = the turn-listen address) */
     char *relay_ports; /* LO-HI */
     char *public_host; /* comma-separated names for iceServers ("" = the turn-listen host) */

@@ -10,6 +10,7 @@
 
 #include "turnkey/keycache.h"
 #include "turnkey/peer.h"
+#include "turnkey/tls.h"
 
 typedef struct relay_config {
     const char *listen;      /* UDP+TCP listener "ADDR:PORT" */
@@ -21,6 +22,8 @@ typedef struct relay_config {
     uint32_t user_quota;      /* 0 = default (10) */
     uint32_t max_allocations; /* 0 = default */
     keycache *keys;
+    const char *tls_listen; /* TURN over TLS "ADDR:PORT"; NULL/"" = off */
+    tls_server *tls;        /* required when tls_listen is set */
 } relay_config;
 
 typedef struct relay relay;
@@ -29,8 +32,9 @@ typedef struct relay relay;
  * NULL + *err (free()) on failure. */
 relay *relay_start(const relay_config *cfg, char **err);
 void relay_stop(relay *r);
-/* Actual bound port (useful with port 0). */
+/* Actual bound ports (useful with port 0); tls is 0 when TLS is off. */
 uint16_t relay_port(const relay *r);
+uint16_t relay_tls_port(const relay *r);
 
 /* Thread-safe lifecycle notifications (from the API threads): the loop thread ends the
  * matching allocations at once. */

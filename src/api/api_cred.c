@@ -117,10 +117,18 @@ static void mint(api_server *a, const api_request *req, const char *uid, const u
         doc = json_pack("{s:{s:o, s:s, s:s}}", "iceServers", "urls", urls, "username", user,
                         "credential", pass);
     } else {
-        doc = json_pack("{s:[{s:o}, {s:o, s:s, s:s}]}", "iceServers", "urls",
-                        url_array(a->cfg.stun_urls, a->cfg.n_stun, json_array()), "urls",
-                        url_array(a->cfg.turn_urls, a->cfg.n_turn, json_array()), "username",
-                        user, "credential", pass);
+        /* an entry with no URL is refused by RTCPeerConnection: list only what exists */
+        json_t *servers = json_array();
+        if (a->cfg.n_stun)
+            json_array_append_new(servers, json_pack("{s:o}", "urls",
+                                                     url_array(a->cfg.stun_urls, a->cfg.n_stun,
+                                                               json_array())));
+        if (a->cfg.n_turn)
+            json_array_append_new(
+                servers, json_pack("{s:o, s:s, s:s}", "urls",
+                                   url_array(a->cfg.turn_urls, a->cfg.n_turn, json_array()),
+                                   "username", user, "credential", pass));
+        doc = json_pack("{s:o}", "iceServers", servers);
     }
     OPENSSL_cleanse(pass, sizeof pass);
     r->status = 201;

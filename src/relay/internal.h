@@ -24,6 +24,8 @@ typedef struct relay_sock {
 
 typedef struct relay_conn {
     int fd;
+    struct ssl_st *ssl; /* TLS connections only */
+    bool tls_want_write; /* OpenSSL needs the socket writable to go on */
     uint64_t id;
     turn_5tuple t;
     uint8_t *in;
@@ -49,8 +51,9 @@ struct relay {
     peer_policy peers;
     keycache *keys;
     const char *listen_text;
-    struct sockaddr_storage listen_addr, relay_addr;
-    int udp_fd, tcp_fd;
+    struct sockaddr_storage listen_addr, relay_addr, tls_addr;
+    int udp_fd, tcp_fd, tls_fd;
+    tls_server *tls;
     uint16_t port_lo, port_hi;
     uint32_t port_cursor;
     ev_timer timer;
@@ -67,6 +70,7 @@ struct relay {
 
 void relay__arm_timer(relay *r);
 void relay__on_accept(ev_loop *loop, int fd, unsigned events, void *ctx);
+void relay__on_accept_tls(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__conn_send(relay *r, uint64_t conn_id, const uint8_t *buf, size_t len);
 void relay__conns_close_all(relay *r);
 

@@ -105,7 +105,7 @@ static int ops_relay_open(void *ctx, uint64_t alloc_id, int family,
 {
     relay *r = ctx;
     if (family != r->relay_addr.ss_family)
-        return -1;
+        return TURN_RELAY_ERR_FAMILY; /* → 440 */
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
@@ -295,27 +295,28 @@ static void *loop_main(void *arg)
 
 /* --- start / stop -------------------------------------------------------------------- */
 
-static int open_listener(relay *r, int type, char **err)
+static int open_listener(struct sockaddr_storage *addr, const char *text, int type,
+                         const char *what, char **err)
 {
-    socklen_t alen = r->listen_addr.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                         : sizeof(struct sockaddr_in6);
-    int fd = socket(r->listen_addr.ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    socklen_t alen = addr->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                : sizeof(struct sockaddr_in6);
+    int fd = socket(addr->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0)
         goto fail;
     if (type == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)&r->listen_addr, alen) != 0)
+    if (bind(fd, (struct sockaddr *)addr, alen) != 0)
         goto fail;
     if (type == SOCK_STREAM && listen(fd, 1024) != 0)
         goto fail;
     /* with port 0, the TCP listener takes the port the UDP one got */
-    socklen_t got = sizeof r->listen_addr;
-    getsockname(fd, (struct sockaddr *)&r->listen_addr, &got);
+    socklen_t got = sizeof *addr;
+    getsockname(fd, (struct sockaddr *)addr, &got);
     return fd;
 fail:
-    *err = util_xasprintf("cannot open the TURN %s listener on %s: %s",
-                          type == SOCK_STREAM ? "TCP" : "UDP", r->listen_text, strerror(errno));
+    *err = util_xasprintf("cannot open the TURN %s listener on %s: %s", what, text,
+                          strerror(errno));
     if (fd >= 0)
         close(fd);
     return -1;
@@ -335,6 +336,8 @@ static int setup_policy(relay *r, const relay_config *cfg, char **err)
     }
     peer_policy_add_self(&r->peers, (struct sockaddr *)&r->listen_addr);
     peer_policy_add_self(&r->peers, (struct sockaddr *)&r->relay_addr);
+    if (r->tls_fd >= 0)
+        peer_policy_add_self(&r->peers, (struct sockaddr *)&r->tls_addr);
     return 0;
 }
 
@@ -343,7 +346,7 @@ relay *relay_start(const relay_config *cfg, char **err)
     unsigned len;
     *err = NULL;
     relay *r = util_xcalloc(1, sizeof *r);
-    r->udp_fd = r->tcp_fd = -1;
+    r->udp_fd = r->tcp_fd = r->tls_fd = -1;
     r->keys = cfg->keys;
     r->listen_text = cfg->listen;
     r->port_lo = cfg->port_lo ? cfg->port_lo : 49152;
@@ -368,9 +371,19 @@ relay *relay_start(const relay_config *cfg, char **err)
         *err = util_xasprintf("cannot create the relay event loop: %s", strerror(errno));
         goto fail;
     }
-    if ((r->udp_fd = open_listener(r, SOCK_DGRAM, err)) < 0 ||
-        (r->tcp_fd = open_listener(r, SOCK_STREAM, err)) < 0)
+    if ((r->udp_fd = open_listener(&r->listen_addr, cfg->listen, SOCK_DGRAM, "UDP", err)) < 0 ||
+        (r->tcp_fd = open_listener(&r->listen_addr, cfg->listen, SOCK_STREAM, "TCP", err)) < 0)
         goto fail;
+    if (cfg->tls_listen && *cfg->tls_listen) {
+        if (util_parse_addr(cfg->tls_listen, &r->tls_addr, &len) != 0 || !cfg->tls) {
+            *err = util_xasprintf("invalid --tls-listen '%s' (want ADDR:PORT)", cfg->tls_listen);
+            goto fail;
+        }
+        r->tls = cfg->tls;
+        r->tls_fd = open_listener(&r->tls_addr, cfg->tls_listen, SOCK_STREAM, "TLS", err);
+        if (r->tls_fd < 0)
+            goto fail;
+    }
     if (!rip) {
         r->relay_addr = r->listen_addr;
         if (r->relay_addr.ss_family == AF_INET)
@@ -397,7 +410,8 @@ relay *relay_start(const relay_config *cfg, char **err)
     ev_timer_init(&r->timer, on_turn_timer, r);
     ev_set_wakeup_cb(r->loop, on_wakeup, r);
     if (ev_add(r->loop, r->udp_fd, EV_READ, on_udp_readable, r) != 0 ||
-        ev_add(r->loop, r->tcp_fd, EV_READ, relay__on_accept, r) != 0) {
+        ev_add(r->loop, r->tcp_fd, EV_READ, relay__on_accept, r) != 0 ||
+        (r->tls_fd >= 0 && ev_add(r->loop, r->tls_fd, EV_READ, relay__on_accept_tls, r) != 0)) {
         *err = util_xasprintf("cannot register the TURN listeners");
         goto fail;
     }
@@ -417,6 +431,15 @@ uint16_t relay_port(const relay *r)
     return ntohs(r->listen_addr.ss_family == AF_INET
                      ? ((const struct sockaddr_in *)&r->listen_addr)->sin_port
                      : ((const struct sockaddr_in6 *)&r->listen_addr)->sin6_port);
+}
+
+uint16_t relay_tls_port(const relay *r)
+{
+    if (r->tls_fd < 0)
+        return 0;
+    return ntohs(r->tls_addr.ss_family == AF_INET
+                     ? ((const struct sockaddr_in *)&r->tls_addr)->sin_port
+                     : ((const struct sockaddr_in6 *)&r->tls_addr)->sin6_port);
 }
 
 void relay_stop(relay *r)
@@ -441,6 +464,8 @@ void relay_stop(relay *r)
         close(r->udp_fd);
     if (r->tcp_fd >= 0)
         close(r->tcp_fd);
+    if (r->tls_fd >= 0)
+        close(r->tls_fd);
     for (relay_event *e = r->q_head, *next; e; e = next) {
         next = e->next;
         free(e);

@@ -1,10 +1,13 @@
-/* relay_conn: TURN over TCP — accepted connections, stream framing (stun_frame_next:
+/* relay_conn: TURN over TCP and TLS — accepted connections, stream framing (stun_frame_next:
  * partial reads, many frames per read, ChannelData padding) and buffered writes for slow
  * readers. Connection ids are (generation << 32 | fd), so a stale id never reaches a
- * connection that reused the fd. */
+ * connection that reused the fd. TLS goes through OpenSSL on the non-blocking socket; the
+ * handshake happens inside the first reads and writes. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -13,6 +16,8 @@
 #include "internal.h"
 #include "turnkey/log.h"
 #include "turnkey/util.h"
+
+enum { IO_AGAIN = -1, IO_FAIL = -2 };
 
 static relay_conn *conn_by_id(relay *r, uint64_t id)
 {
@@ -25,6 +30,12 @@ static relay_conn *conn_by_id(relay *r, uint64_t id)
 static void conn_free(relay *r, relay_conn *c, bool notify)
 {
     ev_del(r->loop, c->fd);
+    if (c->ssl) {
+        if (!c->dead)
+            SSL_shutdown(c->ssl);
+        SSL_free(c->ssl);
+        ERR_clear_error();
+    }
     close(c->fd);
     r->conns[c->fd] = NULL;
     if (notify)
@@ -34,28 +45,81 @@ static void conn_free(relay *r, relay_conn *c, bool notify)
     free(c);
 }
 
-/* Writes what is queued; 0 ok (maybe still pending), -1 the connection failed. */
-static int flush(relay *r, relay_conn *c)
+/* One read: > 0 bytes, 0 end of stream, IO_AGAIN, IO_FAIL. */
+static ssize_t conn_read(relay_conn *c, void *buf, size_t cap)
 {
+    if (!c->ssl) {
+        ssize_t n = recv(c->fd, buf, cap, 0);
+        if (n >= 0)
+            return n;
+        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN : IO_FAIL;
+    }
+    int n = SSL_read(c->ssl, buf, (int)(cap > 65536 ? 65536 : cap));
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        return IO_AGAIN;
+    case SSL_ERROR_WANT_WRITE:
+        c->tls_want_write = true;
+        return IO_AGAIN;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0;
+    default:
+        ERR_clear_error(); /* handshake refused (old TLS, garbage): the alert is already sent */
+        return IO_FAIL;
+    }
+}
+
+/* One write: bytes written (maybe fewer than len), IO_AGAIN or IO_FAIL. */
+static ssize_t conn_write(relay_conn *c, const void *buf, size_t len)
+{
+    if (!c->ssl) {
+        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n >= 0)
+            return n;
+        return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN : IO_FAIL;
+    }
+    int n = SSL_write(c->ssl, buf, (int)len);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_WRITE:
+        c->tls_want_write = true;
+        return IO_AGAIN;
+    case SSL_ERROR_WANT_READ:
+        return IO_AGAIN;
+    default:
+        ERR_clear_error();
+        return IO_FAIL;
+    }
+}
+
+static void update_interest(relay *r, relay_conn *c)
+{
+    bool w = c->out_len > c->out_off || c->tls_want_write || c->dead;
+    ev_mod(r->loop, c->fd, EV_READ | (w ? EV_WRITE : 0));
+}
+
+/* Writes what is queued; 0 ok (maybe still pending), -1 the connection failed. */
+static int flush(relay_conn *c)
+{
+    c->tls_want_write = false;
     while (c->out_len > c->out_off) {
-        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
+        ssize_t n = conn_write(c, c->out + c->out_off, c->out_len - c->out_off);
+        if (n == IO_AGAIN)
+            break;
+        if (n < 0)
             return -1;
-        }
         c->out_off += (size_t)n;
     }
     if (c->out_off == c->out_len)
         c->out_off = c->out_len = 0;
-    ev_mod(r->loop, c->fd, EV_READ | (c->out_len ? EV_WRITE : 0));
     return 0;
 }
 
 static void queue(relay_conn *c, const uint8_t *buf, size_t len)
 {
-    if (c->out_off > 0 && c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
     if (c->out_len + len > c->out_cap) {
         if (c->out_off > 0) {
             memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
@@ -79,23 +143,22 @@ void relay__conn_send(relay *r, uint64_t conn_id, const uint8_t *buf, size_t len
         return;
     size_t pending = c->out_len - c->out_off;
     if (pending == 0) {
-        ssize_t n = send(c->fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            c->dead = true; /* closed from its own callback, never mid-turn-call */
-            ev_mod(r->loop, c->fd, EV_READ | EV_WRITE);
+        ssize_t n = conn_write(c, buf, len);
+        if (n == IO_FAIL) {
+            c->dead = true; /* closed from its own callback, never in the middle of a turn call */
+            update_interest(r, c);
             return;
         }
         size_t done = n > 0 ? (size_t)n : 0;
-        if (done == len)
-            return;
-        queue(c, buf + done, len - done);
+        if (done < len)
+            queue(c, buf + done, len - done);
     } else if (pending + len > RELAY_CONN_OUT_MAX) {
-        r->send_errors++; /* slow reader: drop this whole frame, framing stays intact */
+        r->send_errors++; /* slow reader: drop this whole frame, the framing stays intact */
         return;
     } else {
         queue(c, buf, len);
     }
-    ev_mod(r->loop, c->fd, EV_READ | EV_WRITE);
+    update_interest(r, c);
 }
 
 /* Feeds every complete frame in c->in to the turn server; -1 on a framing error. */
@@ -129,44 +192,54 @@ static int drain_frames(relay *r, relay_conn *c)
     return rc;
 }
 
-static void on_conn(ev_loop *loop, int fd, unsigned events, void *ctx)
+static void read_some(relay *r, relay_conn *c)
 {
-    relay_conn *c = ctx;
-    relay *r = c->owner;
-    (void)loop;
-    (void)fd;
-    if ((events & EV_WRITE) && !c->dead && flush(r, c) != 0)
-        c->dead = true;
-    for (int i = 0; !c->dead && (events & (EV_READ | EV_ERROR)) && i < 16; i++) {
+    /* Plain TCP: a bounded number of reads per wakeup (level-triggered epoll comes back).
+     * TLS: read until OpenSSL wants more from the socket, since bytes it already decrypted
+     * do not wake epoll again. */
+    for (int i = 0; !c->dead && (c->ssl || i < 16); i++) {
         if (c->in_len == c->in_cap) {
             c->in_cap = c->in_cap ? c->in_cap * 2 : 4096;
             if (c->in_cap > STUN_FRAME_MAX + 4)
                 c->in_cap = STUN_FRAME_MAX + 4;
             c->in = util_xrealloc(c->in, c->in_cap);
         }
-        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        ssize_t n = conn_read(c, c->in + c->in_len, c->in_cap - c->in_len);
+        if (n == IO_AGAIN)
+            break;
+        if (n <= 0) {
             c->dead = true;
             break;
         }
-        if (n < 0)
-            break;
         c->in_len += (size_t)n;
         if (drain_frames(r, c) != 0) {
-            log_debug("relay", "TCP framing error: closing the connection");
+            log_debug("relay", "stream framing error: closing the connection");
             c->dead = true;
         }
     }
+}
+
+static void on_conn(ev_loop *loop, int fd, unsigned events, void *ctx)
+{
+    relay_conn *c = ctx;
+    relay *r = c->owner;
+    (void)loop;
+    (void)fd;
+    if (!c->dead && (events & EV_WRITE) && flush(c) != 0)
+        c->dead = true;
+    if (!c->dead)
+        read_some(r, c);
+    if (!c->dead && c->ssl && c->out_len > c->out_off && flush(c) != 0)
+        c->dead = true; /* the handshake may have unblocked queued writes */
     if (c->dead)
         conn_free(r, c, true);
+    else
+        update_interest(r, c);
     relay__arm_timer(r);
 }
 
-void relay__on_accept(ev_loop *loop, int lfd, unsigned events, void *ctx)
+static void accept_all(relay *r, int lfd, turn_proto proto)
 {
-    relay *r = ctx;
-    (void)loop;
-    (void)events;
     for (int i = 0; i < RELAY_READ_BUDGET; i++) {
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
@@ -187,15 +260,34 @@ void relay__on_accept(ev_loop *loop, int lfd, unsigned events, void *ctx)
         c->fd = fd;
         c->owner = r;
         c->id = ((uint64_t)++r->conn_gen << 32) | (uint32_t)fd;
-        c->t.proto = TURN_PROTO_TCP;
+        c->t.proto = proto;
         c->t.conn_id = c->id;
         c->t.client = peer;
         socklen_t slen = sizeof c->t.server;
         getsockname(fd, (struct sockaddr *)&c->t.server, &slen);
         r->conns[fd] = c;
+        if (proto == TURN_PROTO_TLS && !(c->ssl = tls_server_ssl(r->tls, fd))) {
+            c->dead = true;
+            conn_free(r, c, false);
+            continue;
+        }
         if (ev_add(r->loop, fd, EV_READ, on_conn, c) != 0)
             conn_free(r, c, false);
     }
+}
+
+void relay__on_accept(ev_loop *loop, int lfd, unsigned events, void *ctx)
+{
+    (void)loop;
+    (void)events;
+    accept_all(ctx, lfd, TURN_PROTO_TCP);
+}
+
+void relay__on_accept_tls(ev_loop *loop, int lfd, unsigned events, void *ctx)
+{
+    (void)loop;
+    (void)events;
+    accept_all(ctx, lfd, TURN_PROTO_TLS);
 }
 
 void relay__conns_close_all(relay *r)

@@ -41,7 +41,10 @@ export function createToken(data, account, permissions = 'calls:read,calls:write
 // "API listening on http://HOST:PORT". extraArgs are appended (e.g. ['--max-keys', '5']).
 export async function startServer({ data = freshDataDir(), extraArgs = [], env = {} } = {}) {
   // The relay listens on a free port unless the test names one (parallel servers never clash).
-  const turnArgs = extraArgs.includes('--turn-listen') ? [] : ['--turn-listen', '127.0.0.1:0'];
+  const turnArgs = [
+    ...(extraArgs.includes('--turn-listen') ? [] : ['--turn-listen', '127.0.0.1:0']),
+    ...(extraArgs.includes('--tls-listen') ? [] : ['--tls-listen', '127.0.0.1:0']),
+  ];
   const args = ['serve', '--data', data, '--api-listen', '127.0.0.1:0', '--log-level', 'warn', ...turnArgs, ...extraArgs];
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '', err = '';
@@ -57,9 +60,11 @@ export async function startServer({ data = freshDataDir(), extraArgs = [], env =
   });
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const tm = out.match(/TURN listening on ([0-9.]+|\[[0-9a-f:]+\]):(\d+)/);
+  const tlsm = out.match(/TURN\/TLS listening on ([0-9.]+|\[[0-9a-f:]+\]):(\d+)/);
   return {
     url, port: Number(new URL(url).port), proc, data,
     turnHost: tm ? tm[1] : null, turnPort: tm ? Number(tm[2]) : null,
+    tlsPort: tlsm ? Number(tlsm[2]) : null,
     stderr: () => err,
     // Graceful stop; resolves with the exit status (the sanitizer build reports leaks as non-zero).
     async stop() { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM'); return exited; },
