@@ -323,12 +323,10 @@ describe('credential plane: other listener / host configurations', () => {
     }
   });
 
-  // BUG: with --turn-listen '' (TLS only) the server answers {"iceServers":[{"urls":[]},{…}]}.
+  // Was a bug: with --turn-listen '' (TLS only) the server answers {"iceServers":[{"urls":[]},{…}]}.
   // An RTCIceServer with an empty urls list makes `new RTCPeerConnection()` throw SyntaxError
   // (W3C webrtc-pc, "set the configuration": "If urls is empty, throw a SyntaxError").
-  test('TLS only (--turn-listen \'\'): no iceServers entry with an empty urls list (or the server refuses the config)', {
-    todo: 'server bug: with --turn-listen \'\' generate-ice-servers answers {"urls":[]} as the STUN entry, which RTCPeerConnection rejects',
-  }, async () => {
+  test('TLS only (--turn-listen \'\'): no iceServers entry with an empty urls list (or the server refuses the config)', async () => {
     const T = await freePort(5349);
     let f;
     try {
@@ -352,9 +350,7 @@ describe('credential plane: other listener / host configurations', () => {
   });
 
   // Product spec §3: "Never advertise a port nothing listens on."
-  test('every advertised TCP port (turn …?transport=tcp, turns) accepts a connection', {
-    todo: 'server bug: `turnkey serve` advertises turns:H:T?transport=tcp for --tls-listen (on by default, 127.0.0.1:5349) but nothing listens there: the relay serves UDP/TCP only',
-  }, async () => {
+  test('every advertised TCP port (turn …?transport=tcp, turns) accepts a connection', async () => {
     const P = await freePort(3478), T = await freePort(5349);
     const f = await fixture({ extraArgs: ['--turn-listen', `127.0.0.1:${P}`, '--tls-listen', `127.0.0.1:${T}`] });
     try {
@@ -376,9 +372,7 @@ describe('credential plane: other listener / host configurations', () => {
     }
   });
 
-  test('both listeners off: no iceServers entry with an empty urls list (or the server refuses the config)', {
-    todo: 'server bug: with --turn-listen \'\' --tls-listen \'\' the server starts and generate-ice-servers answers 201 {"iceServers":[{"urls":[]},{"urls":[],…}]}',
-  }, async () => {
+  test('both listeners off: no iceServers entry with an empty urls list (or the server refuses the config)', async () => {
     let f;
     try {
       f = await fixture({ extraArgs: ['--turn-listen', '', '--tls-listen', ''] });
