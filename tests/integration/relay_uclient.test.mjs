@@ -4,6 +4,8 @@ import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import { fixture } from './lib/server.mjs';
 
 const haveCoturn = spawnSync('sh', ['-c', 'command -v turnutils_uclient && command -v turnutils_peer']).status === 0;
@@ -109,6 +111,41 @@ describe('turnutils_uclient interop', { skip: !haveCoturn && 'coturn tools not i
     const t = totals(r.out);
     assert.equal(r.code, 0, r.out.slice(-2000));
     assert.deepEqual([t.sent, t.recv, t.lost], [500, 500, 0]);
+  });
+
+  test('TLS, ChannelData, 10 concurrent clients: every message echoed', async () => {
+    // uclient -S picks a random TLS version per connection, 1.0/1.1 included: those get a
+    // protocol_version alert and uclient retries, so every client ends up on TLS 1.2/1.3.
+    assert.ok(f.tlsPort, 'server printed its TLS port');
+    const cred = await mint();
+    const args = ['-t', '-S', '-c', '-m', '10', '-n', '10', '-l', '100', '-e', '127.0.0.1', '-r', String(peerPort),
+      '-u', cred.username, '-w', cred.credential, '-p', String(f.tlsPort), '127.0.0.1'];
+    const r = await uclient(args, 90000);
+    const t = totals(r.out);
+    assert.equal(r.code, 0, r.out.slice(-2000));
+    assert.deepEqual([t.sent, t.recv, t.lost], [100, 100, 0]);
+  });
+
+  test('an old-TLS (1.0) ClientHello is refused promptly with an alert, not a hang', async () => {
+    // A minimal TLS 1.0 ClientHello: one cipher suite, no extensions.
+    const body = Buffer.concat([Buffer.from([0x03, 0x01]), randomBytes(32), Buffer.from([0x00, 0x00, 0x02, 0x00, 0x2f, 0x01, 0x00])]);
+    const hs = Buffer.concat([Buffer.from([0x01, 0x00, (body.length >> 8) & 0xff, body.length & 0xff]), body]);
+    const rec = Buffer.concat([Buffer.from([0x16, 0x03, 0x01, (hs.length >> 8) & 0xff, hs.length & 0xff]), hs]);
+    const started = Date.now();
+    const got = await new Promise((resolve, reject) => {
+      const sock = connect(f.tlsPort, '127.0.0.1');
+      let data = Buffer.alloc(0);
+      const timer = setTimeout(() => { sock.destroy(); reject(new Error('no answer within 3 s')); }, 3000);
+      sock.on('connect', () => sock.write(rec));
+      sock.on('data', (d) => { data = Buffer.concat([data, d]); });
+      sock.on('error', () => {});
+      sock.on('close', () => { clearTimeout(timer); resolve(data); });
+    });
+    assert.ok(Date.now() - started < 2000, 'refused within 2 s');
+    assert.ok(got.length >= 7, `an alert record came back (${got.toString('hex')})`);
+    assert.equal(got[0], 0x15, 'record type alert');
+    assert.equal(got[5], 2, 'fatal');
+    assert.equal(got[6], 70, 'protocol_version');
   });
 
   test('a wrong password is refused', async () => {
