@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libssl-dev)
 if [ "${1:-build}" = test ]; then
-  want+=(clang libclang-rt-14-dev nodejs npm coturn sqlite3 openssl)
+  want+=(clang libclang-rt-14-dev nodejs npm coturn sqlite3 openssl chromium)
 fi
 missing=()
 for p in "${want[@]}"; do
