@@ -343,6 +343,7 @@ static relay *start_relay(const cfg *c, keycache *keys, tls_server *tls)
                        .user_quota = (uint32_t)c->user_quota,
                        .max_allocations = (uint32_t)c->max_allocations,
                        .tls_listen = c->tls_listen,
+                       .threads = (unsigned)c->relay_threads,
                        .tls = tls,
                        .keys = keys};
     char *err = NULL;

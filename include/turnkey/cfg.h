@@ -27,6 +27,7 @@ typedef struct cfg {
     long user_quota;      /* allocations per TURN username */
     long max_allocations; /* allocations per server */
     long api_threads;
+    long relay_threads; /* 0 = one per CPU */
     char *log_level;
     bool bootstrap;    /* first run on an empty store: create an account and a token */
 } cfg;

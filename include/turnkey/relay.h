@@ -24,6 +24,7 @@ typedef struct relay_config {
     keycache *keys;
     const char *tls_listen; /* TURN over TLS "ADDR:PORT"; NULL/"" = off */
     tls_server *tls;        /* required when tls_listen is set */
+    unsigned threads;       /* event-loop threads; 0 = one per online CPU */
 } relay_config;
 
 typedef struct relay relay;
@@ -35,6 +36,7 @@ void relay_stop(relay *r);
 /* Actual bound ports (useful with port 0); tls is 0 when TLS is off. */
 uint16_t relay_port(const relay *r);
 uint16_t relay_tls_port(const relay *r);
+size_t relay_threads(const relay *r);
 
 /* Thread-safe lifecycle notifications (from the API threads): the loop thread ends the
  * matching allocations at once. */

@@ -62,8 +62,17 @@ typedef struct turn_ops {
      * terminated, the long-term credential password) and info. now = unix seconds. */
     int (*auth)(void *ctx, const uint8_t *username, size_t len, int64_t now,
                 char password[128], turn_auth_info *info);
+    /* Optional (both or neither): quotas shared by several turn_servers (one per relay
+     * thread). Called before an allocation is created: 0 = granted, TURN_QUOTA_USER (→ 486)
+     * or TURN_QUOTA_GLOBAL (→ 508). Each grant is matched by exactly one release when that
+     * allocation ends. When absent, the server counts per username and in total itself
+     * against cfg.user_quota / cfg.max_allocations. */
+    int (*quota_acquire)(void *ctx, const uint8_t *username, size_t len);
+    void (*quota_release)(void *ctx, const uint8_t *username, size_t len);
     void *ctx;
 } turn_ops;
+
+enum { TURN_QUOTA_OK = 0, TURN_QUOTA_USER = -1, TURN_QUOTA_GLOBAL = -2 };
 
 typedef struct turn_config {
     const char *realm;              /* REALM value */

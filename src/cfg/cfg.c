@@ -46,6 +46,8 @@ static const opt table[] = {
     {"max-allocations", T_INT, O(max_allocations), "100000", 1, 10000000,
      "allocations per server (the next one gets 508)"},
     {"api-threads", T_INT, O(api_threads), "2", 1, 64, "HTTP worker threads"},
+    {"relay-threads", T_INT, O(relay_threads), "0", 0, 64,
+     "relay event-loop threads (0 = one per CPU)"},
     {"log-level", T_STR, O(log_level), "info", 0, 0, "error, warn, info or debug"},
     {"bootstrap", T_BOOL, O(bootstrap), "false", 0, 0,
      "on an empty store, create one account and one write token and print them once"},

@@ -4,6 +4,8 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "turnkey/ev.h"
 #include "turnkey/relay.h"
@@ -11,15 +13,18 @@
 #include "turnkey/turn.h"
 
 #define RELAY_READ_BUDGET 64            /* datagrams per socket per wakeup */
+#define RELAY_BATCH 16                  /* datagrams per recvmmsg */
+#define RELAY_DGRAM_MAX 4096            /* larger UDP datagrams are dropped (MTU-sized is the norm) */
 #define RELAY_CONN_OUT_MAX (1u << 20)   /* queued bytes per TCP client before frames drop */
 
 typedef struct relay relay;
+typedef struct relay_worker relay_worker;
 
 typedef struct relay_sock {
     struct relay_sock *next;
     int fd;
     uint64_t alloc_id;
-    relay *owner;
+    relay_worker *owner;
 } relay_sock;
 
 typedef struct relay_conn {
@@ -33,7 +38,7 @@ typedef struct relay_conn {
     uint8_t *out;
     size_t out_off, out_len, out_cap;
     bool dead;
-    relay *owner;
+    relay_worker *owner;
 } relay_conn;
 
 enum { RELAY_EV_KEY_DELETED = 1, RELAY_EV_REVOKED = 2 };
@@ -43,18 +48,39 @@ typedef struct relay_event {
     char text[];
 } relay_event;
 
+/* Allocation quotas shared by the workers (taken on Allocate, never per packet). */
+typedef struct relay_quota_entry {
+    struct relay_quota_entry *next;
+    uint32_t count;
+    size_t len;
+    uint8_t name[];
+} relay_quota_entry;
+
+/* What every worker shares; read-only after start except the quota (under its mutex). */
 struct relay {
+    relay_worker **w;
+    size_t n_workers;
+    peer_policy peers;
+    keycache *keys;
+    tls_server *tls;
+    struct sockaddr_storage listen_addr, relay_addr, tls_addr;
+    uint16_t port_lo, port_hi;
+    uint8_t nonce_secret[32];
+    pthread_mutex_t quota_mu;
+    relay_quota_entry **quota;
+    size_t quota_nb, quota_total;
+    uint32_t user_quota, max_allocations;
+};
+
+/* One event-loop thread: its own listeners (SO_REUSEPORT), turn_server, relay sockets and
+ * connections. Nothing here is touched by another thread except the event queue. */
+struct relay_worker {
+    relay *shared;
     ev_loop *loop;
     pthread_t thread;
     bool running;
     turn_server *turn;
-    peer_policy peers;
-    keycache *keys;
-    const char *listen_text;
-    struct sockaddr_storage listen_addr, relay_addr, tls_addr;
     int udp_fd, tcp_fd, tls_fd;
-    tls_server *tls;
-    uint16_t port_lo, port_hi;
     uint32_t port_cursor;
     ev_timer timer;
     relay_sock **rs; /* alloc_id -> relay socket */
@@ -65,13 +91,22 @@ struct relay {
     pthread_mutex_t q_mu;
     relay_event *q_head, *q_tail;
     uint64_t send_errors;
-    uint8_t rxbuf[65536];
+    struct mmsghdr mm[RELAY_BATCH];
+    struct iovec iov[RELAY_BATCH];
+    struct sockaddr_storage from[RELAY_BATCH];
+    uint8_t rx[RELAY_BATCH][RELAY_DGRAM_MAX];
 };
 
-void relay__arm_timer(relay *r);
+void relay__arm_timer(relay_worker *r);
 void relay__on_accept(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__on_accept_tls(ev_loop *loop, int fd, unsigned events, void *ctx);
-void relay__conn_send(relay *r, uint64_t conn_id, const uint8_t *buf, size_t len);
-void relay__conns_close_all(relay *r);
+void relay__conn_send(relay_worker *r, uint64_t conn_id, const uint8_t *buf, size_t len);
+void relay__conns_close_all(relay_worker *r);
+
+/* relay_quota.c */
+void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);
+void relay__quota_dispose(relay *r);
+int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len);
+void relay__quota_release(void *ctx, const uint8_t *username, size_t len);
 
 #endif

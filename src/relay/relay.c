@@ -32,12 +32,12 @@ int relay_parse_ports(const char *s, uint16_t *lo, uint16_t *hi)
 
 /* --- relay sockets: alloc_id -> socket ----------------------------------------------- */
 
-static size_t rs_slot(const relay *r, uint64_t id)
+static size_t rs_slot(const relay_worker *r, uint64_t id)
 {
     return (size_t)((id * 0x9E3779B97F4A7C15ull) >> 20) & (r->rs_nb - 1);
 }
 
-static relay_sock *rs_find(relay *r, uint64_t id)
+static relay_sock *rs_find(relay_worker *r, uint64_t id)
 {
     for (relay_sock *s = r->rs[rs_slot(r, id)]; s; s = s->next)
         if (s->alloc_id == id)
@@ -45,7 +45,7 @@ static relay_sock *rs_find(relay *r, uint64_t id)
     return NULL;
 }
 
-static void rs_insert(relay *r, relay_sock *s)
+static void rs_insert(relay_worker *r, relay_sock *s)
 {
     if (r->rs_n + 1 > r->rs_nb) {
         size_t old_nb = r->rs_nb;
@@ -67,7 +67,7 @@ static void rs_insert(relay *r, relay_sock *s)
     r->rs_n++;
 }
 
-static relay_sock *rs_remove(relay *r, uint64_t id)
+static relay_sock *rs_remove(relay_worker *r, uint64_t id)
 {
     for (relay_sock **pp = &r->rs[rs_slot(r, id)]; *pp; pp = &(*pp)->next)
         if ((*pp)->alloc_id == id) {
@@ -79,43 +79,62 @@ static relay_sock *rs_remove(relay *r, uint64_t id)
     return NULL;
 }
 
+/* Receives up to RELAY_BATCH datagrams with one recvmmsg; returns how many (0 if none). */
+static int recv_batch(relay_worker *r, int fd)
+{
+    struct mmsghdr *m = r->mm;
+    for (int i = 0; i < RELAY_BATCH; i++) {
+        r->iov[i].iov_base = r->rx[i];
+        r->iov[i].iov_len = RELAY_DGRAM_MAX;
+        m[i].msg_hdr = (struct msghdr){.msg_name = &r->from[i],
+                                       .msg_namelen = sizeof r->from[i],
+                                       .msg_iov = &r->iov[i],
+                                       .msg_iovlen = 1};
+    }
+    int n = recvmmsg(fd, m, RELAY_BATCH, MSG_DONTWAIT, NULL);
+    return n > 0 ? n : 0;
+}
+
 static void on_peer_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
 {
     relay_sock *s = ctx;
-    relay *r = s->owner;
+    relay_worker *r = s->owner;
     (void)loop;
     (void)events;
     uint64_t id = s->alloc_id;
-    for (int i = 0; i < RELAY_READ_BUDGET; i++) {
-        struct sockaddr_storage peer;
-        socklen_t plen = sizeof peer;
-        ssize_t n = recvfrom(fd, r->rxbuf, sizeof r->rxbuf, 0, (struct sockaddr *)&peer, &plen);
-        if (n < 0)
+    for (int round = 0; round < RELAY_READ_BUDGET / RELAY_BATCH; round++) {
+        int n = recv_batch(r, fd);
+        for (int i = 0; i < n; i++) {
+            if (r->mm[i].msg_hdr.msg_flags & MSG_TRUNC)
+                continue; /* larger than RELAY_DGRAM_MAX: dropped */
+            turn_server_peer_input(r->turn, id, (struct sockaddr *)&r->from[i], r->rx[i],
+                                   r->mm[i].msg_len, util_now_ms());
+            if (!rs_find(r, id))
+                goto out; /* the allocation ended while handling this datagram */
+        }
+        if (n < RELAY_BATCH)
             break;
-        turn_server_peer_input(r->turn, id, (struct sockaddr *)&peer, r->rxbuf, (size_t)n,
-                               util_now_ms());
-        if (!rs_find(r, id))
-            break; /* the allocation ended while handling this datagram */
     }
+out:
     relay__arm_timer(r);
 }
 
 static int ops_relay_open(void *ctx, uint64_t alloc_id, int family,
                           struct sockaddr_storage *relayed)
 {
-    relay *r = ctx;
-    if (family != r->relay_addr.ss_family)
+    relay_worker *r = ctx;
+    if (family != r->shared->relay_addr.ss_family)
         return TURN_RELAY_ERR_FAMILY; /* → 440 */
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    unsigned span = (unsigned)(r->port_hi - r->port_lo) + 1;
+    unsigned span = (unsigned)(r->shared->port_hi - r->shared->port_lo) + 1;
     unsigned tries = span < 256 ? span : 256;
-    struct sockaddr_storage a = r->relay_addr;
+    struct sockaddr_storage a = r->shared->relay_addr;
     socklen_t alen = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     bool bound = false;
     for (unsigned i = 0; i < tries && !bound; i++) {
-        uint16_t port = (uint16_t)(r->port_lo + (r->port_cursor++ % span));
+        uint16_t port = (uint16_t)(r->shared->port_lo + (r->port_cursor++ % span));
         if (family == AF_INET)
             ((struct sockaddr_in *)&a)->sin_port = htons(port);
         else
@@ -135,7 +154,7 @@ static int ops_relay_open(void *ctx, uint64_t alloc_id, int family,
     *relayed = a;
     return 0;
 fail:
-    log_warn("relay", "no relay port available in %u-%u", r->port_lo, r->port_hi);
+    log_warn("relay", "no relay port available in %u-%u", r->shared->port_lo, r->shared->port_hi);
     free(s);
     close(fd);
     return -1;
@@ -143,7 +162,7 @@ fail:
 
 static void ops_relay_close(void *ctx, uint64_t alloc_id)
 {
-    relay *r = ctx;
+    relay_worker *r = ctx;
     relay_sock *s = rs_remove(r, alloc_id);
     if (!s)
         return;
@@ -155,7 +174,7 @@ static void ops_relay_close(void *ctx, uint64_t alloc_id)
 static void ops_send_peer(void *ctx, uint64_t alloc_id, const struct sockaddr *peer,
                           const uint8_t *buf, size_t len)
 {
-    relay *r = ctx;
+    relay_worker *r = ctx;
     relay_sock *s = rs_find(r, alloc_id);
     if (!s)
         return;
@@ -167,7 +186,7 @@ static void ops_send_peer(void *ctx, uint64_t alloc_id, const struct sockaddr *p
 
 static void ops_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, size_t len)
 {
-    relay *r = ctx;
+    relay_worker *r = ctx;
     if (t->proto != TURN_PROTO_UDP) {
         relay__conn_send(r, t->conn_id, buf, len);
         return;
@@ -181,8 +200,8 @@ static void ops_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf,
 static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
                     char password[128], turn_auth_info *info)
 {
-    relay *r = ctx;
-    cred_lookup lk = keycache_lookup(r->keys);
+    relay_worker *r = ctx;
+    cred_lookup lk = keycache_lookup(r->shared->keys);
     cred_info ci;
     int rc = cred_verify(&lk, (const char *)username, len, now, &ci, password);
     if (rc == CRED_E_EXPIRED)
@@ -198,7 +217,7 @@ static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
 
 static void on_turn_timer(ev_loop *loop, ev_timer *t, void *ctx)
 {
-    relay *r = ctx;
+    relay_worker *r = ctx;
     (void)loop;
     (void)t;
     turn_server_tick(r->turn, util_now_ms());
@@ -206,7 +225,7 @@ static void on_turn_timer(ev_loop *loop, ev_timer *t, void *ctx)
 }
 
 /* The turn server keeps wall-clock deadlines; the loop's timers are monotonic. */
-void relay__arm_timer(relay *r)
+void relay__arm_timer(relay_worker *r)
 {
     int64_t deadline = turn_server_next_deadline(r->turn);
     if (deadline == INT64_MAX) {
@@ -219,23 +238,28 @@ void relay__arm_timer(relay *r)
 
 static void on_udp_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
 {
-    relay *r = ctx;
+    relay_worker *r = ctx;
     (void)loop;
     (void)events;
-    turn_5tuple t = {.proto = TURN_PROTO_UDP, .server = r->listen_addr};
-    for (int i = 0; i < RELAY_READ_BUDGET; i++) {
-        socklen_t clen = sizeof t.client;
-        ssize_t n = recvfrom(fd, r->rxbuf, sizeof r->rxbuf, 0, (struct sockaddr *)&t.client, &clen);
-        if (n < 0)
+    turn_5tuple t = {.proto = TURN_PROTO_UDP, .server = r->shared->listen_addr};
+    for (int round = 0; round < RELAY_READ_BUDGET / RELAY_BATCH; round++) {
+        int n = recv_batch(r, fd);
+        int64_t now = util_now_ms();
+        for (int i = 0; i < n; i++) {
+            if (r->mm[i].msg_hdr.msg_flags & MSG_TRUNC)
+                continue;
+            memcpy(&t.client, &r->from[i], sizeof t.client);
+            turn_server_input(r->turn, &t, r->rx[i], r->mm[i].msg_len, now);
+        }
+        if (n < RELAY_BATCH)
             break;
-        turn_server_input(r->turn, &t, r->rxbuf, (size_t)n, util_now_ms());
     }
     relay__arm_timer(r);
 }
 
 static void on_wakeup(ev_loop *loop, void *ctx)
 {
-    relay *r = ctx;
+    relay_worker *r = ctx;
     (void)loop;
     pthread_mutex_lock(&r->q_mu);
     relay_event *e = r->q_head;
@@ -258,7 +282,7 @@ static void on_wakeup(ev_loop *loop, void *ctx)
     relay__arm_timer(r);
 }
 
-static void enqueue(relay *r, int kind, const char *text)
+static void enqueue(relay_worker *r, int kind, const char *text)
 {
     if (!r)
         return;
@@ -278,53 +302,198 @@ static void enqueue(relay *r, int kind, const char *text)
 
 void relay_key_deleted(relay *r, const char *key_uid)
 {
-    enqueue(r, RELAY_EV_KEY_DELETED, key_uid);
+    for (size_t i = 0; r && i < r->n_workers; i++)
+        enqueue(r->w[i], RELAY_EV_KEY_DELETED, key_uid);
 }
 
 void relay_credential_revoked(relay *r, const char *username)
 {
-    enqueue(r, RELAY_EV_REVOKED, username);
-}
-
-static void *loop_main(void *arg)
-{
-    relay *r = arg;
-    ev_run(r->loop);
-    return NULL;
+    for (size_t i = 0; r && i < r->n_workers; i++)
+        enqueue(r->w[i], RELAY_EV_REVOKED, username);
 }
 
 /* --- start / stop -------------------------------------------------------------------- */
 
-static int open_listener(struct sockaddr_storage *addr, const char *text, int type,
-                         const char *what, char **err)
+/* --- start / stop -------------------------------------------------------------------- */
+
+/* Binds one listener. SO_REUSEPORT lets every worker bind the same address: the kernel
+ * spreads UDP 5-tuples and TCP connections over them, always sending one 5-tuple to the
+ * same worker. The first worker binds without SO_REUSEPORT first (a probe), so a port that
+ * another process holds is an error instead of being silently shared; with port 0 the probe
+ * picks the port the others then bind. */
+static int bind_one(struct sockaddr_storage *addr, int type, bool reuseport)
 {
     socklen_t alen = addr->ss_family == AF_INET ? sizeof(struct sockaddr_in)
                                                 : sizeof(struct sockaddr_in6);
     int fd = socket(addr->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0)
-        goto fail;
+        return -1;
     if (type == SOCK_STREAM)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (bind(fd, (struct sockaddr *)addr, alen) != 0)
-        goto fail;
-    if (type == SOCK_STREAM && listen(fd, 1024) != 0)
-        goto fail;
-    /* with port 0, the TCP listener takes the port the UDP one got */
+    if (reuseport)
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, (struct sockaddr *)addr, alen) != 0 ||
+        (type == SOCK_STREAM && listen(fd, 1024) != 0)) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return -1;
+    }
     socklen_t got = sizeof *addr;
     getsockname(fd, (struct sockaddr *)addr, &got);
     return fd;
+}
+
+static int open_listener(struct sockaddr_storage *addr, const char *text, int type,
+                         const char *what, bool first, char **err)
+{
+    if (first) {
+        int probe = bind_one(addr, type, false);
+        if (probe < 0)
+            goto fail;
+        close(probe);
+    }
+    int fd = bind_one(addr, type, true);
+    if (fd >= 0)
+        return fd;
 fail:
     *err = util_xasprintf("cannot open the TURN %s listener on %s: %s", what, text,
                           strerror(errno));
-    if (fd >= 0)
-        close(fd);
     return -1;
+}
+
+static void *loop_main(void *arg)
+{
+    relay_worker *w = arg;
+    ev_run(w->loop);
+    return NULL;
+}
+
+static void worker_free(relay_worker *w)
+{
+    if (!w)
+        return;
+    if (w->running) {
+        ev_stop(w->loop);
+        pthread_join(w->thread, NULL);
+    }
+    relay__conns_close_all(w);
+    if (w->turn)
+        turn_server_free(w->turn); /* closes every relay socket through ops */
+    for (size_t i = 0; i < w->rs_nb; i++)
+        for (relay_sock *s = w->rs[i], *next; s; s = next) {
+            next = s->next;
+            close(s->fd);
+            free(s);
+        }
+    free(w->rs);
+    if (w->udp_fd >= 0)
+        close(w->udp_fd);
+    if (w->tcp_fd >= 0)
+        close(w->tcp_fd);
+    if (w->tls_fd >= 0)
+        close(w->tls_fd);
+    for (relay_event *e = w->q_head, *next; e; e = next) {
+        next = e->next;
+        free(e);
+    }
+    if (w->loop)
+        ev_loop_free(w->loop);
+    pthread_mutex_destroy(&w->q_mu);
+    free(w);
+}
+
+/* Creates worker i: listeners (the shared addresses get their real ports from worker 0),
+ * loop, turn_server. The thread is started later, once every worker exists. */
+static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
+{
+    relay_worker *w = util_xcalloc(1, sizeof *w);
+    w->shared = r;
+    w->udp_fd = w->tcp_fd = w->tls_fd = -1;
+    pthread_mutex_init(&w->q_mu, NULL);
+    w->rs_nb = 64;
+    w->rs = util_xcalloc(w->rs_nb, sizeof *w->rs);
+    util_random((uint8_t *)&w->port_cursor, sizeof w->port_cursor);
+    if (!(w->loop = ev_loop_new())) {
+        *err = util_xasprintf("cannot create a relay event loop: %s", strerror(errno));
+        goto fail;
+    }
+    bool first = r->n_workers == 0;
+    if ((w->udp_fd = open_listener(&r->listen_addr, cfg->listen, SOCK_DGRAM, "UDP", first,
+                                   err)) < 0 ||
+        (w->tcp_fd = open_listener(&r->listen_addr, cfg->listen, SOCK_STREAM, "TCP", first,
+                                   err)) < 0)
+        goto fail;
+    if (r->tls && (w->tls_fd = open_listener(&r->tls_addr, cfg->tls_listen, SOCK_STREAM, "TLS",
+                                             first, err)) < 0)
+        goto fail;
+    turn_config tc = {.realm = cfg->realm ? cfg->realm : "turnkey",
+                      .software = "turnkey",
+                      .user_quota = r->user_quota,
+                      .max_allocations = r->max_allocations,
+                      .peers = &r->peers};
+    memcpy(tc.nonce_secret, r->nonce_secret, sizeof tc.nonce_secret);
+    turn_ops ops = {.send_client = ops_send_client,
+                    .relay_open = ops_relay_open,
+                    .relay_close = ops_relay_close,
+                    .send_peer = ops_send_peer,
+                    .auth = ops_auth,
+                    .quota_acquire = relay__quota_acquire,
+                    .quota_release = relay__quota_release,
+                    .ctx = w};
+    if (!(w->turn = turn_server_new(&tc, &ops))) {
+        *err = util_xasprintf("invalid TURN configuration (realm '%s')", tc.realm);
+        goto fail;
+    }
+    ev_timer_init(&w->timer, on_turn_timer, w);
+    ev_set_wakeup_cb(w->loop, on_wakeup, w);
+    if (ev_add(w->loop, w->udp_fd, EV_READ, on_udp_readable, w) != 0 ||
+        ev_add(w->loop, w->tcp_fd, EV_READ, relay__on_accept, w) != 0 ||
+        (w->tls_fd >= 0 && ev_add(w->loop, w->tls_fd, EV_READ, relay__on_accept_tls, w) != 0)) {
+        *err = util_xasprintf("cannot register the TURN listeners");
+        goto fail;
+    }
+    return w;
+fail:
+    worker_free(w);
+    return NULL;
+}
+
+static int setup_addresses(relay *r, const relay_config *cfg, char **err)
+{
+    unsigned len;
+    if (util_parse_addr(cfg->listen, &r->listen_addr, &len) != 0) {
+        *err = util_xasprintf("invalid --turn-listen '%s' (want ADDR:PORT)", cfg->listen);
+        return -1;
+    }
+    if (cfg->tls_listen && *cfg->tls_listen) {
+        if (util_parse_addr(cfg->tls_listen, &r->tls_addr, &len) != 0 || !cfg->tls) {
+            *err = util_xasprintf("invalid --tls-listen '%s' (want ADDR:PORT)", cfg->tls_listen);
+            return -1;
+        }
+        r->tls = cfg->tls;
+    }
+    const char *rip = cfg->relay_ip && *cfg->relay_ip ? cfg->relay_ip : NULL;
+    if (rip) {
+        char tmp[160];
+        snprintf(tmp, sizeof tmp, strchr(rip, ':') ? "[%s]:0" : "%s:0", rip);
+        if (util_parse_addr(tmp, &r->relay_addr, &len) != 0) {
+            *err = util_xasprintf("invalid --relay-ip '%s'", rip);
+            return -1;
+        }
+    } else {
+        r->relay_addr = r->listen_addr;
+        if (r->relay_addr.ss_family == AF_INET)
+            ((struct sockaddr_in *)&r->relay_addr)->sin_port = 0;
+        else
+            ((struct sockaddr_in6 *)&r->relay_addr)->sin6_port = 0;
+    }
+    return 0;
 }
 
 static int setup_policy(relay *r, const relay_config *cfg, char **err)
 {
-    peer_policy_init(&r->peers);
     for (size_t i = 0; i < cfg->n_allow_peer; i++) {
         peer_cidr c;
         if (peer_cidr_parse(cfg->allow_peer[i], &c) != 0) {
@@ -336,143 +505,86 @@ static int setup_policy(relay *r, const relay_config *cfg, char **err)
     }
     peer_policy_add_self(&r->peers, (struct sockaddr *)&r->listen_addr);
     peer_policy_add_self(&r->peers, (struct sockaddr *)&r->relay_addr);
-    if (r->tls_fd >= 0)
+    if (r->tls)
         peer_policy_add_self(&r->peers, (struct sockaddr *)&r->tls_addr);
     return 0;
 }
 
 relay *relay_start(const relay_config *cfg, char **err)
 {
-    unsigned len;
     *err = NULL;
     relay *r = util_xcalloc(1, sizeof *r);
-    r->udp_fd = r->tcp_fd = r->tls_fd = -1;
     r->keys = cfg->keys;
-    r->listen_text = cfg->listen;
     r->port_lo = cfg->port_lo ? cfg->port_lo : 49152;
     r->port_hi = cfg->port_hi ? cfg->port_hi : 65535;
-    pthread_mutex_init(&r->q_mu, NULL);
-    r->rs_nb = 64;
-    r->rs = util_xcalloc(r->rs_nb, sizeof *r->rs);
-    if (util_parse_addr(cfg->listen, &r->listen_addr, &len) != 0) {
-        *err = util_xasprintf("invalid --turn-listen '%s' (want ADDR:PORT)", cfg->listen);
-        goto fail;
+    peer_policy_init(&r->peers);
+    relay__quota_init(r, cfg->user_quota, cfg->max_allocations);
+    util_random(r->nonce_secret, sizeof r->nonce_secret);
+    size_t n = cfg->threads;
+    if (n == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cpus > 0 ? (size_t)cpus : 1;
     }
-    const char *rip = cfg->relay_ip && *cfg->relay_ip ? cfg->relay_ip : NULL;
-    if (rip) {
-        char tmp[160];
-        snprintf(tmp, sizeof tmp, strchr(rip, ':') ? "[%s]:0" : "%s:0", rip);
-        if (util_parse_addr(tmp, &r->relay_addr, &len) != 0) {
-            *err = util_xasprintf("invalid --relay-ip '%s'", rip);
+    if (n > 64)
+        n = 64;
+    if (setup_addresses(r, cfg, err) != 0)
+        goto fail;
+    r->w = util_xcalloc(n, sizeof *r->w);
+    for (size_t i = 0; i < n; i++) {
+        if (!(r->w[i] = worker_new(r, cfg, err)))
+            goto fail;
+        r->n_workers++;
+        if (i == 0 && setup_policy(r, cfg, err) != 0) /* worker 0 fixed the real ports */
+            goto fail;
+    }
+    for (size_t i = 0; i < r->n_workers; i++) {
+        if (pthread_create(&r->w[i]->thread, NULL, loop_main, r->w[i]) != 0) {
+            *err = util_xasprintf("cannot start a relay thread");
             goto fail;
         }
+        r->w[i]->running = true;
     }
-    if (!(r->loop = ev_loop_new())) {
-        *err = util_xasprintf("cannot create the relay event loop: %s", strerror(errno));
-        goto fail;
-    }
-    if ((r->udp_fd = open_listener(&r->listen_addr, cfg->listen, SOCK_DGRAM, "UDP", err)) < 0 ||
-        (r->tcp_fd = open_listener(&r->listen_addr, cfg->listen, SOCK_STREAM, "TCP", err)) < 0)
-        goto fail;
-    if (cfg->tls_listen && *cfg->tls_listen) {
-        if (util_parse_addr(cfg->tls_listen, &r->tls_addr, &len) != 0 || !cfg->tls) {
-            *err = util_xasprintf("invalid --tls-listen '%s' (want ADDR:PORT)", cfg->tls_listen);
-            goto fail;
-        }
-        r->tls = cfg->tls;
-        r->tls_fd = open_listener(&r->tls_addr, cfg->tls_listen, SOCK_STREAM, "TLS", err);
-        if (r->tls_fd < 0)
-            goto fail;
-    }
-    if (!rip) {
-        r->relay_addr = r->listen_addr;
-        if (r->relay_addr.ss_family == AF_INET)
-            ((struct sockaddr_in *)&r->relay_addr)->sin_port = 0;
-        else
-            ((struct sockaddr_in6 *)&r->relay_addr)->sin6_port = 0;
-    }
-    if (setup_policy(r, cfg, err) != 0)
-        goto fail;
-    util_random((uint8_t *)&r->port_cursor, sizeof r->port_cursor);
-    turn_config tc = {.realm = cfg->realm ? cfg->realm : "turnkey",
-                      .software = "turnkey",
-                      .user_quota = cfg->user_quota,
-                      .max_allocations = cfg->max_allocations,
-                      .peers = &r->peers};
-    util_random(tc.nonce_secret, sizeof tc.nonce_secret);
-    turn_ops ops = {.send_client = ops_send_client,
-                    .relay_open = ops_relay_open,
-                    .relay_close = ops_relay_close,
-                    .send_peer = ops_send_peer,
-                    .auth = ops_auth,
-                    .ctx = r};
-    r->turn = turn_server_new(&tc, &ops);
-    ev_timer_init(&r->timer, on_turn_timer, r);
-    ev_set_wakeup_cb(r->loop, on_wakeup, r);
-    if (ev_add(r->loop, r->udp_fd, EV_READ, on_udp_readable, r) != 0 ||
-        ev_add(r->loop, r->tcp_fd, EV_READ, relay__on_accept, r) != 0 ||
-        (r->tls_fd >= 0 && ev_add(r->loop, r->tls_fd, EV_READ, relay__on_accept_tls, r) != 0)) {
-        *err = util_xasprintf("cannot register the TURN listeners");
-        goto fail;
-    }
-    if (pthread_create(&r->thread, NULL, loop_main, r) != 0) {
-        *err = util_xasprintf("cannot start the relay thread");
-        goto fail;
-    }
-    r->running = true;
     return r;
 fail:
     relay_stop(r);
     return NULL;
 }
 
+static uint16_t port_of(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                          : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
 uint16_t relay_port(const relay *r)
 {
-    return ntohs(r->listen_addr.ss_family == AF_INET
-                     ? ((const struct sockaddr_in *)&r->listen_addr)->sin_port
-                     : ((const struct sockaddr_in6 *)&r->listen_addr)->sin6_port);
+    return port_of(&r->listen_addr);
 }
 
 uint16_t relay_tls_port(const relay *r)
 {
-    if (r->tls_fd < 0)
-        return 0;
-    return ntohs(r->tls_addr.ss_family == AF_INET
-                     ? ((const struct sockaddr_in *)&r->tls_addr)->sin_port
-                     : ((const struct sockaddr_in6 *)&r->tls_addr)->sin6_port);
+    return r->tls ? port_of(&r->tls_addr) : 0;
+}
+
+size_t relay_threads(const relay *r)
+{
+    return r->n_workers;
 }
 
 void relay_stop(relay *r)
 {
     if (!r)
         return;
-    if (r->running) {
-        ev_stop(r->loop);
-        pthread_join(r->thread, NULL);
-    }
-    relay__conns_close_all(r);
-    if (r->turn)
-        turn_server_free(r->turn); /* closes every relay socket through ops */
-    for (size_t i = 0; i < r->rs_nb; i++)
-        for (relay_sock *s = r->rs[i], *next; s; s = next) {
-            next = s->next;
-            close(s->fd);
-            free(s);
+    for (size_t i = 0; i < r->n_workers; i++) /* stop every loop before freeing any */
+        if (r->w[i]->running) {
+            ev_stop(r->w[i]->loop);
+            pthread_join(r->w[i]->thread, NULL);
+            r->w[i]->running = false;
         }
-    free(r->rs);
-    if (r->udp_fd >= 0)
-        close(r->udp_fd);
-    if (r->tcp_fd >= 0)
-        close(r->tcp_fd);
-    if (r->tls_fd >= 0)
-        close(r->tls_fd);
-    for (relay_event *e = r->q_head, *next; e; e = next) {
-        next = e->next;
-        free(e);
-    }
-    if (r->loop)
-        ev_loop_free(r->loop);
+    for (size_t i = 0; i < r->n_workers; i++)
+        worker_free(r->w[i]);
+    free(r->w);
     peer_policy_dispose(&r->peers);
-    pthread_mutex_destroy(&r->q_mu);
+    relay__quota_dispose(r);
     free(r);
 }

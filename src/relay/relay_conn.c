@@ -19,7 +19,7 @@
 
 enum { IO_AGAIN = -1, IO_FAIL = -2 };
 
-static relay_conn *conn_by_id(relay *r, uint64_t id)
+static relay_conn *conn_by_id(relay_worker *r, uint64_t id)
 {
     size_t fd = (size_t)(id & 0xffffffffu);
     if (fd >= r->conns_cap || !r->conns[fd] || r->conns[fd]->id != id)
@@ -27,7 +27,7 @@ static relay_conn *conn_by_id(relay *r, uint64_t id)
     return r->conns[fd];
 }
 
-static void conn_free(relay *r, relay_conn *c, bool notify)
+static void conn_free(relay_worker *r, relay_conn *c, bool notify)
 {
     ev_del(r->loop, c->fd);
     if (c->ssl) {
@@ -95,7 +95,7 @@ static ssize_t conn_write(relay_conn *c, const void *buf, size_t len)
     }
 }
 
-static void update_interest(relay *r, relay_conn *c)
+static void update_interest(relay_worker *r, relay_conn *c)
 {
     bool w = c->out_len > c->out_off || c->tls_want_write || c->dead;
     ev_mod(r->loop, c->fd, EV_READ | (w ? EV_WRITE : 0));
@@ -136,7 +136,7 @@ static void queue(relay_conn *c, const uint8_t *buf, size_t len)
     c->out_len += len;
 }
 
-void relay__conn_send(relay *r, uint64_t conn_id, const uint8_t *buf, size_t len)
+void relay__conn_send(relay_worker *r, uint64_t conn_id, const uint8_t *buf, size_t len)
 {
     relay_conn *c = conn_by_id(r, conn_id);
     if (!c || c->dead)
@@ -162,7 +162,7 @@ void relay__conn_send(relay *r, uint64_t conn_id, const uint8_t *buf, size_t len
 }
 
 /* Feeds every complete frame in c->in to the turn server; -1 on a framing error. */
-static int drain_frames(relay *r, relay_conn *c)
+static int drain_frames(relay_worker *r, relay_conn *c)
 {
     size_t off = 0;
     int rc = 0;
@@ -192,7 +192,7 @@ static int drain_frames(relay *r, relay_conn *c)
     return rc;
 }
 
-static void read_some(relay *r, relay_conn *c)
+static void read_some(relay_worker *r, relay_conn *c)
 {
     /* Plain TCP: a bounded number of reads per wakeup (level-triggered epoll comes back).
      * TLS: read until OpenSSL wants more from the socket, since bytes it already decrypted
@@ -222,7 +222,7 @@ static void read_some(relay *r, relay_conn *c)
 static void on_conn(ev_loop *loop, int fd, unsigned events, void *ctx)
 {
     relay_conn *c = ctx;
-    relay *r = c->owner;
+    relay_worker *r = c->owner;
     (void)loop;
     (void)fd;
     if (!c->dead && (events & EV_WRITE) && flush(c) != 0)
@@ -238,7 +238,7 @@ static void on_conn(ev_loop *loop, int fd, unsigned events, void *ctx)
     relay__arm_timer(r);
 }
 
-static void accept_all(relay *r, int lfd, turn_proto proto)
+static void accept_all(relay_worker *r, int lfd, turn_proto proto)
 {
     for (int i = 0; i < RELAY_READ_BUDGET; i++) {
         struct sockaddr_storage peer;
@@ -266,7 +266,7 @@ static void accept_all(relay *r, int lfd, turn_proto proto)
         socklen_t slen = sizeof c->t.server;
         getsockname(fd, (struct sockaddr *)&c->t.server, &slen);
         r->conns[fd] = c;
-        if (proto == TURN_PROTO_TLS && !(c->ssl = tls_server_ssl(r->tls, fd))) {
+        if (proto == TURN_PROTO_TLS && !(c->ssl = tls_server_ssl(r->shared->tls, fd))) {
             c->dead = true;
             conn_free(r, c, false);
             continue;
@@ -290,7 +290,7 @@ void relay__on_accept_tls(ev_loop *loop, int lfd, unsigned events, void *ctx)
     accept_all(ctx, lfd, TURN_PROTO_TLS);
 }
 
-void relay__conns_close_all(relay *r)
+void relay__conns_close_all(relay_worker *r)
 {
     for (size_t i = 0; i < r->conns_cap; i++)
         if (r->conns[i])

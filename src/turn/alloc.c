@@ -95,6 +95,8 @@ void turn__alloc_remove(turn_server *s, turn__alloc *a, bool relay_opened)
         a->next->prev = a->prev;
     if (relay_opened)
         s->ops.relay_close(s->ops.ctx, a->id);
+    if (s->ops.quota_release)
+        s->ops.quota_release(s->ops.ctx, a->user->name, a->user->len);
     if (--a->user->count == 0) {
         turn__hmap_remove(&s->users, &a->user->node);
         free(a->user);

@@ -191,11 +191,16 @@ void turn__handle_allocate(turn__req *r)
         return;
     }
     turn__user *u = turn__user_get(s, r->user, r->user_len, false);
-    if (u && u->count >= s->cfg.user_quota) {
+    if (s->ops.quota_acquire) {
+        int q = s->ops.quota_acquire(s->ops.ctx, r->user, r->user_len);
+        if (q != TURN_QUOTA_OK) {
+            turn__reply_error(r, q == TURN_QUOTA_USER ? 486 : 508, 0);
+            return;
+        }
+    } else if (u && u->count >= s->cfg.user_quota) {
         turn__reply_error(r, 486, 0);
         return;
-    }
-    if (s->by_id.count >= s->cfg.max_allocations) {
+    } else if (s->by_id.count >= s->cfg.max_allocations) {
         turn__reply_error(r, 508, 0);
         return;
     }

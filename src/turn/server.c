@@ -38,7 +38,7 @@ static bool config_ok(const turn_config *cfg, const turn_ops *ops)
     if (rl == 0 || rl > 763 || (cfg->software && strlen(cfg->software) > 763))
         return false;
     return ops->send_client && ops->relay_open && ops->relay_close && ops->send_peer &&
-           ops->auth;
+           ops->auth && !ops->quota_acquire == !ops->quota_release;
 }
 
 turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops)
