@@ -1,0 +1,113 @@
+/* Quotas shared through turn_ops.quota_acquire/quota_release (one turn_server per relay
+ * thread): two servers draw from one per-username and one global count. */
+#include "tk_test.h"
+#include "test_turn_fixture.h"
+
+static struct {
+    int alice, total, user_limit, total_limit, releases;
+} Q;
+
+static int q_acquire(void *ctx, const uint8_t *user, size_t len)
+{
+    (void)ctx;
+    bool alice = len == 5 && memcmp(user, "alice", 5) == 0;
+    if (alice && Q.alice >= Q.user_limit)
+        return TURN_QUOTA_USER;
+    if (Q.total >= Q.total_limit)
+        return TURN_QUOTA_GLOBAL;
+    Q.alice += alice;
+    Q.total++;
+    return TURN_QUOTA_OK;
+}
+
+static void q_release(void *ctx, const uint8_t *user, size_t len)
+{
+    (void)ctx;
+    Q.alice -= len == 5 && memcmp(user, "alice", 5) == 0;
+    Q.total--;
+    Q.releases++;
+}
+
+static void init_shared(fake *f)
+{
+    fx_init_cfg(f, true, NULL);
+    turn_server_free(f->s);
+    turn_ops ops = {.send_client = fx_send_client,
+                    .relay_open = fx_relay_open,
+                    .relay_close = fx_relay_close,
+                    .send_peer = fx_send_peer,
+                    .auth = fx_auth,
+                    .quota_acquire = q_acquire,
+                    .quota_release = q_release,
+                    .ctx = f};
+    f->s = turn_server_new(&f->cfg, &ops);
+}
+
+static fake A, B;
+
+static void t_shared_user_quota(void)
+{
+    memset(&Q, 0, sizeof Q);
+    Q.user_limit = 3;
+    Q.total_limit = 100;
+    init_shared(&A);
+    init_shared(&B);
+    CHECK(A.s && B.s);
+    client c[4];
+    for (int i = 0; i < 4; i++)
+        fx_client(&c[i], TURN_PROTO_UDP, "198.51.100.20", (uint16_t)(41000 + i), "alice");
+    CHECK_INT(fx_allocate(&A, &c[0]), 0);
+    CHECK_INT(fx_allocate(&B, &c[1]), 0);
+    CHECK_INT(fx_allocate(&A, &c[2]), 0);
+    CHECK_INT(fx_allocate(&B, &c[3]), 486); /* the fourth, on the other server */
+    CHECK_INT(Q.alice, 3);
+    CHECK_INT(fx_refresh(&A, &c[0], 0), 0); /* frees one, on server A */
+    CHECK_INT(Q.alice, 2);
+    CHECK_INT(fx_allocate(&B, &c[3]), 0);
+    fx_free(&A);
+    fx_free(&B);
+    CHECK_INT(Q.total, 0); /* every grant released, including at server teardown */
+    CHECK_INT(Q.releases, 4);
+}
+
+static void t_shared_global_cap(void)
+{
+    memset(&Q, 0, sizeof Q);
+    Q.user_limit = 100;
+    Q.total_limit = 2;
+    init_shared(&A);
+    init_shared(&B);
+    client c[3];
+    fx_client(&c[0], TURN_PROTO_UDP, "198.51.100.20", 42000, "bob");
+    fx_client(&c[1], TURN_PROTO_UDP, "198.51.100.20", 42001, "carol");
+    fx_client(&c[2], TURN_PROTO_UDP, "198.51.100.20", 42002, "dave");
+    CHECK_INT(fx_allocate(&A, &c[0]), 0);
+    CHECK_INT(fx_allocate(&B, &c[1]), 0);
+    CHECK_INT(fx_allocate(&A, &c[2]), 508);
+    fx_free(&A);
+    fx_free(&B);
+    CHECK_INT(Q.total, 0);
+}
+
+static void t_half_configured_rejected(void)
+{
+    fake f;
+    fx_init_cfg(&f, true, NULL);
+    turn_ops ops = {.send_client = fx_send_client,
+                    .relay_open = fx_relay_open,
+                    .relay_close = fx_relay_close,
+                    .send_peer = fx_send_peer,
+                    .auth = fx_auth,
+                    .quota_acquire = q_acquire,
+                    .ctx = &f};
+    CHECK(turn_server_new(&f.cfg, &ops) == NULL);
+    fx_free(&f);
+}
+
+int main(void)
+{
+    TK_RUN(t_shared_user_quota);
+    TK_RUN(t_shared_global_cap);
+    TK_RUN(t_half_configured_rejected);
+    return tk_test_summary();
+}
