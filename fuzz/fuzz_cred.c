@@ -49,14 +49,21 @@ static bool is_lower_hex(const char *s, size_t n)
     return true;
 }
 
-/* Mint from (expires, cid), verify it, then check that single-byte changes are rejected. */
-static void mint_roundtrip(const cred_lookup *lk, int64_t expires, const char *cid, uint8_t flip,
-                           size_t flip_pos)
+/* Mint from (expires, cid, salt), verify it, then check that single-byte changes are rejected.
+ * Also mints with cred_mint (random salt): it verifies and differs from the salted mint. */
+static void mint_roundtrip(const cred_lookup *lk, int64_t expires, const char *cid,
+                           const uint8_t salt[CRED_SALT_LEN], uint8_t flip, size_t flip_pos)
 {
     char u[CRED_USERNAME_MAX], p[CRED_PASSWORD_MAX], p2[CRED_PASSWORD_MAX];
+    char ru[CRED_USERNAME_MAX], rp[CRED_PASSWORD_MAX];
     cred_info info;
-    if (cred_mint(FZ_KEY_ID, fz_secret, expires, cid, u, p) != CRED_OK)
+    int src = cred_mint_salted(FZ_KEY_ID, fz_secret, expires, cid, salt, u, p);
+    int rrc = cred_mint(FZ_KEY_ID, fz_secret, expires, cid, ru, rp);
+    REQUIRE(src == rrc);
+    if (src != CRED_OK) {
+        REQUIRE(u[0] == '\0' && p[0] == '\0' && ru[0] == '\0' && rp[0] == '\0');
         return;
+    }
     size_t len = strlen(u);
     REQUIRE(len > 0 && len <= 255);
     REQUIRE(strpbrk(u, "/?#% ") == NULL);
@@ -65,8 +72,12 @@ static void mint_roundtrip(const cred_lookup *lk, int64_t expires, const char *c
         REQUIRE(rc == CRED_E_REVOKED);
     else
         REQUIRE(rc == CRED_OK && strcmp(p, p2) == 0 && info.expires == expires &&
-                strcmp(info.cid, cid ? cid : "") == 0);
+                strcmp(info.cid, cid ? cid : "") == 0 &&
+                memcmp(info.salt, salt, CRED_SALT_LEN) == 0);
     REQUIRE(cred_verify(lk, u, len, expires, NULL, NULL) == CRED_E_EXPIRED);
+    /* Random salt: same shape, verifies, and (barring a 2^-64 event) a different credential. */
+    REQUIRE(strlen(ru) == len && strcmp(ru, u) != 0 && strcmp(rp, p) != 0);
+    REQUIRE(cred_check(ru, len, fz_secret, NULL, p2) == CRED_OK && strcmp(p2, rp) == 0);
     if (flip) {
         u[flip_pos % len] = (char)(u[flip_pos % len] ^ flip);
         REQUIRE(cred_check(u, len, fz_secret, NULL, NULL) != CRED_OK);
@@ -91,7 +102,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         REQUIRE(pinfo.expires >= 1);
         REQUIRE(strlen(pinfo.key_id) == 32 && is_lower_hex(pinfo.key_id, 32));
         REQUIRE(pinfo.cid[0] == '\0' || cred_cid_valid(pinfo.cid, strlen(pinfo.cid)));
-        int n = snprintf(re, sizeof re, "%lld:%s:", (long long)pinfo.expires, pinfo.key_id);
+        char salt_hex[CRED_SALT_HEX_LEN + 1];
+        for (int i = 0; i < CRED_SALT_LEN; i++)
+            snprintf(salt_hex + 2 * i, 3, "%02x", pinfo.salt[i]);
+        int n = snprintf(re, sizeof re, "%lld:%s:%s:", (long long)pinfo.expires, pinfo.key_id,
+                         salt_hex);
         REQUIRE(n > 0 && (size_t)n + CRED_TAG_HEX_LEN <= size);
         REQUIRE(memcmp(re, s, (size_t)n) == 0);
         REQUIRE(is_lower_hex(s + n, CRED_TAG_HEX_LEN));
@@ -119,12 +134,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (prc == CRED_E_MALFORMED)
             REQUIRE(vrc == CRED_E_MALFORMED);
         if (vrc == CRED_OK) {
-            /* Only a username minted by the key verifies: re-minting reproduces it exactly. */
+            /* Only a username minted by the key verifies: re-minting with the parsed salt
+             * reproduces it exactly. */
             char u[CRED_USERNAME_MAX], p[CRED_PASSWORD_MAX];
             REQUIRE(crc == CRED_OK && strcmp(cpw, vpw) == 0);
             REQUIRE(vinfo.expires > nows[i]);
-            REQUIRE(cred_mint(vinfo.key_id, fz_secret, vinfo.expires,
-                              vinfo.cid[0] ? vinfo.cid : NULL, u, p) == CRED_OK);
+            REQUIRE(memcmp(vinfo.salt, pinfo.salt, CRED_SALT_LEN) == 0);
+            REQUIRE(cred_mint_salted(vinfo.key_id, fz_secret, vinfo.expires,
+                                     vinfo.cid[0] ? vinfo.cid : NULL, vinfo.salt, u, p) == CRED_OK);
             REQUIRE(strlen(u) == size && memcmp(u, s, size) == 0);
             REQUIRE(strcmp(p, vpw) == 0);
         } else {
@@ -136,7 +153,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
     }
 
-    /* 2. The bytes as a customIdentifier / expiry for a fresh mint. */
+    /* 2. The bytes as expiry / customIdentifier / salt for a fresh mint: expiry = bytes 0..8,
+     * flip = byte 8, cid = bytes 9.. (at most 64), salt = the last 8 bytes (zero if < 17). */
     if (size >= 9) {
         uint64_t e = 0;
         for (int i = 0; i < 8; i++)
@@ -148,7 +166,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         size_t cl = size - 9 < CRED_CID_MAX ? size - 9 : CRED_CID_MAX;
         memcpy(cid, s + 9, cl);
         cid[cl] = '\0';
-        mint_roundtrip(&lk, expires, cid, data[8], size);
+        uint8_t salt[CRED_SALT_LEN] = {0};
+        if (size >= 17)
+            memcpy(salt, data + size - CRED_SALT_LEN, CRED_SALT_LEN);
+        mint_roundtrip(&lk, expires, cid, salt, data[8], size);
     }
 
     /* 3. coturn helpers: no crashes, sane outputs. */

@@ -1,15 +1,18 @@
 /* cred: stateless TURN credentials (sans-I/O; no sockets, no store, no clock — time is passed in).
  *
  * A TURN key (id = 32 lowercase hex) has a 32-byte server-side secret. Minting derives a
- * username that carries expiry, key id and optional customIdentifier plus a truncated
- * HMAC-SHA256 tag, and a password = HMAC-SHA256 of the username under a different label.
- * Any relay that knows the key's secret verifies a credential offline.
+ * username that carries expiry, key id, a per-mint random salt and optional customIdentifier
+ * plus a truncated HMAC-SHA256 tag, and a password = HMAC-SHA256 of the username under a
+ * different label. Any relay that knows the key's secret verifies a credential offline.
+ * The salt makes every mint distinct (per-username relay quotas and revocation are then
+ * per credential, not shared by everyone minted with the same inputs in the same second).
  *
  * Username grammar (see docs/credentials.md for the full description):
- *   username = expiry ":" key-id ":" tag [ ":" cid ]
+ *   username = expiry ":" key-id ":" salt ":" tag [ ":" cid ]
  *   expiry   = %x31-39 *18DIGIT          ; unix seconds, 1..INT64_MAX, no leading zero/sign
  *   key-id   = 32lowerhex
- *   tag      = 32lowerhex                ; HMAC-SHA256(secret, "turnkey/cred/tag/v1" 0x00 ...)[0..16)
+ *   salt     = 16lowerhex                ; 8 random bytes (CSPRNG) per mint
+ *   tag      = 32lowerhex                ; HMAC-SHA256(secret, "turnkey/cred/tag/v2" 0x00 ...)[0..16)
  *   cid      = 1*64( ALPHA / DIGIT / "." / "_" / ":" / "-" )
  *
  * Also: the coturn-compatible shared-secret scheme (product spec §4.2). */
@@ -26,6 +29,8 @@
 #define CRED_CID_MAX 64       /* max customIdentifier length */
 #define CRED_KEY_ID_LEN 32    /* lowercase hex chars */
 #define CRED_TAG_HEX_LEN 32   /* 128-bit tag as lowercase hex */
+#define CRED_SALT_LEN 8       /* random salt bytes per mint */
+#define CRED_SALT_HEX_LEN 16  /* salt as lowercase hex in the username */
 
 enum {
     CRED_OK = 0,
@@ -40,15 +45,25 @@ typedef struct cred_info {
     char key_id[33];
     int64_t expires;
     char cid[CRED_CID_MAX + 1]; /* "" when the credential carries none */
+    uint8_t salt[CRED_SALT_LEN]; /* the username's salt, decoded (for cred_mint_salted) */
 } cred_info;
 
 /* customIdentifier rule: 1..64 chars of [A-Za-z0-9._:-] */
 bool cred_cid_valid(const char *cid, size_t len);
 
 /* Mint: cid may be NULL or "" for none. expires = unix seconds (>= 1). Returns CRED_OK or
- * CRED_E_MALFORMED (bad key_id/cid/expires). Writes NUL-terminated username and password. */
+ * CRED_E_MALFORMED (bad key_id/cid/expires). Writes NUL-terminated username and password.
+ * Draws a fresh CRED_SALT_LEN-byte salt from the CSPRNG (util_random), so two mints return
+ * distinct credentials even with identical inputs (barring a 64-bit salt collision). */
 int cred_mint(const char *key_id, const uint8_t secret[CRED_SECRET_LEN], int64_t expires,
               const char *cid, char username[CRED_USERNAME_MAX], char password[CRED_PASSWORD_MAX]);
+
+/* Deterministic core of cred_mint with a caller-supplied salt (tests, fuzzers, re-minting a
+ * parsed credential from cred_info.salt). Same contract as cred_mint; salt NULL → MALFORMED.
+ * Production code must use cred_mint: a reused salt reintroduces identical credentials. */
+int cred_mint_salted(const char *key_id, const uint8_t secret[CRED_SECRET_LEN], int64_t expires,
+                     const char *cid, const uint8_t salt[CRED_SALT_LEN],
+                     char username[CRED_USERNAME_MAX], char password[CRED_PASSWORD_MAX]);
 
 /* Parse without any secret (strict: exact format, no extra bytes, no leading zeros/sign in
  * numbers, lowercase hex). CRED_OK (out filled) or CRED_E_MALFORMED. */

@@ -13,7 +13,7 @@
 #define EXPIRY_DIGITS_MAX 19 /* INT64_MAX = 9223372036854775807 */
 
 /* Domain-separation labels; the trailing NUL is part of the MAC input (sizeof includes it). */
-static const char TAG_LABEL[] = "turnkey/cred/tag/v1";
+static const char TAG_LABEL[] = "turnkey/cred/tag/v2";
 static const char PASSWORD_LABEL[] = "turnkey/cred/password/v1";
 
 /* Strict decimal: 1..19 digits, first digit 1-9, value <= INT64_MAX. -1 if malformed. */
@@ -69,11 +69,12 @@ static int hmac256(const uint8_t secret[CRED_SECRET_LEN], const uint8_t *msg, si
 }
 
 /* tag = HMAC-SHA256(secret, TAG_LABEL || 0x00 || u64be(expires) || key_id[32] ||
- *                           u8(cid_len) || cid)[0..16) */
+ *                           salt[8] || u8(cid_len) || cid)[0..16) */
 static int compute_tag(const uint8_t secret[CRED_SECRET_LEN], int64_t expires, const char *key_id,
-                       const char *cid, size_t cid_len, uint8_t tag[TAG_LEN])
+                       const uint8_t salt[CRED_SALT_LEN], const char *cid, size_t cid_len,
+                       uint8_t tag[TAG_LEN])
 {
-    uint8_t msg[sizeof TAG_LABEL + 8 + CRED_KEY_ID_LEN + 1 + CRED_CID_MAX];
+    uint8_t msg[sizeof TAG_LABEL + 8 + CRED_KEY_ID_LEN + CRED_SALT_LEN + 1 + CRED_CID_MAX];
     uint8_t mac[32];
     size_t n = 0;
     int rc = -1;
@@ -84,6 +85,8 @@ static int compute_tag(const uint8_t secret[CRED_SECRET_LEN], int64_t expires, c
         msg[n++] = (uint8_t)((uint64_t)expires >> (8 * i));
     memcpy(msg + n, key_id, CRED_KEY_ID_LEN);
     n += CRED_KEY_ID_LEN;
+    memcpy(msg + n, salt, CRED_SALT_LEN);
+    n += CRED_SALT_LEN;
     msg[n++] = (uint8_t)cid_len;
     memcpy(msg + n, cid, cid_len);
     n += cid_len;
@@ -119,11 +122,13 @@ cleanup:
     return rc;
 }
 
-int cred_mint(const char *key_id, const uint8_t secret[CRED_SECRET_LEN], int64_t expires,
-              const char *cid, char username[CRED_USERNAME_MAX], char password[CRED_PASSWORD_MAX])
+int cred_mint_salted(const char *key_id, const uint8_t secret[CRED_SECRET_LEN], int64_t expires,
+                     const char *cid, const uint8_t salt[CRED_SALT_LEN],
+                     char username[CRED_USERNAME_MAX], char password[CRED_PASSWORD_MAX])
 {
     uint8_t tag[TAG_LEN];
     char tag_hex[2 * TAG_LEN + 1];
+    char salt_hex[CRED_SALT_HEX_LEN + 1];
     size_t cid_len = 0;
     int n, rc = CRED_E_MALFORMED;
 
@@ -131,7 +136,8 @@ int cred_mint(const char *key_id, const uint8_t secret[CRED_SECRET_LEN], int64_t
         username[0] = '\0';
     if (password)
         password[0] = '\0';
-    if (!key_id || !secret || !username || !password || expires < 1)
+    memset(tag, 0, sizeof tag);
+    if (!key_id || !secret || !salt || !username || !password || expires < 1)
         goto cleanup;
     if (strnlen(key_id, CRED_KEY_ID_LEN + 1) != CRED_KEY_ID_LEN ||
         !util_is_lower_hex(key_id, CRED_KEY_ID_LEN))
@@ -141,15 +147,16 @@ int cred_mint(const char *key_id, const uint8_t secret[CRED_SECRET_LEN], int64_t
         if (cid_len != 0 && !cred_cid_valid(cid, cid_len))
             goto cleanup;
     }
-    if (compute_tag(secret, expires, key_id, cid ? cid : "", cid_len, tag) != 0)
+    if (compute_tag(secret, expires, key_id, salt, cid ? cid : "", cid_len, tag) != 0)
         goto cleanup;
     util_hex_encode(tag, TAG_LEN, tag_hex);
+    util_hex_encode(salt, CRED_SALT_LEN, salt_hex);
     if (cid_len)
-        n = snprintf(username, CRED_USERNAME_MAX, "%lld:%s:%s:%s", (long long)expires, key_id,
-                     tag_hex, cid);
+        n = snprintf(username, CRED_USERNAME_MAX, "%lld:%s:%s:%s:%s", (long long)expires, key_id,
+                     salt_hex, tag_hex, cid);
     else
-        n = snprintf(username, CRED_USERNAME_MAX, "%lld:%s:%s", (long long)expires, key_id,
-                     tag_hex);
+        n = snprintf(username, CRED_USERNAME_MAX, "%lld:%s:%s:%s", (long long)expires, key_id,
+                     salt_hex, tag_hex);
     if (n < 0 || n >= CRED_USERNAME_MAX)
         goto cleanup;
     if (compute_password(secret, username, (size_t)n, password) != 0)
@@ -161,6 +168,16 @@ cleanup:
     if (rc != CRED_OK && password)
         password[0] = '\0';
     OPENSSL_cleanse(tag, sizeof tag);
+    return rc;
+}
+
+int cred_mint(const char *key_id, const uint8_t secret[CRED_SECRET_LEN], int64_t expires,
+              const char *cid, char username[CRED_USERNAME_MAX], char password[CRED_PASSWORD_MAX])
+{
+    uint8_t salt[CRED_SALT_LEN];
+    util_random(salt, sizeof salt);
+    int rc = cred_mint_salted(key_id, secret, expires, cid, salt, username, password);
+    OPENSSL_cleanse(salt, sizeof salt);
     return rc;
 }
 
@@ -182,13 +199,17 @@ static int parse_fields(const char *u, size_t len, cred_info *out, const char **
     if (info.expires < 1)
         return CRED_E_MALFORMED;
     pos = elen + 1;
-    /* key-id ":" tag */
-    if (len - pos < CRED_KEY_ID_LEN + 1 + CRED_TAG_HEX_LEN)
+    /* key-id ":" salt ":" tag */
+    if (len - pos < CRED_KEY_ID_LEN + 1 + CRED_SALT_HEX_LEN + 1 + CRED_TAG_HEX_LEN)
         return CRED_E_MALFORMED;
     if (!lower_hex_n(u + pos, CRED_KEY_ID_LEN) || u[pos + CRED_KEY_ID_LEN] != ':')
         return CRED_E_MALFORMED;
     memcpy(info.key_id, u + pos, CRED_KEY_ID_LEN);
     pos += CRED_KEY_ID_LEN + 1;
+    if (!lower_hex_n(u + pos, CRED_SALT_HEX_LEN) || u[pos + CRED_SALT_HEX_LEN] != ':' ||
+        util_hex_decode(u + pos, CRED_SALT_LEN, info.salt) != 0)
+        return CRED_E_MALFORMED;
+    pos += CRED_SALT_HEX_LEN + 1;
     if (!lower_hex_n(u + pos, CRED_TAG_HEX_LEN))
         return CRED_E_MALFORMED;
     *tag_hex = u + pos;
@@ -238,8 +259,8 @@ int cred_check(const char *username, size_t len, const uint8_t secret[CRED_SECRE
         rc = CRED_E_MALFORMED;
         goto cleanup;
     }
-    if (compute_tag(secret, parsed.expires, parsed.key_id, parsed.cid, strlen(parsed.cid), want) !=
-        0) {
+    if (compute_tag(secret, parsed.expires, parsed.key_id, parsed.salt, parsed.cid,
+                    strlen(parsed.cid), want) != 0) {
         rc = CRED_E_BAD_TAG; /* fail closed */
         goto cleanup;
     }

@@ -31,7 +31,7 @@ async function freePort(preferred) {
   throw new Error('no free port');
 }
 
-const USERNAME_RE = /^([1-9][0-9]{0,18}):([0-9a-f]{32}):([0-9a-f]{32})(?::([A-Za-z0-9._:-]{1,64}))?$/;
+const USERNAME_RE = /^([1-9][0-9]{0,18}):([0-9a-f]{32}):[0-9a-f]{16}:([0-9a-f]{32})(?::([A-Za-z0-9._:-]{1,64}))?$/;
 const PASSWORD_RE = /^[A-Za-z0-9+/]{43}=$/;
 const nowS = () => Math.floor(Date.now() / 1000);
 

@@ -93,8 +93,8 @@ describe('credential plane: revoke', () => {
 
   test('a well-formed username with this key id but a forged tag → 404', async () => {
     const u = await mint(f.url, k);
-    const parts = u.split(':');
-    parts[2] = parts[2].replace(/^./, (c) => (c === '0' ? '1' : '0'));
+    const parts = u.split(':'); // expiry:key-id:salt:tag[:cid]
+    parts[3] = parts[3].replace(/^./, (c) => (c === '0' ? '1' : '0'));
     assertJsonError(await revoke(f.url, k, parts.join(':')), 404, 10004);
     // changing the expiry breaks the tag as well
     const p2 = u.split(':');
@@ -156,7 +156,7 @@ describe('credential plane: revocations survive a restart', () => {
     try {
       const k = await createKey(f);
       const u = await mint(f.url, k);
-      // minted, never revoked (a distinct cid: identical inputs in the same second mint the same username)
+      // minted, never revoked (a distinct credential: every mint carries its own random salt)
       const other = await mint(f.url, k, { ttl: 600, customIdentifier: 'other' });
       assert.equal((await revoke(f.url, k, u)).status, 204);
       const r1 = await f.stop();

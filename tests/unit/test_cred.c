@@ -9,6 +9,9 @@
 #define KEY_B "fedcba9876543210fedcba9876543210"
 #define NOW 1700000000LL
 
+/* Fixed salt for the deterministic vectors: f0 e1 d2 c3 b4 a5 96 87. */
+static const uint8_t SALT_X[CRED_SALT_LEN] = {0xf0, 0xe1, 0xd2, 0xc3, 0xb4, 0xa5, 0x96, 0x87};
+
 /* Fixed in-memory key table for cred_verify. */
 typedef struct table {
     uint8_t secret_a[CRED_SECRET_LEN];
@@ -72,9 +75,14 @@ static void t_roundtrip_no_cid(void)
     CHECK_STR(info.cid, "");
     CHECK_INT(t.revoked_calls, 1);
 
-    /* "" is the same as NULL. */
+    /* The parsed salt re-mints the same credential. */
     char u2[CRED_USERNAME_MAX], p3[CRED_PASSWORD_MAX];
-    CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 3600, "", u2, p3), CRED_OK);
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, info.expires, NULL, info.salt, u2, p3), CRED_OK);
+    CHECK_STR(u2, u);
+    CHECK_STR(p3, p);
+
+    /* "" is the same as NULL. */
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, info.expires, "", info.salt, u2, p3), CRED_OK);
     CHECK_STR(u2, u);
     CHECK_STR(p3, p);
 }
@@ -94,33 +102,119 @@ static void t_roundtrip_cid(void)
     CHECK_STR(info.key_id, KEY_B);
     CHECK_INT(info.expires, NOW + 60);
     CHECK_STR(info.cid, cid);
+    char u2[CRED_USERNAME_MAX], p3[CRED_PASSWORD_MAX];
+    CHECK_INT(cred_mint_salted(KEY_B, t.secret_b, info.expires, info.cid, info.salt, u2, p3),
+              CRED_OK);
+    CHECK_STR(u2, u);
+    CHECK_STR(p3, p);
 
-    /* Maximal username: 19-digit expiry + 64-char cid stays within 255 chars. */
+    /* Maximal username: 19-digit expiry + 64-char cid stays within 255 chars (167). */
     char big[CRED_CID_MAX + 1];
     memset(big, 'Z', CRED_CID_MAX);
     big[CRED_CID_MAX] = '\0';
     CHECK_INT(cred_mint(KEY_B, t.secret_b, INT64_MAX, big, u, p), CRED_OK);
-    CHECK(strlen(u) <= 255);
+    CHECK_INT(strlen(u), 19 + 1 + 32 + 1 + 16 + 1 + 32 + 1 + 64);
     CHECK_INT(cred_verify(&lk, u, strlen(u), NOW, &info, p2), CRED_OK);
     CHECK_INT(info.expires, INT64_MAX);
     CHECK_STR(info.cid, big);
 }
 
 /* Vectors computed independently with `openssl dgst -sha256 -mac HMAC -macopt hexkey:…`
- * (see docs/credentials.md), secret = 00 01 … 1f. */
+ * (see docs/credentials.md), secret = 00 01 … 1f, salt = f0 e1 d2 c3 b4 a5 96 87. */
 static void t_known_vector(void)
 {
     table t;
     tbl_init(&t);
-    char u[CRED_USERNAME_MAX], p[CRED_PASSWORD_MAX];
+    cred_lookup lk = lookup_of(&t);
+    char u[CRED_USERNAME_MAX], p[CRED_PASSWORD_MAX], pw[CRED_PASSWORD_MAX];
+    cred_info info;
 
-    CHECK_INT(cred_mint(KEY_A, t.secret_a, 1700000000, "room-42", u, p), CRED_OK);
-    CHECK_STR(u, "1700000000:0123456789abcdef0123456789abcdef:ffd4cb762bd8d5eb30432eefa4a30233:"
-                 "room-42");
-    CHECK_STR(p, "wTy/y9wtrnEnVxHmDDVutzhNniIzwh+2t4kFhxDczPo=");
-    CHECK_INT(cred_mint(KEY_A, t.secret_a, 1700000000, NULL, u, p), CRED_OK);
-    CHECK_STR(u, "1700000000:0123456789abcdef0123456789abcdef:517cb639311f0ce924625add0ef84af4");
-    CHECK_STR(p, "sD6S1aijeH3cQqwBtSxsasiHYlXn6XDk9UbR+dF0sgY=");
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, 1700000000, "room-42", SALT_X, u, p), CRED_OK);
+    CHECK_STR(u, "1700000000:0123456789abcdef0123456789abcdef:f0e1d2c3b4a59687:"
+                 "bdabe6ca60cf5fbb94e42011718ada0d:room-42");
+    CHECK_STR(p, "ZuEwKKBp6ZHGSLn817uF5vSiosMHP4QGzdeMOfnYl6Q=");
+    CHECK_INT(cred_verify(&lk, u, strlen(u), NOW - 1, &info, pw), CRED_OK);
+    CHECK_STR(pw, p);
+    CHECK(memcmp(info.salt, SALT_X, CRED_SALT_LEN) == 0);
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, 1700000000, NULL, SALT_X, u, p), CRED_OK);
+    CHECK_STR(u, "1700000000:0123456789abcdef0123456789abcdef:f0e1d2c3b4a59687:"
+                 "17844c39d54aab378cc0f1a520db10e0");
+    CHECK_STR(p, "q1G4sOqPKSAgFnZH/TGOYimiS4J/SH1yMYmVq5oUFvY=");
+
+    /* The v1 username of the same inputs (no salt, tag label v1) is no longer accepted. */
+    const char *v1 = "1700000000:0123456789abcdef0123456789abcdef:517cb639311f0ce924625add0ef84af4";
+    CHECK_INT(cred_parse(v1, strlen(v1), &info), CRED_E_MALFORMED);
+    CHECK_INT(cred_verify(&lk, v1, strlen(v1), NOW - 1, NULL, NULL), CRED_E_MALFORMED);
+
+    /* NULL salt. */
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, 1700000000, NULL, NULL, u, p), CRED_E_MALFORMED);
+    CHECK_STR(u, "");
+    CHECK_STR(p, "");
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* The bug this salt fixes: identical inputs in the same second used to mint byte-identical
+ * credentials (shared relay quota, revoking one revoked all). 1000 mints → 1000 distinct. */
+#define N_MINTS 1000
+static void t_mints_distinct(void)
+{
+    static char us[N_MINTS][CRED_USERNAME_MAX], ps[N_MINTS][CRED_PASSWORD_MAX];
+    const char *cids[] = {NULL, "room-42"};
+    table t;
+    tbl_init(&t);
+    cred_lookup lk = lookup_of(&t);
+
+    for (size_t c = 0; c < 2; c++) {
+        for (int i = 0; i < N_MINTS; i++) {
+            cred_info info;
+            char pw[CRED_PASSWORD_MAX];
+            CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 600, cids[c], us[i], ps[i]), CRED_OK);
+            CHECK_INT(cred_verify(&lk, us[i], strlen(us[i]), NOW, &info, pw), CRED_OK);
+            CHECK_STR(pw, ps[i]);
+            CHECK_INT(info.expires, NOW + 600);
+            CHECK_STR(info.cid, cids[c] ? cids[c] : "");
+        }
+        qsort(us, N_MINTS, sizeof us[0], cmp_str);
+        qsort(ps, N_MINTS, sizeof ps[0], cmp_str);
+        int dup_u = 0, dup_p = 0;
+        for (int i = 1; i < N_MINTS; i++) {
+            dup_u += strcmp(us[i - 1], us[i]) == 0;
+            dup_p += strcmp(ps[i - 1], ps[i]) == 0;
+        }
+        CHECK_INT(dup_u, 0);
+        CHECK_INT(dup_p, 0);
+    }
+
+    /* Revoking one of two same-input credentials leaves the other valid. */
+    char u1[CRED_USERNAME_MAX], u2[CRED_USERNAME_MAX], p1[CRED_PASSWORD_MAX],
+        p2[CRED_PASSWORD_MAX];
+    CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 600, "same", u1, p1), CRED_OK);
+    CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 600, "same", u2, p2), CRED_OK);
+    t.revoked = u1;
+    CHECK_INT(cred_verify(&lk, u1, strlen(u1), NOW, NULL, NULL), CRED_E_REVOKED);
+    CHECK_INT(cred_verify(&lk, u2, strlen(u2), NOW, NULL, NULL), CRED_OK);
+
+    /* cred_mint_salted: the salt alone decides; same salt → same, other salt → different. */
+    uint8_t s2[CRED_SALT_LEN];
+    memcpy(s2, SALT_X, sizeof s2);
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, NOW + 600, "same", SALT_X, u1, p1), CRED_OK);
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, NOW + 600, "same", s2, u2, p2), CRED_OK);
+    CHECK_STR(u1, u2);
+    CHECK_STR(p1, p2);
+    s2[CRED_SALT_LEN - 1] ^= 1;
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, NOW + 600, "same", s2, u2, p2), CRED_OK);
+    CHECK(strcmp(u1, u2) != 0);
+    CHECK(strcmp(p1, p2) != 0);
+    /* The tag covers the salt: u1's tag with u2's salt does not verify. */
+    char *salt1 = strchr(strchr(u1, ':') + 1, ':') + 1;
+    char *salt2 = strchr(strchr(u2, ':') + 1, ':') + 1;
+    CHECK(strncmp(salt1, salt2, CRED_SALT_HEX_LEN) != 0);
+    memcpy(salt1, salt2, CRED_SALT_HEX_LEN);
+    CHECK_INT(cred_check(u1, strlen(u1), t.secret_a, NULL, NULL), CRED_E_BAD_TAG);
 }
 
 static bool url_safe(const char *s)
@@ -386,49 +480,84 @@ static void t_parse_strict(void)
 {
     cred_info info;
     const char *tag = "00112233445566778899aabbccddeeff";
+    const char *salt = "8899aabbccddeeff";
+    const uint8_t salt_bytes[CRED_SALT_LEN] = {0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd, 0xee, 0xff};
     char buf[512];
 #define P(s) cred_parse((s), strlen(s), &info)
-    snprintf(buf, sizeof buf, "1700000000:%s:%s", KEY_A, tag);
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s", KEY_A, salt, tag);
     CHECK_INT(P(buf), CRED_OK);
     CHECK_INT(info.expires, 1700000000);
     CHECK_STR(info.key_id, KEY_A);
     CHECK_STR(info.cid, "");
-    snprintf(buf, sizeof buf, "1700000000:%s:%s:a:b:c", KEY_A, tag);
+    CHECK(memcmp(info.salt, salt_bytes, CRED_SALT_LEN) == 0);
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s:a:b:c", KEY_A, salt, tag);
     CHECK_INT(P(buf), CRED_OK);
     CHECK_STR(info.cid, "a:b:c");
-    snprintf(buf, sizeof buf, "9223372036854775807:%s:%s", KEY_A, tag);
+    snprintf(buf, sizeof buf, "9223372036854775807:%s:%s:%s", KEY_A, salt, tag);
     CHECK_INT(P(buf), CRED_OK);
     CHECK_INT(info.expires, INT64_MAX);
 
     const char *bad_expiry[] = {"",     "0",     "01700000000", "+1700000000", "-1700000000",
                                 " 170", "17x00", "9223372036854775808", "99999999999999999999"};
     for (size_t i = 0; i < sizeof bad_expiry / sizeof bad_expiry[0]; i++) {
-        snprintf(buf, sizeof buf, "%s:%s:%s", bad_expiry[i], KEY_A, tag);
+        snprintf(buf, sizeof buf, "%s:%s:%s:%s", bad_expiry[i], KEY_A, salt, tag);
         CHECK_INT(P(buf), CRED_E_MALFORMED);
         CHECK_STR(info.key_id, "");
     }
-    snprintf(buf, sizeof buf, "1700000000:%s:%s", "0123456789ABCDEF0123456789abcdef", tag);
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s", "0123456789ABCDEF0123456789abcdef", salt, tag);
     CHECK_INT(P(buf), CRED_E_MALFORMED);
-    snprintf(buf, sizeof buf, "1700000000:%s:%s", KEY_A, "00112233445566778899AABBCCDDEEFF");
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s", KEY_A, salt,
+             "00112233445566778899AABBCCDDEEFF");
     CHECK_INT(P(buf), CRED_E_MALFORMED);
-    snprintf(buf, sizeof buf, "1700000000:%s:%s:", KEY_A, tag); /* empty cid after ':' */
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s:", KEY_A, salt, tag); /* empty cid after ':' */
     CHECK_INT(P(buf), CRED_E_MALFORMED);
-    snprintf(buf, sizeof buf, "1700000000:%s:%sx", KEY_A, tag);
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%sx", KEY_A, salt, tag);
     CHECK_INT(P(buf), CRED_E_MALFORMED);
-    snprintf(buf, sizeof buf, "1700000000:%s;%s", KEY_A, tag);
+    snprintf(buf, sizeof buf, "1700000000:%s;%s:%s", KEY_A, salt, tag);
     CHECK_INT(P(buf), CRED_E_MALFORMED);
-    snprintf(buf, sizeof buf, "1700000000::%s:%s", KEY_A, tag);
+    snprintf(buf, sizeof buf, "1700000000:%s:%s;%s", KEY_A, salt, tag);
     CHECK_INT(P(buf), CRED_E_MALFORMED);
-    snprintf(buf, sizeof buf, "1700000000:%s:%s:%065d", KEY_A, tag, 0); /* 65-char cid */
+    snprintf(buf, sizeof buf, "1700000000::%s:%s:%s", KEY_A, salt, tag);
     CHECK_INT(P(buf), CRED_E_MALFORMED);
-    snprintf(buf, sizeof buf, "1700000000:%s:%s:%064d", KEY_A, tag, 0); /* 64-char cid */
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s:%065d", KEY_A, salt, tag, 0); /* 65-char cid */
+    CHECK_INT(P(buf), CRED_E_MALFORMED);
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s:%064d", KEY_A, salt, tag, 0); /* 64-char cid */
     CHECK_INT(P(buf), CRED_OK);
+    /* The salt: exactly 16 lowercase hex chars, between key-id and tag. */
+    const char *bad_salt[] = {"",
+                              "8899aabbccddeef",   /* 15 */
+                              "8899aabbccddeeff0", /* 17 */
+                              "8899AABBCCDDEEFF",  /* uppercase */
+                              "8899aabbccddeefF",  /* one uppercase */
+                              "8899aabbccddeefg",  /* not hex */
+                              "8899aabb:cddeeff",  /* ':' inside */
+                              "8899aabbccdd eef"};
+    for (size_t i = 0; i < sizeof bad_salt / sizeof bad_salt[0]; i++) {
+        snprintf(buf, sizeof buf, "1700000000:%s:%s:%s", KEY_A, bad_salt[i], tag);
+        CHECK_INT(P(buf), CRED_E_MALFORMED);
+        snprintf(buf, sizeof buf, "1700000000:%s:%s:%s:cid", KEY_A, bad_salt[i], tag);
+        CHECK_INT(P(buf), CRED_E_MALFORMED);
+        CHECK_STR(info.key_id, "");
+    }
+    /* The v1 layout (no salt) is malformed, with or without a cid that looks like a tag. */
+    snprintf(buf, sizeof buf, "1700000000:%s:%s", KEY_A, tag);
+    CHECK_INT(P(buf), CRED_E_MALFORMED);
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:room-42", KEY_A, tag);
+    CHECK_INT(P(buf), CRED_E_MALFORMED);
+    /* Salt and tag swapped. */
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s", KEY_A, tag, salt);
+    CHECK_INT(P(buf), CRED_E_MALFORMED);
     CHECK_INT(cred_parse(NULL, 0, &info), CRED_E_MALFORMED);
     CHECK_INT(cred_parse("", 0, &info), CRED_E_MALFORMED);
     /* Embedded NUL: len counts, NUL is not a valid cid char. */
-    snprintf(buf, sizeof buf, "1700000000:%s:%s:ab", KEY_A, tag);
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s:ab", KEY_A, salt, tag);
     size_t l = strlen(buf);
     buf[l - 1] = '\0';
+    CHECK_INT(cred_parse(buf, l, &info), CRED_E_MALFORMED);
+    /* Embedded NUL in the salt. */
+    snprintf(buf, sizeof buf, "1700000000:%s:%s:%s", KEY_A, salt, tag);
+    l = strlen(buf);
+    buf[11 + 32 + 1 + 3] = '\0';
     CHECK_INT(cred_parse(buf, l, &info), CRED_E_MALFORMED);
 #undef P
 }
@@ -439,23 +568,26 @@ static void t_password_properties(void)
     tbl_init(&t);
     char u1[CRED_USERNAME_MAX], p1[CRED_PASSWORD_MAX], u2[CRED_USERNAME_MAX],
         p2[CRED_PASSWORD_MAX];
-    /* Deterministic. */
-    CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 5, "x", u1, p1), CRED_OK);
-    CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 5, "x", u2, p2), CRED_OK);
+    /* Deterministic for a given salt; cred_mint (random salt) differs. */
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, NOW + 5, "x", SALT_X, u1, p1), CRED_OK);
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, NOW + 5, "x", SALT_X, u2, p2), CRED_OK);
     CHECK_STR(u1, u2);
     CHECK_STR(p1, p2);
-    /* Same fields, different key id + secret → different username and password. */
-    CHECK_INT(cred_mint(KEY_B, t.secret_b, NOW + 5, "x", u2, p2), CRED_OK);
+    CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 5, "x", u2, p2), CRED_OK);
+    CHECK(strcmp(u1, u2) != 0);
+    CHECK(strcmp(p1, p2) != 0);
+    /* Same fields and salt, different key id + secret → different username and password. */
+    CHECK_INT(cred_mint_salted(KEY_B, t.secret_b, NOW + 5, "x", SALT_X, u2, p2), CRED_OK);
     CHECK(strcmp(u1, u2) != 0);
     CHECK(strcmp(p1, p2) != 0);
     /* Same key id, different secret → different tag and password. */
-    CHECK_INT(cred_mint(KEY_A, t.secret_b, NOW + 5, "x", u2, p2), CRED_OK);
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_b, NOW + 5, "x", SALT_X, u2, p2), CRED_OK);
     CHECK(strcmp(u1, u2) != 0);
     CHECK(strcmp(p1, p2) != 0);
     /* Different expiry / cid → different password. */
-    CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 6, "x", u2, p2), CRED_OK);
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, NOW + 6, "x", SALT_X, u2, p2), CRED_OK);
     CHECK(strcmp(p1, p2) != 0);
-    CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 5, "y", u2, p2), CRED_OK);
+    CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, NOW + 5, "y", SALT_X, u2, p2), CRED_OK);
     CHECK(strcmp(p1, p2) != 0);
     /* Password is not the tag (different label): 44-char base64 of a 32-byte MAC. */
     CHECK_INT(strlen(p1), 44);
@@ -551,6 +683,7 @@ int main(void)
     TK_RUN(t_roundtrip_no_cid);
     TK_RUN(t_roundtrip_cid);
     TK_RUN(t_known_vector);
+    TK_RUN(t_mints_distinct);
     TK_RUN(t_username_charset);
     TK_RUN(t_every_byte_altered);
     TK_RUN(t_every_byte_altered_check);
