@@ -13,9 +13,18 @@
 #include "turnkey/store.h"
 #include "turnkey/util.h"
 
+#define STMT_CACHE 48
+
+/* Prepared statements are kept for the life of the connection, keyed by the address of
+ * their (static) SQL text: no statement is compiled twice on the request path. */
 typedef struct sq {
     sqlite3 *db;
     pthread_mutex_t mu;
+    struct {
+        const char *sql;
+        sqlite3_stmt *st;
+    } cache[STMT_CACHE];
+    int n_cache;
 } sq;
 
 /* Migrations: index i brings the schema from version i to i+1. Append only. */
@@ -92,6 +101,8 @@ static void sq_close(void *ctx)
     sq *q = ctx;
     if (!q)
         return;
+    for (int i = 0; i < q->n_cache; i++)
+        sqlite3_finalize(q->cache[i].st);
     sqlite3_close_v2(q->db);
     pthread_mutex_destroy(&q->mu);
     free(q);
@@ -138,12 +149,35 @@ fail:
 
 static sqlite3_stmt *prep(sq *q, const char *sql)
 {
+    for (int i = 0; i < q->n_cache; i++)
+        if (q->cache[i].sql == sql)
+            return q->cache[i].st;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    unsigned flags = q->n_cache < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0;
+    if (sqlite3_prepare_v3(q->db, sql, -1, flags, &st, NULL) != SQLITE_OK) {
         log_error("store", "prepare failed: %s (%s)", sqlite3_errmsg(q->db), sql);
         return NULL;
     }
+    if (q->n_cache < STMT_CACHE) {
+        q->cache[q->n_cache].sql = sql;
+        q->cache[q->n_cache].st = st;
+        q->n_cache++;
+    }
     return st;
+}
+
+/* Done with a statement from prep(): reset it for its next use (or free an uncached one). */
+static void release(sq *q, sqlite3_stmt *st)
+{
+    if (!st)
+        return;
+    for (int i = 0; i < q->n_cache; i++)
+        if (q->cache[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            return;
+        }
+    sqlite3_finalize(st);
 }
 
 static void bind_text(sqlite3_stmt *st, int i, const char *s)
@@ -190,7 +224,7 @@ static int sq_account_create(void *ctx, const store_account *a)
     sqlite3_bind_int64(st, 3, a->created);
     rc = step_done(q, st, NULL);
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -219,7 +253,7 @@ static int sq_account_get(void *ctx, const char *id, store_account *out)
         rc = STORE_NOT_FOUND;
     }
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -269,7 +303,7 @@ static int sq_account_list(void *ctx, store_account **out, size_t *n)
     sqlite3_stmt *st = prep(q, "SELECT id, name, created FROM accounts ORDER BY created, rowid");
     if (st)
         rc = collect(q, st, sizeof(store_account), rd_account, &arr, n);
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     if (rc != STORE_OK) {
         store_account_array_free(arr, *n);
@@ -302,7 +336,7 @@ static int sq_token_create(void *ctx, const store_token *t, const char *token_ha
     if (rc != STORE_OK)
         log_debug("store", "token insert refused: %s", sqlite3_errmsg(q->db));
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -338,7 +372,7 @@ static int sq_token_by_hash(void *ctx, const char *token_hash, store_token *out)
         rc = STORE_NOT_FOUND;
     }
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -360,7 +394,7 @@ static int sq_token_list(void *ctx, const char *account_id, store_token **out, s
             bind_text(st, 1, account_id);
         rc = collect(q, st, sizeof(store_token), read_token, &arr, n);
     }
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     if (rc != STORE_OK) {
         store_token_array_free(arr, *n);
@@ -386,7 +420,7 @@ static int sq_token_revoke(void *ctx, const char *id, int64_t now)
     if (rc == STORE_OK && changes == 0)
         rc = STORE_NOT_FOUND;
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -433,7 +467,7 @@ static int key_get_locked(sq *q, const char *account_id, const char *uid, store_
     if (account_id)
         bind_text(st, 2, account_id);
     int rc = one_key(q, st, out);
-    sqlite3_finalize(st);
+    release(q, st);
     return rc;
 }
 
@@ -455,7 +489,7 @@ static int sq_key_create(void *ctx, const store_key *k, size_t max_keys)
         rc = STORE_LIMIT;
         goto rollback;
     }
-    sqlite3_finalize(st);
+    release(q, st);
     st = prep(q, "INSERT INTO turn_keys(uid, account_id, name, key_hash, secret, created, "
                  "modified) VALUES (?,?,?,?,?,?,?)");
     if (!st)
@@ -476,7 +510,7 @@ static int sq_key_create(void *ctx, const store_key *k, size_t max_keys)
 rollback:
     exec(q, "ROLLBACK");
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -509,7 +543,7 @@ static int sq_key_list(void *ctx, const char *account_id, store_key **out, size_
         bind_text(st, 1, account_id);
         rc = collect(q, st, sizeof(store_key), read_key, &arr, n);
     }
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     if (rc != STORE_OK) {
         store_key_array_free(arr, *n);
@@ -553,7 +587,7 @@ rollback:
     exec(q, "ROLLBACK");
     store_key_clear(out);
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -577,7 +611,7 @@ static int sq_key_delete(void *ctx, const char *account_id, const char *uid, sto
     bind_text(st, 2, account_id);
     if (step_done(q, st, NULL) != STORE_OK)
         goto rollback;
-    sqlite3_finalize(st);
+    release(q, st);
     st = prep(q, "DELETE FROM revocations WHERE key_uid = ?");
     if (!st)
         goto rollback;
@@ -590,7 +624,7 @@ rollback:
     exec(q, "ROLLBACK");
     store_key_clear(out);
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -613,7 +647,7 @@ static int sq_revoke_add(void *ctx, const char *key_uid, const char *username, i
     sqlite3_bind_int64(st, 3, expires);
     rc = step_done(q, st, NULL);
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -638,7 +672,7 @@ static int sq_revoke_check(void *ctx, const char *key_uid, const char *username,
         rc = STORE_OK;
     }
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -656,7 +690,7 @@ static int sq_revoke_purge(void *ctx, int64_t now, size_t *purged)
     if (purged)
         *purged = (size_t)changes;
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -676,7 +710,7 @@ static int sq_revoke_each(void *ctx, int64_t now,
         fn(arg, col_text(st, 0), sqlite3_column_int64(st, 1));
     rc = r == SQLITE_DONE ? STORE_OK : STORE_ERROR;
 out:
-    sqlite3_finalize(st);
+    release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
