@@ -88,8 +88,19 @@ test: deps-test
 	@$(MAKE) --no-print-directory fuzz
 	@tests/run.sh build/asan
 
+# `make bench`: turnkey vs coturn vs a do-nothing relay, one table (bench/run.sh, < 10 min;
+# TK_BENCH_QUICK=1 for a ~2-minute subset). The load generator links the release library.
+BENCH_BIN := build/release/loadgen build/release/echopeer
+
+build/release/loadgen: bench/loadgen.c build/release/libturnkey.a $(HDRS)
+	$(CC) $(CSTD) -O2 -g $(PKG_CFLAGS) -o $@ $< build/release/libturnkey.a $(PKG_LIBS)
+
+build/release/echopeer: bench/echopeer.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) -O2 -g -o $@ $< -lpthread
+
 bench: deps-test
-	@$(MAKE) --no-print-directory build MODE=release
+	@$(MAKE) --no-print-directory build $(BENCH_BIN) MODE=release
 	@bench/run.sh build/release
 
 format-check:
