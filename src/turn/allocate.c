@@ -240,11 +240,13 @@ void turn__handle_refresh(turn__req *r, turn__alloc *a)
         turn__alloc_schedule(s, a, d);
         left = seconds_left(d, r->now_ms);
     }
+    /* Deleting first: once the client reads the answer, the quota slot is free (another
+     * relay thread may already be handling its next Allocate). */
+    if (has && lt == 0)
+        turn__alloc_remove(s, a, true);
     uint8_t buf[TURN__REPLY_CAP];
     stun_builder b;
     turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_SUCCESS);
     stun_builder_add_u32(&b, STUN_ATTR_LIFETIME, left);
     turn__reply_send(r, &b);
-    if (has && lt == 0)
-        turn__alloc_remove(s, a, true);
 }

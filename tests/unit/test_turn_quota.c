@@ -5,6 +5,7 @@
 
 static struct {
     int alice, total, user_limit, total_limit, releases;
+    int client_msgs_at_release; /* responses sent when the last release happened */
 } Q;
 
 static int q_acquire(void *ctx, const uint8_t *user, size_t len)
@@ -22,10 +23,10 @@ static int q_acquire(void *ctx, const uint8_t *user, size_t len)
 
 static void q_release(void *ctx, const uint8_t *user, size_t len)
 {
-    (void)ctx;
     Q.alice -= len == 5 && memcmp(user, "alice", 5) == 0;
     Q.total--;
     Q.releases++;
+    Q.client_msgs_at_release = ((fake *)ctx)->n_client;
 }
 
 static void init_shared(fake *f)
@@ -89,6 +90,25 @@ static void t_shared_global_cap(void)
     CHECK_INT(Q.total, 0);
 }
 
+/* Refresh 0 releases the quota before its success goes out: a client that reads the answer
+ * and allocates again (maybe on another relay thread) must find the slot free. */
+static void t_refresh0_releases_before_answering(void)
+{
+    memset(&Q, 0, sizeof Q);
+    Q.user_limit = 1;
+    Q.total_limit = 1;
+    init_shared(&A);
+    client c;
+    fx_client(&c, TURN_PROTO_UDP, "198.51.100.20", 43000, "alice");
+    CHECK_INT(fx_allocate(&A, &c), 0);
+    int before = A.n_client;
+    CHECK_INT(fx_refresh(&A, &c, 0), 0);
+    CHECK_INT(Q.releases, 1);
+    CHECK_INT(Q.client_msgs_at_release, before); /* released, then answered */
+    CHECK_INT(A.n_client, before + 1);
+    fx_free(&A);
+}
+
 static void t_half_configured_rejected(void)
 {
     fake f;
@@ -108,6 +128,7 @@ int main(void)
 {
     TK_RUN(t_shared_user_quota);
     TK_RUN(t_shared_global_cap);
+    TK_RUN(t_refresh0_releases_before_answering);
     TK_RUN(t_half_configured_rejected);
     return tk_test_summary();
 }
