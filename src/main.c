@@ -384,14 +384,14 @@ static int bootstrap(store *s, const char *api_url)
            "They are shown this once; save them now.\n\n"
            "  ACCOUNT=%s\n  TOKEN=%s\n\n"
            "Create a TURN key (Cloudflare API v4, same as api.cloudflare.com/client/v4):\n"
-           "  curl -s -X POST %s/client/v4/accounts/$ACCOUNT/calls/turn_keys \\\n"
-           "       -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' \\\n"
+           "  curl -s -X POST %s/client/v4/accounts/%s/calls/turn_keys \\\n"
+           "       -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \\\n"
            "       -d '{\"name\":\"my-first-key\"}'\n\n"
            "Mint TURN credentials with the key's uid and key from that answer:\n"
            "  curl -s -X POST %s/v1/turn/keys/$KEY_UID/credentials/generate-ice-servers \\\n"
            "       -H \"Authorization: Bearer $KEY\" -H 'Content-Type: application/json' \\\n"
            "       -d '{\"ttl\":86400}'\n\n",
-           a.id, tok, api_url, api_url);
+           a.id, tok, api_url, a.id, tok, api_url);
     store_account_clear(&a);
     store_token_clear(&t);
     return 0;
