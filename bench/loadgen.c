@@ -115,7 +115,7 @@ static void parse_opts(int argc, char **argv, opts *o)
     o->warmup = 0.5;
     o->hold = 30;
     o->timeout = 60;
-    parse_addr("127.0.0.1:34790", &o->peer);
+    parse_addr("127.0.0.1:7490", &o->peer); /* bench/run.sh's echo peer */
     if (argc < 2)
         usage();
     o->mode = argv[1];

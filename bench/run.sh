@@ -5,7 +5,7 @@
 # builds nothing. It starts one server at a time on the same fixed ports and relay range,
 # drives it with bench/loadgen (closed loop, every echoed payload verified), runs every figure
 # TK_BENCH_RUNS (3) times and prints ONE table: median [min-max] per server and the ratio.
-# Then it stops what it started (by PID). Bounded: ~7 minutes in full, ~2 minutes with
+# Then it stops what it started (by PID). Bounded: ~6 minutes in full, ~2 minutes with
 # TK_BENCH_QUICK=1 (a subset); TK_BENCH_SECONDS sets each measurement's length (default 3).
 # coturn (Debian `coturn`, `turnserver`) is optional: without it only turnkey's figures print.
 set -euo pipefail
