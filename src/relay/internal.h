@@ -14,6 +14,7 @@
 
 #define RELAY_READ_BUDGET 64            /* datagrams per socket per wakeup */
 #define RELAY_BATCH 16                  /* datagrams per recvmmsg */
+#define RELAY_LISTENER_SOCKBUF (8 << 20) /* UDP listener receive/send buffer, bytes */
 #define RELAY_DGRAM_MAX 4096            /* larger UDP datagrams are dropped (MTU-sized is the norm) */
 #define RELAY_CONN_OUT_MAX (1u << 20)   /* queued bytes per TCP client before frames drop */
 
@@ -38,6 +39,8 @@ typedef struct relay_conn {
     uint8_t *out;
     size_t out_off, out_len, out_cap;
     bool dead;
+    bool dirty;        /* frames queued since the last flush (on the worker's dirty list) */
+    unsigned interest; /* the epoll interest last set */
     relay_worker *owner;
 } relay_conn;
 
@@ -88,6 +91,8 @@ struct relay_worker {
     relay_conn **conns; /* by fd */
     size_t conns_cap;
     uint32_t conn_gen;
+    uint64_t *dirty; /* ids of connections with frames to write at the end of this wakeup */
+    size_t n_dirty, cap_dirty;
     pthread_mutex_t q_mu;
     relay_event *q_head, *q_tail;
     uint64_t send_errors;
@@ -102,6 +107,8 @@ void relay__on_accept(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__on_accept_tls(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__conn_send(relay_worker *r, uint64_t conn_id, const uint8_t *buf, size_t len);
 void relay__conns_close_all(relay_worker *r);
+/* Writes every connection's queued frames (one write per connection per wakeup). */
+void relay__flush_conns(relay_worker *r);
 
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);

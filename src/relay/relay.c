@@ -119,6 +119,17 @@ out:
     relay__arm_timer(r);
 }
 
+/* xorshift32 on the worker's seed: port choice needs spread, not secrecy. */
+static uint32_t next_random(relay_worker *r)
+{
+    uint32_t x = r->port_cursor ? r->port_cursor : 0x9E3779B9u;
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    r->port_cursor = x;
+    return x;
+}
+
 static int ops_relay_open(void *ctx, uint64_t alloc_id, int family,
                           struct sockaddr_storage *relayed)
 {
@@ -128,13 +139,17 @@ static int ops_relay_open(void *ctx, uint64_t alloc_id, int family,
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
+    /* Random probes first (the workers share the range, so walking it in order runs into
+     * each other's blocks), then one full sweep so a nearly full range is still found. */
     unsigned span = (unsigned)(r->shared->port_hi - r->shared->port_lo) + 1;
-    unsigned tries = span < 256 ? span : 256;
+    unsigned probes = span < 64 ? 0 : 64;
     struct sockaddr_storage a = r->shared->relay_addr;
     socklen_t alen = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     bool bound = false;
-    for (unsigned i = 0; i < tries && !bound; i++) {
-        uint16_t port = (uint16_t)(r->shared->port_lo + (r->port_cursor++ % span));
+    uint32_t sweep_from = next_random(r) % span;
+    for (unsigned i = 0; i < probes + span && !bound; i++) {
+        uint32_t off = i < probes ? next_random(r) % span : (sweep_from + (i - probes)) % span;
+        uint16_t port = (uint16_t)(r->shared->port_lo + off);
         if (family == AF_INET)
             ((struct sockaddr_in *)&a)->sin_port = htons(port);
         else
@@ -227,6 +242,8 @@ static void on_turn_timer(ev_loop *loop, ev_timer *t, void *ctx)
 /* The turn server keeps wall-clock deadlines; the loop's timers are monotonic. */
 void relay__arm_timer(relay_worker *r)
 {
+    if (r->n_dirty)
+        relay__flush_conns(r);
     int64_t deadline = turn_server_next_deadline(r->turn);
     if (deadline == INT64_MAX) {
         ev_timer_stop(r->loop, &r->timer);
@@ -321,6 +338,17 @@ void relay_credential_revoked(relay *r, const char *username)
  * same worker. The first worker binds without SO_REUSEPORT first (a probe), so a port that
  * another process holds is an error instead of being silently shared; with port 0 the probe
  * picks the port the others then bind. */
+/* A UDP listener carries every client of its worker: give it deep kernel buffers so a burst
+ * is queued, not dropped (SO_*BUFFORCE passes net.core.[rw]mem_max when running as root). */
+static void grow_buffers(int fd)
+{
+    int size = RELAY_LISTENER_SOCKBUF;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+}
+
 static int bind_one(struct sockaddr_storage *addr, int type, bool reuseport)
 {
     socklen_t alen = addr->ss_family == AF_INET ? sizeof(struct sockaddr_in)
@@ -333,6 +361,8 @@ static int bind_one(struct sockaddr_storage *addr, int type, bool reuseport)
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (reuseport)
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (type == SOCK_DGRAM)
+        grow_buffers(fd);
     if (bind(fd, (struct sockaddr *)addr, alen) != 0 ||
         (type == SOCK_STREAM && listen(fd, 1024) != 0)) {
         int e = errno;
@@ -388,6 +418,7 @@ static void worker_free(relay_worker *w)
             free(s);
         }
     free(w->rs);
+    free(w->dirty);
     if (w->udp_fd >= 0)
         close(w->udp_fd);
     if (w->tcp_fd >= 0)

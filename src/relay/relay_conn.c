@@ -98,7 +98,11 @@ static ssize_t conn_write(relay_conn *c, const void *buf, size_t len)
 static void update_interest(relay_worker *r, relay_conn *c)
 {
     bool w = c->out_len > c->out_off || c->tls_want_write || c->dead;
-    ev_mod(r->loop, c->fd, EV_READ | (w ? EV_WRITE : 0));
+    unsigned want = EV_READ | (w ? EV_WRITE : 0);
+    if (want != c->interest) {
+        ev_mod(r->loop, c->fd, want);
+        c->interest = want;
+    }
 }
 
 /* Writes what is queued; 0 ok (maybe still pending), -1 the connection failed. */
@@ -136,29 +140,43 @@ static void queue(relay_conn *c, const uint8_t *buf, size_t len)
     c->out_len += len;
 }
 
+/* Frames are queued and written once per wakeup (relay__flush_conns), so a burst of frames
+ * for one client becomes one send() or one TLS record instead of one each. */
 void relay__conn_send(relay_worker *r, uint64_t conn_id, const uint8_t *buf, size_t len)
 {
     relay_conn *c = conn_by_id(r, conn_id);
     if (!c || c->dead)
         return;
-    size_t pending = c->out_len - c->out_off;
-    if (pending == 0) {
-        ssize_t n = conn_write(c, buf, len);
-        if (n == IO_FAIL) {
-            c->dead = true; /* closed from its own callback, never in the middle of a turn call */
-            update_interest(r, c);
-            return;
-        }
-        size_t done = n > 0 ? (size_t)n : 0;
-        if (done < len)
-            queue(c, buf + done, len - done);
-    } else if (pending + len > RELAY_CONN_OUT_MAX) {
+    if (c->out_len - c->out_off + len > RELAY_CONN_OUT_MAX) {
         r->send_errors++; /* slow reader: drop this whole frame, the framing stays intact */
         return;
-    } else {
-        queue(c, buf, len);
     }
-    update_interest(r, c);
+    queue(c, buf, len);
+    if (!c->dirty) {
+        c->dirty = true;
+        if (r->n_dirty == r->cap_dirty) {
+            r->cap_dirty = r->cap_dirty ? r->cap_dirty * 2 : 64;
+            r->dirty = util_xrealloc(r->dirty, r->cap_dirty * sizeof *r->dirty);
+        }
+        r->dirty[r->n_dirty++] = conn_id;
+    }
+}
+
+void relay__flush_conns(relay_worker *r)
+{
+    for (size_t i = 0; i < r->n_dirty; i++) {
+        relay_conn *c = conn_by_id(r, r->dirty[i]);
+        if (!c)
+            continue; /* closed meanwhile */
+        c->dirty = false;
+        if (!c->dead && flush(c) != 0)
+            c->dead = true;
+        if (c->dead)
+            conn_free(r, c, true);
+        else
+            update_interest(r, c);
+    }
+    r->n_dirty = 0;
 }
 
 /* Feeds every complete frame in c->in to the turn server; -1 on a framing error. */
@@ -271,6 +289,7 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto)
             conn_free(r, c, false);
             continue;
         }
+        c->interest = EV_READ;
         if (ev_add(r->loop, fd, EV_READ, on_conn, c) != 0)
             conn_free(r, c, false);
     }
