@@ -15,6 +15,8 @@
 #define RELAY_READ_BUDGET 64            /* datagrams per socket per wakeup */
 #define RELAY_BATCH 16                  /* datagrams per recvmmsg */
 #define RELAY_LISTENER_SOCKBUF (8 << 20) /* UDP listener receive/send buffer, bytes */
+#define RELAY_TX_BATCH 32               /* datagrams queued for one sendmmsg round */
+#define RELAY_TX_SLOT 2048              /* larger datagrams are sent at once, unbatched */
 #define RELAY_DGRAM_MAX 4096            /* larger UDP datagrams are dropped (MTU-sized is the norm) */
 #define RELAY_CONN_OUT_MAX (1u << 20)   /* queued bytes per TCP client before frames drop */
 
@@ -100,6 +102,13 @@ struct relay_worker {
     struct iovec iov[RELAY_BATCH];
     struct sockaddr_storage from[RELAY_BATCH];
     uint8_t rx[RELAY_BATCH][RELAY_DGRAM_MAX];
+    /* outgoing datagrams, written with sendmmsg at the end of the wakeup (relay__tx_flush) */
+    int n_tx;
+    int tx_fd[RELAY_TX_BATCH];
+    struct mmsghdr tx_mm[RELAY_TX_BATCH];
+    struct iovec tx_iov[RELAY_TX_BATCH];
+    struct sockaddr_storage tx_to[RELAY_TX_BATCH];
+    uint8_t tx_buf[RELAY_TX_BATCH][RELAY_TX_SLOT];
 };
 
 void relay__arm_timer(relay_worker *r);

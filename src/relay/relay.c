@@ -79,6 +79,8 @@ static relay_sock *rs_remove(relay_worker *r, uint64_t id)
     return NULL;
 }
 
+static void tx_flush(relay_worker *r);
+
 /* Receives up to RELAY_BATCH datagrams with one recvmmsg; returns how many (0 if none). */
 static int recv_batch(relay_worker *r, int fd)
 {
@@ -181,9 +183,53 @@ static void ops_relay_close(void *ctx, uint64_t alloc_id)
     relay_sock *s = rs_remove(r, alloc_id);
     if (!s)
         return;
+    tx_flush(r); /* nothing queued may go out on a closed (or reused) descriptor */
     ev_del(r->loop, s->fd);
     close(s->fd);
     free(s);
+}
+
+/* Sends every queued datagram: consecutive ones on the same socket go in one sendmmsg. */
+static void tx_flush(relay_worker *r)
+{
+    int i = 0;
+    while (i < r->n_tx) {
+        int fd = r->tx_fd[i], j = i;
+        while (j < r->n_tx && r->tx_fd[j] == fd)
+            j++;
+        for (int done = 0; done < j - i;) {
+            int n = sendmmsg(fd, &r->tx_mm[i + done], (unsigned)(j - i - done), MSG_DONTWAIT);
+            if (n <= 0) {
+                r->send_errors += (uint64_t)(j - i - done); /* full buffer: dropped, like UDP */
+                break;
+            }
+            done += n;
+        }
+        i = j;
+    }
+    r->n_tx = 0;
+}
+
+static void tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const uint8_t *buf,
+                     size_t len)
+{
+    socklen_t tolen =
+        to->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    if (len > RELAY_TX_SLOT) {
+        tx_flush(r); /* keep the order on this socket */
+        if (sendto(fd, buf, len, MSG_DONTWAIT, to, tolen) < 0)
+            r->send_errors++;
+        return;
+    }
+    if (r->n_tx == RELAY_TX_BATCH)
+        tx_flush(r);
+    int k = r->n_tx++;
+    memcpy(r->tx_buf[k], buf, len);
+    memcpy(&r->tx_to[k], to, tolen);
+    r->tx_iov[k] = (struct iovec){.iov_base = r->tx_buf[k], .iov_len = len};
+    r->tx_mm[k].msg_hdr = (struct msghdr){
+        .msg_name = &r->tx_to[k], .msg_namelen = tolen, .msg_iov = &r->tx_iov[k], .msg_iovlen = 1};
+    r->tx_fd[k] = fd;
 }
 
 static void ops_send_peer(void *ctx, uint64_t alloc_id, const struct sockaddr *peer,
@@ -191,25 +237,17 @@ static void ops_send_peer(void *ctx, uint64_t alloc_id, const struct sockaddr *p
 {
     relay_worker *r = ctx;
     relay_sock *s = rs_find(r, alloc_id);
-    if (!s)
-        return;
-    socklen_t plen =
-        peer->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-    if (sendto(s->fd, buf, len, MSG_DONTWAIT, peer, plen) < 0)
-        r->send_errors++;
+    if (s)
+        tx_queue(r, s->fd, peer, buf, len);
 }
 
 static void ops_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, size_t len)
 {
     relay_worker *r = ctx;
-    if (t->proto != TURN_PROTO_UDP) {
+    if (t->proto != TURN_PROTO_UDP)
         relay__conn_send(r, t->conn_id, buf, len);
-        return;
-    }
-    socklen_t clen = t->client.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                    : sizeof(struct sockaddr_in6);
-    if (sendto(r->udp_fd, buf, len, MSG_DONTWAIT, (const struct sockaddr *)&t->client, clen) < 0)
-        r->send_errors++;
+    else
+        tx_queue(r, r->udp_fd, (const struct sockaddr *)&t->client, buf, len);
 }
 
 static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
@@ -242,6 +280,8 @@ static void on_turn_timer(ev_loop *loop, ev_timer *t, void *ctx)
 /* The turn server keeps wall-clock deadlines; the loop's timers are monotonic. */
 void relay__arm_timer(relay_worker *r)
 {
+    if (r->n_tx)
+        tx_flush(r);
     if (r->n_dirty)
         relay__flush_conns(r);
     int64_t deadline = turn_server_next_deadline(r->turn);
