@@ -1,6 +1,14 @@
 /* turn/alloc.c: the allocation table — a hash map keyed by the canonical 5-tuple (client
  * messages) and one keyed by alloc_id (peer datagrams), per-username counts for the quota, a
- * list of all allocations for the rare lifecycle scans — plus removal and the timer loop. */
+ * list of all allocations for the rare lifecycle scans — plus removal and the timer loop.
+ *
+ * Hashes (one lookup per relayed packet in each table):
+ *   by_tuple: client addresses are attacker-chosen, so SipHash-1-3 under the server's random
+ *     key, over 2-4 words: proto + both families + both ports, the client IP (4 or 16 bytes),
+ *     and conn_id for TCP/TLS. The listener IP is left out of the hash (there are only a few)
+ *     but is compared, like every other field of the canonical tuple.
+ *   by_id: ids are assigned by the server in sequence and never chosen by clients, so a
+ *     multiplicative (Fibonacci) hash is enough. */
 #include "internal.h"
 
 #include "turnkey/util.h"
@@ -8,19 +16,40 @@
 #include <stdlib.h>
 #include <string.h>
 
-static uint64_t hash_id(const turn_server *s, uint64_t id)
+static uint64_t hash_id(uint64_t id)
 {
-    return turn__siphash(s->hash_key, &id, sizeof id);
+    uint64_t h = id * 0x9E3779B97F4A7C15ULL;
+    return h ^ (h >> 32); /* the table uses the low bits */
+}
+
+static uint64_t hash_tuple(const turn_server *s, const turn__tkey *k)
+{
+    uint64_t w[4];
+    size_t n = 0;
+    w[n++] = (uint64_t)k->proto | (uint64_t)k->client.fam << 8 | (uint64_t)k->server.fam << 16 |
+             (uint64_t)k->client.port << 24 | (uint64_t)k->server.port << 40;
+    w[n++] = k->client.ip.w[0];
+    if (k->client.fam == 6)
+        w[n++] = k->client.ip.w[1];
+    if (k->proto != TURN_PROTO_UDP)
+        w[n++] = k->conn_id;
+    return turn__siphash13_words(s->sip_k, w, n);
+}
+
+static bool tkey_eq(const turn__tkey *x, const turn__tkey *y)
+{
+    return turn__addr_eq(&x->client, &y->client) && turn__addr_eq(&x->server, &y->server) &&
+           x->conn_id == y->conn_id && x->proto == y->proto;
 }
 
 turn__alloc *turn__alloc_find_tuple(const turn_server *s, const turn_5tuple *t)
 {
-    uint8_t key[TURN__TUPLE_KEY_LEN];
-    turn__tuple_key(t, key);
-    uint64_t h = turn__siphash(s->hash_key, key, sizeof key);
+    turn__tkey k;
+    turn__tkey_load(t, &k);
+    uint64_t h = hash_tuple(s, &k);
     for (turn__hnode *n = turn__hmap_chain(&s->by_tuple, h); n; n = n->next) {
         turn__alloc *a = TURN__CONTAINER_OF(n, turn__alloc, by_tuple);
-        if (n->hash == h && memcmp(a->tuple_key, key, sizeof key) == 0)
+        if (n->hash == h && tkey_eq(&a->tk, &k))
             return a;
     }
     return NULL;
@@ -28,7 +57,7 @@ turn__alloc *turn__alloc_find_tuple(const turn_server *s, const turn_5tuple *t)
 
 turn__alloc *turn__alloc_find_id(const turn_server *s, uint64_t id)
 {
-    uint64_t h = hash_id(s, id);
+    uint64_t h = hash_id(id);
     for (turn__hnode *n = turn__hmap_chain(&s->by_id, h); n; n = n->next) {
         turn__alloc *a = TURN__CONTAINER_OF(n, turn__alloc, by_id);
         if (n->hash == h && a->id == id)
@@ -64,13 +93,12 @@ turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user
     turn__alloc *a = util_xcalloc(1, sizeof *a);
     a->id = s->next_id++;
     a->tuple = *t;
-    turn__tuple_key(t, a->tuple_key);
+    turn__tkey_load(t, &a->tk);
     a->user = u;
     u->count++;
     a->timer.kind = TURN__T_ALLOC;
-    turn__hmap_insert(&s->by_tuple, &a->by_tuple,
-                      turn__siphash(s->hash_key, a->tuple_key, sizeof a->tuple_key));
-    turn__hmap_insert(&s->by_id, &a->by_id, hash_id(s, a->id));
+    turn__hmap_insert(&s->by_tuple, &a->by_tuple, hash_tuple(s, &a->tk));
+    turn__hmap_insert(&s->by_id, &a->by_id, hash_id(a->id));
     a->next = s->allocs;
     if (s->allocs)
         s->allocs->prev = a;

@@ -9,14 +9,19 @@
  * Peer → client: needs a permission for the peer's IP; a channel bound to the peer's exact
  * IP:port gives ChannelData (padded to a multiple of 4 on TCP/TLS), otherwise a Data
  * indication (XOR-PEER-ADDRESS + DATA, no integrity). Both are built in the server's scratch
- * buffer, which fits any UDP payload; a Data indication that cannot fit is dropped. */
+ * buffer, which fits any UDP payload; a Data indication that cannot fit is dropped.
+ *
+ * Per packet: one allocation lookup, one channel lookup and one permission lookup in each
+ * direction (see alloc.c and perm_chan.c for how each is found); the peer address is put in
+ * canonical form once and shared by the permission and channel lookups. */
 #include "internal.h"
 
 #include <string.h>
 
-static bool may_send(const turn_server *s, const turn__alloc *a, const struct sockaddr *peer)
+static bool may_send(const turn_server *s, const turn__alloc *a, const struct sockaddr *peer,
+                     const turn__addr *k)
 {
-    return turn__family_ok(a, peer) && turn__perm_find(s, a, peer) &&
+    return turn__family_ok(a, peer) && turn__perm_find_k(s, a, k) &&
            peer_allowed(s->cfg.peers, peer);
 }
 
@@ -45,8 +50,11 @@ void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m)
     if (!a || stun_get_xor_address(m, STUN_ATTR_XOR_PEER_ADDRESS, &peer) != STUN_OK ||
         stun_get_data(m, &data, &len) != STUN_OK)
         return;
-    if (may_send(s, a, (const struct sockaddr *)&peer))
-        to_peer(s, a, (const struct sockaddr *)&peer, data, len);
+    const struct sockaddr *pa = (const struct sockaddr *)&peer;
+    turn__addr k;
+    turn__addr_load(pa, &k);
+    if (may_send(s, a, pa, &k))
+        to_peer(s, a, pa, data, len);
 }
 
 void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf,
@@ -62,7 +70,7 @@ void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_
     if (!c || c->cooling)
         return;
     const struct sockaddr *peer = (const struct sockaddr *)&c->peer;
-    if (may_send(s, a, peer))
+    if (may_send(s, a, peer, &c->peer_k))
         to_peer(s, a, peer, data, dlen);
 }
 
@@ -100,9 +108,13 @@ void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sock
     if (!s || !peer || (!buf && len))
         return;
     turn__alloc *a = turn__alloc_find_id(s, alloc_id);
-    if (!a || !turn__family_ok(a, peer) || !turn__perm_find(s, a, peer))
+    if (!a || !turn__family_ok(a, peer))
         return;
-    turn__chan *c = turn__chan_by_peer(s, a, peer);
+    turn__addr k;
+    turn__addr_load(peer, &k);
+    if (!turn__perm_find_k(s, a, &k))
+        return;
+    turn__chan *c = turn__chan_by_peer_k(s, a, &k);
     if (!c || c->cooling) {
         data_indication(s, a, peer, buf, len);
         return;

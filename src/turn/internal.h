@@ -1,7 +1,8 @@
 /* turn/internal.h: structures and cross-file helpers of the TURN state machine.
  *
  * Files:
- *   hmap.c      intrusive chained hash map + SipHash-2-4 (keyed, so clients cannot flood buckets)
+ *   hmap.c      intrusive chained hash map + SipHash-2-4 / SipHash-1-3 (keyed, so clients cannot
+ *               flood buckets)
  *   nonce.c     stateless nonces bound to the 5-tuple
  *   reply.c     response building (SOFTWARE, MI, MI-SHA256, FINGERPRINT) and sending
  *   server.c    turn_server_new/free, input dispatch, Binding, long-term credential check
@@ -19,9 +20,11 @@
 #include "turnkey/timer.h"
 #include "turnkey/turn.h"
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* ---- limits --------------------------------------------------------------------------- */
 
@@ -31,6 +34,9 @@
 #define TURN__SCRATCH_CAP (STUN_HEADER_SIZE + 65535 + 64) /* Data indications / ChannelData */
 #define TURN__TUPLE_KEY_LEN 48
 #define TURN__NONCE_LEN 40 /* 16 hex chars of expiry (ms) + 24 hex chars of MAC */
+/* An allocation with at most this many permissions (channels) finds them by scanning its own
+ * list; above it, through the server-wide keyed hash maps (which always hold every entry). */
+#define TURN__SCAN_MAX 16
 
 /* ---- hash map ------------------------------------------------------------------------- */
 
@@ -46,15 +52,71 @@ typedef struct turn__hmap {
 } turn__hmap;
 
 uint64_t turn__siphash(const uint8_t key[16], const void *data, size_t len);
+/* SipHash-1-3 of n 64-bit words (host order) under the key k[2]: the per-packet keyed hash. */
+uint64_t turn__siphash13_words(const uint64_t k[2], const uint64_t *w, size_t n);
 void turn__hmap_init(turn__hmap *m);
 void turn__hmap_dispose(turn__hmap *m);
 void turn__hmap_insert(turn__hmap *m, turn__hnode *n, uint64_t hash);
 void turn__hmap_remove(turn__hmap *m, turn__hnode *n);
 /* First node of the chain that may hold hash; walk ->next and compare hash and key. */
-turn__hnode *turn__hmap_chain(const turn__hmap *m, uint64_t hash);
+static inline turn__hnode *turn__hmap_chain(const turn__hmap *m, uint64_t hash)
+{
+    return m->buckets[(size_t)hash & (m->n_buckets - 1)];
+}
 
 #define TURN__CONTAINER_OF(ptr, type, member) \
     ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/* ---- canonical addresses -------------------------------------------------------------- */
+
+/* The parts of a sockaddr that identify it (as turn__addr_key): IPv4 or IPv6 address bytes,
+ * port, family. Any other family loads as all zero (so all such addresses are alike). Compare
+ * field by field (never memcmp: padding). */
+typedef struct turn__addr {
+    union {
+        uint8_t b[16]; /* IPv4: the first 4 bytes, the rest zero */
+        uint64_t w[2];
+    } ip;
+    uint16_t port; /* network order */
+    uint8_t fam;   /* 4, 6 or 0 */
+} turn__addr;
+
+static inline void turn__addr_load(const struct sockaddr *sa, turn__addr *k)
+{
+    k->ip.w[0] = 0;
+    k->ip.w[1] = 0;
+    k->port = 0;
+    k->fam = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)(const void *)sa;
+        memcpy(k->ip.b, &s4->sin_addr, 4);
+        k->port = s4->sin_port;
+        k->fam = 4;
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)(const void *)sa;
+        memcpy(k->ip.b, &s6->sin6_addr, 16);
+        k->port = s6->sin6_port;
+        k->fam = 6;
+    }
+}
+
+/* Same family and IP (the port is ignored: permissions). */
+static inline bool turn__ip_eq(const turn__addr *x, const turn__addr *y)
+{
+    return x->ip.w[0] == y->ip.w[0] && x->ip.w[1] == y->ip.w[1] && x->fam == y->fam;
+}
+
+static inline bool turn__addr_eq(const turn__addr *x, const turn__addr *y)
+{
+    return turn__ip_eq(x, y) && x->port == y->port;
+}
+
+/* A client 5-tuple in canonical form: what turn__tuple_key encodes, as fields. */
+typedef struct turn__tkey {
+    turn__addr client, server;
+    uint64_t conn_id;
+    uint8_t proto;
+} turn__tkey;
 
 /* ---- timers: one heap, entries tagged with their owner's kind --------------------------- */
 
@@ -78,7 +140,7 @@ typedef struct turn__perm {
     turn__hnode node;
     struct turn__alloc *alloc;
     struct turn__perm *prev, *next; /* the allocation's list */
-    uint8_t key[25];                /* alloc id (8) + family (1) + IP (16) */
+    turn__addr ip;                  /* the peer IP (port 0) */
     turn__timer timer;
 } turn__perm;
 
@@ -89,7 +151,7 @@ typedef struct turn__chan {
     uint16_t number;
     bool cooling; /* expired: kept only to block reuse for the cool-down */
     struct sockaddr_storage peer;
-    uint8_t peer_key[27]; /* alloc id (8) + family (1) + IP (16) + port (2) */
+    turn__addr peer_k; /* peer, canonical */
     turn__timer timer;
 } turn__chan;
 
@@ -98,7 +160,7 @@ typedef struct turn__alloc {
     struct turn__alloc *prev, *next; /* every allocation (lifecycle scans, free) */
     uint64_t id;
     turn_5tuple tuple;
-    uint8_t tuple_key[TURN__TUPLE_KEY_LEN];
+    turn__tkey tk; /* tuple, canonical */
     int family; /* of the relayed address */
     struct sockaddr_storage relayed;
     turn__user *user; /* quota record, also holds the username */
@@ -113,6 +175,7 @@ typedef struct turn__alloc {
     turn__perm *perms;
     turn__chan *chans;
     size_t n_perms;
+    size_t n_chans; /* in the chans list, cooling ones included */
 } turn__alloc;
 
 struct turn_server {
@@ -121,6 +184,7 @@ struct turn_server {
     char *realm, *software;
     size_t realm_len, software_len;
     uint8_t hash_key[16];
+    uint64_t sip_k[2]; /* hash_key as two words, for turn__siphash13_words */
     timer_heap timers;
     turn__hmap by_tuple, by_id, users, perms, chans_by_num, chans_by_peer;
     turn__alloc *allocs; /* list head */
@@ -166,6 +230,8 @@ bool turn__nonce_check(const turn_server *s, const turn_5tuple *t, int64_t now_m
                        const uint8_t *nonce, size_t len);
 /* Canonical bytes of a 5-tuple (proto, conn_id, both addresses), zero-padded. */
 void turn__tuple_key(const turn_5tuple *t, uint8_t out[TURN__TUPLE_KEY_LEN]);
+/* The canonical fields of a 5-tuple (the same information as turn__tuple_key). */
+void turn__tkey_load(const turn_5tuple *t, turn__tkey *k);
 /* family (1) + IP (16) [+ port (2) if with_port] of sa into out; returns bytes written. */
 size_t turn__addr_key(const struct sockaddr *sa, bool with_port, uint8_t *out);
 
@@ -197,9 +263,13 @@ void turn__handle_create_permission(turn__req *r, turn__alloc *a);
 void turn__handle_channel_bind(turn__req *r, turn__alloc *a);
 turn__perm *turn__perm_find(const turn_server *s, const turn__alloc *a,
                             const struct sockaddr *peer);
+/* The same with the peer already in canonical form (the relay paths load it once). */
+turn__perm *turn__perm_find_k(const turn_server *s, const turn__alloc *a, const turn__addr *k);
 turn__chan *turn__chan_by_num(const turn_server *s, const turn__alloc *a, uint16_t num);
 turn__chan *turn__chan_by_peer(const turn_server *s, const turn__alloc *a,
                                const struct sockaddr *peer);
+turn__chan *turn__chan_by_peer_k(const turn_server *s, const turn__alloc *a,
+                                 const turn__addr *k);
 void turn__perm_remove(turn_server *s, turn__perm *p);
 void turn__chan_remove(turn_server *s, turn__chan *c);
 /* Timer expiry of a channel: active → cooling (rescheduled), cooling → removed. */

@@ -45,6 +45,14 @@ void turn__tuple_key(const turn_5tuple *t, uint8_t out[TURN__TUPLE_KEY_LEN])
     turn__addr_key((const struct sockaddr *)&t->server, true, out + 28);
 }
 
+void turn__tkey_load(const turn_5tuple *t, turn__tkey *k)
+{
+    k->proto = (uint8_t)t->proto;
+    k->conn_id = t->conn_id;
+    turn__addr_load((const struct sockaddr *)&t->client, &k->client);
+    turn__addr_load((const struct sockaddr *)&t->server, &k->server);
+}
+
 static void nonce_mac(const turn_server *s, const turn_5tuple *t, const uint8_t exp[8],
                       uint8_t mac[MAC_LEN])
 {

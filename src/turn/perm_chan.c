@@ -1,6 +1,15 @@
-/* turn/perm_chan.c: permissions (RFC 8656 §9) and channels (§12), each in a server-wide hash
- * map keyed by (alloc_id, peer IP) / (alloc_id, channel number) / (alloc_id, peer IP:port),
- * linked into their allocation for removal, with their expiries in the timer heap.
+/* turn/perm_chan.c: permissions (RFC 8656 §9) and channels (§12), each linked into its
+ * allocation's list and also in a server-wide hash map keyed by (alloc_id, peer IP) /
+ * (alloc_id, channel number) / (alloc_id, peer IP:port), with their expiries in the timer heap.
+ *
+ * Lookups (several per relayed packet): an allocation usually has 1-4 permissions and
+ * channels, so while it has at most TURN__SCAN_MAX of a kind, they are found by walking its
+ * own list and comparing the canonical address (or channel number) directly: no hashing. An
+ * allocation with more (up to 512 permissions; channels are bounded by the 16384 numbers)
+ * uses the maps, whose hash is SipHash-1-3 under the server's key, since the peer addresses
+ * and channel numbers are client-chosen. Entries go into the maps on creation whatever the
+ * count (a hash per CreatePermission/ChannelBind, never per packet), so nothing moves when an
+ * allocation crosses the threshold.
  *
  * CreatePermission: every XOR-PEER-ADDRESS is decoded (none or malformed → 400), checked
  * against the peer policy (any denied → 403) and the relay's family (→ 443) before any is
@@ -21,53 +30,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PERM_KEY_LEN 25
-#define CHAN_PEER_KEY_LEN 27
-
-static void id_bytes(uint64_t id, uint8_t out[8])
+/* Map hashes: (alloc id, family [+ port], IP) / (alloc id, number), keyed. */
+static uint64_t addr_hash(const turn_server *s, const turn__alloc *a, const turn__addr *k,
+                          bool with_port)
 {
-    for (int i = 0; i < 8; i++)
-        out[i] = (uint8_t)(id >> (56 - 8 * i));
-}
-
-static void perm_key(const turn__alloc *a, const struct sockaddr *peer, uint8_t k[PERM_KEY_LEN])
-{
-    id_bytes(a->id, k);
-    turn__addr_key(peer, false, k + 8);
-}
-
-static void chan_peer_key(const turn__alloc *a, const struct sockaddr *peer,
-                          uint8_t k[CHAN_PEER_KEY_LEN])
-{
-    id_bytes(a->id, k);
-    turn__addr_key(peer, true, k + 8);
+    uint64_t w[4] = {a->id, (uint64_t)k->fam | (with_port ? (uint64_t)k->port << 8 : 0),
+                     k->ip.w[0], k->ip.w[1]};
+    return turn__siphash13_words(s->sip_k, w, 4);
 }
 
 static uint64_t chan_num_hash(const turn_server *s, const turn__alloc *a, uint16_t num)
 {
-    uint8_t k[10];
-    id_bytes(a->id, k);
-    k[8] = (uint8_t)(num >> 8);
-    k[9] = (uint8_t)num;
-    return turn__siphash(s->hash_key, k, sizeof k);
+    uint64_t w[2] = {a->id, num};
+    return turn__siphash13_words(s->sip_k, w, 2);
 }
 
-turn__perm *turn__perm_find(const turn_server *s, const turn__alloc *a,
-                            const struct sockaddr *peer)
+turn__perm *turn__perm_find_k(const turn_server *s, const turn__alloc *a, const turn__addr *k)
 {
-    uint8_t k[PERM_KEY_LEN];
-    perm_key(a, peer, k);
-    uint64_t h = turn__siphash(s->hash_key, k, sizeof k);
+    if (a->n_perms <= TURN__SCAN_MAX) {
+        for (turn__perm *p = a->perms; p; p = p->next)
+            if (turn__ip_eq(&p->ip, k))
+                return p;
+        return NULL;
+    }
+    uint64_t h = addr_hash(s, a, k, false);
     for (turn__hnode *n = turn__hmap_chain(&s->perms, h); n; n = n->next) {
         turn__perm *p = TURN__CONTAINER_OF(n, turn__perm, node);
-        if (n->hash == h && memcmp(p->key, k, sizeof k) == 0)
+        if (n->hash == h && p->alloc == a && turn__ip_eq(&p->ip, k))
             return p;
     }
     return NULL;
 }
 
+turn__perm *turn__perm_find(const turn_server *s, const turn__alloc *a,
+                            const struct sockaddr *peer)
+{
+    turn__addr k;
+    turn__addr_load(peer, &k);
+    return turn__perm_find_k(s, a, &k);
+}
+
 turn__chan *turn__chan_by_num(const turn_server *s, const turn__alloc *a, uint16_t num)
 {
+    if (a->n_chans <= TURN__SCAN_MAX) {
+        for (turn__chan *c = a->chans; c; c = c->next)
+            if (c->number == num)
+                return c;
+        return NULL;
+    }
     uint64_t h = chan_num_hash(s, a, num);
     for (turn__hnode *n = turn__hmap_chain(&s->chans_by_num, h); n; n = n->next) {
         turn__chan *c = TURN__CONTAINER_OF(n, turn__chan, by_num);
@@ -77,30 +87,45 @@ turn__chan *turn__chan_by_num(const turn_server *s, const turn__alloc *a, uint16
     return NULL;
 }
 
-turn__chan *turn__chan_by_peer(const turn_server *s, const turn__alloc *a,
-                               const struct sockaddr *peer)
+turn__chan *turn__chan_by_peer_k(const turn_server *s, const turn__alloc *a,
+                                 const turn__addr *k)
 {
-    uint8_t k[CHAN_PEER_KEY_LEN];
-    chan_peer_key(a, peer, k);
-    uint64_t h = turn__siphash(s->hash_key, k, sizeof k);
+    if (a->n_chans <= TURN__SCAN_MAX) {
+        for (turn__chan *c = a->chans; c; c = c->next)
+            if (turn__addr_eq(&c->peer_k, k))
+                return c;
+        return NULL;
+    }
+    uint64_t h = addr_hash(s, a, k, true);
     for (turn__hnode *n = turn__hmap_chain(&s->chans_by_peer, h); n; n = n->next) {
         turn__chan *c = TURN__CONTAINER_OF(n, turn__chan, by_peer);
-        if (n->hash == h && memcmp(c->peer_key, k, sizeof k) == 0)
+        if (n->hash == h && c->alloc == a && turn__addr_eq(&c->peer_k, k))
             return c;
     }
     return NULL;
 }
 
+turn__chan *turn__chan_by_peer(const turn_server *s, const turn__alloc *a,
+                               const struct sockaddr *peer)
+{
+    turn__addr k;
+    turn__addr_load(peer, &k);
+    return turn__chan_by_peer_k(s, a, &k);
+}
+
 static void perm_install(turn_server *s, turn__alloc *a, const struct sockaddr *peer,
                          int64_t now_ms)
 {
-    turn__perm *p = turn__perm_find(s, a, peer);
+    turn__addr k;
+    turn__addr_load(peer, &k);
+    k.port = 0;
+    turn__perm *p = turn__perm_find_k(s, a, &k);
     if (!p) {
         p = util_xcalloc(1, sizeof *p);
         p->alloc = a;
-        perm_key(a, peer, p->key);
+        p->ip = k;
         p->timer.kind = TURN__T_PERM;
-        turn__hmap_insert(&s->perms, &p->node, turn__siphash(s->hash_key, p->key, sizeof p->key));
+        turn__hmap_insert(&s->perms, &p->node, addr_hash(s, a, &k, false));
         p->next = a->perms;
         if (a->perms)
             a->perms->prev = p;
@@ -139,6 +164,7 @@ void turn__chan_remove(turn_server *s, turn__chan *c)
         a->chans = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    a->n_chans--;
     if (!c->cooling)
         s->n_chans--;
     free(c);
@@ -164,14 +190,14 @@ static turn__chan *chan_create(turn_server *s, turn__alloc *a, uint16_t num,
     c->peer = *peer;
     c->timer.kind = TURN__T_CHAN;
     c->cooling = true; /* counted active by the caller's refresh */
-    chan_peer_key(a, (const struct sockaddr *)peer, c->peer_key);
+    turn__addr_load((const struct sockaddr *)peer, &c->peer_k);
     turn__hmap_insert(&s->chans_by_num, &c->by_num, chan_num_hash(s, a, num));
-    turn__hmap_insert(&s->chans_by_peer, &c->by_peer,
-                      turn__siphash(s->hash_key, c->peer_key, sizeof c->peer_key));
+    turn__hmap_insert(&s->chans_by_peer, &c->by_peer, addr_hash(s, a, &c->peer_k, true));
     c->next = a->chans;
     if (a->chans)
         a->chans->prev = c;
     a->chans = c;
+    a->n_chans++;
     return c;
 }
 

@@ -71,6 +71,7 @@ turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops)
               (const uint8_t *)label, sizeof label - 1, mac, &n))
         util_random(mac, sizeof mac);
     memcpy(s->hash_key, mac, sizeof s->hash_key);
+    memcpy(s->sip_k, mac + 16, sizeof s->sip_k);
     timer_heap_init(&s->timers);
     turn__hmap_init(&s->by_tuple);
     turn__hmap_init(&s->by_id);

@@ -380,6 +380,95 @@ static void t_permission_cap(void)
     fx_free(&F);
 }
 
+/* More than TURN__SCAN_MAX (16) permissions and channels: lookups go through the server-wide
+ * maps, stay per allocation, and fall back to the allocation's own list once it shrinks. */
+static void peer_ip(char *ip, size_t cap, int i)
+{
+    snprintf(ip, cap, "8.8.%d.1", i);
+}
+
+static void t_many_channels_and_permissions(void)
+{
+    client c, d;
+    char ip[32];
+    uint64_t id = setup(&c, TURN_PROTO_UDP);
+    CHECK(id != 0);
+    CHECK_INT(fx_refresh(&F, &c, 3600), 0);
+    fx_client(&d, TURN_PROTO_UDP, "198.51.100.23", 40000, "bob");
+    CHECK_INT(fx_allocate(&F, &d), 0);
+    uint64_t bob = F.last_open_id;
+    for (int i = 0; i < 40; i++) {
+        peer_ip(ip, sizeof ip, i);
+        CHECK_INT(fx_bind(&F, &c, (uint16_t)(0x4000 + i), ip, (uint16_t)(5000 + i)), 0);
+    }
+    CHECK_INT(fx_bind(&F, &d, 0x4000, "8.8.0.1", 5000), 0); /* same pair, other allocation */
+    CHECK_INT(fx_stats(&F).channels, 41);
+    CHECK_INT(fx_stats(&F).permissions, 41);
+    for (int i = 0; i < 40; i++) {
+        int before = F.n_peer;
+        send_channeldata(&c, (uint16_t)(0x4000 + i), "abcd", 0);
+        CHECK_INT(F.n_peer, before + 1);
+        CHECK_INT(F.peer_alloc, id);
+        struct sockaddr_storage want;
+        peer_ip(ip, sizeof ip, i);
+        fx_addr(&want, ip, (uint16_t)(5000 + i));
+        CHECK(fx_addr_eq(&F.peer_to, &want));
+        fx_peer_in(&F, id, ip, (uint16_t)(5000 + i), "xyz12");
+        CHECK_INT(F.out_len, 9);
+        CHECK_INT((F.out[0] << 8) | F.out[1], 0x4000 + i);
+    }
+    send_channeldata(&c, 0x4000 + 40, "abcd", 0); /* unbound */
+    send_channeldata(&d, 0x4001, "abcd", 0);      /* bound by alice only */
+    int n_peer = F.n_peer;
+    CHECK_INT(n_peer, 40);
+    send_channeldata(&d, 0x4000, "abcd", 0);
+    CHECK_INT(F.n_peer, 41);
+    CHECK_INT(F.peer_alloc, bob);
+    CHECK_INT(fx_bind(&F, &c, 0x4001, "8.8.0.1", 5000), 400); /* peer on another number */
+    CHECK_INT(fx_bind(&F, &c, 0x4001, "8.8.2.1", 5001), 400); /* number on another peer */
+    int n_client = F.n_client;
+    fx_peer_in(&F, id, "8.8.0.1", 6000, "other"); /* permission, no channel */
+    CHECK(F.rm_ok);
+    CHECK_INT(F.rm.method, STUN_METHOD_DATA);
+    fx_peer_in(&F, id, "9.9.9.9", 5000, "none"); /* no permission */
+    fx_peer_in(&F, bob, "8.8.1.1", 5001, "none"); /* alice's permission, not bob's */
+    CHECK_INT(F.n_client, n_client + 1);
+    /* refresh 3 of them at 200 s; the other permissions lapse at 300 s */
+    int64_t t0 = F.now;
+    F.now = t0 + 200000;
+    for (int i = 0; i < 3; i++) {
+        peer_ip(ip, sizeof ip, i);
+        CHECK_INT(fx_bind(&F, &c, (uint16_t)(0x4000 + i), ip, (uint16_t)(5000 + i)), 0);
+    }
+    F.now = t0 + 350000;
+    turn_server_tick(F.s, F.now);
+    CHECK_INT(fx_stats(&F).permissions, 3); /* alice's 3, bob's lapsed too */
+    n_peer = F.n_peer;
+    send_channeldata(&c, 0x4005, "abcd", 0); /* channel alive, permission gone */
+    CHECK_INT(F.n_peer, n_peer);
+    send_channeldata(&c, 0x4001, "abcd", 0);
+    CHECK_INT(F.n_peer, n_peer + 1);
+    /* the 37 others expire at 600 s (tick at 650: cooling until 950 s); revive the 3 */
+    F.now = t0 + 650000;
+    turn_server_tick(F.s, F.now);
+    CHECK_INT(fx_stats(&F).channels, 3);
+    F.now = t0 + 960000;
+    turn_server_tick(F.s, F.now);
+    for (int i = 0; i < 3; i++) {
+        peer_ip(ip, sizeof ip, i);
+        CHECK_INT(fx_bind(&F, &c, (uint16_t)(0x4000 + i), ip, (uint16_t)(5000 + i)), 0);
+    }
+    CHECK_INT(fx_stats(&F).channels, 3);
+    send_channeldata(&c, 0x4002, "abcd", 0);
+    CHECK_INT(F.n_peer, n_peer + 2);
+    fx_peer_in(&F, id, "8.8.2.1", 5002, "xyz12");
+    CHECK_INT((F.out[0] << 8) | F.out[1], 0x4002);
+    CHECK_INT(fx_bind(&F, &c, 0x4010, "8.8.20.1", 7000), 0); /* number and peer free again */
+    send_channeldata(&c, 0x4010, "abcd", 0);
+    CHECK_INT(F.n_peer, n_peer + 3);
+    fx_free(&F);
+}
+
 static void t_stats_and_free(void)
 {
     client c, d;
@@ -417,6 +506,7 @@ int main(void)
     TK_RUN(t_channel_expiry_and_cooldown);
     TK_RUN(t_ipv6_relay);
     TK_RUN(t_permission_cap);
+    TK_RUN(t_many_channels_and_permissions);
     TK_RUN(t_stats_and_free);
     return tk_test_summary();
 }
