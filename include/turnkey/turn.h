@@ -77,7 +77,7 @@ enum { TURN_QUOTA_OK = 0, TURN_QUOTA_USER = -1, TURN_QUOTA_GLOBAL = -2 };
 typedef struct turn_config {
     const char *realm;              /* REALM value */
     const char *software;           /* SOFTWARE value, NULL = none */
-    uint8_t nonce_secret[32];       /* HMAC key for stateless nonces (random per process) */
+    uint8_t nonce_secret[32];       /* key for stateless nonces (random per process) */
     uint32_t nonce_lifetime_s;      /* default 600; expired nonce → 438 */
     uint32_t alloc_default_s;       /* default 600 */
     uint32_t alloc_max_s;           /* default 3600 */
