@@ -2,7 +2,7 @@
  *
  *   echopeer --listen IP:PORT [--threads N] [--max-seconds S]
  *       echoes every datagram back to its sender (recvmmsg/sendmmsg, N threads on one socket).
- *   echopeer --null-relay IP:PORT --peer IP:PORT [--max-seconds S]
+ *   echopeer --null-relay IP:PORT --peer IP:PORT [--threads N] [--max-seconds S]
  *       the "do-nothing relay": takes ChannelData-shaped datagrams from clients, strips the
  *       4-byte header and sends the payload to the peer from one relay socket per channel
  *       (channel 0x4000 + i ↔ relay socket i ↔ the client last seen on that channel, a fixed
@@ -159,7 +159,7 @@ static int relay_sock(nullrelay *r, int idx)
 /* Client → peer: strip the header, group consecutive datagrams of one channel per sendmmsg. */
 static void from_clients(nullrelay *r)
 {
-    static uint8_t bufs[BATCH][BUF_CAP];
+    static __thread uint8_t bufs[BATCH][BUF_CAP];
     struct mmsghdr mm[BATCH], out[BATCH];
     struct iovec iov[BATCH], oiov[BATCH];
     struct sockaddr_in from[BATCH];
@@ -209,7 +209,7 @@ static void from_clients(nullrelay *r)
 /* Peer → client on relay socket idx: prepend the header, send from the listener. */
 static void from_peer(nullrelay *r, int idx)
 {
-    static uint8_t bufs[BATCH][BUF_CAP];
+    static __thread uint8_t bufs[BATCH][BUF_CAP];
     struct mmsghdr mm[BATCH];
     struct iovec iov[BATCH];
     for (int round = 0; round < 8; round++) {
@@ -241,35 +241,66 @@ static void from_peer(nullrelay *r, int idx)
     }
 }
 
-static int run_null_relay(const struct sockaddr_in *listen_addr, const struct sockaddr_in *peer)
+/* One do-nothing relay per thread, each with its own SO_REUSEPORT listener on the same
+ * address (the kernel keeps a client's 5-tuple on one of them, as it does for turnkey's
+ * workers), its own epoll set and its own relay sockets, so the baseline uses every core. */
+static void *null_relay_thread(void *arg)
 {
-    static nullrelay r;
-    r.peer = *peer;
-    for (int i = 0; i < MAX_CHANNELS; i++)
-        r.rfd[i] = -1;
-    r.ep = epoll_create1(EPOLL_CLOEXEC);
-    r.lfd = udp_socket(listen_addr);
-    if (r.ep < 0 || r.lfd < 0) {
-        perror("echopeer: null relay");
-        return 1;
-    }
-    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
-    epoll_ctl(r.ep, EPOLL_CTL_ADD, r.lfd, &ev);
+    nullrelay *r = arg;
     struct epoll_event evs[256];
     while (!should_stop()) {
-        int n = epoll_wait(r.ep, evs, 256, 200);
+        int n = epoll_wait(r->ep, evs, 256, 200);
         for (int i = 0; i < n; i++) {
             if (evs[i].data.u32 == 0)
-                from_clients(&r);
+                from_clients(r);
             else
-                from_peer(&r, (int)evs[i].data.u32 - 1);
+                from_peer(r, (int)evs[i].data.u32 - 1);
         }
     }
-    for (int i = 0; i < MAX_CHANNELS; i++)
-        if (r.rfd[i] >= 0)
-            close(r.rfd[i]);
-    close(r.lfd);
-    close(r.ep);
+    return NULL;
+}
+
+static int run_null_relay(const struct sockaddr_in *listen_addr, const struct sockaddr_in *peer,
+                          int threads)
+{
+    int n = threads < 1 ? 1 : threads > 8 ? 8 : threads;
+    nullrelay *rs = calloc((size_t)n, sizeof *rs);
+    pthread_t th[8];
+    if (!rs)
+        return 1;
+    for (int t = 0; t < n; t++) {
+        nullrelay *r = &rs[t];
+        r->peer = *peer;
+        for (int i = 0; i < MAX_CHANNELS; i++)
+            r->rfd[i] = -1;
+        r->ep = epoll_create1(EPOLL_CLOEXEC);
+        r->lfd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        int one = 1, big = 4 << 20;
+        if (r->lfd >= 0) {
+            setsockopt(r->lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+            setsockopt(r->lfd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+            setsockopt(r->lfd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+        }
+        if (r->ep < 0 || r->lfd < 0 ||
+            bind(r->lfd, (const struct sockaddr *)listen_addr, sizeof *listen_addr) != 0) {
+            perror("echopeer: null relay");
+            return 1;
+        }
+        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = 0};
+        epoll_ctl(r->ep, EPOLL_CTL_ADD, r->lfd, &ev);
+    }
+    for (int t = 0; t < n; t++)
+        pthread_create(&th[t], NULL, null_relay_thread, &rs[t]);
+    for (int t = 0; t < n; t++)
+        pthread_join(th[t], NULL);
+    for (int t = 0; t < n; t++) {
+        for (int i = 0; i < MAX_CHANNELS; i++)
+            if (rs[t].rfd[i] >= 0)
+                close(rs[t].rfd[i]);
+        close(rs[t].lfd);
+        close(rs[t].ep);
+    }
+    free(rs);
     return 0;
 }
 
@@ -295,11 +326,12 @@ int main(int argc, char **argv)
     }
     if (!have_listen || (null_relay && !have_peer) || max_seconds < 1 || argc % 2 == 0) {
         fprintf(stderr, "usage: echopeer --listen IP:PORT [--threads N] [--max-seconds S]\n"
-                        "       echopeer --null-relay IP:PORT --peer IP:PORT [--max-seconds S]\n");
+                        "       echopeer --null-relay IP:PORT --peer IP:PORT [--threads N] [--max-seconds S]\n");
         return 2;
     }
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     stop_at = time(NULL) + max_seconds;
-    return null_relay ? run_null_relay(&listen_addr, &peer) : run_echo(&listen_addr, threads);
+    return null_relay ? run_null_relay(&listen_addr, &peer, threads)
+                      : run_echo(&listen_addr, threads);
 }

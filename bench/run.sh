@@ -289,7 +289,8 @@ else
 fi
 
 echo "do-nothing relay baseline" >&2
-"$peer" --null-relay 127.0.0.1:$NULL_PORT --peer "$PEER" --max-seconds 600 & null_pid=$!; started $null_pid
+# as many threads as turnkey has relay workers (one per core), so the ceiling is comparable
+"$peer" --null-relay 127.0.0.1:$NULL_PORT --peer "$PEER" --threads "$(nproc)" --max-seconds 600 & null_pid=$!; started $null_pid
 wait_udp $NULL_PORT
 measure baseline cd100_50 echoes_per_s -- echo --baseline --size 100 --flows 50 \
   --server 127.0.0.1:$NULL_PORT --peer "$PEER" --duration "$secs" --warmup 0.5
