@@ -236,18 +236,21 @@ static void read_account(sqlite3_stmt *st, store_account *a)
     a->created = sqlite3_column_int64(st, 2);
 }
 
-static int sq_account_get(void *ctx, const char *id, store_account *out)
+/* Generic "one row by one text parameter" read under the lock: STORE_OK (rd filled out),
+ * STORE_NOT_FOUND or STORE_ERROR. */
+typedef void (*row_reader)(sqlite3_stmt *st, void *elem);
+
+static int get_one(sq *q, const char *sql, const char *param, row_reader rd, void *out)
 {
-    sq *q = ctx;
     int rc = STORE_ERROR;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "SELECT id, name, created FROM accounts WHERE id = ?");
+    sqlite3_stmt *st = prep(q, sql);
     if (!st)
         goto out;
-    bind_text(st, 1, id);
+    bind_text(st, 1, param);
     int r = sqlite3_step(st);
     if (r == SQLITE_ROW) {
-        read_account(st, out);
+        rd(st, out);
         rc = STORE_OK;
     } else if (r == SQLITE_DONE) {
         rc = STORE_NOT_FOUND;
@@ -258,8 +261,18 @@ out:
     return rc;
 }
 
+static void rd_account(sqlite3_stmt *st, void *e)
+{
+    read_account(st, e);
+}
+
+static int sq_account_get(void *ctx, const char *id, store_account *out)
+{
+    return get_one(ctx, "SELECT id, name, created FROM accounts WHERE id = ?", id, rd_account,
+                   out);
+}
+
 /* Generic "collect all rows" loop: reader fills element i of an array of elem_size. */
-typedef void (*row_reader)(sqlite3_stmt *st, void *elem);
 
 static int collect(sq *q, sqlite3_stmt *st, size_t elem_size, row_reader rd, void **out,
                    size_t *n)
@@ -285,11 +298,6 @@ static int collect(sq *q, sqlite3_stmt *st, size_t elem_size, row_reader rd, voi
     *out = arr;
     *n = len;
     return STORE_OK;
-}
-
-static void rd_account(sqlite3_stmt *st, void *e)
-{
-    read_account(st, e);
 }
 
 static int sq_account_list(void *ctx, store_account **out, size_t *n)
@@ -357,24 +365,8 @@ static void read_token(sqlite3_stmt *st, void *e)
 
 static int sq_token_by_hash(void *ctx, const char *token_hash, store_token *out)
 {
-    sq *q = ctx;
-    int rc = STORE_ERROR;
-    pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "SELECT " TOKEN_COLS " FROM tokens WHERE token_hash = ?");
-    if (!st)
-        goto out;
-    bind_text(st, 1, token_hash);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW) {
-        read_token(st, out);
-        rc = STORE_OK;
-    } else if (r == SQLITE_DONE) {
-        rc = STORE_NOT_FOUND;
-    }
-out:
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    return rc;
+    return get_one(ctx, "SELECT " TOKEN_COLS " FROM tokens WHERE token_hash = ?", token_hash,
+                   read_token, out);
 }
 
 static int sq_token_list(void *ctx, const char *account_id, store_token **out, size_t *n)
