@@ -272,54 +272,55 @@ static int sq_account_get(void *ctx, const char *id, store_account *out)
                    out);
 }
 
-/* Generic "collect all rows" loop: reader fills element i of an array of elem_size. */
-
-static int collect(sq *q, sqlite3_stmt *st, size_t elem_size, row_reader rd, void **out,
-                   size_t *n)
+/* Generic "all rows" read under the lock, with an optional text parameter: rd fills each
+ * element of an array of elem_size. On failure the rows read so far are released with
+ * free_arr and *out is NULL. */
+static int get_all(sq *q, const char *sql, const char *param, size_t elem_size, row_reader rd,
+                   void (*free_arr)(void *arr, size_t n), void **out, size_t *n)
 {
     size_t cap = 16, len = 0;
     char *arr = util_xcalloc(cap, elem_size);
-    int r;
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (len == cap) {
-            cap *= 2;
-            arr = util_xrealloc(arr, cap * elem_size);
+    int rc = STORE_ERROR, r = SQLITE_ERROR;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, sql);
+    if (st) {
+        if (param)
+            bind_text(st, 1, param);
+        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+            if (len == cap) {
+                cap *= 2;
+                arr = util_xrealloc(arr, cap * elem_size);
+            }
+            memset(arr + len * elem_size, 0, elem_size);
+            rd(st, arr + len * elem_size);
+            len++;
         }
-        memset(arr + len * elem_size, 0, elem_size);
-        rd(st, arr + len * elem_size);
-        len++;
+        if (r == SQLITE_DONE)
+            rc = STORE_OK;
+        else
+            log_error("store", "read failed: %s", sqlite3_errmsg(q->db));
     }
-    if (r != SQLITE_DONE) {
-        log_error("store", "read failed: %s", sqlite3_errmsg(q->db));
-        *out = arr;
-        *n = len;
-        return STORE_ERROR;
+    release(q, st);
+    pthread_mutex_unlock(&q->mu);
+    if (rc != STORE_OK) {
+        free_arr(arr, len);
+        arr = NULL;
+        len = 0;
     }
     *out = arr;
     *n = len;
-    return STORE_OK;
+    return rc;
+}
+
+static void free_accounts(void *arr, size_t n)
+{
+    store_account_array_free(arr, n);
 }
 
 static int sq_account_list(void *ctx, store_account **out, size_t *n)
 {
-    sq *q = ctx;
-    int rc = STORE_ERROR;
-    void *arr = NULL;
-    *out = NULL;
-    *n = 0;
-    pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "SELECT id, name, created FROM accounts ORDER BY created, rowid");
-    if (st)
-        rc = collect(q, st, sizeof(store_account), rd_account, &arr, n);
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    if (rc != STORE_OK) {
-        store_account_array_free(arr, *n);
-        *n = 0;
-        return rc;
-    }
-    *out = arr;
-    return rc;
+    return get_all(ctx, "SELECT id, name, created FROM accounts ORDER BY created, rowid", NULL,
+                   sizeof(store_account), rd_account, free_accounts, (void **)out, n);
 }
 
 /* --- tokens -------------------------------------------------------------------------- */
@@ -369,32 +370,18 @@ static int sq_token_by_hash(void *ctx, const char *token_hash, store_token *out)
                    read_token, out);
 }
 
+static void free_tokens(void *arr, size_t n)
+{
+    store_token_array_free(arr, n);
+}
+
 static int sq_token_list(void *ctx, const char *account_id, store_token **out, size_t *n)
 {
-    sq *q = ctx;
-    int rc = STORE_ERROR;
-    void *arr = NULL;
-    *out = NULL;
-    *n = 0;
-    pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, account_id ? "SELECT " TOKEN_COLS " FROM tokens WHERE "
-                                            "account_id = ? ORDER BY created, rowid"
-                                          : "SELECT " TOKEN_COLS " FROM tokens "
-                                            "ORDER BY created, rowid");
-    if (st) {
-        if (account_id)
-            bind_text(st, 1, account_id);
-        rc = collect(q, st, sizeof(store_token), read_token, &arr, n);
-    }
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    if (rc != STORE_OK) {
-        store_token_array_free(arr, *n);
-        *n = 0;
-        return rc;
-    }
-    *out = arr;
-    return rc;
+    return get_all(ctx,
+                   account_id ? "SELECT " TOKEN_COLS " FROM tokens WHERE account_id = ? "
+                                "ORDER BY created, rowid"
+                              : "SELECT " TOKEN_COLS " FROM tokens ORDER BY created, rowid",
+                   account_id, sizeof(store_token), read_token, free_tokens, (void **)out, n);
 }
 
 static int sq_token_revoke(void *ctx, const char *id, int64_t now)
@@ -521,29 +508,17 @@ static int sq_key_by_uid(void *ctx, const char *uid, store_key *out)
     return sq_key_get(ctx, NULL, uid, out);
 }
 
+static void free_keys(void *arr, size_t n)
+{
+    store_key_array_free(arr, n);
+}
+
 static int sq_key_list(void *ctx, const char *account_id, store_key **out, size_t *n)
 {
-    sq *q = ctx;
-    int rc = STORE_ERROR;
-    void *arr = NULL;
-    *out = NULL;
-    *n = 0;
-    pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "SELECT " KEY_COLS " FROM turn_keys WHERE account_id = ? "
-                               "ORDER BY created, rowid");
-    if (st) {
-        bind_text(st, 1, account_id);
-        rc = collect(q, st, sizeof(store_key), read_key, &arr, n);
-    }
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    if (rc != STORE_OK) {
-        store_key_array_free(arr, *n);
-        *n = 0;
-        return rc;
-    }
-    *out = arr;
-    return rc;
+    return get_all(ctx,
+                   "SELECT " KEY_COLS " FROM turn_keys WHERE account_id = ? "
+                   "ORDER BY created, rowid",
+                   account_id, sizeof(store_key), read_key, free_keys, (void **)out, n);
 }
 
 static int sq_key_rename(void *ctx, const char *account_id, const char *uid, const char *name,
