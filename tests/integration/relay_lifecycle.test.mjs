@@ -4,7 +4,7 @@
 // last echo is measured and printed.
 import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { fixture } from './lib/server.mjs';
+import { fixture, createTurnKey, mintTurn } from './lib/server.mjs';
 import { TurnClient, A, CLASS, METHOD, echoPeer } from './lib/stun.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -12,24 +12,8 @@ const show = (r) => (r ? `class ${r.cls} error ${r.errorCode ?? '-'} ${r.reason 
 const INTERVAL_MS = 20;
 const LIMIT_MS = 1000;
 
-async function createKey(f, name) {
-  const r = await fetch(`${f.base}/accounts/${f.account}/calls/turn_keys`, {
-    method: 'POST', headers: { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }),
-  });
-  assert.equal(r.status, 201);
-  return (await r.json()).result;
-}
-
-let mintSeq = 0;
-async function mint(f, key, ttl = 600) {
-  const r = await fetch(`${f.url}/v1/turn/keys/${key.uid}/credentials/generate-ice-servers`, {
-    method: 'POST', headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ ttl, customIdentifier: `life-${++mintSeq}` }),
-  });
-  assert.equal(r.status, 201);
-  const { username, credential } = (await r.json()).iceServers[1];
-  return { username, password: credential };
-}
+const createKey = (f, name) => createTurnKey(f, name);
+const mint = (f, key, ttl = 600) => mintTurn(f, key, { ttl, prefix: 'life' });
 
 // A client relaying steadily: ChannelData (4-byte sequence number) every 20 ms on channel
 // 0x4000 to the echo peer; every echo is recorded with its arrival time. Stops itself after

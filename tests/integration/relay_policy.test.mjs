@@ -8,29 +8,13 @@
 // answer 403; the tests accept 403 or 443 (both are refusals) and log which one was given.
 import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { fixture } from './lib/server.mjs';
+import { fixture, createTurnKey, mintTurn } from './lib/server.mjs';
 import { TurnClient, CLASS, echoPeer } from './lib/stun.mjs';
 
 const show = (r) => (r ? `class ${r.cls} error ${r.errorCode ?? '-'} ${r.reason ?? ''}` : String(r));
 
-async function createKey(f, name = 'policy') {
-  const r = await fetch(`${f.base}/accounts/${f.account}/calls/turn_keys`, {
-    method: 'POST', headers: { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }),
-  });
-  assert.equal(r.status, 201);
-  return (await r.json()).result;
-}
-
-let mintSeq = 0;
-async function mint(f, key, ttl = 86400) {
-  const r = await fetch(`${f.url}/v1/turn/keys/${key.uid}/credentials/generate-ice-servers`, {
-    method: 'POST', headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ ttl, customIdentifier: `policy-${++mintSeq}` }),
-  });
-  assert.equal(r.status, 201);
-  const { username, credential } = (await r.json()).iceServers[1];
-  return { username, password: credential };
-}
+const createKey = (f, name = 'policy') => createTurnKey(f, name);
+const mint = (f, key, ttl = 86400) => mintTurn(f, key, { ttl, prefix: 'policy' });
 
 // One address from every IPv4 range of the spec's deny list.
 const DENIED_V4 = ['0.0.0.1', '10.1.2.3', '100.64.0.1', '127.0.0.1', '169.254.1.1', '172.16.0.1', '192.0.0.1', '192.0.2.1',

@@ -2,32 +2,14 @@
 // lib/stun.mjs and credentials minted through the real API (RFC 8489, RFC 8656, product spec §4.1).
 import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { fixture } from './lib/server.mjs';
+import { fixture, createTurnKey, mintTurn } from './lib/server.mjs';
 import { TurnClient, A, CLASS, METHOD, TRANSPORT, echoPeer, encodeMessage } from './lib/stun.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const show = (r) => (r ? `class ${r.cls} method ${r.method} error ${r.errorCode ?? '-'} ${r.reason ?? ''}` : String(r));
 
-async function createKey(f, name = 'relay') {
-  const r = await fetch(`${f.base}/accounts/${f.account}/calls/turn_keys`, {
-    method: 'POST', headers: { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }),
-  });
-  assert.equal(r.status, 201);
-  return (await r.json()).result;
-}
-
-// Every call gets its own customIdentifier, so usernames are distinct (and recognisable in
-// the server's usage reports) even when two mints share a key and an expiry second.
-let mintSeq = 0;
-async function mint(f, key, ttl = 86400) {
-  const r = await fetch(`${f.url}/v1/turn/keys/${key.uid}/credentials/generate-ice-servers`, {
-    method: 'POST', headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ ttl, customIdentifier: `probe-${++mintSeq}` }),
-  });
-  assert.equal(r.status, 201);
-  const { username, credential } = (await r.json()).iceServers[1];
-  return { username, password: credential };
-}
+const createKey = (f, name = 'relay') => createTurnKey(f, name);
+const mint = (f, key, ttl = 86400) => mintTurn(f, key, { ttl, prefix: 'probe' });
 
 // An authenticated Allocate (REQUESTED-TRANSPORT UDP). Refresh 0 frees the quota slot before
 // it answers, so an Allocate right after it must succeed at once (no retry: see the suite

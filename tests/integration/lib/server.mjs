@@ -204,3 +204,25 @@ export function expectEnvelope(res, status, code) {
   }
   return body;
 }
+
+// Creates a TURN key through the control plane of fixture f; returns the key object (with `key`).
+export async function createTurnKey(f, name = 'k') {
+  const r = await fetch(`${f.base}/accounts/${f.account}/calls/turn_keys`, {
+    method: 'POST', headers: { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' }, body: JSON.stringify({ name }),
+  });
+  assert.equal(r.status, 201);
+  return (await r.json()).result;
+}
+
+// Mints TURN credentials for key through generate-ice-servers; every call gets its own
+// customIdentifier (prefix-N), so usernames are recognisable in the server's logs.
+let mintSeq = 0;
+export async function mintTurn(f, key, { ttl = 86400, prefix = 'mint' } = {}) {
+  const r = await fetch(`${f.url}/v1/turn/keys/${key.uid}/credentials/generate-ice-servers`, {
+    method: 'POST', headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ ttl, customIdentifier: `${prefix}-${++mintSeq}` }),
+  });
+  assert.equal(r.status, 201);
+  const { username, credential } = (await r.json()).iceServers[1];
+  return { username, password: credential };
+}
