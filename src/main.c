@@ -397,6 +397,15 @@ static int bootstrap(store *s, const char *api_url)
     return 0;
 }
 
+/* Replaces the port of an "ADDR:PORT" setting. */
+static void set_port(char **listen, unsigned port)
+{
+    const char *colon = strrchr(*listen, ':');
+    char *actual = util_xasprintf("%.*s:%u", (int)(colon - *listen), *listen, port);
+    free(*listen);
+    *listen = actual;
+}
+
 static int cmd_serve(int argc, char **argv)
 {
     cfg c;
@@ -456,18 +465,9 @@ static int cmd_serve(int argc, char **argv)
         goto out;
     if (rel) {
         /* with port 0 the kernel chose one: advertise the ports actually bound */
-        const char *colon = strrchr(c.turn_listen, ':');
-        char *actual = util_xasprintf("%.*s:%u", (int)(colon - c.turn_listen), c.turn_listen,
-                                      relay_port(rel));
-        free(c.turn_listen);
-        c.turn_listen = actual;
-        if (tls) {
-            colon = strrchr(c.tls_listen, ':');
-            actual = util_xasprintf("%.*s:%u", (int)(colon - c.tls_listen), c.tls_listen,
-                                    relay_tls_port(rel));
-            free(c.tls_listen);
-            c.tls_listen = actual;
-        }
+        set_port(&c.turn_listen, relay_port(rel));
+        if (tls)
+            set_port(&c.tls_listen, relay_tls_port(rel));
         cfg_free_urls(stun, n_stun);
         cfg_free_urls(turn, n_turn);
         if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
