@@ -102,16 +102,23 @@ struct relay_worker {
     struct iovec iov[RELAY_BATCH];
     struct sockaddr_storage from[RELAY_BATCH];
     uint8_t rx[RELAY_BATCH][RELAY_DGRAM_MAX];
-    /* outgoing datagrams, written with sendmmsg at the end of the wakeup (relay__tx_flush) */
+    /* outgoing datagrams, written with sendmmsg at the end of the wakeup (relay_tx.c) */
     int n_tx;
     int tx_fd[RELAY_TX_BATCH];
     struct mmsghdr tx_mm[RELAY_TX_BATCH];
     struct iovec tx_iov[RELAY_TX_BATCH];
     struct sockaddr_storage tx_to[RELAY_TX_BATCH];
     uint8_t tx_buf[RELAY_TX_BATCH][RELAY_TX_SLOT];
+    /* one UDP_SEGMENT control message per GSO message of a flush (relay_tx.c) */
+    _Alignas(struct cmsghdr) uint8_t tx_cmsg[RELAY_TX_BATCH][CMSG_SPACE(sizeof(uint16_t))];
+    bool tx_gso_off; /* the kernel refused UDP GSO: one datagram per message */
 };
 
 void relay__arm_timer(relay_worker *r);
+/* relay_tx.c: queue one datagram on fd (sent by relay__tx_flush), and send the queue. */
+void relay__tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const uint8_t *buf,
+                     size_t len);
+void relay__tx_flush(relay_worker *r);
 void relay__on_accept(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__on_accept_tls(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__conn_send(relay_worker *r, uint64_t conn_id, const uint8_t *buf, size_t len);

@@ -79,8 +79,6 @@ static relay_sock *rs_remove(relay_worker *r, uint64_t id)
     return NULL;
 }
 
-static void tx_flush(relay_worker *r);
-
 /* Receives up to RELAY_BATCH datagrams with one recvmmsg; returns how many (0 if none). */
 static int recv_batch(relay_worker *r, int fd)
 {
@@ -183,53 +181,10 @@ static void ops_relay_close(void *ctx, uint64_t alloc_id)
     relay_sock *s = rs_remove(r, alloc_id);
     if (!s)
         return;
-    tx_flush(r); /* nothing queued may go out on a closed (or reused) descriptor */
+    relay__tx_flush(r); /* nothing queued may go out on a closed (or reused) descriptor */
     ev_del(r->loop, s->fd);
     close(s->fd);
     free(s);
-}
-
-/* Sends every queued datagram: consecutive ones on the same socket go in one sendmmsg. */
-static void tx_flush(relay_worker *r)
-{
-    int i = 0;
-    while (i < r->n_tx) {
-        int fd = r->tx_fd[i], j = i;
-        while (j < r->n_tx && r->tx_fd[j] == fd)
-            j++;
-        for (int done = 0; done < j - i;) {
-            int n = sendmmsg(fd, &r->tx_mm[i + done], (unsigned)(j - i - done), MSG_DONTWAIT);
-            if (n <= 0) {
-                r->send_errors += (uint64_t)(j - i - done); /* full buffer: dropped, like UDP */
-                break;
-            }
-            done += n;
-        }
-        i = j;
-    }
-    r->n_tx = 0;
-}
-
-static void tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const uint8_t *buf,
-                     size_t len)
-{
-    socklen_t tolen =
-        to->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-    if (len > RELAY_TX_SLOT) {
-        tx_flush(r); /* keep the order on this socket */
-        if (sendto(fd, buf, len, MSG_DONTWAIT, to, tolen) < 0)
-            r->send_errors++;
-        return;
-    }
-    if (r->n_tx == RELAY_TX_BATCH)
-        tx_flush(r);
-    int k = r->n_tx++;
-    memcpy(r->tx_buf[k], buf, len);
-    memcpy(&r->tx_to[k], to, tolen);
-    r->tx_iov[k] = (struct iovec){.iov_base = r->tx_buf[k], .iov_len = len};
-    r->tx_mm[k].msg_hdr = (struct msghdr){
-        .msg_name = &r->tx_to[k], .msg_namelen = tolen, .msg_iov = &r->tx_iov[k], .msg_iovlen = 1};
-    r->tx_fd[k] = fd;
 }
 
 static void ops_send_peer(void *ctx, uint64_t alloc_id, const struct sockaddr *peer,
@@ -238,7 +193,7 @@ static void ops_send_peer(void *ctx, uint64_t alloc_id, const struct sockaddr *p
     relay_worker *r = ctx;
     relay_sock *s = rs_find(r, alloc_id);
     if (s)
-        tx_queue(r, s->fd, peer, buf, len);
+        relay__tx_queue(r, s->fd, peer, buf, len);
 }
 
 static void ops_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, size_t len)
@@ -247,7 +202,7 @@ static void ops_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf,
     if (t->proto != TURN_PROTO_UDP)
         relay__conn_send(r, t->conn_id, buf, len);
     else
-        tx_queue(r, r->udp_fd, (const struct sockaddr *)&t->client, buf, len);
+        relay__tx_queue(r, r->udp_fd, (const struct sockaddr *)&t->client, buf, len);
 }
 
 static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
@@ -281,7 +236,7 @@ static void on_turn_timer(ev_loop *loop, ev_timer *t, void *ctx)
 void relay__arm_timer(relay_worker *r)
 {
     if (r->n_tx)
-        tx_flush(r);
+        relay__tx_flush(r);
     if (r->n_dirty)
         relay__flush_conns(r);
     int64_t deadline = turn_server_next_deadline(r->turn);

@@ -302,6 +302,46 @@ describe('relay protocol probes', () => {
     await c.refresh(0);
   });
 
+  // The relay sends runs of equal-size datagrams to one address as one UDP GSO message
+  // (src/relay/relay_tx.c); the kernel must cut it back into exactly the queued datagrams.
+  test('bursts of equal-size datagrams with shorter ones in between cross the relay unchanged and in order, both ways', async () => {
+    const c = client();
+    assertSuccess(await c.allocate(cred), 'Allocate');
+    const other = await echoPeer({ echo: false });
+    try {
+      assertSuccess(await c.channelBind(0x4001, { address: '127.0.0.1', port: other.port }), 'ChannelBind');
+      const sizes = [];
+      for (let i = 0; i < 120; i++) sizes.push(i % 37 === 36 ? 100 + i : i % 50 === 49 ? 1 : 700);
+      const payload = (i) => Buffer.alloc(sizes[i], (i * 7 + 1) & 0xff).fill(i & 0xff, 0, 1);
+      // Bursts of 20 written back to back (the server reads each in one or two batches), a
+      // pause between bursts so that no socket buffer on the way overflows (UDP may drop).
+      const bursts = async (send) => {
+        for (let b = 0; b < sizes.length; b += 20) {
+          await Promise.all(sizes.slice(b, b + 20).map((_, k) => send(b + k)));
+          await sleep(30);
+        }
+      };
+      // client → peer
+      await bursts((i) => c.sendChannel(0x4001, payload(i)));
+      for (let t = 0; t < 100 && other.seen.length < sizes.length; t++) await sleep(20);
+      assert.equal(other.seen.length, sizes.length, 'every datagram reached the peer, none merged or split');
+      other.seen.forEach((s, i) => assert.ok(s.data.equals(payload(i)), `peer datagram ${i}: ${s.data.length} bytes, want ${sizes[i]}`));
+      // peer → client
+      const relayed = c.relayed;
+      await bursts((i) => new Promise((r) => other.sock.send(payload(i), relayed.port, '127.0.0.1', r)));
+      for (let i = 0; i < sizes.length; i++) {
+        const got = await c.nextData({ timeoutMs: 3000 });
+        assert.equal(got.via, 'channel');
+        assert.equal(got.channel, 0x4001);
+        assert.ok(got.data.equals(payload(i)), `client datagram ${i}: ${got.data.length} bytes, want ${sizes[i]}`);
+      }
+      assert.equal(c.malformed.length, 0, 'no malformed ChannelData reached the client');
+    } finally {
+      await other.close();
+    }
+    await c.refresh(0);
+  });
+
   test('MESSAGE-INTEGRITY-SHA256 (MD5 long-term key, no PASSWORD-ALGORITHM) authenticates; the response carries it', async () => {
     const c = client();
     assertSuccess(await c.allocate(cred), 'Allocate');
