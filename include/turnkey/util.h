@@ -1,5 +1,6 @@
-/* util: small shared helpers — allocation that aborts on OOM, hex, CSPRNG, SHA-256,
- * constant-time compare, RFC 3339 time, UTF-8 validation. No state. */
+/* util: small shared helpers — allocation that aborts on OOM, hex, CSPRNG, SHA-256, HMAC,
+ * constant-time compare, RFC 3339 time, UTF-8 validation. No state (apart from the digests
+ * fetched once, read-only afterwards). */
 #ifndef TURNKEY_UTIL_H
 #define TURNKEY_UTIL_H
 
@@ -30,6 +31,16 @@ void util_random_hex(size_t n, char *out);
 
 /* SHA-256 of data as 64 lowercase hex chars + NUL into out[65]. */
 void util_sha256_hex(const void *data, size_t n, char out[65]);
+
+/* Digests fetched once per process (util_crypto.c): pass util_md(...) wherever OpenSSL takes
+ * an EVP_MD instead of EVP_sha256() & co., which OpenSSL 3 re-resolves on every use. */
+struct evp_md_st;
+typedef enum util_md_id { UTIL_MD_MD5 = 0, UTIL_MD_SHA1 = 1, UTIL_MD_SHA256 = 2 } util_md_id;
+const struct evp_md_st *util_md(util_md_id id);
+/* HMAC (RFC 2104) under key over the concatenation of the n pieces p[i] (len[i] bytes each)
+ * into out (16, 20 or 32 bytes). 0 on success, -1 on an OpenSSL failure. */
+int util_hmac(util_md_id id, const uint8_t *key, size_t keylen, const uint8_t *const *p,
+              const size_t *len, size_t n, uint8_t *out);
 
 /* Constant-time equality of two equal-length buffers. */
 bool util_ct_equal(const void *a, const void *b, size_t n);

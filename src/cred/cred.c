@@ -5,7 +5,6 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -62,10 +61,7 @@ bool cred_cid_valid(const char *cid, size_t len)
 static int hmac256(const uint8_t secret[CRED_SECRET_LEN], const uint8_t *msg, size_t n,
                    uint8_t out[32])
 {
-    unsigned int olen = 0;
-    if (!HMAC(EVP_sha256(), secret, CRED_SECRET_LEN, msg, n, out, &olen) || olen != 32)
-        return -1;
-    return 0;
+    return util_hmac(UTIL_MD_SHA256, secret, CRED_SECRET_LEN, &msg, &n, 1, out);
 }
 
 /* tag = HMAC-SHA256(secret, TAG_LABEL || 0x00 || u64be(expires) || key_id[32] ||
@@ -364,7 +360,6 @@ int cred_coturn_password(const uint8_t *secret, size_t secret_len, const char *u
 {
     static const uint8_t empty[1] = {0};
     uint8_t mac[EVP_MAX_MD_SIZE];
-    unsigned int olen = 0;
     int rc = CRED_E_MALFORMED;
 
     if (!password)
@@ -372,12 +367,11 @@ int cred_coturn_password(const uint8_t *secret, size_t secret_len, const char *u
     password[0] = '\0';
     if ((!secret && secret_len) || (!username && len) || secret_len > INT32_MAX)
         goto cleanup;
-    if (!HMAC(EVP_sha1(), secret ? (const void *)secret : empty, (int)secret_len,
-              username ? (const uint8_t *)username : empty, len, mac, &olen) ||
-        olen != 20)
+    const uint8_t *msg = username ? (const uint8_t *)username : empty;
+    if (util_hmac(UTIL_MD_SHA1, secret ? secret : empty, secret_len, &msg, &len, 1, mac) != 0)
         goto cleanup;
     /* 20 bytes → 28 base64 chars + NUL. */
-    EVP_EncodeBlock((unsigned char *)password, mac, (int)olen);
+    EVP_EncodeBlock((unsigned char *)password, mac, 20);
     rc = CRED_OK;
 cleanup:
     OPENSSL_cleanse(mac, sizeof mac);

@@ -136,7 +136,7 @@ void util_sha256_hex(const void *data, size_t n, char out[65])
 {
     uint8_t md[32];
     unsigned int mdlen = 0;
-    if (EVP_Digest(data, n, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32) {
+    if (EVP_Digest(data, n, md, &mdlen, util_md(UTIL_MD_SHA256), NULL) != 1 || mdlen != 32) {
         fprintf(stderr, "turnkey: SHA-256 failure\n");
         abort();
     }
