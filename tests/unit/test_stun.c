@@ -910,7 +910,7 @@ static void t_crc32(void)
 {
     CHECK(stun_crc32((const uint8_t *)"123456789", 9) == 0xCBF43926u);
     CHECK(stun_crc32(NULL, 0) == 0);
-    /* Table vs. the bitwise definition on varied data. */
+    /* zlib vs. the bitwise definition on varied data. */
     uint8_t data[300];
     for (size_t i = 0; i < sizeof data; i++)
         data[i] = (uint8_t)(i * 131 + 7);
