@@ -10,8 +10,9 @@
  *
  * A GSO message the kernel refuses (a path MTU below the segment size, a device without
  * checksum offload, an old kernel) is sent again one datagram per message; EIO or
- * ENOPROTOOPT turn GSO off for this worker. A full socket buffer drops the datagrams, as
- * UDP would (counted in send_errors). */
+ * ENOPROTOOPT turn GSO off for this worker. A full socket buffer drops the rest of the
+ * socket's datagrams, as UDP would; a datagram the kernel refuses for its destination is
+ * skipped and the others still go (both counted in send_errors). */
 #include "internal.h"
 
 #include <errno.h>
@@ -63,7 +64,15 @@ static uint64_t send_msgs(relay_worker *r, int fd, struct mmsghdr *out, const in
             continue;
         }
         int e = errno;
-        if (segs[done] > 1 && e != EAGAIN && e != EWOULDBLOCK && e != ENOBUFS) {
+        if (e == EINTR)
+            continue;
+        bool full = e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS;
+        if (!full && segs[done] == 1) { /* this destination refused: skip it, send the rest */
+            dropped++;
+            done++;
+            continue;
+        }
+        if (!full) {
             if (e == EIO || e == ENOPROTOOPT)
                 r->tx_gso_off = true; /* not supported here: send singly from now on */
             struct msghdr *h = &out[done].msg_hdr;
