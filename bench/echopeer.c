@@ -6,9 +6,10 @@
  *       the "do-nothing relay": takes ChannelData-shaped datagrams from clients, strips the
  *       4-byte header and sends the payload to the peer from one relay socket per channel
  *       (channel 0x4000 + i ↔ relay socket i ↔ the client last seen on that channel, a fixed
- *       mapping, no TURN logic), and wraps the peer's answers back. Same datagram count and
- *       socket layout as a TURN relay, so `loadgen echo --baseline` measures the ceiling of
- *       this machine for that traffic. One thread, like the relay it is compared with.
+ *       mapping, no TURN logic), and wraps the peer's answers back. Same datagram count,
+ *       socket layout and sending (UDP GSO for runs of same-size datagrams) as turnkey's
+ *       relay, so `loadgen echo --baseline` measures the ceiling of this machine for that
+ *       traffic. One thread per --threads, each with its own SO_REUSEPORT listener.
  *
  * Both exit by themselves after --max-seconds (default 900) or on SIGTERM/SIGINT. */
 #include <arpa/inet.h>
