@@ -34,15 +34,17 @@ static bool same_dest(const relay_worker *r, int a, int b)
 }
 
 /* How many queued datagrams from `i` (all on one socket, below `end`) can go as one GSO
- * message: same destination, the same length except a shorter last one. */
+ * message: same destination, the same length except a shorter (non-empty) last one. */
 static int gso_run(const relay_worker *r, int i, int end)
 {
     size_t seg = r->tx_iov[i].iov_len, total = seg;
     int k = i + 1;
+    if (seg == 0)
+        return 1; /* a segment size of 0 means "no GSO": empty datagrams go singly */
     while (k < end && k - i < TX_GSO_MAX_SEGS && same_dest(r, i, k)) {
         size_t len = r->tx_iov[k].iov_len;
-        if (len > seg || total + len > TX_GSO_MAX_BYTES)
-            break;
+        if (len == 0 || len > seg || total + len > TX_GSO_MAX_BYTES)
+            break; /* an empty datagram cannot be a segment: it would vanish */
         total += len;
         k++;
         if (len < seg)
