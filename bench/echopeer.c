@@ -106,8 +106,8 @@ static void send_batch(int fd, struct mmsghdr *mm, struct iovec *iov, int n)
     for (int i = 0; i < n;) {
         int k = i + 1;
         size_t seg = iov[i].iov_len;
-        if (!gso_off)
-            while (k < n && k - i < 64 && iov[k].iov_len <= seg &&
+        if (!gso_off && seg > 0) /* an empty datagram is never a segment: it would vanish */
+            while (k < n && k - i < 64 && iov[k].iov_len <= seg && iov[k].iov_len > 0 &&
                    same_name(&mm[i].msg_hdr, &mm[k].msg_hdr))
                 if (iov[k++].iov_len < seg)
                     break;
