@@ -220,10 +220,16 @@ static void peer_msg(harness *h, const uint8_t *p, size_t n)
         return;
     peer_addr(&ss, p[1]);
     uint64_t id = h->last_id >= p[0] ? h->last_id - p[0] : p[0];
-    /* exact-size copy so reads past the datagram are caught */
-    uint8_t *d = util_xmalloc(n - 2 ? n - 2 : 1);
-    memcpy(d, p + 2, n - 2);
-    turn_server_peer_input(h->s, id, (const struct sockaddr *)&ss, d, n - 2, h->now);
+    /* exact-size copy so reads past the datagram (or before its headroom) are caught */
+    bool inplace = p[1] & 0x40; /* a bit peer_addr does not use */
+    size_t room = inplace ? TURN_PEER_HEADROOM : 0;
+    uint8_t *d = util_xmalloc(room + (n - 2 ? n - 2 : 1));
+    memcpy(d + room, p + 2, n - 2);
+    if (inplace)
+        turn_server_peer_input_inplace(h->s, id, (const struct sockaddr *)&ss, d + room, n - 2,
+                                       h->now);
+    else
+        turn_server_peer_input(h->s, id, (const struct sockaddr *)&ss, d, n - 2, h->now);
     free(d);
 }
 

@@ -103,6 +103,15 @@ void turn_server_input(turn_server *s, const turn_5tuple *t, const uint8_t *buf,
 /* A datagram from `peer` received on alloc_id's relay socket. */
 void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
                             const uint8_t *buf, size_t len, int64_t now_ms);
+/* Bytes a caller of turn_server_peer_input_inplace leaves writable in front of buf. */
+#define TURN_PEER_HEADROOM 4
+/* turn_server_peer_input for a datagram received at buf with TURN_PEER_HEADROOM writable
+ * bytes in front of it (the I/O layer receives at an offset): ChannelData to a UDP client is
+ * relayed by header rewrite, the header written in front of the payload and send_client
+ * given buf - 4, so the payload is never copied. The headroom may be overwritten. */
+void turn_server_peer_input_inplace(turn_server *s, uint64_t alloc_id,
+                                    const struct sockaddr *peer, uint8_t *buf, size_t len,
+                                    int64_t now_ms);
 /* A TCP/TLS client connection closed: its allocation (if any) is deleted. */
 void turn_server_conn_closed(turn_server *s, const turn_5tuple *t, int64_t now_ms);
 

@@ -12,7 +12,7 @@
 #include "turnkey/stun.h"
 #include "turnkey/turn.h"
 
-#define RELAY_READ_BUDGET 64            /* datagrams per socket per wakeup */
+#define RELAY_READ_BUDGET 64            /* datagrams per socket per wakeup (n x RELAY_BATCH) */
 #define RELAY_BATCH 16                  /* datagrams per recvmmsg */
 #define RELAY_LISTENER_SOCKBUF (8 << 20) /* UDP listener receive/send buffer, bytes */
 #define RELAY_TX_BATCH 32               /* datagrams queued for one sendmmsg round */
@@ -98,12 +98,17 @@ struct relay_worker {
     pthread_mutex_t q_mu;
     relay_event *q_head, *q_tail;
     uint64_t send_errors;
-    struct mmsghdr mm[RELAY_BATCH];
-    struct iovec iov[RELAY_BATCH];
-    struct sockaddr_storage from[RELAY_BATCH];
-    uint8_t rx[RELAY_BATCH][RELAY_DGRAM_MAX];
+    /* Receive buffers for a whole wakeup's reading on one socket (RELAY_READ_BUDGET), each
+     * datagram at offset TURN_PEER_HEADROOM: the ChannelData header for a client is written
+     * in front of a peer's payload. They stay untouched until the tx queue, which may point
+     * into them, is flushed (relay_tx.c). */
+    struct mmsghdr mm[RELAY_READ_BUDGET];
+    struct iovec iov[RELAY_READ_BUDGET];
+    struct sockaddr_storage from[RELAY_READ_BUDGET];
+    uint8_t rx[RELAY_READ_BUDGET][TURN_PEER_HEADROOM + RELAY_DGRAM_MAX];
     /* outgoing datagrams, written with sendmmsg at the end of the wakeup (relay_tx.c) */
     int n_tx;
+    int n_tx_borrowed; /* queued datagrams that point into rx instead of tx_buf */
     int tx_fd[RELAY_TX_BATCH];
     struct mmsghdr tx_mm[RELAY_TX_BATCH];
     struct iovec tx_iov[RELAY_TX_BATCH];
@@ -115,7 +120,8 @@ struct relay_worker {
 };
 
 void relay__arm_timer(relay_worker *r);
-/* relay_tx.c: queue one datagram on fd (sent by relay__tx_flush), and send the queue. */
+/* relay_tx.c: queue one datagram on fd (sent by relay__tx_flush), and send the queue. A
+ * datagram inside r->rx is referenced, not copied; anything else is copied. */
 void relay__tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const uint8_t *buf,
                      size_t len);
 void relay__tx_flush(relay_worker *r);

@@ -79,19 +79,23 @@ static relay_sock *rs_remove(relay_worker *r, uint64_t id)
     return NULL;
 }
 
-/* Receives up to RELAY_BATCH datagrams with one recvmmsg; returns how many (0 if none). */
-static int recv_batch(relay_worker *r, int fd)
+/* Receives up to RELAY_BATCH datagrams with one recvmmsg into the round-th slice of the
+ * receive buffers (each at offset TURN_PEER_HEADROOM); returns how many (0 if none). Round 0
+ * starts a wakeup's reading: nothing queued may still point into the buffers by then. */
+static int recv_batch(relay_worker *r, int fd, int round)
 {
-    struct mmsghdr *m = r->mm;
-    for (int i = 0; i < RELAY_BATCH; i++) {
-        r->iov[i].iov_base = r->rx[i];
+    int base = round * RELAY_BATCH;
+    if (round == 0 && r->n_tx_borrowed)
+        relay__tx_flush(r);
+    for (int i = base; i < base + RELAY_BATCH; i++) {
+        r->iov[i].iov_base = r->rx[i] + TURN_PEER_HEADROOM;
         r->iov[i].iov_len = RELAY_DGRAM_MAX;
-        m[i].msg_hdr = (struct msghdr){.msg_name = &r->from[i],
-                                       .msg_namelen = sizeof r->from[i],
-                                       .msg_iov = &r->iov[i],
-                                       .msg_iovlen = 1};
+        r->mm[i].msg_hdr = (struct msghdr){.msg_name = &r->from[i],
+                                           .msg_namelen = sizeof r->from[i],
+                                           .msg_iov = &r->iov[i],
+                                           .msg_iovlen = 1};
     }
-    int n = recvmmsg(fd, m, RELAY_BATCH, MSG_DONTWAIT, NULL);
+    int n = recvmmsg(fd, r->mm + base, RELAY_BATCH, MSG_DONTWAIT, NULL);
     return n > 0 ? n : 0;
 }
 
@@ -103,12 +107,13 @@ static void on_peer_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
     (void)events;
     uint64_t id = s->alloc_id;
     for (int round = 0; round < RELAY_READ_BUDGET / RELAY_BATCH; round++) {
-        int n = recv_batch(r, fd);
-        for (int i = 0; i < n; i++) {
+        int n = recv_batch(r, fd, round);
+        for (int i = round * RELAY_BATCH; i < round * RELAY_BATCH + n; i++) {
             if (r->mm[i].msg_hdr.msg_flags & MSG_TRUNC)
                 continue; /* larger than RELAY_DGRAM_MAX: dropped */
-            turn_server_peer_input(r->turn, id, (struct sockaddr *)&r->from[i], r->rx[i],
-                                   r->mm[i].msg_len, util_now_ms());
+            turn_server_peer_input_inplace(r->turn, id, (struct sockaddr *)&r->from[i],
+                                           r->rx[i] + TURN_PEER_HEADROOM, r->mm[i].msg_len,
+                                           util_now_ms());
             if (!rs_find(r, id))
                 goto out; /* the allocation ended while handling this datagram */
         }
@@ -255,13 +260,14 @@ static void on_udp_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
     (void)events;
     turn_5tuple t = {.proto = TURN_PROTO_UDP, .server = r->shared->listen_addr};
     for (int round = 0; round < RELAY_READ_BUDGET / RELAY_BATCH; round++) {
-        int n = recv_batch(r, fd);
+        int n = recv_batch(r, fd, round);
         int64_t now = util_now_ms();
-        for (int i = 0; i < n; i++) {
+        for (int i = round * RELAY_BATCH; i < round * RELAY_BATCH + n; i++) {
             if (r->mm[i].msg_hdr.msg_flags & MSG_TRUNC)
                 continue;
             memcpy(&t.client, &r->from[i], sizeof t.client);
-            turn_server_input(r->turn, &t, r->rx[i], r->mm[i].msg_len, now);
+            turn_server_input(r->turn, &t, r->rx[i] + TURN_PEER_HEADROOM, r->mm[i].msg_len,
+                              now);
         }
         if (n < RELAY_BATCH)
             break;

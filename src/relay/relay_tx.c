@@ -2,7 +2,10 @@
  *
  * Datagrams (to clients on the UDP listener, to peers on relay sockets) are queued while a
  * wakeup's input is handled and written with sendmmsg when it ends (relay__arm_timer), or
- * earlier when the queue is full or a relay socket closes. Consecutive datagrams on one socket
+ * earlier when the queue is full or a relay socket closes. A datagram that lies in the
+ * worker's receive buffers (a payload relayed as received, or a ChannelData frame whose header
+ * was written in front of it) is queued by reference; the receive buffers are not reused
+ * before the queue is flushed. Anything else (responses, stream input) is copied. Consecutive datagrams on one socket
  * go in one sendmmsg. Within it, a run of datagrams to the same address with the same length
  * (the last may be shorter) goes as one UDP GSO message (UDP_SEGMENT, Linux 4.18+): the kernel
  * builds, routes and accounts one packet and cuts it into the datagrams, instead of doing all
@@ -135,6 +138,7 @@ void relay__tx_flush(relay_worker *r)
         i = j;
     }
     r->n_tx = 0;
+    r->n_tx_borrowed = 0;
 }
 
 void relay__tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const uint8_t *buf,
@@ -150,9 +154,16 @@ void relay__tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const u
     if (r->n_tx == RELAY_TX_BATCH)
         relay__tx_flush(r);
     int k = r->n_tx++;
-    memcpy(r->tx_buf[k], buf, len);
+    uint8_t *data = r->tx_buf[k];
+    const uint8_t *rx = &r->rx[0][0];
+    if (buf >= rx && buf + len <= rx + sizeof r->rx) {
+        data = (uint8_t *)(uintptr_t)buf; /* a received datagram, sent before rx is reused */
+        r->n_tx_borrowed++;
+    } else {
+        memcpy(data, buf, len);
+    }
     memcpy(&r->tx_to[k], to, tolen);
-    r->tx_iov[k] = (struct iovec){.iov_base = r->tx_buf[k], .iov_len = len};
+    r->tx_iov[k] = (struct iovec){.iov_base = data, .iov_len = len};
     r->tx_mm[k].msg_hdr = (struct msghdr){
         .msg_name = &r->tx_to[k], .msg_namelen = tolen, .msg_iov = &r->tx_iov[k], .msg_iovlen = 1};
     r->tx_fd[k] = fd;

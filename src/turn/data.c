@@ -9,7 +9,12 @@
  * Peer → client: needs a permission for the peer's IP; a channel bound to the peer's exact
  * IP:port gives ChannelData (padded to a multiple of 4 on TCP/TLS), otherwise a Data
  * indication (XOR-PEER-ADDRESS + DATA, no integrity). Both are built in the server's scratch
- * buffer, which fits any UDP payload; a Data indication that cannot fit is dropped.
+ * buffer, which fits any UDP payload; a Data indication that cannot fit is dropped. With
+ * turn_server_peer_input_inplace, ChannelData to a UDP client is relayed by header rewrite
+ * instead: the 4-byte header goes into the headroom in front of the payload, no copy.
+ *
+ * Client → peer never copies: send_peer gets a pointer to the payload inside the client's
+ * message (after the ChannelData header, or the DATA attribute's value).
  *
  * Per packet: one allocation lookup, one channel lookup and one permission lookup in each
  * direction (see alloc.c and perm_chan.c for how each is found); the peer address is put in
@@ -101,10 +106,10 @@ static void data_indication(turn_server *s, const turn__alloc *a, const struct s
         to_client(s, a, s->scratch, (size_t)n, len);
 }
 
-void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
-                            const uint8_t *buf, size_t len, int64_t now_ms)
+/* A peer datagram; `room` is buf with TURN_PEER_HEADROOM writable bytes in front (or NULL). */
+static void peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
+                       const uint8_t *buf, size_t len, uint8_t *room)
 {
-    (void)now_ms;
     if (!s || !peer || (!buf && len))
         return;
     turn__alloc *a = turn__alloc_find_id(s, alloc_id);
@@ -121,8 +126,29 @@ void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sock
     }
     if (len > 0xFFFF)
         return;
+    if (room && a->tuple.proto == TURN_PROTO_UDP) { /* header rewrite: no copy */
+        uint8_t *frame = room - STUN_CHANNELDATA_HEADER_SIZE;
+        stun_channeldata_header(frame, STUN_CHANNELDATA_HEADER_SIZE + len, c->number, len);
+        to_client(s, a, frame, STUN_CHANNELDATA_HEADER_SIZE + len, len);
+        return;
+    }
     int n = stun_channeldata_build(s->scratch, TURN__SCRATCH_CAP, c->number, buf, len,
                                    a->tuple.proto != TURN_PROTO_UDP);
     if (n > 0)
         to_client(s, a, s->scratch, (size_t)n, len);
+}
+
+void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
+                            const uint8_t *buf, size_t len, int64_t now_ms)
+{
+    (void)now_ms;
+    peer_input(s, alloc_id, peer, buf, len, NULL);
+}
+
+void turn_server_peer_input_inplace(turn_server *s, uint64_t alloc_id,
+                                    const struct sockaddr *peer, uint8_t *buf, size_t len,
+                                    int64_t now_ms)
+{
+    (void)now_ms;
+    peer_input(s, alloc_id, peer, buf, len, buf);
 }

@@ -121,9 +121,38 @@ static void t_full_queue(void)
     close(a.fd);
 }
 
+/* A datagram inside the worker's receive buffers is queued by reference (no copy) and still
+ * arrives unchanged; one from elsewhere is copied at once, so changing it later is harmless. */
+static void t_borrowed_and_copied(void)
+{
+    rx_sock a;
+    CHECK_INT(rx_open(&a), 0);
+    int tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    relay_worker *r = calloc(1, sizeof *r);
+    uint8_t *in_rx = r->rx[3] + TURN_PEER_HEADROOM, other[600];
+    payload(in_rx, 600, 0);
+    payload(other, 600, 1);
+    relay__tx_queue(r, tx, (const struct sockaddr *)&a.addr, in_rx, 600);
+    CHECK_INT(r->n_tx_borrowed, 1);
+    CHECK(r->tx_iov[0].iov_base == in_rx);
+    relay__tx_queue(r, tx, (const struct sockaddr *)&a.addr, other, 600);
+    CHECK_INT(r->n_tx_borrowed, 1);
+    CHECK(r->tx_iov[1].iov_base != other);
+    memset(other, 0, sizeof other); /* the queued copy is unaffected */
+    relay__tx_flush(r);
+    CHECK_INT(r->n_tx_borrowed, 0);
+    expect(&a, 600, 0);
+    expect(&a, 600, 1);
+    CHECK(rx_empty(&a));
+    free(r);
+    close(tx);
+    close(a.fd);
+}
+
 int main(void)
 {
     TK_RUN(t_runs_sizes_and_empty);
     TK_RUN(t_full_queue);
+    TK_RUN(t_borrowed_and_copied);
     return tk_test_summary();
 }

@@ -24,6 +24,7 @@ typedef struct fake {
     /* last message to a client */
     uint8_t out[70000];
     size_t out_len;
+    const uint8_t *out_ptr; /* the buffer send_client was given */
     turn_5tuple out_t;
     int n_client;
     stun_msg rm; /* out parsed, when it is STUN */
@@ -57,6 +58,7 @@ static void fx_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, 
     if (len > sizeof f->out)
         abort();
     memcpy(f->out, buf, len);
+    f->out_ptr = buf;
     f->out_len = len;
     f->out_t = *t;
     f->n_client++;

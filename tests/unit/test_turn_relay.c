@@ -249,6 +249,44 @@ static void t_tcp_padding(void)
     fx_free(&F);
 }
 
+/* turn_server_peer_input_inplace: ChannelData to a UDP client by header rewrite (send_client
+ * gets the caller's buffer, header in the headroom); TCP (padding) and Data indications go
+ * through the server's own buffer as before. */
+static void t_peer_input_inplace(void)
+{
+    for (int proto = TURN_PROTO_UDP; proto <= TURN_PROTO_TCP; proto++) {
+        client c;
+        uint64_t id = setup(&c, (turn_proto)proto);
+        CHECK(id != 0);
+        CHECK_INT(fx_bind(&F, &c, 0x4002, "8.8.8.8", 5000), 0);
+        uint8_t buf[TURN_PEER_HEADROOM + 5];
+        memset(buf, 0xEE, TURN_PEER_HEADROOM);
+        memcpy(buf + TURN_PEER_HEADROOM, "hello", 5);
+        struct sockaddr_storage ss;
+        int before = F.n_client;
+        turn_server_peer_input_inplace(F.s, id, fx_sa(&ss, "8.8.8.8", 5000),
+                                       buf + TURN_PEER_HEADROOM, 5, F.now);
+        CHECK_INT(F.n_client, before + 1);
+        CHECK(F.out[0] == 0x40 && F.out[1] == 0x02 && F.out[2] == 0 && F.out[3] == 5);
+        CHECK(memcmp(F.out + 4, "hello", 5) == 0);
+        if (proto == TURN_PROTO_UDP) {
+            CHECK_INT(F.out_len, 9);
+            CHECK(F.out_ptr == buf); /* no copy: the header went into the headroom */
+        } else {
+            CHECK_INT(F.out_len, 12); /* padded for the stream, built in the server's buffer */
+            CHECK(F.out_ptr != buf);
+        }
+        /* no channel for this port: a Data indication, built elsewhere */
+        memcpy(buf + TURN_PEER_HEADROOM, "world", 5);
+        turn_server_peer_input_inplace(F.s, id, fx_sa(&ss, "8.8.8.8", 6000),
+                                       buf + TURN_PEER_HEADROOM, 5, F.now);
+        CHECK(F.rm_ok);
+        CHECK_INT(F.rm.method, STUN_METHOD_DATA);
+        CHECK(F.out_ptr != buf);
+        fx_free(&F);
+    }
+}
+
 static void t_permission_expiry(void)
 {
     client c;
@@ -502,6 +540,7 @@ int main(void)
     TK_RUN(t_channel_bind_rules);
     TK_RUN(t_channeldata_both_ways);
     TK_RUN(t_tcp_padding);
+    TK_RUN(t_peer_input_inplace);
     TK_RUN(t_permission_expiry);
     TK_RUN(t_channel_expiry_and_cooldown);
     TK_RUN(t_ipv6_relay);
