@@ -2,7 +2,8 @@
 # `make bench`: turnkey side by side with coturn and with a do-nothing relay, on loopback.
 #
 # make builds everything (turnkey, build/release/loadgen, build/release/echopeer); this script
-# builds nothing. It starts one server at a time on the same fixed ports and relay range,
+# builds nothing. It starts one server at a time on the same fixed ports and relay range
+# (figure by figure: turnkey, then coturn),
 # drives it with bench/loadgen (closed loop, every echoed payload verified), runs every figure
 # TK_BENCH_RUNS (3) times and prints ONE table: median [min-max] per server and the ratio.
 # Then it stops what it started (by PID). Bounded: ~6 minutes in full, ~2 minutes with
@@ -175,7 +176,9 @@ start_coturn() {
 }
 
 # ---- the figures ----------------------------------------------------------------------------
-# name | label | fields | loadgen args (server, credentials and --duration are added)
+# name | label | fields | loadgen args (server, credentials and --duration are added).
+# Latency comes before Allocates: a run of Allocates creates and frees ~100,000 sockets, and
+# the kernel's deferred freeing would otherwise land on the next server's latency runs.
 FIGS_FULL=(
   "cd100_1|ChannelData echo/s, 100 B, 1 flow x32|echoes_per_s|echo --size 100 --flows 1"
   "cd100_10|ChannelData echo/s, 100 B, 10 flows x32|echoes_per_s|echo --size 100 --flows 10"
@@ -188,25 +191,42 @@ FIGS_FULL=(
   "send50|Send-indication echo/s, 100 B, 50 flows|echoes_per_s|echo --send --size 100 --flows 50"
   "tcp50|TCP echo/s, 100 B, 50 flows|echoes_per_s|echo --tcp --size 100 --flows 50"
   "tls50|TLS echo/s, 100 B, 50 flows|echoes_per_s|echo --tls --size 100 --flows 50"
-  "alloc|authenticated Allocates/s, 50 in flight|allocs_per_s|alloc --inflight 50"
   "lat|echo latency p50 us @10k/s (10 flows, 100 B)|p50_us,p99_us|echo --size 100 --flows 10 --rate 10000"
+  "alloc|authenticated Allocates/s, 50 in flight|allocs_per_s|alloc --inflight 50"
 )
 FIGS_QUICK=(
   "${FIGS_FULL[2]}" "${FIGS_FULL[6]}" "${FIGS_FULL[9]}" "${FIGS_FULL[11]}" "${FIGS_FULL[12]}"
 )
 if [ "$quick" = 1 ]; then FIGS=("${FIGS_QUICK[@]}"); else FIGS=("${FIGS_FULL[@]}"); fi
 
-run_figures() { # $1 = server name, then credential args
-  local srv=$1; shift
-  local spec name label fields args server
+# One figure on one server (already started): $1 = server name, $2 = figure spec, then
+# credential args.
+run_figure() {
+  local srv=$1 spec=$2; shift 2
+  local name label fields args server
+  IFS='|' read -r name label fields args <<<"$spec"
+  server=$TURN
+  [[ $args == *--tls* ]] && server=$TLS
+  echo "  $srv: $label" >&2
+  # shellcheck disable=SC2086
+  measure "$srv" "$name" "$fields" -- $args --server "$server" --peer "$PEER" \
+    --duration "$secs" --warmup 0.5 "$@"
+}
+
+# Each figure on turnkey, then at once on coturn (a fresh server each, the same ports), so the
+# two columns of one row are measured minutes apart at most, not the whole bench apart: this
+# VM's speed drifts, and a ratio should compare like with like.
+run_figures_interleaved() {
+  local spec
   for spec in "${FIGS[@]}"; do
-    IFS='|' read -r name label fields args <<<"$spec"
-    server=$TURN
-    [[ $args == *--tls* ]] && server=$TLS
-    echo "  $srv: $label" >&2
-    # shellcheck disable=SC2086
-    measure "$srv" "$name" "$fields" -- $args --server "$server" --peer "$PEER" \
-      --duration "$secs" --warmup 0.5 "$@"
+    start_turnkey "$tmp/tk.log"
+    run_figure turnkey "$spec" "${TK_CREDS[@]}"
+    stop "$tk_pid"
+    if [ $have_coturn = 1 ]; then
+      start_coturn
+      run_figure coturn "$spec" --secret "$SECRET"
+      stop "$ct_pid"
+    fi
   done
 }
 
@@ -252,12 +272,12 @@ load_begin=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "turnkey bench: $(nproc) cores, loopback, ${secs}s x $runs runs per figure$([ "$quick" = 1 ] && echo ', quick subset')" >&2
 start_peer
 
-echo "turnkey ($bin)" >&2
+echo "turnkey ($bin)$([ $have_coturn = 1 ] && echo " and coturn ($(turnserver --version 2>/dev/null | head -n1)), figure by figure")" >&2
+[ $have_coturn = 1 ] || echo "coturn: turnserver not found (apt-get install coturn): turnkey-only figures" >&2
 mkdir -p "$tmp/tk"
-setup_turnkey_creds
+setup_turnkey_creds # starts turnkey: a key and a credential that every later start reuses
 TK_CREDS=(--user "$TK_USER" --pass "$TK_PASS")
-run_figures turnkey "${TK_CREDS[@]}"
-# HTTP: mints/s and TURN-key GETs/s with wrk (the original bench), against the same server
+# HTTP: mints/s and TURN-key GETs/s with wrk (the original bench), against this server
 wrk_measure() { # $1 = figure, $2 = lua
   local vals="" r i
   echo "  turnkey: HTTP $1" >&2
@@ -273,19 +293,13 @@ wrk_measure() { # $1 = figure, $2 = lua
 wrk_measure mints mint.lua
 wrk_measure gets get.lua
 stop "$tk_pid"
+[ $have_coturn = 1 ] && write_coturn_conf
+run_figures_interleaved
 start_turnkey_hold() { start_turnkey "$1"; }
 measure_rss turnkey start_turnkey_hold "${TK_CREDS[@]}"
-
 if [ $have_coturn = 1 ]; then
-  echo "coturn ($(turnserver --version 2>/dev/null | head -n1))" >&2
-  write_coturn_conf
-  start_coturn
-  run_figures coturn --secret "$SECRET"
-  stop "$ct_pid"
   start_coturn_hold() { start_coturn; }
   measure_rss coturn start_coturn_hold --secret "$SECRET"
-else
-  echo "coturn: turnserver not found (apt-get install coturn): turnkey-only figures" >&2
 fi
 
 echo "do-nothing relay baseline" >&2
