@@ -45,6 +45,27 @@ static bool rx_empty(const rx_sock *s)
     return poll(&p, 1, 50) == 0;
 }
 
+/* A worker with only its tx queue in use, a sending socket and one receiver. */
+typedef struct {
+    rx_sock a;
+    int tx;
+    relay_worker *r;
+} fixture;
+
+static void fx_open(fixture *f)
+{
+    CHECK_INT(rx_open(&f->a), 0);
+    f->tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    f->r = calloc(1, sizeof *f->r);
+}
+
+static void fx_close(fixture *f)
+{
+    free(f->r);
+    close(f->tx);
+    close(f->a.fd);
+}
+
 static void payload(uint8_t *buf, size_t len, int i)
 {
     for (size_t k = 0; k < len; k++)
@@ -64,11 +85,11 @@ static void expect(const rx_sock *to, size_t len, int i)
 
 static void t_runs_sizes_and_empty(void)
 {
-    rx_sock a, b;
-    CHECK_INT(rx_open(&a), 0);
+    fixture f;
+    rx_sock b;
+    fx_open(&f);
     CHECK_INT(rx_open(&b), 0);
-    int tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    relay_worker *r = calloc(1, sizeof *r);
+    relay_worker *r = f.r;
     /* to a: a run of equal sizes, two empty ones, a shorter one, another run ending short;
      * to b: interleaved, so runs are cut by the destination too */
     static const size_t sizes[] = {700, 700, 700, 700, 700, 0, 0, 300, 700, 700, 700, 1, 0, 1200,
@@ -78,75 +99,63 @@ static void t_runs_sizes_and_empty(void)
     uint8_t buf[RELAY_TX_SLOT];
     for (size_t i = 0; i < n; i++) {
         payload(buf, sizes[i], (int)i);
-        const rx_sock *to = to_b[i] ? &b : &a;
-        relay__tx_queue(r, tx, (const struct sockaddr *)&to->addr, buf, sizes[i]);
+        const rx_sock *to = to_b[i] ? &b : &f.a;
+        relay__tx_queue(r, f.tx, (const struct sockaddr *)&to->addr, buf, sizes[i]);
     }
     CHECK_INT(r->n_tx, (int)n);
     relay__tx_flush(r);
     CHECK_INT(r->n_tx, 0);
     CHECK_INT((int)r->send_errors, 0);
     for (size_t i = 0; i < n; i++)
-        if (!to_b[i])
-            expect(&a, sizes[i], (int)i);
-    for (size_t i = 0; i < n; i++)
-        if (to_b[i])
-            expect(&b, sizes[i], (int)i);
-    CHECK(rx_empty(&a));
+        expect(to_b[i] ? &b : &f.a, sizes[i], (int)i); /* each receiver's own order holds */
+    CHECK(rx_empty(&f.a));
     CHECK(rx_empty(&b));
-    free(r);
-    close(tx);
-    close(a.fd);
     close(b.fd);
+    fx_close(&f);
 }
 
 /* A full queue flushes itself; more than one flush keeps the order. */
 static void t_full_queue(void)
 {
-    rx_sock a;
-    CHECK_INT(rx_open(&a), 0);
-    int tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    relay_worker *r = calloc(1, sizeof *r);
+    fixture f;
+    fx_open(&f);
     uint8_t buf[RELAY_TX_SLOT];
     int total = RELAY_TX_BATCH * 3 + 5;
     for (int i = 0; i < total; i++) {
         payload(buf, 500, i);
-        relay__tx_queue(r, tx, (const struct sockaddr *)&a.addr, buf, 500);
+        relay__tx_queue(f.r, f.tx, (const struct sockaddr *)&f.a.addr, buf, 500);
     }
-    relay__tx_flush(r);
+    relay__tx_flush(f.r);
     for (int i = 0; i < total; i++)
-        expect(&a, 500, i);
-    CHECK(rx_empty(&a));
-    free(r);
-    close(tx);
-    close(a.fd);
+        expect(&f.a, 500, i);
+    CHECK(rx_empty(&f.a));
+    fx_close(&f);
 }
 
 /* A datagram inside the worker's receive buffers is queued by reference (no copy) and still
  * arrives unchanged; one from elsewhere is copied at once, so changing it later is harmless. */
 static void t_borrowed_and_copied(void)
 {
-    rx_sock a;
-    CHECK_INT(rx_open(&a), 0);
-    int tx = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    relay_worker *r = calloc(1, sizeof *r);
+    fixture f;
+    fx_open(&f);
+    relay_worker *r = f.r;
+    const struct sockaddr *to = (const struct sockaddr *)&f.a.addr;
     uint8_t *in_rx = r->rx[3] + TURN_PEER_HEADROOM, other[600];
     payload(in_rx, 600, 0);
     payload(other, 600, 1);
-    relay__tx_queue(r, tx, (const struct sockaddr *)&a.addr, in_rx, 600);
+    relay__tx_queue(r, f.tx, to, in_rx, 600);
     CHECK_INT(r->n_tx_borrowed, 1);
     CHECK(r->tx_iov[0].iov_base == in_rx);
-    relay__tx_queue(r, tx, (const struct sockaddr *)&a.addr, other, 600);
+    relay__tx_queue(r, f.tx, to, other, 600);
     CHECK_INT(r->n_tx_borrowed, 1);
     CHECK(r->tx_iov[1].iov_base != other);
     memset(other, 0, sizeof other); /* the queued copy is unaffected */
     relay__tx_flush(r);
     CHECK_INT(r->n_tx_borrowed, 0);
-    expect(&a, 600, 0);
-    expect(&a, 600, 1);
-    CHECK(rx_empty(&a));
-    free(r);
-    close(tx);
-    close(a.fd);
+    expect(&f.a, 600, 0);
+    expect(&f.a, 600, 1);
+    CHECK(rx_empty(&f.a));
+    fx_close(&f);
 }
 
 int main(void)
