@@ -20,7 +20,6 @@
 
 #include "turnkey/util.h"
 
-#include <openssl/hmac.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -66,9 +65,10 @@ turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops)
     /* The hash-table key is derived from the nonce secret so runs are reproducible. */
     static const char label[] = "turnkey turn hash key";
     uint8_t mac[32];
-    unsigned int n = 0;
-    if (!HMAC(EVP_sha256(), cfg->nonce_secret, sizeof cfg->nonce_secret,
-              (const uint8_t *)label, sizeof label - 1, mac, &n))
+    const uint8_t *msg = (const uint8_t *)label;
+    size_t msg_len = sizeof label - 1;
+    if (util_hmac(UTIL_MD_SHA256, cfg->nonce_secret, sizeof cfg->nonce_secret, &msg, &msg_len, 1,
+                  mac) != 0)
         util_random(mac, sizeof mac);
     memcpy(s->hash_key, mac, sizeof s->hash_key);
     memcpy(s->sip_k, mac + 16, sizeof s->sip_k);
