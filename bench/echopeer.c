@@ -85,7 +85,7 @@ static int udp_socket(const struct sockaddr_in *bind_to)
  * socket) like sendmmsg, but a run of datagrams to the same address with the same length
  * (the last may be shorter) goes as one UDP GSO message (UDP_SEGMENT), so the peer and the
  * do-nothing relay cost what a lean sender costs. The datagrams on the wire are unchanged.
- * Falls back to one datagram per message if the kernel refuses GSO. */
+ * Falls back to one datagram per message if the kernel refuses GSO. flags: for sendmmsg. */
 static _Atomic bool gso_off;
 
 static bool same_name(const struct msghdr *a, const struct msghdr *b)
@@ -95,7 +95,7 @@ static bool same_name(const struct msghdr *a, const struct msghdr *b)
     return a->msg_namelen == b->msg_namelen && memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0;
 }
 
-static void send_batch(int fd, struct mmsghdr *mm, struct iovec *iov, int n)
+static void send_batch(int fd, struct mmsghdr *mm, struct iovec *iov, int n, int flags)
 {
     struct mmsghdr out[BATCH];
     union {
@@ -130,7 +130,7 @@ static void send_batch(int fd, struct mmsghdr *mm, struct iovec *iov, int n)
         i = k;
     }
     for (int done = 0, tries = 0; done < m && tries < 16; tries++) {
-        int k = sendmmsg(fd, out + done, (unsigned)(m - done), MSG_DONTWAIT);
+        int k = sendmmsg(fd, out + done, (unsigned)(m - done), flags);
         if (k > 0) {
             done += k;
         } else if (errno == EIO || errno == EINVAL || errno == ENOPROTOOPT) {
@@ -139,7 +139,7 @@ static void send_batch(int fd, struct mmsghdr *mm, struct iovec *iov, int n)
             for (size_t s = 0; s < h->msg_iovlen; s++) {
                 struct msghdr one = {.msg_name = h->msg_name, .msg_namelen = h->msg_namelen,
                                      .msg_iov = &h->msg_iov[s], .msg_iovlen = 1};
-                sendmsg(fd, &one, MSG_DONTWAIT);
+                sendmsg(fd, &one, flags);
             }
             done++;
         } else if (errno != EINTR && errno != EAGAIN) {
@@ -172,7 +172,7 @@ static void *echo_thread(void *arg)
             continue;
         for (int i = 0; i < n; i++)
             iov[i].iov_len = mm[i].msg_len;
-        send_batch(fd, mm, iov, n);
+        send_batch(fd, mm, iov, n, 0); /* blocking, as before: a full buffer waits, no drop */
     }
     return NULL;
 }
@@ -264,7 +264,7 @@ static void from_clients(nullrelay *r)
             }
             int fd = relay_sock(r, ch);
             if (fd >= 0)
-                send_batch(fd, out, oiov, k);
+                send_batch(fd, out, oiov, k, MSG_DONTWAIT);
         }
         if (n < BATCH)
             return;
@@ -300,7 +300,7 @@ static void from_peer(nullrelay *r, int idx)
             mm[i].msg_hdr.msg_name = &r->client[idx];
             mm[i].msg_hdr.msg_namelen = sizeof r->client[idx];
         }
-        send_batch(r->lfd, mm, iov, n);
+        send_batch(r->lfd, mm, iov, n, MSG_DONTWAIT);
         if (n < BATCH)
             return;
     }
