@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -120,6 +121,12 @@ struct relay_worker {
 };
 
 void relay__arm_timer(relay_worker *r);
+/* The length of a sockaddr of this family (AF_INET or AF_INET6), for bind/sendto. */
+static inline socklen_t relay__addr_len(sa_family_t family)
+{
+    return family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+}
+
 /* relay_tx.c: queue one datagram on fd (sent by relay__tx_flush), and send the queue. A
  * datagram inside r->rx is referenced, not copied; anything else is copied. */
 void relay__tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const uint8_t *buf,

@@ -149,7 +149,7 @@ static int ops_relay_open(void *ctx, uint64_t alloc_id, int family,
     unsigned span = (unsigned)(r->shared->port_hi - r->shared->port_lo) + 1;
     unsigned probes = span < 64 ? 0 : 64;
     struct sockaddr_storage a = r->shared->relay_addr;
-    socklen_t alen = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    socklen_t alen = relay__addr_len((sa_family_t)family);
     bool bound = false;
     uint32_t sweep_from = next_random(r) % span;
     for (unsigned i = 0; i < probes + span && !bound; i++) {
@@ -352,8 +352,7 @@ static void grow_buffers(int fd)
 
 static int bind_one(struct sockaddr_storage *addr, int type, bool reuseport)
 {
-    socklen_t alen = addr->ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                : sizeof(struct sockaddr_in6);
+    socklen_t alen = relay__addr_len(addr->ss_family);
     int fd = socket(addr->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     if (fd < 0)

@@ -25,11 +25,6 @@
 #define TX_GSO_MAX_SEGS 64      /* UDP_MAX_SEGMENTS on every kernel that has UDP_SEGMENT */
 #define TX_GSO_MAX_BYTES 65000  /* below the 64 KiB IP packet limit with headers */
 
-static socklen_t addr_len(const struct sockaddr *a)
-{
-    return a->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-}
-
 static bool same_dest(const relay_worker *r, int a, int b)
 {
     return r->tx_mm[a].msg_hdr.msg_namelen == r->tx_mm[b].msg_hdr.msg_namelen &&
@@ -144,7 +139,7 @@ void relay__tx_flush(relay_worker *r)
 void relay__tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const uint8_t *buf,
                      size_t len)
 {
-    socklen_t tolen = addr_len(to);
+    socklen_t tolen = relay__addr_len(to->sa_family);
     if (len > RELAY_TX_SLOT) {
         relay__tx_flush(r); /* keep the order on this socket */
         if (sendto(fd, buf, len, MSG_DONTWAIT, to, tolen) < 0)
