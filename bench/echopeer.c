@@ -79,6 +79,26 @@ static int udp_socket(const struct sockaddr_in *bind_to)
     return fd;
 }
 
+/* ---- receiving --------------------------------------------------------------------------- */
+
+/* Points mm[i] at bufs[i] + offset (BUF_CAP - offset bytes) and, if from is not NULL, at
+ * from[i] for the sender's address: ready for one recvmmsg of BATCH datagrams. */
+static void rx_prepare(struct mmsghdr *mm, struct iovec *iov, uint8_t (*bufs)[BUF_CAP],
+                       size_t offset, struct sockaddr_in *from)
+{
+    for (int i = 0; i < BATCH; i++) {
+        iov[i].iov_base = bufs[i] + offset;
+        iov[i].iov_len = BUF_CAP - offset;
+        memset(&mm[i], 0, sizeof mm[i]);
+        mm[i].msg_hdr.msg_iov = &iov[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+        if (from) {
+            mm[i].msg_hdr.msg_name = &from[i];
+            mm[i].msg_hdr.msg_namelen = sizeof from[i];
+        }
+    }
+}
+
 /* ---- sending: UDP GSO ------------------------------------------------------------------ */
 
 /* Sends mm[0..n) (one datagram each, iov[i] its buffer, msg_name NULL on a connected
@@ -158,15 +178,7 @@ static void *echo_thread(void *arg)
     struct iovec iov[BATCH];
     struct sockaddr_in from[BATCH];
     while (!should_stop()) {
-        for (int i = 0; i < BATCH; i++) {
-            iov[i].iov_base = bufs[i];
-            iov[i].iov_len = BUF_CAP;
-            memset(&mm[i], 0, sizeof mm[i]);
-            mm[i].msg_hdr.msg_iov = &iov[i];
-            mm[i].msg_hdr.msg_iovlen = 1;
-            mm[i].msg_hdr.msg_name = &from[i];
-            mm[i].msg_hdr.msg_namelen = sizeof from[i];
-        }
+        rx_prepare(mm, iov, bufs, 0, from);
         int n = recvmmsg(fd, mm, BATCH, MSG_WAITFORONE, NULL); /* SO_RCVTIMEO bounds it */
         if (n <= 0)
             continue;
@@ -229,15 +241,7 @@ static void from_clients(nullrelay *r)
     struct iovec iov[BATCH], oiov[BATCH];
     struct sockaddr_in from[BATCH];
     for (int round = 0; round < 8; round++) {
-        for (int i = 0; i < BATCH; i++) {
-            iov[i].iov_base = bufs[i];
-            iov[i].iov_len = BUF_CAP;
-            memset(&mm[i], 0, sizeof mm[i]);
-            mm[i].msg_hdr.msg_iov = &iov[i];
-            mm[i].msg_hdr.msg_iovlen = 1;
-            mm[i].msg_hdr.msg_name = &from[i];
-            mm[i].msg_hdr.msg_namelen = sizeof from[i];
-        }
+        rx_prepare(mm, iov, bufs, 0, from);
         int n = recvmmsg(r->lfd, mm, BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
@@ -278,13 +282,7 @@ static void from_peer(nullrelay *r, int idx)
     struct mmsghdr mm[BATCH];
     struct iovec iov[BATCH];
     for (int round = 0; round < 8; round++) {
-        for (int i = 0; i < BATCH; i++) {
-            iov[i].iov_base = bufs[i] + 4;
-            iov[i].iov_len = BUF_CAP - 4;
-            memset(&mm[i], 0, sizeof mm[i]);
-            mm[i].msg_hdr.msg_iov = &iov[i];
-            mm[i].msg_hdr.msg_iovlen = 1;
-        }
+        rx_prepare(mm, iov, bufs, 4, NULL); /* room for the ChannelData header */
         int n = recvmmsg(r->rfd[idx], mm, BATCH, MSG_DONTWAIT, NULL);
         if (n <= 0)
             return;
