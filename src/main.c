@@ -447,6 +447,11 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "turnkey: cannot load credential revocations from the store\n");
         goto out;
     }
+    if (!c.turn_listen[0] && !c.tls_listen[0]) {
+        fprintf(stderr, "turnkey: no TURN listener (--turn-listen and --tls-listen are both off): "
+                        "minted iceServers would name no server\n");
+        goto out;
+    }
     if (!c.turn_listen[0] && c.tls_listen[0]) {
         fprintf(stderr, "turnkey: --tls-listen needs --turn-listen (one relay serves both)\n");
         goto out;

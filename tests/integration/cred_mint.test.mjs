@@ -4,7 +4,8 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import dgram from 'node:dgram';
-import { fixture } from './lib/server.mjs';
+import { rmSync } from 'node:fs';
+import { fixture, freshDataDir, cliTimed } from './lib/server.mjs';
 
 // The relay binds --turn-listen (UDP + TCP) and TLS binds --tls-listen, so a test naming a
 // fixed port must not collide with another server on this host: use `preferred` when both
@@ -323,29 +324,23 @@ describe('credential plane: other listener / host configurations', () => {
     }
   });
 
-  // Was a bug: with --turn-listen '' (TLS only) the server answers {"iceServers":[{"urls":[]},{…}]}.
+  // Was a bug: with --turn-listen '' (TLS only) the server answered {"iceServers":[{"urls":[]},{…}]}.
   // An RTCIceServer with an empty urls list makes `new RTCPeerConnection()` throw SyntaxError
   // (W3C webrtc-pc, "set the configuration": "If urls is empty, throw a SyntaxError").
-  test('TLS only (--turn-listen \'\'): no iceServers entry with an empty urls list (or the server refuses the config)', async () => {
+  // Decided: a TLS-only relay is refused at startup with a clear reason (one relay serves
+  // UDP/TCP and TLS), so no such answer can be minted.
+  test('TLS only (--turn-listen \'\'): refused at startup with a reason, nothing served', async () => {
     const T = await freePort(5349);
-    let f;
+    const data = freshDataDir();
     try {
-      f = await fixture({ extraArgs: ['--public-host', 'turn.example.test', '--turn-listen', '', '--tls-listen', `127.0.0.1:${T}`] });
-    } catch {
-      return; // refusing a TLS-only configuration at startup is an acceptable answer too
-    }
-    try {
-      const k = await createKey(f);
-      const r = await mintIce(f, k, { ttl: 600 });
-      assert.equal(r.status, 201, r.text);
-      const ice = r.json.iceServers;
-      for (const s of ice) assert.ok(Array.isArray(s.urls) && s.urls.length > 0, `empty urls entry in ${r.text}`);
-      const all = ice.flatMap((s) => s.urls);
-      assert.deepEqual(all, [`turns:turn.example.test:${T}?transport=tcp`]);
-      assert.match(ice.at(-1).username, USERNAME_RE);
+      const r = cliTimed(['serve', '--data', data, '--api-listen', '127.0.0.1:0', '--public-host', 'turn.example.test',
+        '--turn-listen', '', '--tls-listen', `127.0.0.1:${T}`]);
+      assert.equal(r.signal, null, 'exited by itself');
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /--tls-listen needs --turn-listen/);
+      assert.doesNotMatch(r.stdout, /API listening/);
     } finally {
-      const r = await f.close();
-      assert.equal(r.code, 0, `server exit status — stderr:\n${f.stderr()}`);
+      rmSync(data, { recursive: true, force: true });
     }
   });
 
@@ -372,20 +367,19 @@ describe('credential plane: other listener / host configurations', () => {
     }
   });
 
-  test('both listeners off: no iceServers entry with an empty urls list (or the server refuses the config)', async () => {
-    let f;
+  // Was a gap: with both listeners off the server served the API and the legacy /generate
+  // answered {"iceServers":{"urls":[]}} — credentials for no server. Decided: refused at startup.
+  test('both listeners off: refused at startup with a reason, nothing served', async () => {
+    const data = freshDataDir();
     try {
-      f = await fixture({ extraArgs: ['--turn-listen', '', '--tls-listen', ''] });
-    } catch {
-      return; // refusing to start without any listener is an acceptable answer
-    }
-    try {
-      const k = await createKey(f);
-      const r = await mintIce(f, k, { ttl: 600 });
-      if (r.status === 201) for (const s of r.json.iceServers) assert.ok(s.urls.length > 0, `empty urls entry in ${r.text}`);
+      const r = cliTimed(['serve', '--data', data, '--api-listen', '127.0.0.1:0', '--turn-listen', '', '--tls-listen', '']);
+      assert.equal(r.signal, null, 'exited by itself (before: kept serving until killed)');
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /no TURN listener/);
+      assert.doesNotMatch(r.stdout, /API listening/);
     } finally {
-      const r = await f.close();
-      assert.equal(r.code, 0, `server exit status — stderr:\n${f.stderr()}`);
+      rmSync(data, { recursive: true, force: true });
     }
   });
+
 });

@@ -5,11 +5,12 @@
 //
 //   Codec:  encodeMessage / decodeMessage, attribute builders (A.*), XOR address coding,
 //           MESSAGE-INTEGRITY (HMAC-SHA1), FINGERPRINT (CRC-32 ^ 0x5354554e), ChannelData.
-//   Client: new TurnClient({host, port, transport: 'udp' | 'tcp'}) with binding(), allocate(),
+//   Client: new TurnClient({host, port, transport: 'udp' | 'tcp' | 'tls'}) with binding(), allocate(),
 //           refresh(), createPermission(), channelBind(), send(), sendChannel(), request(),
 //           incoming Data indications / ChannelData as 'data' events and a queue (nextData()).
 import { createSocket } from 'node:dgram';
 import net from 'node:net';
+import tls from 'node:tls';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 
@@ -406,7 +407,9 @@ export function splitStream(buf) {
 
 export class StunTimeoutError extends Error {}
 
-// new TurnClient({host, port, transport: 'udp'|'tcp', timeoutMs = 2000, fingerprint = false})
+// new TurnClient({host, port, transport: 'udp'|'tcp'|'tls', timeoutMs = 2000, fingerprint = false})
+// ('tls' accepts any certificate: the tests' servers use self-signed ones; .tlsInfo has the
+// negotiated protocol and the server certificate's subject once ready.)
 // Events: 'data' {via: 'indication'|'channel', peer?, channel?, data, at}, 'message' (every
 // decoded STUN message that matched no transaction), 'malformed' (Buffer, error).
 export class TurnClient extends EventEmitter {
@@ -427,7 +430,8 @@ export class TurnClient extends EventEmitter {
     this.username = undefined; this.password = undefined; this.realm = undefined;
     this.nonce = undefined; this.key = undefined;
     this.relayed = undefined; this.mapped = undefined;
-    this.ready = transport === 'tcp' ? this.#openTcp() : this.#openUdp();
+    this.stream = transport === 'tcp' || transport === 'tls';
+    this.ready = this.stream ? this.#openTcp() : this.#openUdp();
     this.ready.catch(() => {});
   }
 
@@ -448,8 +452,11 @@ export class TurnClient extends EventEmitter {
 
   #openTcp() {
     return new Promise((resolve, reject) => {
-      this.sock = net.connect({ host: this.host, port: this.port });
-      this.sock.setNoDelay(true);
+      const tcp = net.connect({ host: this.host, port: this.port });
+      tcp.setNoDelay(true);
+      this.sock = this.transport === 'tls'
+        ? tls.connect({ socket: tcp, rejectUnauthorized: false, servername: net.isIP(this.host) ? undefined : this.host })
+        : tcp;
       let acc = Buffer.alloc(0);
       this.sock.on('data', (d) => {
         acc = Buffer.concat([acc, d]);
@@ -461,9 +468,10 @@ export class TurnClient extends EventEmitter {
       this.sock.on('error', (e) => { this.emit('socketError', e); });
       this.sock.on('close', () => { this.tcpClosed = true; this.emit('tcpClose'); });
       this.sock.once('error', reject);
-      this.sock.once('connect', () => {
+      this.sock.once(this.transport === 'tls' ? 'secureConnect' : 'connect', () => {
         this.sock.off('error', reject);
-        this.local = { address: this.sock.localAddress, port: this.sock.localPort, family: this.sock.localFamily };
+        this.local = { address: tcp.localAddress, port: tcp.localPort, family: tcp.localFamily };
+        if (this.transport === 'tls') this.tlsInfo = { protocol: this.sock.getProtocol(), subject: this.sock.getPeerCertificate()?.subject };
         resolve();
       });
     });
@@ -528,7 +536,7 @@ export class TurnClient extends EventEmitter {
   async #write(buf) {
     await this.ready;
     if (this.closed) throw new Error('client closed');
-    if (this.transport === 'tcp') {
+    if (this.stream) {
       await new Promise((resolve, reject) => this.sock.write(buf, (e) => (e ? reject(e) : resolve())));
     } else {
       await new Promise((resolve, reject) => this.sock.send(buf, this.port, this.host, (e) => (e ? reject(e) : resolve())));
@@ -655,7 +663,7 @@ export class TurnClient extends EventEmitter {
   }
 
   async sendChannel(channel, data) {
-    await this.#write(encodeChannelData(channel, data, { pad: this.transport === 'tcp' }));
+    await this.#write(encodeChannelData(channel, data, { pad: this.stream }));
   }
 
   async close() {
@@ -666,7 +674,7 @@ export class TurnClient extends EventEmitter {
     for (const w of this.waiters) { clearTimeout(w.timer); w.resolve(undefined); }
     this.waiters = [];
     try { await this.ready; } catch { return; }
-    if (this.transport === 'tcp') {
+    if (this.stream) {
       await new Promise((resolve) => { if (this.tcpClosed) resolve(); else { this.sock.once('close', resolve); this.sock.destroy(); } });
     } else {
       await new Promise((resolve) => this.sock.close(resolve));
