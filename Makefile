@@ -60,7 +60,7 @@ unit: $(UNIT_BIN) $(BUILD)/turnkey
 
 # libFuzzer targets: clang, ASan+UBSan; the library is compiled once with coverage
 # instrumentation (fuzzer-no-link) and linked into every target.
-FUZZ_CFLAGS := -g -O1 -fsanitize=address,undefined
+FUZZ_CFLAGS := -g -O1 -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_OBJ := $(LIB_SRC:%.c=build/fuzz/obj/%.o)
 
 build/fuzz/obj/%.o: %.c $(HDRS)

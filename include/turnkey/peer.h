@@ -8,7 +8,7 @@
  *      addresses. IPv6 allow ranges that merely contain ::ffff:0:0/96 (e.g. ::/0) do not
  *      open IPv4 addresses.
  *   3. The server's own addresses (peer_policy_add_self; matched by IP, any port, and also when
- *      embedded in a compatible/NAT64/6to4 IPv6 address): denied, unless that exact address
+ *      embedded in a compatible/NAT64/local-use NAT64/6to4 IPv6 address): denied, unless that exact address
  *      is allow-listed as a single host (/32 or /128). Allowing 127.0.0.0/8 therefore does not
  *      open an own address 127.0.0.1, but allowing 127.0.0.1/32 does (the tests relay through
  *      127.0.0.1 while the server listens there).
@@ -20,7 +20,9 @@
  *      203.0.113/24, 224/4, 240/4, 255.255.255.255/32; IPv6 ::/128, ::1/128, fc00::/7,
  *      fe80::/10, ff00::/8, 100::/64, 2001:db8::/32; and an IPv6 address whose embedded IPv4
  *      address is on the IPv4 list: ::/96 (compatible, low 32 bits), 64:ff9b::/96 (NAT64, low
- *      32 bits), 2002::/16 (6to4, bits 16..47). Denied.
+ *      32 bits), 2002::/16 (6to4, bits 16..47), local-use NAT64 64:ff9b:1::/48 (RFC 8215:
+ *      the IPv4 address of every RFC 6052 layout (/48, /56, /64, /96) whose suffix is zero;
+ *      any one on the list denies; bits 64..71 not zero = no NAT64 form = denied). Denied.
  *   6. Everything else: allowed. */
 #ifndef TURNKEY_PEER_H
 #define TURNKEY_PEER_H

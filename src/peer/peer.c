@@ -149,28 +149,67 @@ static bool from_sockaddr(const struct sockaddr *sa, struct addr *out)
     return true;
 }
 
-/* The IPv4 address embedded in a compatible, NAT64 or 6to4 IPv6 address. */
-static bool embedded_v4(const struct addr *a, uint8_t v4[4])
-{
-    if (a->family != AF_INET6)
-        return false;
-    if (memcmp(a->a, zero12, 12) == 0 || memcmp(a->a, nat64_prefix, 12) == 0) {
-        memcpy(v4, a->a + 12, 4);
-        return true;
-    }
-    if (a->a[0] == 0x20 && a->a[1] == 0x02) {
-        memcpy(v4, a->a + 2, 4);
-        return true;
-    }
-    return false;
-}
-
 static bool in_list(const peer_cidr *list, size_t n, int family, const uint8_t *a)
 {
     for (size_t i = 0; i < n; i++)
         if (peer_cidr_contains(&list[i], family, a))
             return true;
     return false;
+}
+
+/* The IPv4 addresses that may be embedded in an IPv6 address: compatible (::/96), NAT64
+ * (64:ff9b::/96) and 6to4 (2002::/16) have one. The local-use NAT64 prefix 64:ff9b:1::/48
+ * (RFC 8215) is cut to /48, /56, /64 or /96 by its operator, which we cannot know, so every
+ * RFC 6052 §2.2 layout whose suffix is zero is a candidate. Bits 64..71 (the "u" octet) are
+ * zero in every layout: with them set the address is no NAT64 form at all and *opaque is
+ * set (the caller denies it). Fills up to 4 candidates and returns how many. */
+static size_t embedded_v4(const struct addr *a, uint8_t v4[4][4], bool *opaque)
+{
+    static const uint8_t local_nat64[6] = {0x00, 0x64, 0xff, 0x9b, 0x00, 0x01};
+    static const struct { uint8_t pos[4], suffix; } layout[4] = {
+        {{6, 7, 9, 10}, 11}, {{7, 9, 10, 11}, 12}, {{9, 10, 11, 12}, 13}, {{12, 13, 14, 15}, 16}};
+    *opaque = false;
+    if (a->family != AF_INET6)
+        return 0;
+    if (memcmp(a->a, zero12, 12) == 0 || memcmp(a->a, nat64_prefix, 12) == 0) {
+        memcpy(v4[0], a->a + 12, 4);
+        return 1;
+    }
+    if (a->a[0] == 0x20 && a->a[1] == 0x02) {
+        memcpy(v4[0], a->a + 2, 4);
+        return 1;
+    }
+    if (memcmp(a->a, local_nat64, sizeof local_nat64) != 0)
+        return 0;
+    if (a->a[8] != 0) {
+        *opaque = true;
+        return 0;
+    }
+    size_t n = 0;
+    for (size_t l = 0; l < 4; l++) {
+        bool zero = true;
+        for (size_t k = layout[l].suffix; k < 16; k++)
+            zero = zero && a->a[k] == 0;
+        if (!zero)
+            continue;
+        for (size_t k = 0; k < 4; k++)
+            v4[n][k] = a->a[layout[l].pos[k]];
+        n++;
+    }
+    return n;
+}
+
+/* True if one of the IPv4 addresses embedded in a (see embedded_v4) is in list, or a is
+ * a local-use NAT64 address of no valid layout. */
+static bool embedded_in(const struct addr *a, const peer_cidr *list, size_t n_list)
+{
+    uint8_t v4[4][4];
+    bool opaque;
+    size_t n = embedded_v4(a, v4, &opaque);
+    for (size_t i = 0; i < n; i++)
+        if (in_list(list, n_list, AF_INET, v4[i]))
+            return true;
+    return opaque;
 }
 
 static bool denied(const struct addr *a)
@@ -180,16 +219,20 @@ static bool denied(const struct addr *a)
         return in_list(deny_v4, N4, AF_INET, a->a);
     if (in_list(deny_v6, N6, AF_INET6, a->a))
         return true;
-    uint8_t v4[4];
-    return embedded_v4(a, v4) && in_list(deny_v4, N4, AF_INET, v4);
+    return embedded_in(a, deny_v4, N4);
 }
 
 static bool is_self(const peer_policy *p, const struct addr *a)
 {
     if (in_list(p->self, p->n_self, a->family, a->a))
         return true;
-    uint8_t v4[4];
-    return embedded_v4(a, v4) && in_list(p->self, p->n_self, AF_INET, v4);
+    uint8_t v4[4][4];
+    bool opaque;
+    size_t n = embedded_v4(a, v4, &opaque);
+    for (size_t i = 0; i < n; i++)
+        if (in_list(p->self, p->n_self, AF_INET, v4[i]))
+            return true;
+    return false;
 }
 
 /* Allow-listed as a single host (/32 or /128), exactly this address. */

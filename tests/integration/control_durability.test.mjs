@@ -24,20 +24,26 @@ describe('control durability: kill -9 right after the last acknowledgement', () 
   test('200 creates (8 concurrent) with acknowledged renames and deletes, then SIGKILL', async () => {
     f = await fixture({ keepData: true });
     const coll = `${f.base}/accounts/${f.account}/calls/turn_keys`;
+    const failures = []; // every request here must succeed: a refused write is a finding, not noise
     await pool(8, Array.from({ length: 200 }, (_, i) => i), async (i) => {
       const c = await httpRequest(coll, { method: 'POST', token: f.token, body: { name: `dur-${i}` } });
-      if (c.status !== 201) return;
+      if (c.status !== 201) { failures.push(`create ${i}: ${c.status} ${c.text}`); return; }
       const k = c.json.result;
       expected.set(k.uid, k.name);
       if (i % 5 === 0) {
         const u = await httpRequest(`${coll}/${k.uid}`, { method: 'PUT', token: f.token, body: { name: `renamed-${i}` } });
         if (u.status === 200) expected.set(k.uid, `renamed-${i}`);
+        else failures.push(`rename ${i}: ${u.status} ${u.text}`);
       }
       if (i % 7 === 0) {
         const d = await httpRequest(`${coll}/${k.uid}`, { method: 'DELETE', token: f.token });
-        if (d.status === 200) { expected.delete(k.uid); deleted.add(k.uid); }
+        if (d.status === 200) { expected.delete(k.uid); deleted.add(k.uid); } else failures.push(`delete ${i}: ${d.status} ${d.text}`);
       }
     });
+    assert.deepEqual(failures, []);
+    const renamed = [...expected.values()].filter((n) => n.startsWith('renamed-')).length;
+    // i % 5 === 0 renamed (40), minus those also deleted (i % 35 === 0: 6)
+    assert.equal(renamed, 40 - 6, 'every rename acknowledged');
     // A few writes still in flight at the moment of the kill: outcome unknown, but never partial.
     for (let i = 0; i < 6; i++) inflight.push(httpRequest(coll, { method: 'POST', token: f.token, body: { name: `inflight-${i}` } }).catch((e) => e));
     const r = await f.kill9();

@@ -107,8 +107,11 @@ describe('control limits: --max-keys 3', () => {
     for (const v of ['0', '-1', 'abc', '']) {
       const r = cliTimed(['serve', '--data', f.data, '--api-listen', '127.0.0.1:0', '--log-level', 'warn', '--max-keys', v], { timeoutMs: 10000 });
       assert.equal(r.signal, null, `--max-keys ${JSON.stringify(v)} kept running`);
-      assert.notEqual(r.code, 0, `--max-keys ${JSON.stringify(v)} accepted`);
-      assert.ok(r.stderr.trim().length > 0);
+      assert.equal(r.code, 2, `--max-keys ${JSON.stringify(v)}: exit status 2 (usage error), got ${r.code}: ${r.stderr}`);
+      // the one-line reason names the option, its range and the value given (not a crash or a store error)
+      assert.match(r.stderr, new RegExp(`max-keys must be an integer from 1 to 1000000, got '${v}'`), r.stderr);
+      assert.equal(r.stderr.trim().split('\n').length, 1, `one line: ${r.stderr}`);
+      assert.doesNotMatch(r.stdout, /listening/);
     }
   });
 

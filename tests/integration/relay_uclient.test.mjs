@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { fixture } from './lib/server.mjs';
+import { CLASS, METHOD, decodeMessage, isStun } from './lib/stun.mjs';
 
 const haveCoturn = spawnSync('sh', ['-c', 'command -v turnutils_uclient && command -v turnutils_peer']).status === 0;
 
@@ -33,6 +34,43 @@ function totals(out) {
   const last = all.at(-1);
   const lost = out.match(/Total lost packets (\d+)/);
   return { sent: last ? Number(last[1]) : -1, recv: last ? Number(last[2]) : -1, lost: lost ? Number(lost[1]) : -1 };
+}
+
+// A UDP forwarder on 127.0.0.1 in front of the TURN port: each client address gets its own
+// upstream socket; every STUN answer from turnkey is decoded and kept in .answers (with
+// .authenticated set when the request it answers carried MESSAGE-INTEGRITY).
+async function stunTap(turnPort) {
+  const front = createSocket('udp4');
+  const ups = new Map();
+  const authTx = new Set();
+  const answers = [];
+  front.on('message', (buf, rinfo) => {
+    const id = `${rinfo.address}:${rinfo.port}`;
+    let up = ups.get(id);
+    if (!up) {
+      up = createSocket('udp4');
+      up.on('message', (b) => {
+        if (isStun(b)) {
+          try {
+            const m = decodeMessage(b);
+            answers.push({ ...m, authenticated: authTx.has(m.txid.toString('hex')) });
+          } catch { /* not ours to judge */ }
+        }
+        front.send(b, rinfo.port, rinfo.address);
+      });
+      up.bind(0, '127.0.0.1');
+      ups.set(id, up);
+    }
+    if (isStun(buf)) {
+      try { const m = decodeMessage(buf); if (m.hasIntegrity) authTx.add(m.txid.toString('hex')); } catch { /* forwarded as is */ }
+    }
+    up.send(buf, turnPort, '127.0.0.1');
+  });
+  await new Promise((r) => front.bind(0, '127.0.0.1', r));
+  return {
+    port: front.address().port, answers,
+    close: async () => { for (const u of ups.values()) u.close(); await new Promise((r) => front.close(r)); },
+  };
 }
 
 describe('turnutils_uclient interop', { skip: !haveCoturn && 'coturn tools not installed' }, () => {
@@ -124,17 +162,41 @@ describe('turnutils_uclient interop', { skip: !haveCoturn && 'coturn tools not i
     assert.deepEqual([t.sent, t.recv, t.lost], [100, 100, 0]);
   });
 
-  test('a wrong password is refused', async () => {
+  // uclient prints only "Cannot complete Allocation" whatever went wrong, so its exit code
+  // proves nothing about why. A UDP tap between uclient and turnkey decodes every answer
+  // (lib/stun.mjs): the refusal must be turnkey's 401 to the authenticated Allocate, and the
+  // same run with the right credential must get the allocation (so the tap itself works).
+  async function tappedAllocate(cred, extra = ['-n', '3']) {
+    const tap = await stunTap(f.turnPort);
+    try {
+      const args = ['-c', '-e', '127.0.0.1', '-r', String(peerPort), '-u', cred.username, '-w', cred.credential,
+        '-p', String(tap.port), ...extra, '127.0.0.1'];
+      const r = await uclient(args, 30000);
+      const allocs = tap.answers.filter((m) => m.method === METHOD.ALLOCATE);
+      return { ...r, allocs, authenticated: allocs.filter((m) => m.authenticated) };
+    } finally { await tap.close(); }
+  }
+
+  test('a wrong password is refused with 401 to the authenticated Allocate', async () => {
     const cred = await mint();
-    const r = await uclient(base({ ...cred, credential: cred.credential.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) }, ['-n', '3']), 30000);
-    assert.notEqual(r.code, 0);
-    assert.match(r.out, /Cannot complete Allocation|401|Unauthorized|Unauthenticated/i);
+    const ok = await tappedAllocate(cred);
+    assert.equal(ok.code, 0, ok.out.slice(-1500));
+    assert.ok(ok.authenticated.some((m) => m.cls === CLASS.SUCCESS), 'control: the right password allocates through the tap');
+    const bad = await tappedAllocate({ ...cred, credential: cred.credential.replace(/^./, (c) => (c === 'A' ? 'B' : 'A')) });
+    assert.notEqual(bad.code, 0);
+    assert.ok(bad.authenticated.length > 0, 'uclient sent an authenticated Allocate');
+    for (const m of bad.authenticated) assert.deepEqual([m.cls, m.errorCode], [CLASS.ERROR, 401], `answer ${m.errorCode} ${m.reason}`);
   });
 
-  test('an expired credential is refused', async () => {
-    const cred = await mint(1);
-    await new Promise((r) => setTimeout(r, 2200));
-    const r = await uclient(base(cred, ['-n', '3']), 30000);
-    assert.notEqual(r.code, 0);
+  test('an expired credential is refused with 401 (and worked before it expired)', async () => {
+    const cred = await mint(3);
+    const ok = await tappedAllocate(cred, ['-n', '1']);
+    assert.equal(ok.code, 0, `fresh credential: ${ok.out.slice(-1500)}`);
+    await new Promise((r) => setTimeout(r, 3200));
+    const bad = await tappedAllocate(cred);
+    assert.notEqual(bad.code, 0);
+    assert.ok(bad.authenticated.length > 0, 'uclient sent an authenticated Allocate');
+    assert.ok(!bad.allocs.some((m) => m.cls === CLASS.SUCCESS), 'no Allocate succeeded');
+    for (const m of bad.authenticated) assert.deepEqual([m.cls, m.errorCode], [CLASS.ERROR, 401], `answer ${m.errorCode} ${m.reason}`);
   });
 });
