@@ -146,7 +146,7 @@ describe('control CLI: turnkey serve', () => {
 
   test('serve --api-listen nonsense exits non-zero with a one-line reason', () => {
     for (const addr of ['nonsense', '127.0.0.1', '127.0.0.1:99999', '127.0.0.1:-1', 'nohost.invalid:80', '']) {
-      const r = cliTimed(['serve', '--data', data, '--log-level', 'warn', '--turn-listen', '', '--tls-listen', '', '--api-listen', addr], { timeoutMs: 10000 });
+      const r = cliTimed(['serve', '--data', data, '--log-level', 'warn', '--turn-listen', '127.0.0.1:0', '--tls-listen', '', '--api-listen', addr], { timeoutMs: 10000 });
       assertFailsWithOneLine(r, `--api-listen ${JSON.stringify(addr)}`);
     }
   });
@@ -156,7 +156,7 @@ describe('control CLI: turnkey serve', () => {
     await new Promise((res) => blocker.listen(0, '127.0.0.1', res));
     const port = blocker.address().port;
     try {
-      const r = cliTimed(['serve', '--data', data, '--log-level', 'warn', '--turn-listen', '', '--tls-listen', '', '--api-listen', `127.0.0.1:${port}`], { timeoutMs: 10000 });
+      const r = cliTimed(['serve', '--data', data, '--log-level', 'warn', '--turn-listen', '127.0.0.1:0', '--tls-listen', '', '--api-listen', `127.0.0.1:${port}`], { timeoutMs: 10000 });
       assertFailsWithReason(r, `port ${port} taken`);
       assert.match(lastLine(r.stderr), new RegExp(String(port)));
     } finally {
@@ -168,27 +168,41 @@ describe('control CLI: turnkey serve', () => {
     const blocker = net.createServer();
     await new Promise((res) => blocker.listen(0, '127.0.0.1', res));
     try {
-      const r = cliTimed(['serve', '--data', data, '--log-level', 'warn', '--turn-listen', '', '--tls-listen', '', '--api-listen', `127.0.0.1:${blocker.address().port}`], { timeoutMs: 10000 });
+      const r = cliTimed(['serve', '--data', data, '--log-level', 'warn', '--turn-listen', '127.0.0.1:0', '--tls-listen', '', '--api-listen', `127.0.0.1:${blocker.address().port}`], { timeoutMs: 10000 });
       assertFailsWithOneLine(r, 'port taken');
     } finally {
       await new Promise((res) => blocker.close(res));
     }
   });
 
-  test('a second server on the same data dir shares the store: a token created by the CLI while it runs works at once', async () => {
+  test('a second server on the same data dir shares the store: a token created by the CLI while both run works at once on both', async () => {
     const acct = lastLine(cli(['account', 'create', '--data', data]).stdout);
-    const s = await startServer({ data });
+    const s1 = await startServer({ data });
+    let s2;
     try {
-      const tok = lastLine(cli(['token', 'create', '--data', data, '--account', acct, '--permissions', 'calls:write']).stdout);
-      const res = await httpRequest(`${s.url}/client/v4/accounts/${acct}/calls/turn_keys`, { method: 'POST', token: tok, body: { name: 'from-cli-token' } });
-      const k = expectEnvelope(res, 201).result;
+      s2 = await startServer({ data });
+      assert.notEqual(s1.port, s2.port);
+      const tok = lastLine(cli(['token', 'create', '--data', data, '--account', acct, '--permissions', 'calls:read,calls:write']).stdout);
+      const coll = (s) => `${s.url}/client/v4/accounts/${acct}/calls/turn_keys`;
+      const k = expectEnvelope(await httpRequest(coll(s1), { method: 'POST', token: tok, body: { name: 'from-cli-token' } }), 201).result;
+      // the second server sees the key the first one created, and can rename it
+      const seen = expectEnvelope(await httpRequest(`${coll(s2)}/${k.uid}`, { token: tok }), 200).result;
+      assert.equal(seen.name, 'from-cli-token');
+      const r = expectEnvelope(await httpRequest(`${coll(s2)}/${k.uid}`, { method: 'PUT', token: tok, body: { name: 'renamed-on-2' } }), 200).result;
+      assert.equal(r.name, 'renamed-on-2');
+      assert.equal(expectEnvelope(await httpRequest(`${coll(s1)}/${k.uid}`, { token: tok }), 200).result.name, 'renamed-on-2');
       const kl = cli(['key', 'list', '--data', data, '--account', acct]);
       assert.equal(kl.code, 0, kl.stderr);
-      assert.ok(kl.stdout.includes(k.uid) && kl.stdout.includes('from-cli-token'), kl.stdout);
+      assert.ok(kl.stdout.includes(k.uid) && kl.stdout.includes('renamed-on-2'), kl.stdout);
       assert.ok(!kl.stdout.includes(k.key), 'key list never prints the secret');
     } finally {
-      const r = await s.stop();
-      assert.equal(r.code, 0, `server exit status (sanitizers) — stderr:\n${s.stderr()}`);
+      const r1 = await s1.stop();
+      assert.equal(r1.code, 0, `server 1 exit status (sanitizers) — stderr:\n${s1.stderr()}`);
+      if (s2) {
+        const r2 = await s2.stop();
+        assert.equal(r2.code, 0, `server 2 exit status (sanitizers) — stderr:\n${s2.stderr()}`);
+      }
     }
   });
+
 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { fixture, startServer } from './lib/server.mjs';
+import { TurnClient, CLASS } from './lib/stun.mjs';
 
 const sql = (data, q) => execFileSync('sqlite3', [`${data}/turnkey.db`, q], { encoding: 'utf8' }).trim();
 const revocations = (data) => Number(sql(data, 'select count(*) from revocations'));
@@ -19,13 +20,21 @@ async function createKey(f, name = 'k') {
   return { uid: result.uid, key: result.key };
 }
 
-async function mint(url, k, body = { ttl: 600 }) {
+async function mintCred(url, k, body = { ttl: 600 }) {
   const res = await fetch(`${url}/v1/turn/keys/${k.uid}/credentials/generate-ice-servers`, {
     method: 'POST', headers: { authorization: `Bearer ${k.key}`, 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
   assert.equal(res.status, 201);
-  return (await res.json()).iceServers[1].username;
+  const { username, credential } = (await res.json()).iceServers[1];
+  return { username, password: credential };
+}
+const mint = async (url, k, body) => (await mintCred(url, k, body)).username;
+
+// An Allocate over UDP to server s with cred; returns the answer (and closes the client).
+async function allocateOn(s, cred) {
+  const c = new TurnClient({ host: '127.0.0.1', port: s.turnPort });
+  try { return await c.allocate(cred); } finally { await c.close(); }
 }
 
 async function revoke(url, k, username, { bearer = k.key, method = 'POST' } = {}) {
@@ -150,19 +159,28 @@ describe('credential plane: revoke', () => {
 });
 
 describe('credential plane: revocations survive a restart', () => {
-  test('revoke, stop, start on the same data: the row is still there and revoke again → 204', async () => {
+  test('revoke, stop, start on the same data: the relay still refuses the revoked credential; the row is still there and revoke again → 204', async () => {
     const f = await fixture({ keepData: true });
     let s2;
     try {
       const k = await createKey(f);
-      const u = await mint(f.url, k);
+      const revoked = await mintCred(f.url, k);
+      const u = revoked.username;
       // minted, never revoked (a distinct credential: every mint carries its own random salt)
-      const other = await mint(f.url, k, { ttl: 600, customIdentifier: 'other' });
+      const otherCred = await mintCred(f.url, k, { ttl: 600, customIdentifier: 'other' });
+      const other = otherCred.username;
+      assert.equal((await allocateOn(f, revoked)).cls, CLASS.SUCCESS, 'control: the credential worked before the revoke');
       assert.equal((await revoke(f.url, k, u)).status, 204);
+      assert.equal((await allocateOn(f, revoked)).errorCode, 401, 'refused after the revoke');
       const r1 = await f.stop();
       assert.equal(r1.code, 0, `first server exit status — stderr:\n${f.stderr()}`);
 
       s2 = await startServer({ data: f.data });
+      // the relay of the restarted server still refuses it, and still accepts the other one
+      const after = await allocateOn(s2, revoked);
+      assert.equal(after.cls, CLASS.ERROR, 'the revoked credential allocates after a restart');
+      assert.equal(after.errorCode, 401, `Allocate with the revoked credential after the restart: ${after.errorCode} ${after.reason}`);
+      assert.equal((await allocateOn(s2, otherCred)).cls, CLASS.SUCCESS, 'an unrevoked credential of the same key still works');
       assert.equal(revocations(f.data), 1, 'one revocation persisted');
       assert.equal(Number(sql(f.data, `select count(*) from revocations where key_uid='${k.uid}'`)), 1);
       // the stored row is for u (expiry must match the username's)
@@ -175,6 +193,7 @@ describe('credential plane: revocations survive a restart', () => {
       assert.match(await mint(s2.url, k), new RegExp(`^[0-9]+:${k.uid}:`));
       assert.equal((await revoke(s2.url, k, other)).status, 204);
       assert.equal(revocations(f.data), 2);
+      assert.equal((await allocateOn(s2, otherCred)).errorCode, 401, 'revoked on the restarted server: refused at once');
       const r2 = await s2.stop();
       assert.equal(r2.code, 0, `second server exit status — stderr:\n${s2.stderr()}`);
     } finally {
@@ -183,4 +202,5 @@ describe('credential plane: revocations survive a restart', () => {
       rmSync(f.data, { recursive: true, force: true });
     }
   });
+
 });

@@ -2,6 +2,10 @@
 #include "turnkey/keycache.h"
 #include "turnkey/util.h"
 
+/* The cache loads a key from the store on first use, then answers from memory (proved by
+ * deleting the row behind its back: it still answers) until keycache_forget; after a forget
+ * it follows the store again (a key still stored is reloaded, a deleted one stays unknown);
+ * unknown and malformed uids are -1; the cred_lookup adapter answers the same. */
 static void t_keys_follow_store(void)
 {
     char *err = NULL;
@@ -9,27 +13,46 @@ static void t_keys_follow_store(void)
     CHECK(s);
     keycache *kc = keycache_new(s);
     store_account a;
-    store_key k;
+    store_key k, k2;
     char bearer[65], hash[65];
     uint8_t secret[32];
     CHECK_INT(store_account_create(s, "a", 1, &a), STORE_OK);
     CHECK_INT(store_key_create(s, a.id, "k", 10, 1, &k, bearer), STORE_OK);
+    CHECK_INT(store_key_create(s, a.id, "k2", 10, 1, &k2, bearer), STORE_OK);
     CHECK_INT(keycache_get(kc, k.uid, secret, hash), 0);
     CHECK(memcmp(secret, k.secret, 32) == 0);
     CHECK_STR(hash, k.key_hash);
-    CHECK_INT(keycache_get(kc, k.uid, NULL, NULL), 0); /* cached path */
     CHECK_INT(keycache_get(kc, "0123456789abcdef0123456789abcdef", secret, NULL), -1);
     CHECK_INT(keycache_get(kc, "not-hex", secret, NULL), -1);
-    /* delete: the store first, then forget; the cache must not answer from memory */
+    CHECK_INT(keycache_get(kc, "", secret, NULL), -1);
+
+    /* the row goes away behind the cache's back: it still answers from memory */
     store_key d;
     CHECK_INT(store_key_delete(s, a.id, k.uid, &d), STORE_OK);
     store_key_clear(&d);
+    memset(secret, 0, sizeof secret);
+    CHECK_INT(keycache_get(kc, k.uid, secret, NULL), 0);
+    CHECK(memcmp(secret, k.secret, 32) == 0);
+    /* forget: now it follows the store, which no longer has the key */
     keycache_forget(kc, k.uid);
     CHECK_INT(keycache_get(kc, k.uid, secret, NULL), -1);
+    CHECK_INT(keycache_get(kc, k.uid, secret, NULL), -1);
+    /* the other key was untouched; forgetting a key that is still stored only reloads it */
+    CHECK_INT(keycache_get(kc, k2.uid, secret, NULL), 0);
+    keycache_forget(kc, k2.uid);
+    memset(secret, 0, sizeof secret);
+    CHECK_INT(keycache_get(kc, k2.uid, secret, hash), 0);
+    CHECK(memcmp(secret, k2.secret, 32) == 0);
+    CHECK_STR(hash, k2.key_hash);
+
     /* the cred_lookup adapter */
     cred_lookup lk = keycache_lookup(kc);
     CHECK_INT(lk.key_secret(lk.ctx, k.uid, secret), -1);
+    memset(secret, 0, sizeof secret);
+    CHECK_INT(lk.key_secret(lk.ctx, k2.uid, secret), 0);
+    CHECK(memcmp(secret, k2.secret, 32) == 0);
     store_key_clear(&k);
+    store_key_clear(&k2);
     store_account_clear(&a);
     keycache_free(kc);
     store_close(s);

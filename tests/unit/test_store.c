@@ -1,3 +1,5 @@
+#include <sqlite3.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -133,6 +135,49 @@ static void t_revocations(void)
     store_close(s);
 }
 
+/* PRAGMA user_version and the schema text of the SQLite file in dir (sqlite3 directly,
+ * not through the store). */
+static int schema_of(const char *dir, char *sql, size_t cap)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/turnkey.db", dir);
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int version = -1;
+    size_t used = 0;
+    sql[0] = '\0';
+    if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK)
+        goto out;
+    if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        version = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE sql NOT NULL ORDER BY name",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    while (sqlite3_step(st) == SQLITE_ROW && used < cap)
+        used += (size_t)snprintf(sql + used, cap - used, "%s;\n", sqlite3_column_text(st, 0));
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return version;
+}
+
+static int set_version(const char *dir, int v)
+{
+    char path[256], q[64];
+    snprintf(path, sizeof path, "%s/turnkey.db", dir);
+    snprintf(q, sizeof q, "PRAGMA user_version = %d", v);
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open(path, &db) == SQLITE_OK && sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK;
+    sqlite3_close(db);
+    return rc ? 0 : -1;
+}
+
+/* Every kind of record survives a close/reopen; the reopen applies no migration (version
+ * and schema text unchanged, and a second CREATE TABLE would have failed the open); a
+ * store written by a newer binary is refused with a clear error. */
 static void t_persistence_and_migrations(void)
 {
     char dir[] = "/tmp/tk-store-XXXXXX";
@@ -141,16 +186,61 @@ static void t_persistence_and_migrations(void)
     store *s = store_open(dir, &err);
     CHECK(s);
     store_account a;
+    store_token t;
+    store_key k;
+    char tok[STORE_TOKEN_LEN + 1], bearer[65];
     CHECK_INT(store_account_create(s, "p", 1, &a), STORE_OK);
+    CHECK_INT(store_token_create(s, a.id, "t", STORE_PERM_READ, 0, 1, &t, tok), STORE_OK);
+    CHECK_INT(store_key_create(s, a.id, "k", 10, 1, &k, bearer), STORE_OK);
+    CHECK_INT(store_revoke_add(s, k.uid, "user-1", 5000000000), STORE_OK);
     store_close(s);
-    s = store_open(dir, &err); /* reopen: migrations are not re-applied */
+    static char schema1[8192], schema2[8192];
+    int v1 = schema_of(dir, schema1, sizeof schema1);
+    CHECK(v1 >= 1);
+    CHECK(strstr(schema1, "CREATE TABLE turn_keys"));
+
+    for (int round = 0; round < 2; round++) { /* reopen twice: still no migration */
+        s = store_open(dir, &err);
+        CHECK(s);
+        store_close(s);
+    }
+    CHECK_INT(schema_of(dir, schema2, sizeof schema2), v1);
+    CHECK_STR(schema2, schema1);
+
+    s = store_open(dir, &err);
     CHECK(s);
     store_account g;
     CHECK_INT(store_account_get(s, a.id, &g), STORE_OK);
     CHECK_STR(g.name, "p");
     store_account_clear(&g);
-    store_account_clear(&a);
+    store_token gt;
+    CHECK_INT(store_token_by_secret(s, tok, strlen(tok), &gt), STORE_OK);
+    CHECK_STR(gt.id, t.id);
+    CHECK_INT(gt.perms, STORE_PERM_READ);
+    store_token_clear(&gt);
+    store_key gk;
+    CHECK_INT(store_key_by_uid(s, k.uid, &gk), STORE_OK);
+    CHECK(memcmp(gk.secret, k.secret, STORE_SECRET_LEN) == 0);
+    CHECK_STR(gk.key_hash, k.key_hash);
+    store_key_clear(&gk);
+    bool revoked = false;
+    CHECK_INT(store_revoke_check(s, k.uid, "user-1", &revoked), STORE_OK);
+    CHECK(revoked);
     store_close(s);
+
+    /* a schema from a newer binary: refused, nothing changed */
+    CHECK_INT(set_version(dir, v1 + 7), 0);
+    s = store_open(dir, &err);
+    CHECK(!s);
+    CHECK(err && strstr(err, "newer than this binary"));
+    store_free_err(err);
+    err = NULL;
+    CHECK_INT(schema_of(dir, schema2, sizeof schema2), v1 + 7);
+    CHECK_STR(schema2, schema1);
+
+    store_key_clear(&k);
+    store_token_clear(&t);
+    store_account_clear(&a);
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);
