@@ -21,7 +21,7 @@
  * Invariants: status in a known set and never 5xx; body NULL exactly for 204; a body is
  * valid JSON (jansson), content type set; errors use the v4 envelope with codes >= 1000;
  * 405 sets Allow; 401 sets WWW-Authenticate; nothing but /healthz and /readyz succeeds
- * without a real credential; a 201 mint returns a credential that verifies under the key's
+ * without a valid credential of the right account and permission (may_succeed); a 201 mint returns a credential that verifies under the key's
  * secret with the key's id; key objects carry only uid/name/created/modified (+ a fresh key
  * on create) — never the secret. Set FUZZ_API_VERBOSE=1 to print each request's answer. The store is capped (max_keys 50) and rebuilt when the fuzzer
  * deletes the TURN key. */
@@ -31,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "turnkey/api.h"
 #include "turnkey/cred.h"
@@ -122,6 +123,61 @@ static void teardown(void)
     api_free(S.api);
     store_close(S.st);
     memset(&S, 0, sizeof S);
+}
+
+/* The secret an Authorization header presents, read independently of src/api: the scheme
+ * "Bearer" (any case), blanks, one token, optional trailing blanks. NULL if none. */
+static const char *presented(const char *auth, size_t *len)
+{
+    if (!auth || strncasecmp(auth, "Bearer", 6) != 0 || (auth[6] != ' ' && auth[6] != '\t'))
+        return NULL;
+    const char *t = auth + 6;
+    while (*t == ' ' || *t == '\t')
+        t++;
+    size_t n = strcspn(t, " \t");
+    const char *rest = t + n;
+    while (*rest == ' ' || *rest == '\t')
+        rest++;
+    if (n == 0 || *rest)
+        return NULL;
+    *len = n;
+    return t;
+}
+
+static bool is(const char *t, size_t n, const char *secret)
+{
+    return t && strlen(secret) == n && memcmp(t, secret, n) == 0;
+}
+
+/* True if path is "/client/v4/accounts/<acct>" or continues with '/' or '?'. */
+static bool under_account(const char *path, const char *acct)
+{
+    static const char pre[] = "/client/v4/accounts/";
+    size_t n = sizeof pre - 1, al = strlen(acct);
+    return strncmp(path, pre, n) == 0 && strncmp(path + n, acct, al) == 0 &&
+           (path[n + al] == '/' || path[n + al] == '?' || path[n + al] == '\0');
+}
+
+/* The only requests that may get a 2xx: the health checks; token verify with a valid
+ * (unexpired) API token; the account's routes with its read/write token, or its read-only
+ * token on GET; the other account's routes with its own token; the credential plane with the
+ * TURN key's bearer. An expired token, another account's token or the wrong kind of secret
+ * never succeeds. */
+static bool may_succeed(const char *method, const char *path, const char *auth)
+{
+    size_t n = 0;
+    const char *t = presented(auth, &n);
+    if (strstr(path, "healthz") || strstr(path, "readyz"))
+        return true;
+    if (strncmp(path, "/client/v4/user/tokens/verify", 29) == 0)
+        return is(t, n, S.token) || is(t, n, S.ro_token) || is(t, n, S.other_token);
+    if (under_account(path, S.account))
+        return is(t, n, S.token) || (is(t, n, S.ro_token) && strcmp(method, "GET") == 0);
+    if (under_account(path, S.other_account))
+        return is(t, n, S.other_token);
+    if (strncmp(path, "/v1/turn/keys/", 14) == 0)
+        return is(t, n, S.key);
+    return false;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -341,10 +397,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const char *ato[] = {S.token, S.key};
         auth = expand(a, al, afrom, ato, 2);
     }
-    /* Does the request carry a real secret (so that a 2xx is legitimate)? */
-    bool real = auth && (strstr(auth, S.token) || strstr(auth, S.ro_token) ||
-                         strstr(auth, S.other_token) || strstr(auth, S.key) ||
-                         strstr(auth, S.expired_token));
+    /* May this request succeed at all (a valid credential of the right kind)? */
+    bool real = may_succeed(method, path, auth);
 
     api_request req = {.method = method,
                        .path = path,

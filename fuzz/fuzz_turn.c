@@ -3,17 +3,21 @@
  * Input = records of [op (1 byte)][length (2 bytes, big-endian)][payload]. op & 7:
  *   0, 1  client message, payload as is (on tuple (op >> 3) & 3)
  *   2, 3  client message re-signed by the harness: if the payload parses as STUN, it is rebuilt
- *         with USERNAME/REALM/NONCE (the last nonce this tuple was given; fetched first if none)
- *         and a valid MESSAGE-INTEGRITY (+ FINGERPRINT when op & 0x20), so the fuzzer reaches
- *         the authenticated paths
+ *         with USERNAME (user (op >> 6) & 3 of N_USERS) / REALM / NONCE (the last nonce this
+ *         tuple was given; fetched first if none) and a valid MESSAGE-INTEGRITY (+ FINGERPRINT
+ *         when op & 0x20), so the fuzzer reaches the authenticated paths
  *   4     peer datagram: payload[0] picks the allocation (last id minus it), payload[1] the peer,
  *         the rest is the data
  *   5     advance the clock by payload[0..3] (ms, big-endian) and run the timers
- *   6     lifecycle: key deleted / credential revoked / auth failures / credential expiry
+ *   6     lifecycle: key deleted / credential revoked (key or user from payload[0] >> 3) /
+ *         auth failures / credential expiry
  *   7     connection closed for tuple (op >> 3) & 3
- * The fake auth accepts one username with one password. Invariants: the allocation count stays
- * within the cap, relay_close is only called for open relays, and everything is closed after
- * turn_server_free. */
+ * The fake auth accepts N_USERS usernames (users 0, 2 on key 0, users 1, 3 on key 1), one
+ * password. The caps are small (CAP total, USER_QUOTA per username, fewer than N_TUPLES) so
+ * both can be reached. Invariants after every step: the allocation count stays within CAP and
+ * equals the open relays; no username holds more than USER_QUOTA allocations; every relay has
+ * an owner; relay_close only for open relays; nothing is sent to a peer the policy denies,
+ * or from a closed relay; everything is closed after turn_server_free. */
 #include "turnkey/peer.h"
 #include "turnkey/stun.h"
 #include "turnkey/turn.h"
@@ -25,11 +29,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define USER "fuzzuser"
 #define PASS "fuzzpass"
 #define REALM "fuzz.realm"
 #define N_TUPLES 4
-#define CAP 8
+#define N_USERS 4
+#define CAP 3
+#define USER_QUOTA 2
+
+static const char *const users[N_USERS] = {"fuzzuser0", "fuzzuser1", "fuzzuser2", "fuzzuser3"};
+static const char *const keys[2] = {"fuzzkey0", "fuzzkey1"};
 
 typedef struct harness {
     turn_server *s;
@@ -37,7 +45,11 @@ typedef struct harness {
     char nonce[N_TUPLES][128];
     size_t nonce_len[N_TUPLES];
     bool *open;
+    signed char *owner; /* per relay id: the user whose authentication opened it */
     size_t open_cap;
+    int last_user;      /* user of the last successful auth call, -1 none */
+    long per_user[N_USERS];
+    const peer_policy *pol;
     uint64_t last_id;
     long n_open;
     int auth_rc;
@@ -78,12 +90,18 @@ static int relay_open(void *ctx, uint64_t id, int family, struct sockaddr_storag
     if (id >= h->open_cap) {
         size_t cap = (id + 1) * 2;
         h->open = util_xrealloc(h->open, cap);
+        h->owner = util_xrealloc(h->owner, cap);
         memset(h->open + h->open_cap, 0, cap - h->open_cap);
+        memset(h->owner + h->open_cap, -1, cap - h->open_cap);
         h->open_cap = cap;
     }
     if (h->open[id])
         abort();
+    if (h->last_user < 0)
+        abort(); /* a relay for an allocation nobody authenticated */
     h->open[id] = true;
+    h->owner[id] = (signed char)h->last_user;
+    h->per_user[h->last_user]++;
     h->n_open++;
     h->last_id = id;
     memset(relayed, 0, sizeof *relayed);
@@ -108,6 +126,8 @@ static void relay_close(void *ctx, uint64_t id)
     if (id >= h->open_cap || !h->open[id])
         abort();
     h->open[id] = false;
+    h->per_user[h->owner[id]]--;
+    h->owner[id] = -1;
     h->n_open--;
 }
 
@@ -115,23 +135,30 @@ static void send_peer(void *ctx, uint64_t id, const struct sockaddr *peer, const
                       size_t len)
 {
     harness *h = ctx;
-    (void)peer;
     (void)buf;
     (void)len;
     if (id >= h->open_cap || !h->open[id])
         abort(); /* sending from a closed relay */
+    if (!peer_allowed(h->pol, peer))
+        abort(); /* relayed to a peer the policy denies */
 }
 
 static int auth(void *ctx, const uint8_t *user, size_t len, int64_t now, char password[128],
                 turn_auth_info *info)
 {
     harness *h = ctx;
+    h->last_user = -1;
     if (h->auth_rc)
         return h->auth_rc;
-    if (len != strlen(USER) || memcmp(user, USER, len) != 0)
+    int u = -1;
+    for (int i = 0; i < N_USERS; i++)
+        if (len == strlen(users[i]) && memcmp(user, users[i], len) == 0)
+            u = i;
+    if (u < 0)
         return TURN_AUTH_REJECT;
+    h->last_user = u;
     strcpy(password, PASS);
-    strcpy(info->key_id, "fuzzkey");
+    strcpy(info->key_id, keys[u & 1]);
     info->expires = h->expires ? h->expires : now + 3600;
     return TURN_AUTH_OK;
 }
@@ -161,8 +188,8 @@ static void peer_addr(struct sockaddr_storage *ss, uint8_t sel)
 }
 
 /* Rebuilds msg with credentials and integrity; returns the new length or 0. */
-static size_t resign(harness *h, int ti, const uint8_t *msg, size_t len, bool fp, uint8_t *out,
-                     size_t cap)
+static size_t resign(harness *h, int ti, const char *user, const uint8_t *msg, size_t len,
+                     bool fp, uint8_t *out, size_t cap)
 {
     stun_msg m;
     stun_builder b;
@@ -183,10 +210,10 @@ static size_t resign(harness *h, int ti, const uint8_t *msg, size_t len, bool fp
         default: stun_builder_add(&b, a->type, stun_attr_value(&m, a), a->len);
         }
     }
-    stun_builder_add(&b, STUN_ATTR_USERNAME, USER, strlen(USER));
+    stun_builder_add(&b, STUN_ATTR_USERNAME, user, strlen(user));
     stun_builder_add(&b, STUN_ATTR_REALM, REALM, strlen(REALM));
     stun_builder_add(&b, STUN_ATTR_NONCE, h->nonce[ti], h->nonce_len[ti]);
-    stun_long_term_key((const uint8_t *)USER, strlen(USER), (const uint8_t *)REALM,
+    stun_long_term_key((const uint8_t *)user, strlen(user), (const uint8_t *)REALM,
                        strlen(REALM), (const uint8_t *)PASS, strlen(PASS), key);
     stun_builder_add_integrity(&b, key, sizeof key);
     if (fp)
@@ -207,7 +234,7 @@ static void client_msg(harness *h, uint8_t op, const uint8_t *p, size_t n)
         turn_server_input(h->s, t, p, n, h->now); /* earns a 401 with a nonce */
     size_t cap = n + 256;
     uint8_t *out = util_xmalloc(cap);
-    size_t len = resign(h, ti, p, n, (op & 0x20) != 0, out, cap);
+    size_t len = resign(h, ti, users[(op >> 6) & 3], p, n, (op & 0x20) != 0, out, cap);
     if (len)
         turn_server_input(h->s, t, out, len, h->now);
     free(out);
@@ -237,8 +264,12 @@ static void lifecycle(harness *h, const uint8_t *p, size_t n)
 {
     uint8_t sel = n ? p[0] : 0;
     switch (sel & 7) {
-    case 0: turn_server_key_deleted(h->s, "fuzzkey", h->now); break;
-    case 1: turn_server_credential_revoked(h->s, (const uint8_t *)USER, strlen(USER), h->now); break;
+    case 0: turn_server_key_deleted(h->s, keys[(sel >> 3) & 1], h->now); break;
+    case 1: {
+        const char *u = users[(sel >> 3) & 3];
+        turn_server_credential_revoked(h->s, (const uint8_t *)u, strlen(u), h->now);
+        break;
+    }
     case 2: h->auth_rc = TURN_AUTH_REJECT; break;
     case 3: h->auth_rc = TURN_AUTH_EXPIRED; break;
     case 4: h->auth_rc = 0; break;
@@ -251,6 +282,8 @@ static void setup(harness *h, turn_config *cfg, peer_policy *pol)
 {
     memset(h, 0, sizeof *h);
     h->now = 1700000000000LL;
+    h->last_user = -1;
+    h->pol = pol;
     peer_policy_init(pol);
     peer_cidr c;
     peer_cidr_parse("127.0.0.1/32", &c);
@@ -260,7 +293,7 @@ static void setup(harness *h, turn_config *cfg, peer_policy *pol)
     cfg->software = "fuzz";
     memset(cfg->nonce_secret, 7, sizeof cfg->nonce_secret);
     cfg->max_allocations = CAP;
-    cfg->user_quota = 3;
+    cfg->user_quota = USER_QUOTA;
     cfg->peers = pol;
     for (int i = 0; i < N_TUPLES; i++) {
         turn_5tuple *t = &h->tuples[i];
@@ -316,11 +349,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         turn_server_stats(h.s, &st);
         if (st.allocations > CAP || (long)st.allocations != h.n_open)
             abort();
+        for (int u = 0; u < N_USERS; u++)
+            if (h.per_user[u] > USER_QUOTA || h.per_user[u] < 0)
+                abort();
     }
     turn_server_free(h.s);
     if (h.n_open != 0)
         abort();
     free(h.open);
+    free(h.owner);
     peer_policy_dispose(&pol);
     return 0;
 }
