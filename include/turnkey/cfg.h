@@ -1,6 +1,6 @@
 /* cfg: configuration for `turnkey serve` from one declarative table. Sources, later ones
- * winning: built-in defaults, the config file (--config FILE: "name = value" lines, '#'
- * comments), environment variables (TURNKEY_<NAME> with '-' as '_', upper case), flags
+ * winning: built-in defaults, the config file (--config FILE, or TURNKEY_CONFIG: "name = value"
+ * lines, '#' comments), environment variables (TURNKEY_<NAME> with '-' as '_', upper case), flags
  * (--name value or --name=value). The same table prints `turnkey serve --help`. */
 #ifndef TURNKEY_CFG_H
 #define TURNKEY_CFG_H

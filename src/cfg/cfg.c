@@ -175,7 +175,11 @@ int cfg_load(cfg *c, int argc, char **argv, FILE *err)
     for (size_t i = 0; i < N_OPTS; i++)
         if (table[i].def && set(c, &table[i], table[i].def, "default", err) != 0)
             return -1;
-    /* pass 1: --help and --config; pass 2: everything else, after file and environment */
+    /* pass 1: --help and --config (TURNKEY_CONFIG unless the flag is given); pass 2:
+     * everything else, after file and environment */
+    const char *env_config = getenv("TURNKEY_CONFIG");
+    if (env_config && *env_config)
+        set(c, &table[0], env_config, "TURNKEY_CONFIG", err);
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             cfg_print_help(stdout);
