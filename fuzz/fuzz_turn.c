@@ -82,9 +82,11 @@ static void send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, siz
     }
 }
 
-static int relay_open(void *ctx, uint64_t id, int family, struct sockaddr_storage *relayed)
+static int relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *t,
+                      struct sockaddr_storage *relayed)
 {
     harness *h = ctx;
+    (void)t;
     if (id % 13 == 5)
         return TURN_RELAY_ERR_CAPACITY;
     if (id >= h->open_cap) {

@@ -305,7 +305,7 @@ static int tls_paths(cfg *c)
     c->tls_cert = util_xasprintf("%s/tls-selfsigned-cert.pem", c->data);
     c->tls_key = util_xasprintf("%s/tls-selfsigned-key.pem", c->data);
     char host[256] = "localhost";
-    const char *src = c->public_host[0] ? c->public_host : c->tls_listen;
+    const char *src = c->public_host[0] ? c->public_host : c->tls_listen[0];
     size_t n = strcspn(src, c->public_host[0] ? "," : "");
     if (!c->public_host[0]) {
         const char *colon = strrchr(src, ':');
@@ -325,15 +325,53 @@ static int tls_paths(cfg *c)
     return 0;
 }
 
-static relay *start_relay(const cfg *c, keycache *keys, tls_server *tls)
+static void set_port(char **listen, unsigned port);
+
+/* The listener lists in relay order (turn, udp, tcp, tls): the i-th relay listener is the
+ * list entry *listener_slot(c, i), so the ports actually bound can be written back. */
+static char **listener_slot(cfg *c, size_t i, unsigned *kinds)
+{
+    struct {
+        char **list;
+        size_t n;
+        unsigned kinds;
+    } g[] = {{c->turn_listen, c->n_turn_listen, RELAY_UDP | RELAY_TCP},
+             {c->udp_listen, c->n_udp_listen, RELAY_UDP},
+             {c->tcp_listen, c->n_tcp_listen, RELAY_TCP},
+             {c->tls_listen, c->n_tls_listen, RELAY_TLS}};
+    for (size_t k = 0; k < sizeof g / sizeof g[0]; i -= g[k].n, k++)
+        if (i < g[k].n) {
+            *kinds = g[k].kinds;
+            return &g[k].list[i];
+        }
+    return NULL;
+}
+
+static size_t n_listeners(const cfg *c)
+{
+    return c->n_turn_listen + c->n_udp_listen + c->n_tcp_listen + c->n_tls_listen;
+}
+
+static relay *start_relay(cfg *c, keycache *keys, tls_server *tls)
 {
     uint16_t lo, hi;
+    relay *r = NULL;
     if (relay_parse_ports(c->relay_ports, &lo, &hi) != 0) {
         fprintf(stderr, "turnkey: --relay-ports must be LO-HI within 1-65535, got '%s'\n",
                 c->relay_ports);
         return NULL;
     }
-    relay_config rc = {.listen = c->turn_listen,
+    size_t nl = n_listeners(c);
+    relay_listener *ls = util_xcalloc(nl, sizeof *ls);
+    relay_external *ext = util_xcalloc(c->n_external_ip + 1, sizeof *ext);
+    for (size_t i = 0; i < nl; i++)
+        ls[i].addr = *listener_slot(c, i, &ls[i].kinds);
+    for (size_t i = 0; i < c->n_external_ip; i++) /* validated by cfg_load */
+        cfg_parse_external(c->external_ip[i], &ext[i].pub, &ext[i].priv, &ext[i].has_priv);
+    relay_config rc = {.listeners = ls,
+                       .n_listeners = nl,
+                       .external = ext,
+                       .n_external = c->n_external_ip,
                        .relay_ip = c->relay_ip,
                        .port_lo = lo,
                        .port_hi = hi,
@@ -342,17 +380,34 @@ static relay *start_relay(const cfg *c, keycache *keys, tls_server *tls)
                        .n_allow_peer = c->n_allow_peer,
                        .user_quota = (uint32_t)c->user_quota,
                        .max_allocations = (uint32_t)c->max_allocations,
-                       .tls_listen = c->tls_listen,
                        .threads = (unsigned)c->relay_threads,
                        .tls = tls,
                        .keys = keys};
     char *err = NULL;
-    relay *r = relay_start(&rc, &err);
-    if (!r) {
+    if (!(r = relay_start(&rc, &err))) {
         fprintf(stderr, "turnkey: %s\n", err);
         free(err);
     }
+    free(ls);
+    free(ext);
     return r;
+}
+
+/* With port 0 the kernel chose one: advertise and print the ports actually bound. */
+static void show_listeners(cfg *c, relay *r, bool print)
+{
+    for (size_t i = 0; i < n_listeners(c); i++) {
+        unsigned kinds;
+        char **slot = listener_slot(c, i, &kinds);
+        if (!print) {
+            set_port(slot, relay_listener_port(r, i));
+        } else if (kinds == RELAY_TLS) {
+            printf("turnkey: TURN/TLS listening on %s (certificate %s)\n", *slot, c->tls_cert);
+        } else {
+            printf("turnkey: TURN listening on %s %s (realm %s)\n", *slot,
+                   kinds == RELAY_UDP ? "udp" : kinds == RELAY_TCP ? "tcp" : "udp+tcp", c->realm);
+        }
+    }
 }
 
 static int bootstrap(store *s, const char *api_url)
@@ -447,16 +502,16 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "turnkey: cannot load credential revocations from the store\n");
         goto out;
     }
-    if (!c.turn_listen[0] && !c.tls_listen[0]) {
+    if (!n_listeners(&c)) {
         fprintf(stderr, "turnkey: no TURN listener (--turn-listen and --tls-listen are both off): "
                         "minted iceServers would name no server\n");
         goto out;
     }
-    if (!c.turn_listen[0] && c.tls_listen[0]) {
+    if (!c.n_turn_listen && !c.n_udp_listen && !c.n_tcp_listen && c.n_tls_listen) {
         fprintf(stderr, "turnkey: --tls-listen needs --turn-listen (one relay serves both)\n");
         goto out;
     }
-    if (c.tls_listen[0]) {
+    if (c.n_tls_listen) {
         char *terr = NULL;
         if (tls_paths(&c) != 0)
             goto out;
@@ -466,13 +521,10 @@ static int cmd_serve(int argc, char **argv)
             goto out;
         }
     }
-    if (c.turn_listen[0] && !(rel = start_relay(&c, keys, tls)))
+    if (n_listeners(&c) && !(rel = start_relay(&c, keys, tls)))
         goto out;
     if (rel) {
-        /* with port 0 the kernel chose one: advertise the ports actually bound */
-        set_port(&c.turn_listen, relay_port(rel));
-        if (tls)
-            set_port(&c.tls_listen, relay_tls_port(rel));
+        show_listeners(&c, rel, false);
         cfg_free_urls(stun, n_stun);
         cfg_free_urls(turn, n_turn);
         if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
@@ -504,9 +556,7 @@ static int cmd_serve(int argc, char **argv)
         goto out;
     }
     if (rel)
-        printf("turnkey: TURN listening on %s udp+tcp (realm %s)\n", c.turn_listen, c.realm);
-    if (tls)
-        printf("turnkey: TURN/TLS listening on %s (certificate %s)\n", c.tls_listen, c.tls_cert);
+        show_listeners(&c, rel, true);
     printf("turnkey: API listening on %s (data: %s)\n", api_url, c.data);
     fflush(stdout);
     free(api_url);

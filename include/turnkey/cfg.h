@@ -13,13 +13,24 @@ typedef struct cfg {
     char *config;      /* file read, or NULL */
     char *data;        /* data directory (SQLite store) */
     char *api_listen;  /* HTTP API ADDR:PORT */
-    char *turn_listen; /* TURN UDP+TCP ADDR:PORT ("" = off) */
-    char *tls_listen;  /* TURN TLS ADDR:PORT ("" = off) */
+    /* Listener lists (repeatable; a later source replaces an earlier one's list; "" = none):
+     * TURN UDP+TCP, TLS, UDP only, TCP only; each ADDR:PORT. */
+    char **turn_listen;
+    size_t n_turn_listen;
+    char **tls_listen;
+    size_t n_tls_listen;
+    char **udp_listen;
+    size_t n_udp_listen;
+    char **tcp_listen;
+    size_t n_tcp_listen;
+    char **external_ip; /* PUBLIC[/PRIVATE], at most one per address family */
+    size_t n_external_ip;
     char *tls_cert;    /* PEM certificate chain ("" = self-signed pair in the data dir) */
     char *tls_key;     /* PEM private key */
     char *relay_ip;    /* relay address ("" = the turn-listen address) */
     char *relay_ports; /* LO-HI */
-    char *public_host; /* comma-separated names for iceServers ("" = the turn-listen host) */
+    char *public_host; /* comma-separated names for iceServers ("" = external-ip, else the
+                          listener hosts) */
     char *realm;
     char **allow_peer; /* CIDR list (repeatable flag) */
     size_t n_allow_peer;
@@ -30,6 +41,8 @@ typedef struct cfg {
     long relay_threads; /* 0 = one per CPU */
     char *log_level;
     bool bootstrap;    /* first run on an empty store: create an account and a token */
+    int layer_;        /* cfg_load internals: which source is being read, and which source */
+    int list_layer_[8]; /* last set each layered list */
 } cfg;
 
 /* Fills c from defaults, file, environment and argv (argv[0] is the subcommand name).
@@ -40,10 +53,19 @@ void cfg_print_help(FILE *out);
 
 
 
-/* Builds the iceServers URL lists from the enabled listeners and public host(s):
- * stun:H:P, turn:H:P?transport=udp, turn:H:P?transport=tcp (turn-listen) and
- * turns:H:P?transport=tcp (tls-listen). Returns 0 or -1 (message on err). Free with
- * cfg_free_urls. */
+/* Parses one --external-ip value "PUBLIC[/PRIVATE]" (IP literals of one family, neither a
+ * wildcard). priv may be NULL; *has_priv tells whether PRIVATE was given. 0 or -1. */
+struct sockaddr_storage;
+int cfg_parse_external(const char *s, struct sockaddr_storage *pub, struct sockaddr_storage *priv,
+                       bool *has_priv);
+
+/* Builds the iceServers URL lists from the enabled listeners, in Cloudflare's order:
+ * stun:H:P for each --turn-listen port; then turn:H:P?transport=udp for --turn-listen and
+ * --udp-listen ports; turn:H:P?transport=tcp for --turn-listen and --tcp-listen ports;
+ * turns:H:P?transport=tcp for --tls-listen ports (each group in the order configured,
+ * duplicates once). H: each --public-host name, else each --external-ip PUBLIC address, else
+ * each listener's own address; a wildcard listener without --public-host/--external-ip is an
+ * error (no URL could reach it). Returns 0 or -1 (message on err). Free with cfg_free_urls. */
 int cfg_ice_urls(const cfg *c, char ***stun, size_t *n_stun, char ***turn, size_t *n_turn,
                  FILE *err);
 void cfg_free_urls(char **urls, size_t n);

@@ -8,10 +8,12 @@
  *      addresses. IPv6 allow ranges that merely contain ::ffff:0:0/96 (e.g. ::/0) do not
  *      open IPv4 addresses.
  *   3. The server's own addresses (peer_policy_add_self; matched by IP, any port, and also when
- *      embedded in a compatible/NAT64/local-use NAT64/6to4 IPv6 address): denied, unless that exact address
- *      is allow-listed as a single host (/32 or /128). Allowing 127.0.0.0/8 therefore does not
- *      open an own address 127.0.0.1, but allowing 127.0.0.1/32 does (the tests relay through
- *      127.0.0.1 while the server listens there).
+ *      embedded in a compatible/NAT64/local-use NAT64/6to4 IPv6 address): denied, unless that
+ *      address and port is a live relay allocation of this server (peer_policy_set_relays:
+ *      hairpin, two relayed clients talking), or that exact address is allow-listed as a single
+ *      host (/32 or /128). Allowing 127.0.0.0/8 therefore does not open an own address
+ *      127.0.0.1, but allowing 127.0.0.1/32 does (the tests relay through 127.0.0.1 while the
+ *      server listens there).
  *   4. Inside an allow-listed range: allowed, even if the deny list covers it. Exactly the
  *      range given is opened; the compatible/NAT64/6to4 forms of an allowed IPv4 address are
  *      NOT opened by an IPv4 range (they reach other hosts: gateways and relays).
@@ -43,6 +45,7 @@ typedef struct peer_policy {
     size_t n_allow, cap_allow;
     peer_cidr *self; /* own addresses as /32 or /128, normalised likewise */
     size_t n_self, cap_self;
+    const struct peer_relays *relays; /* live relay ports (hairpin), or NULL */
 } peer_policy;
 
 /* Parses "a.b.c.d/len", "ipv6/len" or a bare address (= /32 or /128). The prefix is
@@ -63,7 +66,42 @@ int peer_policy_add_allow(peer_policy *p, const peer_cidr *c);
  * -EINVAL if the family is not AF_INET/AF_INET6, else 0. */
 int peer_policy_add_self(peer_policy *p, const struct sockaddr *sa);
 
+/* The live relay allocations of this server, for hairpinning. Not owned; may be NULL. */
+void peer_policy_set_relays(peer_policy *p, const struct peer_relays *relays);
+
 /* May the relay send to this peer (sockaddr_in or sockaddr_in6)? See the rules above. */
 bool peer_allowed(const peer_policy *p, const struct sockaddr *sa);
+
+/* --- relay addresses in use (hairpin) ---------------------------------------------------
+ * A fixed set of relay bind addresses ("slots", registered before the relay threads start)
+ * with one atomic bitmap of live ports each: peer_relays_mark sets or clears a port when a
+ * relay socket opens or closes (any thread), the queries read it without locks. External
+ * mappings (--external-ip PUBLIC[/PRIVATE]) say which public address a relay bound on a
+ * private address is reported as: with a PRIVATE, relays bound on exactly that address; without
+ * one, every relay slot of that family. */
+#define PEER_RELAYS_MAX_SLOTS 64
+typedef struct peer_relays peer_relays;
+
+peer_relays *peer_relays_new(void);
+void peer_relays_free(peer_relays *r);
+/* Registers a relay bind address (the port is ignored; IPv4-mapped becomes IPv4). Returns
+ * its slot (an existing one for a known address), or -1 (full or not AF_INET/AF_INET6). */
+int peer_relays_add_slot(peer_relays *r, const struct sockaddr *sa);
+/* Adds PUBLIC[/PRIVATE] (priv NULL = none). -EINVAL on family mismatch, -EEXIST when the
+ * family already has a mapping, else 0. */
+int peer_relays_add_external(peer_relays *r, const struct sockaddr *pub,
+                             const struct sockaddr *priv);
+/* The slot of a bind address, or -1. */
+int peer_relays_slot(const peer_relays *r, const struct sockaddr *sa);
+void peer_relays_mark(peer_relays *r, int slot, uint16_t port, bool live);
+/* What an allocation relayed on `bound` reports (XOR-RELAYED-ADDRESS): the mapped public
+ * address with bound's port, or bound itself. True when mapped. */
+bool peer_relays_public(const peer_relays *r, const struct sockaddr *bound,
+                        struct sockaddr_storage *out);
+/* Is sa (a slot address or a mapped public address, with a port) a live relay socket of this
+ * server? If so and `direct` is not NULL, *direct is the socket's bound address (a public
+ * address becomes the private one: send there, the NAT may not hairpin). */
+bool peer_relays_live(const peer_relays *r, const struct sockaddr *sa,
+                      struct sockaddr_storage *direct);
 
 #endif

@@ -5,16 +5,38 @@
 #ifndef TURNKEY_RELAY_H
 #define TURNKEY_RELAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "turnkey/keycache.h"
 #include "turnkey/peer.h"
 #include "turnkey/tls.h"
 
+/* What one listener address carries. */
+enum { RELAY_UDP = 1, RELAY_TCP = 2, RELAY_TLS = 4 };
+
+typedef struct relay_listener {
+    const char *addr; /* "ADDR:PORT"; 0.0.0.0 / [::] = every local address ([::] dual-stack) */
+    unsigned kinds;   /* RELAY_UDP | RELAY_TCP (one port for both), or RELAY_TLS alone */
+} relay_listener;
+
+/* --external-ip PUBLIC[/PRIVATE] (at most one per family). */
+typedef struct relay_external {
+    struct sockaddr_storage pub, priv;
+    bool has_priv;
+} relay_external;
+
 typedef struct relay_config {
-    const char *listen;      /* UDP+TCP listener "ADDR:PORT" */
-    const char *relay_ip;    /* relay address; NULL/"" = the listener address */
+    const relay_listener *listeners;
+    size_t n_listeners;
+    const relay_external *external;
+    size_t n_external;
+    /* Relay address; NULL/"" = the local address each Allocate arrived on (so a wildcard
+     * listener relays on the address the client reached). Reported as the external address
+     * when one maps it. */
+    const char *relay_ip;
     uint16_t port_lo, port_hi;
     const char *realm;
     const char *const *allow_peer; /* CIDRs opened in the peer deny-list */
@@ -22,8 +44,7 @@ typedef struct relay_config {
     uint32_t user_quota;      /* 0 = default (10) */
     uint32_t max_allocations; /* 0 = default */
     keycache *keys;
-    const char *tls_listen; /* TURN over TLS "ADDR:PORT"; NULL/"" = off */
-    tls_server *tls;        /* required when tls_listen is set */
+    tls_server *tls;        /* required when a listener has RELAY_TLS */
     unsigned threads;       /* event-loop threads; 0 = one per online CPU */
 } relay_config;
 
@@ -33,7 +54,9 @@ typedef struct relay relay;
  * NULL + *err (free()) on failure. */
 relay *relay_start(const relay_config *cfg, char **err);
 void relay_stop(relay *r);
-/* Actual bound ports (useful with port 0); tls is 0 when TLS is off. */
+/* Actual bound ports (useful with port 0): of listener i (in cfg order), of the first UDP/TCP
+ * listener, and of the first TLS listener (0 when there is none). */
+uint16_t relay_listener_port(const relay *r, size_t i);
 uint16_t relay_port(const relay *r);
 uint16_t relay_tls_port(const relay *r);
 size_t relay_threads(const relay *r);

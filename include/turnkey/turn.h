@@ -20,7 +20,8 @@
 typedef enum turn_proto { TURN_PROTO_UDP = 0, TURN_PROTO_TCP = 1, TURN_PROTO_TLS = 2 } turn_proto;
 
 /* The client-side 5-tuple. For TCP/TLS, conn_id names the connection (the I/O layer's id,
- * never 0) and is what send_client uses; for UDP it is 0. */
+ * never 0) and is what send_client uses; for UDP it is the I/O layer's listener number (0 with
+ * one listener). */
 typedef struct turn_5tuple {
     turn_proto proto;
     uint64_t conn_id;
@@ -52,8 +53,11 @@ typedef struct turn_ops {
     /* Open a UDP relay socket of `family` (AF_INET/AF_INET6) for allocation alloc_id; fill
      * the bound relayed address. 0 ok; -1 (TURN_RELAY_ERR_CAPACITY) when no port/address is
      * available (→ 508); TURN_RELAY_ERR_FAMILY when this server has no relay address of that
-     * family (→ 440). Any other negative value is treated as -1. */
-    int (*relay_open)(void *ctx, uint64_t alloc_id, int family, struct sockaddr_storage *relayed);
+     * family (→ 440). Any other negative value is treated as -1. t is the Allocate's
+     * 5-tuple (a relay without a fixed address binds on t->server, the address reached);
+     * relayed is what XOR-RELAYED-ADDRESS reports (an external address may stand for it). */
+    int (*relay_open)(void *ctx, uint64_t alloc_id, int family, const turn_5tuple *t,
+                      struct sockaddr_storage *relayed);
     void (*relay_close)(void *ctx, uint64_t alloc_id);
     /* Send one datagram from alloc_id's relay socket to peer. */
     void (*send_peer)(void *ctx, uint64_t alloc_id, const struct sockaddr *peer,

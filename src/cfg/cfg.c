@@ -3,9 +3,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "turnkey/util.h"
 
@@ -21,15 +24,43 @@ typedef struct opt {
 } opt;
 
 #define O(f) offsetof(cfg, f)
+#define LIST(name, f, def, layer, help) {name, T_LIST, O(f), def, 0, 0, help}
+
+/* T_LIST options: where the count is, and 1 + their index into cfg.list_layer_ when a later
+ * source replaces the list instead of adding to it (0: every source adds). */
+static const struct {
+    size_t off, n_off;
+    int layer;
+} lists[] = {
+    {O(turn_listen), O(n_turn_listen), 1}, {O(tls_listen), O(n_tls_listen), 2},
+    {O(udp_listen), O(n_udp_listen), 3},   {O(tcp_listen), O(n_tcp_listen), 4},
+    {O(external_ip), O(n_external_ip), 5}, {O(allow_peer), O(n_allow_peer), 0},
+};
+
+static size_t list_index(size_t off)
+{
+    size_t i = 0;
+    while (lists[i].off != off)
+        i++;
+    return i;
+}
 static const opt table[] = {
     {"config", T_STR, O(config), NULL, 0, 0, "configuration file (name = value lines)"},
     {"data", T_STR, O(data), "./var", 0, 0, "data directory (SQLite store turnkey.db)"},
     {"api-listen", T_STR, O(api_listen), "127.0.0.1:8080", 0, 0,
      "HTTP API address ADDR:PORT (port 0 = any free port)"},
-    {"turn-listen", T_STR, O(turn_listen), "127.0.0.1:3478", 0, 0,
-     "TURN/STUN over UDP and TCP, ADDR:PORT (empty = off)"},
-    {"tls-listen", T_STR, O(tls_listen), "127.0.0.1:5349", 0, 0,
-     "TURN over TLS, ADDR:PORT (empty = off)"},
+    LIST("turn-listen", turn_listen, "127.0.0.1:3478", 1,
+         "TURN/STUN over UDP and TCP, ADDR:PORT; 0.0.0.0 / [::] = every address (repeatable; "
+         "empty = off)"),
+    LIST("tls-listen", tls_listen, "127.0.0.1:5349", 2,
+         "TURN over TLS, ADDR:PORT (repeatable; empty = off)"),
+    LIST("udp-listen", udp_listen, NULL, 3,
+         "extra TURN/STUN port over UDP only, ADDR:PORT (repeatable; e.g. 0.0.0.0:443)"),
+    LIST("tcp-listen", tcp_listen, NULL, 4,
+         "extra TURN port over TCP only, ADDR:PORT (repeatable; e.g. 0.0.0.0:80)"),
+    LIST("external-ip", external_ip, NULL, 5,
+         "PUBLIC[/PRIVATE]: the 1:1 NAT address relays are reported as and iceServers name "
+         "(coturn's meaning; once per address family)"),
     {"tls-cert", T_STR, O(tls_cert), "", 0, 0,
      "TLS certificate chain (PEM); empty = a self-signed pair generated in the data directory"},
     {"tls-key", T_STR, O(tls_key), "", 0, 0, "TLS private key (PEM)"},
@@ -38,8 +69,8 @@ static const opt table[] = {
     {"public-host", T_STR, O(public_host), "", 0, 0,
      "host name(s) for iceServers URLs, comma-separated (default: the turn-listen host)"},
     {"realm", T_STR, O(realm), "turnkey", 0, 0, "TURN realm"},
-    {"allow-peer", T_LIST, O(allow_peer), NULL, 0, 0,
-     "open one CIDR of the peer deny-list (repeatable; tests use 127.0.0.1/32)"},
+    LIST("allow-peer", allow_peer, NULL, 0,
+         "open one CIDR of the peer deny-list (repeatable; tests use 127.0.0.1/32)"),
     {"max-keys", T_INT, O(max_keys), "1000", 1, 1000000, "TURN keys per account"},
     {"user-quota", T_INT, O(user_quota), "10", 1, 1000000,
      "allocations per TURN username (the next one gets 486)"},
@@ -60,6 +91,15 @@ static const opt *find(const char *name, size_t len)
         if (strlen(table[i].name) == len && strncmp(table[i].name, name, len) == 0)
             return &table[i];
     return NULL;
+}
+
+static void list_clear(char ***p, size_t *n)
+{
+    for (size_t i = 0; i < *n; i++)
+        free((*p)[i]);
+    free(*p);
+    *p = NULL;
+    *n = 0;
 }
 
 static int set(cfg *c, const opt *o, const char *val, const char *src, FILE *err)
@@ -99,7 +139,15 @@ static int set(cfg *c, const opt *o, const char *val, const char *src, FILE *err
     }
     case T_LIST: {
         char ***p = (char ***)(base + o->off);
-        size_t *n = &c->n_allow_peer; /* the one list option */
+        size_t li = list_index(o->off);
+        size_t *n = (size_t *)(base + lists[li].n_off);
+        int layer = lists[li].layer;
+        if (layer && c->list_layer_[layer - 1] != c->layer_) {
+            list_clear(p, n); /* this source replaces the earlier one's list */
+            c->list_layer_[layer - 1] = c->layer_;
+        }
+        if (layer && !*val)
+            return 0; /* "": none */
         *p = util_xrealloc(*p, (*n + 1) * sizeof **p);
         (*p)[(*n)++] = util_xstrdup(val);
         return 0;
@@ -169,9 +217,12 @@ static int load_env(cfg *c, FILE *err)
     return 0;
 }
 
+static int check_external(const cfg *c, FILE *err);
+
 int cfg_load(cfg *c, int argc, char **argv, FILE *err)
 {
     memset(c, 0, sizeof *c);
+    c->layer_ = 1; /* defaults; then file 2, environment 3, flags 4 */
     for (size_t i = 0; i < N_OPTS; i++)
         if (table[i].def && set(c, &table[i], table[i].def, "default", err) != 0)
             return -1;
@@ -190,10 +241,13 @@ int cfg_load(cfg *c, int argc, char **argv, FILE *err)
         else if (!strcmp(argv[i], "--config") && i + 1 < argc)
             set(c, &table[0], argv[++i], "flag", err);
     }
+    c->layer_ = 2;
     if (c->config && load_file(c, c->config, err) != 0)
         return -1;
+    c->layer_ = 3;
     if (load_env(c, err) != 0)
         return -1;
+    c->layer_ = 4;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strncmp(a, "--", 2) != 0) {
@@ -222,7 +276,7 @@ int cfg_load(cfg *c, int argc, char **argv, FILE *err)
         if (set(c, o, val, "flag", err) != 0)
             return -1;
     }
-    return 0;
+    return check_external(c, err);
 }
 
 void cfg_free(cfg *c)
@@ -231,11 +285,11 @@ void cfg_free(cfg *c)
         char *base = (char *)c;
         if (table[i].type == T_STR) {
             free(*(char **)(base + table[i].off));
+        } else if (table[i].type == T_LIST) {
+            list_clear((char ***)(base + table[i].off),
+                       (size_t *)(base + lists[list_index(table[i].off)].n_off));
         }
     }
-    for (size_t i = 0; i < c->n_allow_peer; i++)
-        free(c->allow_peer[i]);
-    free(c->allow_peer);
     memset(c, 0, sizeof *c);
 }
 
@@ -289,47 +343,172 @@ static char *url_host(const char *h)
     return strchr(h, ':') ? util_xasprintf("[%s]", h) : util_xstrdup(h);
 }
 
+static bool is_wildcard_host(const char *h)
+{
+    return !strcmp(h, "0.0.0.0") || !strcmp(h, "::") || !*h;
+}
+
+/* One literal IP of either family into a sockaddr (port 0); 0 or -1. */
+static int parse_ip(const char *s, struct sockaddr_storage *out)
+{
+    memset(out, 0, sizeof *out);
+    struct sockaddr_in *in = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, s, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        return 0;
+    }
+    memset(out, 0, sizeof *out);
+    if (inet_pton(AF_INET6, s, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        return 0;
+    }
+    return -1;
+}
+
+int cfg_parse_external(const char *s, struct sockaddr_storage *pub, struct sockaddr_storage *priv,
+                       bool *has_priv)
+{
+    char buf[128];
+    struct sockaddr_storage tmp;
+    if (strlen(s) >= sizeof buf)
+        return -1;
+    strcpy(buf, s);
+    char *slash = strchr(buf, '/');
+    if (slash)
+        *slash++ = '\0';
+    *has_priv = slash != NULL;
+    if (is_wildcard_host(buf) || parse_ip(buf, pub) != 0)
+        return -1;
+    if (!slash)
+        return 0;
+    if (!priv)
+        priv = &tmp;
+    if (is_wildcard_host(slash) || parse_ip(slash, priv) != 0 ||
+        priv->ss_family != pub->ss_family)
+        return -1;
+    return 0;
+}
+
+static int check_external(const cfg *c, FILE *err)
+{
+    bool seen4 = false, seen6 = false;
+    for (size_t i = 0; i < c->n_external_ip; i++) {
+        struct sockaddr_storage pub;
+        bool hp;
+        if (cfg_parse_external(c->external_ip[i], &pub, NULL, &hp) != 0) {
+            fprintf(err, "turnkey: invalid --external-ip '%s' (want PUBLIC or PUBLIC/PRIVATE, IP "
+                         "addresses of one family, not a wildcard)\n", c->external_ip[i]);
+            return -1;
+        }
+        bool *seen = pub.ss_family == AF_INET ? &seen4 : &seen6;
+        if (*seen) {
+            fprintf(err, "turnkey: --external-ip given twice for IPv%c ('%s'); at most one per "
+                         "address family\n", pub.ss_family == AF_INET ? '4' : '6',
+                    c->external_ip[i]);
+            return -1;
+        }
+        *seen = true;
+    }
+    return 0;
+}
+
+enum { G_STUN };
+
+/* The listeners of one URL group, in order. */
+typedef struct group {
+    char *const *list[2];
+    size_t n[2];
+    const char *fmt;
+    const char *names[2];
+} group;
+
+static void add_url(char ***arr, size_t *n, char *u)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*arr)[i], u)) {
+            free(u);
+            return;
+        }
+    push(arr, n, u);
+}
+
+static int add_group(const group *g, const char *host, char ***out, size_t *n, FILE *err)
+{
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; i < g->n[k]; i++) {
+            char lh[256];
+            long port;
+            const char *name = g->names[k];
+            if (split_hostport(g->list[k][i], lh, sizeof lh, &port) != 0) {
+                fprintf(err, "turnkey: invalid %s '%s' (want ADDR:PORT)\n", name, g->list[k][i]);
+                return -1;
+            }
+            if (!host && is_wildcard_host(lh)) {
+                fprintf(err, "turnkey: listening on the wildcard address '%s' needs --public-host "
+                             "or --external-ip: iceServers must name an address clients can "
+                             "reach\n", g->list[k][i]);
+                return -1;
+            }
+            char *uh = url_host(host ? host : lh);
+            add_url(out, n, util_xasprintf(g->fmt, uh, port));
+            free(uh);
+        }
+    return 0;
+}
+
+/* The iceServers host names: --public-host, else the --external-ip public addresses. */
+static char *url_hosts(const cfg *c)
+{
+    if (c->public_host[0])
+        return util_xstrdup(c->public_host);
+    char *hosts = util_xstrdup("");
+    for (size_t i = 0; i < c->n_external_ip; i++) {
+        char *h = util_xasprintf("%s%s%.*s", hosts, *hosts ? "," : "",
+                                 (int)strcspn(c->external_ip[i], "/"), c->external_ip[i]);
+        free(hosts);
+        hosts = h;
+    }
+    return hosts;
+}
+
 int cfg_ice_urls(const cfg *c, char ***stun, size_t *n_stun, char ***turn, size_t *n_turn,
                  FILE *err)
 {
-    char host[256];
-    long turn_port = 0, tls_port = 0;
     *stun = *turn = NULL;
     *n_stun = *n_turn = 0;
-    if (c->turn_listen[0] && split_hostport(c->turn_listen, host, sizeof host, &turn_port) != 0) {
-        fprintf(err, "turnkey: invalid --turn-listen '%s' (want ADDR:PORT)\n", c->turn_listen);
-        return -1;
-    }
-    if (c->tls_listen[0] && split_hostport(c->tls_listen, host, sizeof host, &tls_port) != 0) {
-        fprintf(err, "turnkey: invalid --tls-listen '%s' (want ADDR:PORT)\n", c->tls_listen);
-        return -1;
-    }
-    if (c->turn_listen[0])
-        split_hostport(c->turn_listen, host, sizeof host, &turn_port);
-    char *hosts = util_xstrdup(c->public_host[0] ? c->public_host : host);
-    if (!c->public_host[0] && (!strcmp(host, "0.0.0.0") || !strcmp(host, "::"))) {
-        fprintf(err, "turnkey: warning: listening on a wildcard address without --public-host; "
-                     "iceServers will name 127.0.0.1\n");
-        free(hosts);
-        hosts = util_xstrdup("127.0.0.1");
-    }
-    char *save = NULL;
-    for (char *h = strtok_r(hosts, ",", &save); h; h = strtok_r(NULL, ",", &save)) {
+    const group groups[] = {
+        {{c->turn_listen, NULL}, {c->n_turn_listen, 0}, "stun:%s:%ld", {"--turn-listen"}},
+        {{c->turn_listen, c->udp_listen}, {c->n_turn_listen, c->n_udp_listen},
+         "turn:%s:%ld?transport=udp", {"--turn-listen", "--udp-listen"}},
+        {{c->turn_listen, c->tcp_listen}, {c->n_turn_listen, c->n_tcp_listen},
+         "turn:%s:%ld?transport=tcp", {"--turn-listen", "--tcp-listen"}},
+        {{c->tls_listen, NULL}, {c->n_tls_listen, 0}, "turns:%s:%ld?transport=tcp",
+         {"--tls-listen"}},
+    };
+    char *hosts = url_hosts(c), *save = NULL;
+    int rc = 0;
+    bool any_host = false;
+    for (char *h = strtok_r(hosts, ",", &save); h && rc == 0; h = strtok_r(NULL, ",", &save)) {
         h = trim(h);
         if (!*h)
             continue;
-        char *uh = url_host(h);
-        if (turn_port) {
-            push(stun, n_stun, util_xasprintf("stun:%s:%ld", uh, turn_port));
-            push(turn, n_turn, util_xasprintf("turn:%s:%ld?transport=udp", uh, turn_port));
-            push(turn, n_turn, util_xasprintf("turn:%s:%ld?transport=tcp", uh, turn_port));
-        }
-        if (tls_port)
-            push(turn, n_turn, util_xasprintf("turns:%s:%ld?transport=tcp", uh, tls_port));
-        free(uh);
+        any_host = true;
+        for (size_t g = 0; g < sizeof groups / sizeof groups[0] && rc == 0; g++)
+            rc = add_group(&groups[g], h, g == G_STUN ? stun : turn,
+                           g == G_STUN ? n_stun : n_turn, err);
     }
+    for (size_t g = 0; !any_host && g < sizeof groups / sizeof groups[0] && rc == 0; g++)
+        rc = add_group(&groups[g], NULL, g == G_STUN ? stun : turn, g == G_STUN ? n_stun : n_turn,
+                       err);
     free(hosts);
-    return 0;
+    if (rc != 0) {
+        cfg_free_urls(*stun, *n_stun);
+        cfg_free_urls(*turn, *n_turn);
+        *stun = *turn = NULL;
+        *n_stun = *n_turn = 0;
+    }
+    return rc;
 }
 
 void cfg_free_urls(char **urls, size_t n)

@@ -7,14 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "turnkey/util.h"
-
-/* A peer address after normalisation (IPv4-mapped IPv6 becomes IPv4). */
-struct addr {
-    int family;
-    uint8_t a[16];
-    uint16_t port; /* host byte order */
-};
 
 #define V4(a, b, c, d, len) {AF_INET, {a, b, c, d}, len}
 #define V6(len, ...) {AF_INET6, {__VA_ARGS__}, len}
@@ -123,7 +117,7 @@ static void normalise_cidr(peer_cidr *c)
     c->prefix -= 96;
 }
 
-static bool from_sockaddr(const struct sockaddr *sa, struct addr *out)
+bool peer__from_sockaddr(const struct sockaddr *sa, struct addr *out)
 {
     if (!sa)
         return false;
@@ -266,6 +260,11 @@ static void push(peer_cidr **list, size_t *n, size_t *cap, const peer_cidr *c)
     (*list)[(*n)++] = *c;
 }
 
+void peer_policy_set_relays(peer_policy *p, const struct peer_relays *relays)
+{
+    p->relays = relays;
+}
+
 int peer_policy_add_allow(peer_policy *p, const peer_cidr *c)
 {
     unsigned bits = family_bits(c->family);
@@ -281,7 +280,7 @@ int peer_policy_add_allow(peer_policy *p, const peer_cidr *c)
 int peer_policy_add_self(peer_policy *p, const struct sockaddr *sa)
 {
     struct addr a;
-    if (!from_sockaddr(sa, &a))
+    if (!peer__from_sockaddr(sa, &a))
         return -EINVAL;
     peer_cidr c = {.family = a.family, .prefix = family_bits(a.family)};
     memcpy(c.addr, a.a, sizeof c.addr);
@@ -292,10 +291,10 @@ int peer_policy_add_self(peer_policy *p, const struct sockaddr *sa)
 bool peer_allowed(const peer_policy *p, const struct sockaddr *sa)
 {
     struct addr a;
-    if (!from_sockaddr(sa, &a) || a.port == 0)
+    if (!peer__from_sockaddr(sa, &a) || a.port == 0)
         return false;
     if (is_self(p, &a))
-        return host_allowed(p, &a);
+        return host_allowed(p, &a) || (p->relays && peer_relays_live(p->relays, sa, NULL));
     if (in_list(p->allow, p->n_allow, a.family, a.a))
         return true;
     return !denied(&a);

@@ -20,6 +20,7 @@
 #define RELAY_TX_SLOT 2048              /* larger datagrams are sent at once, unbatched */
 #define RELAY_DGRAM_MAX 4096            /* larger UDP datagrams are dropped (MTU-sized is the norm) */
 #define RELAY_CONN_OUT_MAX (1u << 20)   /* queued bytes per TCP client before frames drop */
+#define RELAY_PKTINFO_SPACE CMSG_SPACE(sizeof(struct in6_pktinfo)) /* >= in_pktinfo */
 
 typedef struct relay relay;
 typedef struct relay_worker relay_worker;
@@ -29,7 +30,27 @@ typedef struct relay_sock {
     int fd;
     uint64_t alloc_id;
     relay_worker *owner;
+    int slot;      /* peer_relays slot of the bound address (-1: none, no hairpin) */
+    uint16_t port; /* bound port */
 } relay_sock;
+
+/* One configured listener address (shared, fixed at start). */
+typedef struct relay_laddr {
+    struct sockaddr_storage addr; /* the real port once worker 0 bound it */
+    const char *text;
+    unsigned kinds;  /* RELAY_UDP | RELAY_TCP | RELAY_TLS */
+    bool wildcard;   /* 0.0.0.0 or [::]: UDP learns the local address per datagram */
+    bool v6only;     /* [::] beside an IPv4 listener on the same port */
+} relay_laddr;
+
+/* One listening socket of a worker. For UDP, its index in relay_worker.ls is the turn
+ * 5-tuple's conn_id (so replies leave on the socket the request came in on). */
+typedef struct relay_lsock {
+    int fd;
+    unsigned kind; /* RELAY_UDP, RELAY_TCP or RELAY_TLS */
+    const relay_laddr *la;
+    relay_worker *owner;
+} relay_lsock;
 
 typedef struct relay_conn {
     int fd;
@@ -67,9 +88,14 @@ struct relay {
     relay_worker **w;
     size_t n_workers;
     peer_policy peers;
+    peer_relays *relays; /* live relay ports by bind address (hairpin), external mappings */
+    size_t n_external;
     keycache *keys;
     tls_server *tls;
-    struct sockaddr_storage listen_addr, relay_addr, tls_addr;
+    relay_laddr *lst;
+    size_t n_lst;
+    struct sockaddr_storage relay_addr; /* --relay-ip (port 0), when has_relay_ip */
+    bool has_relay_ip;
     uint16_t port_lo, port_hi;
     uint8_t nonce_secret[32];
     pthread_mutex_t quota_mu;
@@ -86,7 +112,8 @@ struct relay_worker {
     pthread_t thread;
     bool running;
     turn_server *turn;
-    int udp_fd, tcp_fd, tls_fd;
+    relay_lsock *ls; /* one per (listener, kind), the same order in every worker */
+    size_t n_ls;
     uint32_t port_cursor;
     ev_timer timer;
     relay_sock **rs; /* alloc_id -> relay socket */
@@ -106,6 +133,8 @@ struct relay_worker {
     struct mmsghdr mm[RELAY_READ_BUDGET];
     struct iovec iov[RELAY_READ_BUDGET];
     struct sockaddr_storage from[RELAY_READ_BUDGET];
+    /* the local address of each datagram on a wildcard UDP listener (IP(V6)_PKTINFO) */
+    _Alignas(struct cmsghdr) uint8_t rx_cmsg[RELAY_READ_BUDGET][RELAY_PKTINFO_SPACE];
     uint8_t rx[RELAY_READ_BUDGET][TURN_PEER_HEADROOM + RELAY_DGRAM_MAX];
     /* outgoing datagrams, written with sendmmsg at the end of the wakeup (relay_tx.c) */
     int n_tx;
@@ -114,9 +143,12 @@ struct relay_worker {
     struct mmsghdr tx_mm[RELAY_TX_BATCH];
     struct iovec tx_iov[RELAY_TX_BATCH];
     struct sockaddr_storage tx_to[RELAY_TX_BATCH];
+    struct sockaddr_storage tx_src[RELAY_TX_BATCH]; /* source to set (wildcard listeners) */
+    bool tx_has_src[RELAY_TX_BATCH];
     uint8_t tx_buf[RELAY_TX_BATCH][RELAY_TX_SLOT];
-    /* one UDP_SEGMENT control message per GSO message of a flush (relay_tx.c) */
-    _Alignas(struct cmsghdr) uint8_t tx_cmsg[RELAY_TX_BATCH][CMSG_SPACE(sizeof(uint16_t))];
+    /* per message of a flush: a PKTINFO source, then a UDP_SEGMENT (relay_tx.c) */
+    _Alignas(struct cmsghdr) uint8_t
+        tx_cmsg[RELAY_TX_BATCH][RELAY_PKTINFO_SPACE + CMSG_SPACE(sizeof(uint16_t))];
     bool tx_gso_off; /* the kernel refused UDP GSO: one datagram per message */
 };
 
@@ -131,6 +163,12 @@ static inline socklen_t relay__addr_len(sa_family_t family)
  * datagram inside r->rx is referenced, not copied; anything else is copied. */
 void relay__tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const uint8_t *buf,
                      size_t len);
+/* The same, sent from the local address src (a wildcard listener answering from the address
+ * the request reached; src in the socket's family). */
+void relay__tx_queue_from(relay_worker *r, int fd, const struct sockaddr *to,
+                          const struct sockaddr_storage *src, const uint8_t *buf, size_t len);
+/* Writes an IP_PKTINFO or IPV6_PKTINFO control message that sends from src; its length. */
+size_t relay__put_pktinfo(uint8_t *buf, const struct sockaddr_storage *src);
 void relay__tx_flush(relay_worker *r);
 void relay__on_accept(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__on_accept_tls(ev_loop *loop, int fd, unsigned events, void *ctx);
@@ -138,6 +176,27 @@ void relay__conn_send(relay_worker *r, uint64_t conn_id, const uint8_t *buf, siz
 void relay__conns_close_all(relay_worker *r);
 /* Writes every connection's queued frames (one write per connection per wakeup). */
 void relay__flush_conns(relay_worker *r);
+
+/* relay_listen.c: addresses and listening sockets */
+/* ::ffff:a.b.c.d becomes a.b.c.d (dual-stack sockets); anything else is left alone. */
+void relay__unmap(struct sockaddr_storage *ss);
+/* a.b.c.d becomes ::ffff:a.b.c.d (to send on an IPv6 dual-stack socket). */
+void relay__map_v6(const struct sockaddr_storage *in, struct sockaddr_storage *out);
+void relay__set_port(struct sockaddr_storage *ss, uint16_t port);
+uint16_t relay__port_of(const struct sockaddr_storage *ss);
+/* Parses the configured listeners into r->lst; 0 or -1 with *err. */
+int relay__setup_listeners(relay *r, const relay_config *cfg, char **err);
+/* Opens worker w's sockets for every listener (worker 0 first: it fixes port-0 ports). */
+int relay__open_listeners(relay_worker *w, bool first, char **err);
+void relay__close_listeners(relay_worker *w);
+/* Registers the addresses relays may bind on as peer_relays slots and every address of the
+ * server (listeners, relay, external, and each interface's address for wildcard listeners) as
+ * the policy's own addresses. */
+int relay__setup_own_addresses(relay *r, const relay_config *cfg, char **err);
+/* The local address of datagram i of the current batch on a wildcard listener (from its
+ * PKTINFO), unmapped, with the listener's port; false when there is none. */
+bool relay__local_addr(relay_worker *r, int i, const relay_laddr *la,
+                       struct sockaddr_storage *out);
 
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);

@@ -82,7 +82,7 @@ static relay_sock *rs_remove(relay_worker *r, uint64_t id)
 /* Receives up to RELAY_BATCH datagrams with one recvmmsg into the round-th slice of the
  * receive buffers (each at offset TURN_PEER_HEADROOM); returns how many (0 if none). Round 0
  * starts a wakeup's reading: nothing queued may still point into the buffers by then. */
-static int recv_batch(relay_worker *r, int fd, int round)
+static int recv_batch(relay_worker *r, int fd, int round, bool pktinfo)
 {
     int base = round * RELAY_BATCH;
     if (round == 0 && r->n_tx_borrowed)
@@ -94,9 +94,26 @@ static int recv_batch(relay_worker *r, int fd, int round)
                                            .msg_namelen = sizeof r->from[i],
                                            .msg_iov = &r->iov[i],
                                            .msg_iovlen = 1};
+        if (pktinfo) {
+            r->mm[i].msg_hdr.msg_control = r->rx_cmsg[i];
+            r->mm[i].msg_hdr.msg_controllen = sizeof r->rx_cmsg[i];
+        }
     }
     int n = recvmmsg(fd, r->mm + base, RELAY_BATCH, MSG_DONTWAIT, NULL);
     return n > 0 ? n : 0;
+}
+
+/* A datagram from another relay socket of this server, bound on a private address that an
+ * external address maps: the peer knows that relay by its public address (its permission
+ * and channel name it), so that is the source the allocation sees. */
+static void hairpin_source(relay_worker *r, struct sockaddr_storage *from)
+{
+    struct sockaddr_storage pub;
+    const struct sockaddr *sa = (const struct sockaddr *)from;
+    if (peer_relays_slot(r->shared->relays, sa) >= 0 &&
+        peer_relays_live(r->shared->relays, sa, NULL) &&
+        peer_relays_public(r->shared->relays, sa, &pub))
+        *from = pub;
 }
 
 static void on_peer_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
@@ -107,10 +124,12 @@ static void on_peer_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
     (void)events;
     uint64_t id = s->alloc_id;
     for (int round = 0; round < RELAY_READ_BUDGET / RELAY_BATCH; round++) {
-        int n = recv_batch(r, fd, round);
+        int n = recv_batch(r, fd, round, false);
         for (int i = round * RELAY_BATCH; i < round * RELAY_BATCH + n; i++) {
             if (r->mm[i].msg_hdr.msg_flags & MSG_TRUNC)
                 continue; /* larger than RELAY_DGRAM_MAX: dropped */
+            if (r->shared->n_external)
+                hairpin_source(r, &r->from[i]);
             turn_server_peer_input_inplace(r->turn, id, (struct sockaddr *)&r->from[i],
                                            r->rx[i] + TURN_PEER_HEADROOM, r->mm[i].msg_len,
                                            util_now_ms());
@@ -135,11 +154,23 @@ static uint32_t next_random(relay_worker *r)
     return x;
 }
 
-static int ops_relay_open(void *ctx, uint64_t alloc_id, int family,
+/* The address an allocation relays on: --relay-ip, else the local address the request
+ * reached (never a wildcard: a wildcard UDP listener learns it per datagram). */
+static bool relay_bind_addr(const relay_worker *r, const turn_5tuple *t, int family,
+                            struct sockaddr_storage *a)
+{
+    *a = r->shared->has_relay_ip ? r->shared->relay_addr : t->server;
+    relay__unmap(a);
+    relay__set_port(a, 0);
+    return a->ss_family == family;
+}
+
+static int ops_relay_open(void *ctx, uint64_t alloc_id, int family, const turn_5tuple *t,
                           struct sockaddr_storage *relayed)
 {
     relay_worker *r = ctx;
-    if (family != r->shared->relay_addr.ss_family)
+    struct sockaddr_storage a;
+    if (!relay_bind_addr(r, t, family, &a))
         return TURN_RELAY_ERR_FAMILY; /* → 440 */
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -148,17 +179,12 @@ static int ops_relay_open(void *ctx, uint64_t alloc_id, int family,
      * each other's blocks), then one full sweep so a nearly full range is still found. */
     unsigned span = (unsigned)(r->shared->port_hi - r->shared->port_lo) + 1;
     unsigned probes = span < 64 ? 0 : 64;
-    struct sockaddr_storage a = r->shared->relay_addr;
     socklen_t alen = relay__addr_len((sa_family_t)family);
     bool bound = false;
     uint32_t sweep_from = next_random(r) % span;
     for (unsigned i = 0; i < probes + span && !bound; i++) {
         uint32_t off = i < probes ? next_random(r) % span : (sweep_from + (i - probes)) % span;
-        uint16_t port = (uint16_t)(r->shared->port_lo + off);
-        if (family == AF_INET)
-            ((struct sockaddr_in *)&a)->sin_port = htons(port);
-        else
-            ((struct sockaddr_in6 *)&a)->sin6_port = htons(port);
+        relay__set_port(&a, (uint16_t)(r->shared->port_lo + off));
         bound = bind(fd, (struct sockaddr *)&a, alen) == 0;
     }
     relay_sock *s = NULL;
@@ -168,10 +194,14 @@ static int ops_relay_open(void *ctx, uint64_t alloc_id, int family,
     s->fd = fd;
     s->alloc_id = alloc_id;
     s->owner = r;
+    s->port = relay__port_of(&a);
     if (ev_add(r->loop, fd, EV_READ, on_peer_readable, s) != 0)
         goto fail;
     rs_insert(r, s);
-    *relayed = a;
+    s->slot = peer_relays_slot(r->shared->relays, (const struct sockaddr *)&a);
+    peer_relays_mark(r->shared->relays, s->slot, s->port, true);
+    if (!peer_relays_public(r->shared->relays, (const struct sockaddr *)&a, relayed))
+        *relayed = a; /* reported as the external address when one maps it */
     return 0;
 fail:
     log_warn("relay", "no relay port available in %u-%u", r->shared->port_lo, r->shared->port_hi);
@@ -187,6 +217,7 @@ static void ops_relay_close(void *ctx, uint64_t alloc_id)
     if (!s)
         return;
     relay__tx_flush(r); /* nothing queued may go out on a closed (or reused) descriptor */
+    peer_relays_mark(r->shared->relays, s->slot, s->port, false);
     ev_del(r->loop, s->fd);
     close(s->fd);
     free(s);
@@ -197,17 +228,39 @@ static void ops_send_peer(void *ctx, uint64_t alloc_id, const struct sockaddr *p
 {
     relay_worker *r = ctx;
     relay_sock *s = rs_find(r, alloc_id);
-    if (s)
-        relay__tx_queue(r, s->fd, peer, buf, len);
+    struct sockaddr_storage direct;
+    if (!s)
+        return;
+    /* hairpin to a public address: straight to the relay socket (the NAT may not hairpin) */
+    if (r->shared->n_external && peer_relays_live(r->shared->relays, peer, &direct))
+        peer = (const struct sockaddr *)&direct;
+    relay__tx_queue(r, s->fd, peer, buf, len);
 }
 
 static void ops_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, size_t len)
 {
     relay_worker *r = ctx;
-    if (t->proto != TURN_PROTO_UDP)
+    if (t->proto != TURN_PROTO_UDP) {
         relay__conn_send(r, t->conn_id, buf, len);
+        return;
+    }
+    if (t->conn_id >= r->n_ls)
+        return;
+    const relay_lsock *l = &r->ls[t->conn_id];
+    if (l->la->addr.ss_family == AF_INET && !l->la->wildcard) {
+        relay__tx_queue(r, l->fd, (const struct sockaddr *)&t->client, buf, len);
+        return;
+    }
+    /* an IPv6 socket (maybe dual-stack) names IPv4 addresses in their mapped form */
+    struct sockaddr_storage to = t->client, src = t->server;
+    if (l->la->addr.ss_family == AF_INET6) {
+        relay__map_v6(&t->client, &to);
+        relay__map_v6(&t->server, &src);
+    }
+    if (l->la->wildcard)
+        relay__tx_queue_from(r, l->fd, (const struct sockaddr *)&to, &src, buf, len);
     else
-        relay__tx_queue(r, r->udp_fd, (const struct sockaddr *)&t->client, buf, len);
+        relay__tx_queue(r, l->fd, (const struct sockaddr *)&to, buf, len);
 }
 
 static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
@@ -255,17 +308,23 @@ void relay__arm_timer(relay_worker *r)
 
 static void on_udp_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
 {
-    relay_worker *r = ctx;
+    relay_lsock *l = ctx;
+    relay_worker *r = l->owner;
     (void)loop;
     (void)events;
-    turn_5tuple t = {.proto = TURN_PROTO_UDP, .server = r->shared->listen_addr};
+    turn_5tuple t = {.proto = TURN_PROTO_UDP, .conn_id = (uint64_t)(l - r->ls),
+                     .server = l->la->addr};
+    relay__unmap(&t.server);
     for (int round = 0; round < RELAY_READ_BUDGET / RELAY_BATCH; round++) {
-        int n = recv_batch(r, fd, round);
+        int n = recv_batch(r, fd, round, l->la->wildcard);
         int64_t now = util_now_ms();
         for (int i = round * RELAY_BATCH; i < round * RELAY_BATCH + n; i++) {
             if (r->mm[i].msg_hdr.msg_flags & MSG_TRUNC)
                 continue;
+            if (l->la->wildcard && !relay__local_addr(r, i, l->la, &t.server))
+                continue; /* no local address: nothing to answer from or relay on */
             memcpy(&t.client, &r->from[i], sizeof t.client);
+            relay__unmap(&t.client);
             turn_server_input(r->turn, &t, r->rx[i] + TURN_PEER_HEADROOM, r->mm[i].msg_len,
                               now);
         }
@@ -332,67 +391,6 @@ void relay_credential_revoked(relay *r, const char *username)
 
 /* --- start / stop -------------------------------------------------------------------- */
 
-/* --- start / stop -------------------------------------------------------------------- */
-
-/* Binds one listener. SO_REUSEPORT lets every worker bind the same address: the kernel
- * spreads UDP 5-tuples and TCP connections over them, always sending one 5-tuple to the
- * same worker. The first worker binds without SO_REUSEPORT first (a probe), so a port that
- * another process holds is an error instead of being silently shared; with port 0 the probe
- * picks the port the others then bind. */
-/* A UDP listener carries every client of its worker: give it deep kernel buffers so a burst
- * is queued, not dropped (SO_*BUFFORCE passes net.core.[rw]mem_max when running as root). */
-static void grow_buffers(int fd)
-{
-    int size = RELAY_LISTENER_SOCKBUF;
-    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) != 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
-    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) != 0)
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
-}
-
-static int bind_one(struct sockaddr_storage *addr, int type, bool reuseport)
-{
-    socklen_t alen = relay__addr_len(addr->ss_family);
-    int fd = socket(addr->ss_family, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    int one = 1;
-    if (fd < 0)
-        return -1;
-    if (type == SOCK_STREAM)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (reuseport)
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (type == SOCK_DGRAM)
-        grow_buffers(fd);
-    if (bind(fd, (struct sockaddr *)addr, alen) != 0 ||
-        (type == SOCK_STREAM && listen(fd, 1024) != 0)) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    socklen_t got = sizeof *addr;
-    getsockname(fd, (struct sockaddr *)addr, &got);
-    return fd;
-}
-
-static int open_listener(struct sockaddr_storage *addr, const char *text, int type,
-                         const char *what, bool first, char **err)
-{
-    if (first) {
-        int probe = bind_one(addr, type, false);
-        if (probe < 0)
-            goto fail;
-        close(probe);
-    }
-    int fd = bind_one(addr, type, true);
-    if (fd >= 0)
-        return fd;
-fail:
-    *err = util_xasprintf("cannot open the TURN %s listener on %s: %s", what, text,
-                          strerror(errno));
-    return -1;
-}
-
 static void *loop_main(void *arg)
 {
     relay_worker *w = arg;
@@ -419,12 +417,7 @@ static void worker_free(relay_worker *w)
         }
     free(w->rs);
     free(w->dirty);
-    if (w->udp_fd >= 0)
-        close(w->udp_fd);
-    if (w->tcp_fd >= 0)
-        close(w->tcp_fd);
-    if (w->tls_fd >= 0)
-        close(w->tls_fd);
+    relay__close_listeners(w);
     for (relay_event *e = w->q_head, *next; e; e = next) {
         next = e->next;
         free(e);
@@ -441,7 +434,6 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
 {
     relay_worker *w = util_xcalloc(1, sizeof *w);
     w->shared = r;
-    w->udp_fd = w->tcp_fd = w->tls_fd = -1;
     pthread_mutex_init(&w->q_mu, NULL);
     w->rs_nb = 64;
     w->rs = util_xcalloc(w->rs_nb, sizeof *w->rs);
@@ -450,14 +442,7 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
         *err = util_xasprintf("cannot create a relay event loop: %s", strerror(errno));
         goto fail;
     }
-    bool first = r->n_workers == 0;
-    if ((w->udp_fd = open_listener(&r->listen_addr, cfg->listen, SOCK_DGRAM, "UDP", first,
-                                   err)) < 0 ||
-        (w->tcp_fd = open_listener(&r->listen_addr, cfg->listen, SOCK_STREAM, "TCP", first,
-                                   err)) < 0)
-        goto fail;
-    if (r->tls && (w->tls_fd = open_listener(&r->tls_addr, cfg->tls_listen, SOCK_STREAM, "TLS",
-                                             first, err)) < 0)
+    if (relay__open_listeners(w, r->n_workers == 0, err) != 0)
         goto fail;
     turn_config tc = {.realm = cfg->realm ? cfg->realm : "turnkey",
                       .software = "turnkey",
@@ -479,11 +464,15 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
     }
     ev_timer_init(&w->timer, on_turn_timer, w);
     ev_set_wakeup_cb(w->loop, on_wakeup, w);
-    if (ev_add(w->loop, w->udp_fd, EV_READ, on_udp_readable, w) != 0 ||
-        ev_add(w->loop, w->tcp_fd, EV_READ, relay__on_accept, w) != 0 ||
-        (w->tls_fd >= 0 && ev_add(w->loop, w->tls_fd, EV_READ, relay__on_accept_tls, w) != 0)) {
-        *err = util_xasprintf("cannot register the TURN listeners");
-        goto fail;
+    for (size_t i = 0; i < w->n_ls; i++) {
+        relay_lsock *l = &w->ls[i];
+        int rc = l->kind == RELAY_UDP ? ev_add(w->loop, l->fd, EV_READ, on_udp_readable, l)
+                 : l->kind == RELAY_TCP ? ev_add(w->loop, l->fd, EV_READ, relay__on_accept, w)
+                                        : ev_add(w->loop, l->fd, EV_READ, relay__on_accept_tls, w);
+        if (rc != 0) {
+            *err = util_xasprintf("cannot register the TURN listeners");
+            goto fail;
+        }
     }
     return w;
 fail:
@@ -493,32 +482,21 @@ fail:
 
 static int setup_addresses(relay *r, const relay_config *cfg, char **err)
 {
-    unsigned len;
-    if (util_parse_addr(cfg->listen, &r->listen_addr, &len) != 0) {
-        *err = util_xasprintf("invalid --turn-listen '%s' (want ADDR:PORT)", cfg->listen);
+    if (relay__setup_listeners(r, cfg, err) != 0)
         return -1;
-    }
-    if (cfg->tls_listen && *cfg->tls_listen) {
-        if (util_parse_addr(cfg->tls_listen, &r->tls_addr, &len) != 0 || !cfg->tls) {
-            *err = util_xasprintf("invalid --tls-listen '%s' (want ADDR:PORT)", cfg->tls_listen);
-            return -1;
-        }
-        r->tls = cfg->tls;
-    }
+    r->tls = cfg->tls;
     const char *rip = cfg->relay_ip && *cfg->relay_ip ? cfg->relay_ip : NULL;
     if (rip) {
         char tmp[160];
+        unsigned len;
         snprintf(tmp, sizeof tmp, strchr(rip, ':') ? "[%s]:0" : "%s:0", rip);
-        if (util_parse_addr(tmp, &r->relay_addr, &len) != 0) {
-            *err = util_xasprintf("invalid --relay-ip '%s'", rip);
+        if (util_parse_addr(tmp, &r->relay_addr, &len) != 0 || !strcmp(rip, "0.0.0.0") ||
+            !strcmp(rip, "::")) {
+            *err = util_xasprintf("invalid --relay-ip '%s' (a specific address; leave it unset "
+                                  "to relay on the address each client reached)", rip);
             return -1;
         }
-    } else {
-        r->relay_addr = r->listen_addr;
-        if (r->relay_addr.ss_family == AF_INET)
-            ((struct sockaddr_in *)&r->relay_addr)->sin_port = 0;
-        else
-            ((struct sockaddr_in6 *)&r->relay_addr)->sin6_port = 0;
+        r->has_relay_ip = true;
     }
     return 0;
 }
@@ -534,11 +512,7 @@ static int setup_policy(relay *r, const relay_config *cfg, char **err)
         }
         peer_policy_add_allow(&r->peers, &c);
     }
-    peer_policy_add_self(&r->peers, (struct sockaddr *)&r->listen_addr);
-    peer_policy_add_self(&r->peers, (struct sockaddr *)&r->relay_addr);
-    if (r->tls)
-        peer_policy_add_self(&r->peers, (struct sockaddr *)&r->tls_addr);
-    return 0;
+    return relay__setup_own_addresses(r, cfg, err);
 }
 
 relay *relay_start(const relay_config *cfg, char **err)
@@ -549,6 +523,7 @@ relay *relay_start(const relay_config *cfg, char **err)
     r->port_lo = cfg->port_lo ? cfg->port_lo : 49152;
     r->port_hi = cfg->port_hi ? cfg->port_hi : 65535;
     peer_policy_init(&r->peers);
+    r->relays = peer_relays_new();
     relay__quota_init(r, cfg->user_quota, cfg->max_allocations);
     util_random(r->nonce_secret, sizeof r->nonce_secret);
     size_t n = cfg->threads;
@@ -581,20 +556,27 @@ fail:
     return NULL;
 }
 
-static uint16_t port_of(const struct sockaddr_storage *ss)
+uint16_t relay_listener_port(const relay *r, size_t i)
 {
-    return ntohs(ss->ss_family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
-                                          : ((const struct sockaddr_in6 *)ss)->sin6_port);
+    return i < r->n_lst ? relay__port_of(&r->lst[i].addr) : 0;
+}
+
+static uint16_t first_port(const relay *r, unsigned kinds)
+{
+    for (size_t i = 0; i < r->n_lst; i++)
+        if (r->lst[i].kinds & kinds)
+            return relay__port_of(&r->lst[i].addr);
+    return 0;
 }
 
 uint16_t relay_port(const relay *r)
 {
-    return port_of(&r->listen_addr);
+    return first_port(r, RELAY_UDP | RELAY_TCP);
 }
 
 uint16_t relay_tls_port(const relay *r)
 {
-    return r->tls ? port_of(&r->tls_addr) : 0;
+    return first_port(r, RELAY_TLS);
 }
 
 size_t relay_threads(const relay *r)
@@ -616,6 +598,8 @@ void relay_stop(relay *r)
         worker_free(r->w[i]);
     free(r->w);
     peer_policy_dispose(&r->peers);
+    peer_relays_free(r->relays);
+    free(r->lst);
     relay__quota_dispose(r);
     free(r);
 }

@@ -283,6 +283,8 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto)
         c->t.client = peer;
         socklen_t slen = sizeof c->t.server;
         getsockname(fd, (struct sockaddr *)&c->t.server, &slen);
+        relay__unmap(&c->t.client); /* dual-stack [::]: IPv4 clients as IPv4 */
+        relay__unmap(&c->t.server);
         r->conns[fd] = c;
         if (proto == TURN_PROTO_TLS && !(c->ssl = tls_server_ssl(r->shared->tls, fd))) {
             c->dead = true;

@@ -28,7 +28,9 @@
 static bool same_dest(const relay_worker *r, int a, int b)
 {
     return r->tx_mm[a].msg_hdr.msg_namelen == r->tx_mm[b].msg_hdr.msg_namelen &&
-           memcmp(&r->tx_to[a], &r->tx_to[b], r->tx_mm[a].msg_hdr.msg_namelen) == 0;
+           memcmp(&r->tx_to[a], &r->tx_to[b], r->tx_mm[a].msg_hdr.msg_namelen) == 0 &&
+           r->tx_has_src[a] == r->tx_has_src[b] &&
+           (!r->tx_has_src[a] || memcmp(&r->tx_src[a], &r->tx_src[b], sizeof r->tx_src[a]) == 0);
 }
 
 /* How many queued datagrams from `i` (all on one socket, below `end`) can go as one GSO
@@ -76,11 +78,15 @@ static uint64_t send_msgs(relay_worker *r, int fd, struct mmsghdr *out, const in
             if (e == EIO || e == ENOPROTOOPT)
                 r->tx_gso_off = true; /* not supported here: send singly from now on */
             struct msghdr *h = &out[done].msg_hdr;
+            /* keep a PKTINFO source, drop the UDP_SEGMENT that ends the control data */
+            size_t ctl = h->msg_controllen - CMSG_SPACE(sizeof(uint16_t));
             for (size_t s = 0; s < h->msg_iovlen; s++) {
                 struct msghdr one = {.msg_name = h->msg_name,
                                      .msg_namelen = h->msg_namelen,
                                      .msg_iov = &h->msg_iov[s],
-                                     .msg_iovlen = 1};
+                                     .msg_iovlen = 1,
+                                     .msg_control = ctl ? h->msg_control : NULL,
+                                     .msg_controllen = ctl};
                 if (sendmsg(fd, &one, MSG_DONTWAIT) < 0)
                     dropped++;
             }
@@ -105,16 +111,20 @@ static void flush_socket(relay_worker *r, int i, int end)
         out[n].msg_hdr = r->tx_mm[i].msg_hdr;
         out[n].msg_len = 0;
         segs[n] = run;
+        size_t ctl = r->tx_has_src[i] ? relay__put_pktinfo(r->tx_cmsg[n], &r->tx_src[i]) : 0;
         if (run > 1) {
             out[n].msg_hdr.msg_iovlen = (size_t)run; /* tx_iov[i..i+run) are contiguous */
-            struct cmsghdr *c = (struct cmsghdr *)r->tx_cmsg[n];
+            struct cmsghdr *c = (struct cmsghdr *)(void *)(r->tx_cmsg[n] + ctl);
             c->cmsg_level = SOL_UDP;
             c->cmsg_type = UDP_SEGMENT;
             c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
             uint16_t seg = (uint16_t)r->tx_iov[i].iov_len;
             memcpy(CMSG_DATA(c), &seg, sizeof seg);
-            out[n].msg_hdr.msg_control = c;
-            out[n].msg_hdr.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+            ctl += CMSG_SPACE(sizeof(uint16_t));
+        }
+        if (ctl) {
+            out[n].msg_hdr.msg_control = r->tx_cmsg[n];
+            out[n].msg_hdr.msg_controllen = ctl;
         }
         n++;
         i += run;
@@ -136,14 +146,43 @@ void relay__tx_flush(relay_worker *r)
     r->n_tx_borrowed = 0;
 }
 
+/* A datagram too large for a slot goes at once, after what is queued (to keep the order). */
+static void send_now(relay_worker *r, int fd, const struct sockaddr *to,
+                     const struct sockaddr_storage *src, const uint8_t *buf, size_t len)
+{
+    _Alignas(struct cmsghdr) uint8_t ctl[RELAY_PKTINFO_SPACE];
+    struct iovec iov = {.iov_base = (void *)(uintptr_t)buf, .iov_len = len};
+    struct msghdr h = {.msg_name = (void *)(uintptr_t)to,
+                       .msg_namelen = relay__addr_len(to->sa_family),
+                       .msg_iov = &iov,
+                       .msg_iovlen = 1};
+    if (src) {
+        h.msg_control = ctl;
+        h.msg_controllen = relay__put_pktinfo(ctl, src);
+    }
+    relay__tx_flush(r);
+    if (sendmsg(fd, &h, MSG_DONTWAIT) < 0)
+        r->send_errors++;
+}
+
+void relay__tx_queue_from(relay_worker *r, int fd, const struct sockaddr *to,
+                          const struct sockaddr_storage *src, const uint8_t *buf, size_t len)
+{
+    if (len > RELAY_TX_SLOT) {
+        send_now(r, fd, to, src, buf, len);
+        return;
+    }
+    relay__tx_queue(r, fd, to, buf, len);
+    r->tx_src[r->n_tx - 1] = *src;
+    r->tx_has_src[r->n_tx - 1] = true;
+}
+
 void relay__tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const uint8_t *buf,
                      size_t len)
 {
     socklen_t tolen = relay__addr_len(to->sa_family);
     if (len > RELAY_TX_SLOT) {
-        relay__tx_flush(r); /* keep the order on this socket */
-        if (sendto(fd, buf, len, MSG_DONTWAIT, to, tolen) < 0)
-            r->send_errors++;
+        send_now(r, fd, to, NULL, buf, len);
         return;
     }
     if (r->n_tx == RELAY_TX_BATCH)
@@ -162,4 +201,5 @@ void relay__tx_queue(relay_worker *r, int fd, const struct sockaddr *to, const u
     r->tx_mm[k].msg_hdr = (struct msghdr){
         .msg_name = &r->tx_to[k], .msg_namelen = tolen, .msg_iov = &r->tx_iov[k], .msg_iovlen = 1};
     r->tx_fd[k] = fd;
+    r->tx_has_src[k] = false;
 }

@@ -150,7 +150,7 @@ static void allocate_success(turn__req *r, turn__alloc *a, uint32_t lifetime_s, 
 static int allocate_open(turn__req *r, turn__alloc *a, int family, bool dual)
 {
     turn_server *s = r->s;
-    int rc = s->ops.relay_open(s->ops.ctx, a->id, family, &a->relayed);
+    int rc = s->ops.relay_open(s->ops.ctx, a->id, family, r->t, &a->relayed);
     if (rc != 0 || a->relayed.ss_family != family) {
         if (rc == 0)
             s->ops.relay_close(s->ops.ctx, a->id); /* opened, but not what was asked */

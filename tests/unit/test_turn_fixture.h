@@ -65,9 +65,11 @@ static void fx_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, 
     f->rm_ok = stun_parse(f->out, len, &f->rm) == STUN_OK;
 }
 
-static int fx_relay_open(void *ctx, uint64_t id, int family, struct sockaddr_storage *relayed)
+static int fx_relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *t,
+                         struct sockaddr_storage *relayed)
 {
     fake *f = ctx;
+    (void)t;
     f->last_family = family;
     if (f->open_rc)
         return f->open_rc;
