@@ -66,6 +66,7 @@ export async function startServer({ data = freshDataDir(), extraArgs = [], env =
     turnHost: tm ? tm[1] : null, turnPort: tm ? Number(tm[2]) : null,
     tlsPort: tlsm ? Number(tlsm[2]) : null,
     stderr: () => err,
+    stdout: () => out,
     // Graceful stop; resolves with the exit status (the sanitizer build reports leaks as non-zero).
     async stop() { if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM'); return exited; },
     async kill9() { proc.kill('SIGKILL'); return exited; },

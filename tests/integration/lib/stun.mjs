@@ -407,14 +407,16 @@ export function splitStream(buf) {
 
 export class StunTimeoutError extends Error {}
 
-// new TurnClient({host, port, transport: 'udp'|'tcp'|'tls', timeoutMs = 2000, fingerprint = false})
+// new TurnClient({host, port, transport: 'udp'|'tcp'|'tls', timeoutMs = 2000, fingerprint = false,
+//                 localAddress}) — localAddress: the UDP socket's bind address (default loopback)
 // ('tls' accepts any certificate: the tests' servers use self-signed ones; .tlsInfo has the
 // negotiated protocol and the server certificate's subject once ready.)
 // Events: 'data' {via: 'indication'|'channel', peer?, channel?, data, at}, 'message' (every
 // decoded STUN message that matched no transaction), 'malformed' (Buffer, error).
 export class TurnClient extends EventEmitter {
-  constructor({ host = '127.0.0.1', port, transport = 'udp', timeoutMs = 2000, fingerprint = false } = {}) {
+  constructor({ host = '127.0.0.1', port, transport = 'udp', timeoutMs = 2000, fingerprint = false, localAddress } = {}) {
     super();
+    this.localAddress = localAddress;
     if (!port) throw new Error('TurnClient needs a port');
     this.host = host;
     this.port = port;
@@ -442,7 +444,7 @@ export class TurnClient extends EventEmitter {
       this.sock.on('message', (buf) => this.#onFrame(buf, false));
       this.sock.on('error', (e) => { this.emit('socketError', e); });
       this.sock.once('error', reject);
-      this.sock.bind(0, fam === 'udp6' ? '::1' : '127.0.0.1', () => {
+      this.sock.bind(0, this.localAddress ?? (fam === 'udp6' ? '::1' : '127.0.0.1'), () => {
         this.sock.off('error', reject);
         this.local = this.sock.address();
         resolve();
