@@ -408,15 +408,17 @@ export function splitStream(buf) {
 export class StunTimeoutError extends Error {}
 
 // new TurnClient({host, port, transport: 'udp'|'tcp'|'tls', timeoutMs = 2000, fingerprint = false,
-//                 localAddress}) — localAddress: the UDP socket's bind address (default loopback)
+//                 localAddress, connect}) — localAddress: the UDP socket's bind address (default
+// loopback); connect: a connected UDP socket (datagrams from any other source are dropped)
 // ('tls' accepts any certificate: the tests' servers use self-signed ones; .tlsInfo has the
 // negotiated protocol and the server certificate's subject once ready.)
 // Events: 'data' {via: 'indication'|'channel', peer?, channel?, data, at}, 'message' (every
 // decoded STUN message that matched no transaction), 'malformed' (Buffer, error).
 export class TurnClient extends EventEmitter {
-  constructor({ host = '127.0.0.1', port, transport = 'udp', timeoutMs = 2000, fingerprint = false, localAddress } = {}) {
+  constructor({ host = '127.0.0.1', port, transport = 'udp', timeoutMs = 2000, fingerprint = false, localAddress, connect = false } = {}) {
     super();
     this.localAddress = localAddress;
+    this.connected = connect;
     if (!port) throw new Error('TurnClient needs a port');
     this.host = host;
     this.port = port;
@@ -445,9 +447,9 @@ export class TurnClient extends EventEmitter {
       this.sock.on('error', (e) => { this.emit('socketError', e); });
       this.sock.once('error', reject);
       this.sock.bind(0, this.localAddress ?? (fam === 'udp6' ? '::1' : '127.0.0.1'), () => {
-        this.sock.off('error', reject);
         this.local = this.sock.address();
-        resolve();
+        if (!this.connected) { this.sock.off('error', reject); resolve(); return; }
+        this.sock.connect(this.port, this.host, () => { this.sock.off('error', reject); resolve(); });
       });
     });
   }
@@ -541,7 +543,9 @@ export class TurnClient extends EventEmitter {
     if (this.stream) {
       await new Promise((resolve, reject) => this.sock.write(buf, (e) => (e ? reject(e) : resolve())));
     } else {
-      await new Promise((resolve, reject) => this.sock.send(buf, this.port, this.host, (e) => (e ? reject(e) : resolve())));
+      const cb = (resolve, reject) => (e) => (e ? reject(e) : resolve());
+      await new Promise((resolve, reject) => (this.connected ? this.sock.send(buf, cb(resolve, reject))
+        : this.sock.send(buf, this.port, this.host, cb(resolve, reject))));
     }
   }
 
