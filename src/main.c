@@ -311,6 +311,10 @@ static int tls_paths(cfg *c)
         const char *colon = strrchr(src, ':');
         n = colon ? (size_t)(colon - src) : strlen(src);
     }
+    if (!c->public_host[0] && c->n_external_ip) { /* the address clients use, not 0.0.0.0 */
+        src = c->external_ip[0];
+        n = strcspn(src, "/");
+    }
     snprintf(host, sizeof host, "%.*s", (int)n, src);
     if (host[0] == '[') {
         memmove(host, host + 1, strlen(host));
