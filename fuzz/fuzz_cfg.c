@@ -1,6 +1,7 @@
 /* Fuzz target: the input's lines as `turnkey serve` arguments (listener lists, --external-ip,
  * --public-host ...), loaded with cfg_load and turned into iceServers URLs; and the first line
- * alone as an --external-ip value. --config and --help are dropped (no files, no stdout). */
+ * alone as an --external-ip value. --config, --help and --print-config are dropped (no
+ * files, no stdout). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int argc = 1;
     for (char *save = NULL, *t = strtok_r(s, "\n", &save); t && argc <= MAX_ARGS;
          t = strtok_r(NULL, "\n", &save))
-        if (!strstr(t, "--config") && strcmp(t, "--help") && strcmp(t, "-h"))
+        if (!strstr(t, "--config") && strcmp(t, "--help") && strcmp(t, "-h") &&
+            strcmp(t, "--print-config"))
             argv[argc++] = t;
     struct sockaddr_storage pub, priv;
     bool hp;

@@ -1,7 +1,9 @@
 /* cfg: configuration for `turnkey serve` from one declarative table. Sources, later ones
  * winning: built-in defaults, the config file (--config FILE, or TURNKEY_CONFIG: "name = value"
  * lines, '#' comments), environment variables (TURNKEY_<NAME> with '-' as '_', upper case), flags
- * (--name value or --name=value). The same table prints `turnkey serve --help`. */
+ * (--name value or --name=value). The same table prints `turnkey serve --help`. The file
+ * also accepts coturn's turnserver.conf names with the same meaning (src/cfg/cfg_coturn.c)
+ * and bare flag lines ("no-tls", "bootstrap"). */
 #ifndef TURNKEY_CFG_H
 #define TURNKEY_CFG_H
 
@@ -34,6 +36,8 @@ typedef struct cfg {
     char *realm;
     char **allow_peer; /* CIDR list (repeatable flag) */
     size_t n_allow_peer;
+    char **deny_peer; /* extra denied CIDRs (repeatable flag) */
+    size_t n_deny_peer;
     long max_keys;
     long user_quota;      /* allocations per TURN username */
     long max_allocations; /* allocations per server */
@@ -41,6 +45,7 @@ typedef struct cfg {
     long relay_threads; /* 0 = one per CPU */
     char *log_level;
     bool bootstrap;    /* first run on an empty store: create an account and a token */
+    long drain_timeout; /* seconds SIGTERM waits for allocations to end; 0 = at once */
     int layer_;        /* cfg_load internals: which source is being read, and which source */
     int list_layer_[8]; /* last set each layered list */
 } cfg;
@@ -50,6 +55,10 @@ typedef struct cfg {
 int cfg_load(cfg *c, int argc, char **argv, FILE *err);
 void cfg_free(cfg *c);
 void cfg_print_help(FILE *out);
+/* Writes c as a config file: every option with its help as a comment; options at their
+ * default commented out. Reading the output back gives the same configuration. cfg_load
+ * calls it (and returns 1) for --print-config. */
+void cfg_print_config(const cfg *c, FILE *out);
 
 
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "internal.h"
 #include "turnkey/util.h"
 
 enum opt_type { T_STR, T_INT, T_BOOL, T_LIST };
@@ -35,6 +36,7 @@ static const struct {
     {O(turn_listen), O(n_turn_listen), 1}, {O(tls_listen), O(n_tls_listen), 2},
     {O(udp_listen), O(n_udp_listen), 3},   {O(tcp_listen), O(n_tcp_listen), 4},
     {O(external_ip), O(n_external_ip), 5}, {O(allow_peer), O(n_allow_peer), 0},
+    {O(deny_peer), O(n_deny_peer), 0},
 };
 
 static size_t list_index(size_t off)
@@ -71,6 +73,8 @@ static const opt table[] = {
     {"realm", T_STR, O(realm), "turnkey", 0, 0, "TURN realm"},
     LIST("allow-peer", allow_peer, NULL, 0,
          "open one CIDR of the peer deny-list (repeatable; tests use 127.0.0.1/32)"),
+    LIST("deny-peer", deny_peer, NULL, 0,
+         "deny one more CIDR of peers (repeatable; --allow-peer still opens inside it)"),
     {"max-keys", T_INT, O(max_keys), "1000", 1, 1000000, "TURN keys per account"},
     {"user-quota", T_INT, O(user_quota), "10", 1, 1000000,
      "allocations per TURN username (the next one gets 486)"},
@@ -82,6 +86,8 @@ static const opt table[] = {
     {"log-level", T_STR, O(log_level), "info", 0, 0, "error, warn, info or debug"},
     {"bootstrap", T_BOOL, O(bootstrap), "false", 0, 0,
      "on an empty store, create one account and one write token and print them once"},
+    {"drain-timeout", T_INT, O(drain_timeout), "30", 0, 86400,
+     "seconds SIGTERM waits for live allocations to end (0 = exit at once)"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 
@@ -166,6 +172,82 @@ static char *trim(char *s)
     return s;
 }
 
+/* Context of the config file line being applied (for the coturn table's callbacks). */
+typedef struct file_ctx {
+    cfg *c;
+    const char *src;
+    FILE *err;
+} file_ctx;
+
+static int file_emit(void *ctx, const char *name, const char *value)
+{
+    file_ctx *f = ctx;
+    const opt *o = find(name, strlen(name));
+    if (!o) { /* a coturn row naming an option this build does not have */
+        fprintf(f->err, "turnkey: %s: '%s' is not available in this build\n", f->src, name);
+        return -1;
+    }
+    return set(f->c, o, value, f->src, f->err);
+}
+
+static const char *file_get(void *ctx, const char *name)
+{
+    file_ctx *f = ctx;
+    const opt *o = find(name, strlen(name));
+    const char *v = o && o->type == T_STR ? *(char **)((char *)f->c + o->off) : NULL;
+    return v ? v : "";
+}
+
+static char *const *file_get_list(void *ctx, const char *name, size_t *n)
+{
+    file_ctx *f = ctx;
+    const opt *o = find(name, strlen(name));
+    *n = 0;
+    if (!o || o->type != T_LIST)
+        return NULL;
+    *n = *(size_t *)((char *)f->c + lists[list_index(o->off)].n_off);
+    return *(char ***)((char *)f->c + o->off);
+}
+
+static void file_clear(void *ctx, const char *name)
+{
+    file_ctx *f = ctx;
+    const opt *o = find(name, strlen(name));
+    if (!o || o->type != T_LIST)
+        return;
+    size_t li = list_index(o->off);
+    list_clear((char ***)((char *)f->c + o->off), (size_t *)((char *)f->c + lists[li].n_off));
+    if (lists[li].layer)
+        f->c->list_layer_[lists[li].layer - 1] = f->c->layer_; /* this source set it */
+}
+
+/* One non-comment line: "name = value", "name=value", or a bare flag "name". */
+static int load_line(cfg *c, cfg__coturn *st, char *s, const char *src, FILE *err)
+{
+    char *eq = strchr(s, '=');
+    char *name = s, *val = NULL;
+    if (eq) {
+        *eq = '\0';
+        name = trim(s);
+        val = trim(eq + 1);
+    }
+    file_ctx fc = {.c = c, .src = src, .err = err};
+    cfg__ops ops = {file_emit, file_get, file_get_list, file_clear, &fc};
+    int rc = cfg__coturn_apply(st, name, val, &ops, src, err);
+    if (rc <= 0)
+        return rc;
+    const opt *o = find(name, strlen(name));
+    if (!o || o->off == O(config)) {
+        fprintf(err, "turnkey: %s: unknown setting '%s'\n", src, name);
+        return -1;
+    }
+    if (!val && o->type != T_BOOL) {
+        fprintf(err, "turnkey: %s: expected '%s = value'\n", src, name);
+        return -1;
+    }
+    return set(c, o, val ? val : "true", src, err);
+}
+
 static int load_file(cfg *c, const char *path, FILE *err)
 {
     FILE *f = fopen(path, "r");
@@ -175,30 +257,26 @@ static int load_file(cfg *c, const char *path, FILE *err)
     }
     char line[4096];
     int lineno = 0, rc = 0;
+    cfg__coturn st = {0};
     while (rc == 0 && fgets(line, sizeof line, f)) {
         lineno++;
-        char *s = trim(line);
-        if (!*s || *s == '#')
-            continue;
-        char *eq = strchr(s, '=');
         char src[512];
         snprintf(src, sizeof src, "%s:%d", path, lineno);
-        if (!eq) {
-            fprintf(err, "turnkey: %s: expected 'name = value'\n", src);
+        if (!strchr(line, '\n') && !feof(f)) {
+            fprintf(err, "turnkey: %s: line longer than %zu bytes\n", src, sizeof line - 2);
             rc = -1;
             break;
         }
-        *eq = '\0';
-        char *name = trim(s), *val = trim(eq + 1);
-        const opt *o = find(name, strlen(name));
-        if (!o || o->off == O(config)) {
-            fprintf(err, "turnkey: %s: unknown setting '%s'\n", src, name);
-            rc = -1;
-            break;
-        }
-        rc = set(c, o, val, src, err);
+        char *s = trim(line);
+        if (*s && *s != '#')
+            rc = load_line(c, &st, s, src, err);
     }
     fclose(f);
+    file_ctx fc = {.c = c, .src = path, .err = err};
+    cfg__ops ops = {file_emit, file_get, file_get_list, file_clear, &fc};
+    if (rc == 0)
+        return cfg__coturn_finish(&st, &ops, path, err);
+    cfg__coturn_dispose(&st);
     return rc;
 }
 
@@ -226,12 +304,14 @@ int cfg_load(cfg *c, int argc, char **argv, FILE *err)
     for (size_t i = 0; i < N_OPTS; i++)
         if (table[i].def && set(c, &table[i], table[i].def, "default", err) != 0)
             return -1;
-    /* pass 1: --help and --config (TURNKEY_CONFIG unless the flag is given); pass 2:
-     * everything else, after file and environment */
+    /* pass 1: --help, --print-config and --config (TURNKEY_CONFIG unless the flag is given);
+     * pass 2: everything else, after file and environment */
     const char *env_config = getenv("TURNKEY_CONFIG");
     if (env_config && *env_config)
         set(c, &table[0], env_config, "TURNKEY_CONFIG", err);
+    bool print = false;
     for (int i = 1; i < argc; i++) {
+        print |= !strcmp(argv[i], "--print-config");
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             cfg_print_help(stdout);
             return 1;
@@ -250,6 +330,8 @@ int cfg_load(cfg *c, int argc, char **argv, FILE *err)
     c->layer_ = 4;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
+        if (!strcmp(a, "--print-config"))
+            continue;
         if (strncmp(a, "--", 2) != 0) {
             fprintf(err, "turnkey: unexpected argument '%s' (see --help)\n", a);
             return -1;
@@ -276,7 +358,13 @@ int cfg_load(cfg *c, int argc, char **argv, FILE *err)
         if (set(c, o, val, "flag", err) != 0)
             return -1;
     }
-    return check_external(c, err);
+    if (check_external(c, err) != 0)
+        return -1;
+    if (print) {
+        cfg_print_config(c, stdout);
+        return 1;
+    }
+    return 0;
 }
 
 void cfg_free(cfg *c)
@@ -299,7 +387,8 @@ void cfg_print_help(FILE *out)
                  "Runs the HTTP API (TURN keys + credentials) and the TURN relay.\n"
                  "Each option may also come from the config file (name = value) or the\n"
                  "environment (TURNKEY_NAME); flags win over the environment, which wins over\n"
-                 "the file.\n\n");
+                 "the file. --print-config prints the resulting configuration as a config\n"
+                 "file (every option, documented) and exits.\n\n");
     for (size_t i = 0; i < N_OPTS; i++) {
         char left[64];
         snprintf(left, sizeof left, "--%s%s", table[i].name,
@@ -309,6 +398,62 @@ void cfg_print_help(FILE *out)
             fprintf(out, " [default: %s]", table[i].def);
         fputc('\n', out);
     }
+}
+
+/* The value of an integer or flag option as a config file would spell it. */
+static void format_value(const cfg *c, const opt *o, char *buf, size_t cap)
+{
+    const char *base = (const char *)c;
+    if (o->type == T_INT)
+        snprintf(buf, cap, "%ld", *(const long *)(base + o->off));
+    else
+        snprintf(buf, cap, "%s", *(const bool *)(base + o->off) ? "true" : "false");
+}
+
+/* A list option: at its default, commented out; "name = " (none) when a default was removed;
+ * otherwise one active line per entry. */
+static void print_list(const cfg *c, const opt *o, FILE *out)
+{
+    char *const *list = *(char *const *const *)((const char *)c + o->off);
+    size_t n = *(const size_t *)((const char *)c + lists[list_index(o->off)].n_off);
+    if (n == 1 && o->def && !strcmp(list[0], o->def)) {
+        fprintf(out, "#%s = %s\n", o->name, list[0]);
+        return;
+    }
+    if (n == 0)
+        fprintf(out, o->def ? "%s = \n" : "#%s = (none)\n", o->name);
+    for (size_t j = 0; j < n; j++)
+        fprintf(out, "%s = %s\n", o->name, list[j]);
+}
+
+void cfg_print_config(const cfg *c, FILE *out)
+{
+    fprintf(out, "# turnkey configuration file (turnkey serve --config FILE).\n"
+                 "# One \"name = value\" per line (\"name=value\" and a bare \"name\" for a flag work\n"
+                 "# too); '#' starts a comment line. Every option of `turnkey serve --help` can be\n"
+                 "# set here; TURNKEY_<NAME> environment variables and flags override the file.\n"
+                 "# Written by `turnkey serve --print-config`: a commented-out line shows the\n"
+                 "# built-in default, an active line a value that differs from it.\n");
+    char val[32];
+    for (size_t i = 0; i < N_OPTS; i++) {
+        const opt *o = &table[i];
+        if (o->off == O(config))
+            continue;
+        fprintf(out, "\n# %s\n", o->help);
+        if (o->type == T_LIST) {
+            print_list(c, o, out);
+            continue;
+        }
+        const char *v = val;
+        if (o->type == T_STR)
+            v = *(char *const *)((const char *)c + o->off);
+        else
+            format_value(c, o, val, sizeof val);
+        bool is_default = o->def && !strcmp(v, o->def);
+        fprintf(out, "%s%s = %s\n", is_default ? "#" : "", o->name, v);
+    }
+    fputc('\n', out);
+    cfg__coturn_print(out);
 }
 
 static void push(char ***arr, size_t *n, char *s)
