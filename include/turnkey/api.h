@@ -40,6 +40,9 @@ typedef struct api_server api_server;
 
 api_server *api_new(store *st, const api_config *cfg, const api_hooks *hooks);
 void api_free(api_server *a);
+/* Shutting down: from now on /readyz answers 503 {"status":"draining"} (/healthz stays 200).
+ * Thread-safe. */
+void api_set_draining(api_server *a);
 
 typedef struct api_request {
     const char *method;        /* "GET", "POST", ... */

@@ -17,7 +17,9 @@
  *   4. Inside an allow-listed range: allowed, even if the deny list covers it. Exactly the
  *      range given is opened; the compatible/NAT64/6to4 forms of an allowed IPv4 address are
  *      NOT opened by an IPv4 range (they reach other hosts: gateways and relays).
- *   5. The built-in deny list: IPv4 0.0.0.0/8, 10/8, 100.64/10, 127/8, 169.254/16, 172.16/12,
+ *   5. An operator deny range (peer_policy_add_deny; --deny-peer, coturn's denied-peer-ip),
+ *      also when embedded in a compatible/NAT64/6to4 IPv6 address: denied.
+ *   6. The built-in deny list: IPv4 0.0.0.0/8, 10/8, 100.64/10, 127/8, 169.254/16, 172.16/12,
  *      192.0.0/24, 192.0.2/24, 192.88.99/24, 192.168/16, 198.18/15, 198.51.100/24,
  *      203.0.113/24, 224/4, 240/4, 255.255.255.255/32; IPv6 ::/128, ::1/128, fc00::/7,
  *      fe80::/10, ff00::/8, 100::/64, 2001:db8::/32; and an IPv6 address whose embedded IPv4
@@ -25,7 +27,7 @@
  *      32 bits), 2002::/16 (6to4, bits 16..47), local-use NAT64 64:ff9b:1::/48 (RFC 8215:
  *      the IPv4 address of every RFC 6052 layout (/48, /56, /64, /96) whose suffix is zero;
  *      any one on the list denies; bits 64..71 not zero = no NAT64 form = denied). Denied.
- *   6. Everything else: allowed. */
+ *   7. Everything else: allowed. */
 #ifndef TURNKEY_PEER_H
 #define TURNKEY_PEER_H
 
@@ -46,6 +48,8 @@ typedef struct peer_policy {
     peer_cidr *self; /* own addresses as /32 or /128, normalised likewise */
     size_t n_self, cap_self;
     const struct peer_relays *relays; /* live relay ports (hairpin), or NULL */
+    peer_cidr *deny; /* operator deny ranges, normalised likewise */
+    size_t n_deny, cap_deny;
 } peer_policy;
 
 /* Parses "a.b.c.d/len", "ipv6/len" or a bare address (= /32 or /128). The prefix is
@@ -62,6 +66,9 @@ void peer_policy_dispose(peer_policy *p);
 /* Adds an operator allow range (copied). -EINVAL if c's family is not AF_INET/AF_INET6 or
  * the prefix is out of range, else 0. */
 int peer_policy_add_allow(peer_policy *p, const peer_cidr *c);
+/* Adds an operator deny range (copied); checked after the allow-list (rule 5). -EINVAL as
+ * for peer_policy_add_allow, else 0. */
+int peer_policy_add_deny(peer_policy *p, const peer_cidr *c);
 /* Adds one of the server's own addresses (listener or relay; the port is ignored).
  * -EINVAL if the family is not AF_INET/AF_INET6, else 0. */
 int peer_policy_add_self(peer_policy *p, const struct sockaddr *sa);

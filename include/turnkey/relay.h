@@ -41,6 +41,8 @@ typedef struct relay_config {
     const char *realm;
     const char *const *allow_peer; /* CIDRs opened in the peer deny-list */
     size_t n_allow_peer;
+    const char *const *deny_peer; /* extra denied CIDRs (--deny-peer) */
+    size_t n_deny_peer;
     uint32_t user_quota;      /* 0 = default (10) */
     uint32_t max_allocations; /* 0 = default */
     keycache *keys;
@@ -65,6 +67,12 @@ size_t relay_threads(const relay *r);
  * matching allocations at once. */
 void relay_key_deleted(relay *r, const char *key_uid);
 void relay_credential_revoked(relay *r, const char *username);
+
+/* Draining (SIGTERM): from now on every Allocate is answered 508 "Server Draining"; live
+ * allocations, refreshes, permissions and channels go on. Thread-safe, irreversible. */
+void relay_drain(relay *r);
+/* Live allocations over all workers. Thread-safe. */
+size_t relay_allocations(relay *r);
 
 /* Parses "LO-HI" (1..65535, LO <= HI); 0 ok, -1 malformed. */
 int relay_parse_ports(const char *s, uint16_t *lo, uint16_t *hi);

@@ -76,7 +76,8 @@ typedef struct turn_ops {
     void *ctx;
 } turn_ops;
 
-enum { TURN_QUOTA_OK = 0, TURN_QUOTA_USER = -1, TURN_QUOTA_GLOBAL = -2 };
+/* TURN_QUOTA_DRAINING: the server is shutting down (→ 508 "Server Draining"). */
+enum { TURN_QUOTA_OK = 0, TURN_QUOTA_USER = -1, TURN_QUOTA_GLOBAL = -2, TURN_QUOTA_DRAINING = -3 };
 
 typedef struct turn_config {
     const char *realm;              /* REALM value */

@@ -490,6 +490,11 @@ static void route_verify(api_server *a, const api_request *req, int64_t now, api
     store_token_clear(&tok);
 }
 
+void api_set_draining(api_server *a)
+{
+    atomic_store(&a->draining, true);
+}
+
 void api_handle(api_server *a, const api_request *req, int64_t now_ms, api_response *out)
 {
     memset(out, 0, sizeof *out);
@@ -511,6 +516,8 @@ void api_handle(api_server *a, const api_request *req, int64_t now_ms, api_respo
     } else if (p.n == 1 && (seg_is(&p, 0, "healthz") || seg_is(&p, 0, "readyz"))) {
         if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
             method_not_allowed(out, "GET");
+        else if (seg_is(&p, 0, "readyz") && atomic_load(&a->draining))
+            respond(out, 503, json_pack("{s:s}", "status", "draining"));
         else
             respond(out, 200, json_pack("{s:s}", "status", "ok"));
     } else {

@@ -3,6 +3,7 @@
 #define TURNKEY_API_INTERNAL_H
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "turnkey/api.h"
 
@@ -14,6 +15,7 @@ struct api_server {
     api_hooks hooks;
     keycache *keys;
     bool own_keys;
+    _Atomic bool draining; /* api_set_draining: /readyz answers 503 */
 };
 
 /* A request path split into raw (percent-encoded) segments. */

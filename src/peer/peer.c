@@ -248,6 +248,7 @@ void peer_policy_dispose(peer_policy *p)
 {
     free(p->allow);
     free(p->self);
+    free(p->deny);
     peer_policy_init(p);
 }
 
@@ -265,16 +266,31 @@ void peer_policy_set_relays(peer_policy *p, const struct peer_relays *relays)
     p->relays = relays;
 }
 
-int peer_policy_add_allow(peer_policy *p, const peer_cidr *c)
+static int add_range(peer_cidr **list, size_t *n, size_t *cap, const peer_cidr *c)
 {
     unsigned bits = family_bits(c->family);
     if (bits == 0 || c->prefix > bits)
         return -EINVAL;
-    peer_cidr n = *c;
-    clear_host_bits(&n);
-    normalise_cidr(&n);
-    push(&p->allow, &p->n_allow, &p->cap_allow, &n);
+    peer_cidr norm = *c;
+    clear_host_bits(&norm);
+    normalise_cidr(&norm);
+    push(list, n, cap, &norm);
     return 0;
+}
+
+int peer_policy_add_allow(peer_policy *p, const peer_cidr *c)
+{
+    return add_range(&p->allow, &p->n_allow, &p->cap_allow, c);
+}
+
+int peer_policy_add_deny(peer_policy *p, const peer_cidr *c)
+{
+    return add_range(&p->deny, &p->n_deny, &p->cap_deny, c);
+}
+
+static bool operator_denied(const peer_policy *p, const struct addr *a)
+{
+    return in_list(p->deny, p->n_deny, a->family, a->a) || embedded_in(a, p->deny, p->n_deny);
 }
 
 int peer_policy_add_self(peer_policy *p, const struct sockaddr *sa)
@@ -297,5 +313,5 @@ bool peer_allowed(const peer_policy *p, const struct sockaddr *sa)
         return host_allowed(p, &a) || (p->relays && peer_relays_live(p->relays, sa, NULL));
     if (in_list(p->allow, p->n_allow, a.family, a.a))
         return true;
-    return !denied(&a);
+    return !operator_denied(p, &a) && !denied(&a);
 }

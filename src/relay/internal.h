@@ -102,6 +102,7 @@ struct relay {
     relay_quota_entry **quota;
     size_t quota_nb, quota_total;
     uint32_t user_quota, max_allocations;
+    bool draining; /* relay_drain: refuse every new allocation (under quota_mu) */
 };
 
 /* One event-loop thread: its own listeners (SO_REUSEPORT), turn_server, relay sockets and

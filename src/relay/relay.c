@@ -501,17 +501,29 @@ static int setup_addresses(relay *r, const relay_config *cfg, char **err)
     return 0;
 }
 
-static int setup_policy(relay *r, const relay_config *cfg, char **err)
+/* Parses and adds one operator CIDR list (--allow-peer, --deny-peer). */
+static int add_ranges(peer_policy *p, const char *const *list, size_t n,
+                      int (*add)(peer_policy *, const peer_cidr *), const char *opt, char **err)
 {
-    for (size_t i = 0; i < cfg->n_allow_peer; i++) {
+    for (size_t i = 0; i < n; i++) {
         peer_cidr c;
-        if (peer_cidr_parse(cfg->allow_peer[i], &c) != 0) {
-            *err = util_xasprintf("invalid --allow-peer '%s' (want a CIDR such as 127.0.0.1/32)",
-                                  cfg->allow_peer[i]);
+        if (peer_cidr_parse(list[i], &c) != 0) {
+            *err = util_xasprintf("invalid --%s '%s' (want a CIDR such as 192.0.2.0/24)", opt,
+                                  list[i]);
             return -1;
         }
-        peer_policy_add_allow(&r->peers, &c);
+        add(p, &c);
     }
+    return 0;
+}
+
+static int setup_policy(relay *r, const relay_config *cfg, char **err)
+{
+    if (add_ranges(&r->peers, cfg->allow_peer, cfg->n_allow_peer, peer_policy_add_allow,
+                   "allow-peer", err) != 0 ||
+        add_ranges(&r->peers, cfg->deny_peer, cfg->n_deny_peer, peer_policy_add_deny,
+                   "deny-peer", err) != 0)
+        return -1;
     return relay__setup_own_addresses(r, cfg, err);
 }
 

@@ -1,5 +1,6 @@
 /* relay_quota: per-username and global allocation counts shared by the relay workers
- * (turn_ops quota_acquire / quota_release). Touched on Allocate and on allocation end only. */
+ * (turn_ops quota_acquire / quota_release), and the draining switch that refuses every new
+ * allocation. Touched on Allocate and on allocation end only. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -52,7 +53,9 @@ int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len)
     int rc = TURN_QUOTA_OK;
     pthread_mutex_lock(&r->quota_mu);
     relay_quota_entry **pp = find(r, username, len);
-    if (*pp && (*pp)->count >= r->user_quota) {
+    if (r->draining) {
+        rc = TURN_QUOTA_DRAINING;
+    } else if (*pp && (*pp)->count >= r->user_quota) {
         rc = TURN_QUOTA_USER;
     } else if (r->quota_total >= r->max_allocations) {
         rc = TURN_QUOTA_GLOBAL;
@@ -85,4 +88,19 @@ void relay__quota_release(void *ctx, const uint8_t *username, size_t len)
         }
     }
     pthread_mutex_unlock(&r->quota_mu);
+}
+
+void relay_drain(relay *r)
+{
+    pthread_mutex_lock(&r->quota_mu);
+    r->draining = true;
+    pthread_mutex_unlock(&r->quota_mu);
+}
+
+size_t relay_allocations(relay *r)
+{
+    pthread_mutex_lock(&r->quota_mu);
+    size_t n = r->quota_total;
+    pthread_mutex_unlock(&r->quota_mu);
+    return n;
 }

@@ -12,6 +12,7 @@
  *   EVEN-PORT with the R bit → 508 (no reservations); without it: accepted, but the port's
  *     parity is whatever relay_open chose (not guaranteed even);
  *   the user's allocations >= user_quota → 486; allocations >= max_allocations → 508;
+ *   quota_acquire says the server is draining → 508 "Server Draining";
  *   relay_open: TURN_RELAY_ERR_FAMILY → 440, any other failure → 508.
  * ADDITIONAL-ADDRESS-FAMILY (dual allocation) is answered with an IPv4 relay only and an
  * ADDRESS-ERROR-CODE 440 for IPv6 in the success response, as §7.2 allows when the server
@@ -194,7 +195,8 @@ void turn__handle_allocate(turn__req *r)
     if (s->ops.quota_acquire) {
         int q = s->ops.quota_acquire(s->ops.ctx, r->user, r->user_len);
         if (q != TURN_QUOTA_OK) {
-            turn__reply_error(r, q == TURN_QUOTA_USER ? 486 : 508, 0);
+            turn__reply_error_reason(r, q == TURN_QUOTA_USER ? 486 : 508,
+                                     q == TURN_QUOTA_DRAINING ? "Server Draining" : NULL, 0);
             return;
         }
     } else if (u && u->count >= s->cfg.user_quota) {

@@ -221,6 +221,8 @@ void turn__reply_begin(turn__req *r, stun_builder *b, uint8_t *buf, size_t cap, 
 int turn__reply_send(turn__req *r, stun_builder *b);
 /* Builds and sends an error response. */
 void turn__reply_error(turn__req *r, int code, int flags);
+/* Same with a reason phrase (NULL = the standard one for code). */
+void turn__reply_error_reason(turn__req *r, int code, const char *reason, int flags);
 
 /* ---- nonce.c -------------------------------------------------------------------------- */
 

@@ -28,10 +28,15 @@ int turn__reply_send(turn__req *r, stun_builder *b)
 
 void turn__reply_error(turn__req *r, int code, int flags)
 {
+    turn__reply_error_reason(r, code, NULL, flags);
+}
+
+void turn__reply_error_reason(turn__req *r, int code, const char *reason, int flags)
+{
     uint8_t buf[TURN__REPLY_CAP];
     stun_builder b;
     turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_ERROR);
-    stun_builder_add_error_code(&b, code, NULL);
+    stun_builder_add_error_code(&b, code, reason);
     if (code == 420)
         stun_builder_add_unknown_attributes(
             &b, r->m->unknown, r->m->n_unknown < STUN_MAX_UNKNOWN ? r->m->n_unknown

@@ -272,8 +272,37 @@ static void t_contains(void)
     CHECK(peer_cidr_contains(&c, AF_INET, out));
 }
 
+/* --deny-peer: public ranges become denied (also in mapped and embedded forms); an
+ * allow range still opens inside them. */
+static void t_operator_deny(void)
+{
+    peer_policy p;
+    peer_policy_init(&p);
+    peer_cidr c;
+    CHECK_INT(peer_cidr_parse("198.18.0.0/15", &c), 0); /* already denied: no change */
+    CHECK_INT(peer_policy_add_deny(&p, &c), 0);
+    CHECK_INT(peer_cidr_parse("8.8.0.0/16", &c), 0);
+    CHECK_INT(peer_policy_add_deny(&p, &c), 0);
+    CHECK_INT(peer_cidr_parse("2606:4700::/32", &c), 0);
+    CHECK_INT(peer_policy_add_deny(&p, &c), 0);
+    CHECK_INT(allowed(&p, "8.8.4.4"), 0);
+    CHECK_INT(allowed(&p, "::ffff:8.8.4.4"), 0);
+    CHECK_INT(allowed(&p, "64:ff9b::8.8.4.4"), 0);
+    CHECK_INT(allowed(&p, "2606:4700::1111"), 0);
+    CHECK_INT(allowed(&p, "8.9.0.1"), 1);
+    CHECK_INT(allowed(&p, "2606:4701::1"), 1);
+    CHECK_INT(peer_cidr_parse("8.8.4.0/24", &c), 0);
+    CHECK_INT(peer_policy_add_allow(&p, &c), 0);
+    CHECK_INT(allowed(&p, "8.8.4.4"), 1);
+    CHECK_INT(allowed(&p, "8.8.8.8"), 0);
+    c.prefix = 33;
+    CHECK_INT(peer_policy_add_deny(&p, &c), -EINVAL);
+    peer_policy_dispose(&p);
+}
+
 int main(void)
 {
+    TK_RUN(t_operator_deny);
     TK_RUN(t_cidr_parse);
     TK_RUN(t_cidr_parse_rejects);
     TK_RUN(t_denied_ranges);

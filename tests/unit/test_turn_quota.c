@@ -5,6 +5,7 @@
 
 static struct {
     int alice, total, user_limit, total_limit, releases;
+    bool draining;
     int client_msgs_at_release; /* responses sent when the last release happened */
 } Q;
 
@@ -12,6 +13,8 @@ static int q_acquire(void *ctx, const uint8_t *user, size_t len)
 {
     (void)ctx;
     bool alice = len == 5 && memcmp(user, "alice", 5) == 0;
+    if (Q.draining)
+        return TURN_QUOTA_DRAINING;
     if (alice && Q.alice >= Q.user_limit)
         return TURN_QUOTA_USER;
     if (Q.total >= Q.total_limit)
@@ -124,8 +127,34 @@ static void t_half_configured_rejected(void)
     fx_free(&f);
 }
 
+/* A draining relay (SIGTERM): Allocate → 508 "Server Draining"; a live allocation refreshes. */
+static void t_draining_refuses_allocate(void)
+{
+    memset(&Q, 0, sizeof Q);
+    Q.user_limit = Q.total_limit = 100;
+    init_shared(&A);
+    CHECK(A.s);
+    client c[2];
+    fx_client(&c[0], TURN_PROTO_UDP, "198.51.100.20", 41000, "alice");
+    fx_client(&c[1], TURN_PROTO_TCP, "198.51.100.21", 41001, "bob");
+    CHECK_INT(fx_allocate(&A, &c[0]), 0);
+    Q.draining = true;
+    CHECK_INT(fx_allocate(&A, &c[1]), 508);
+    int code = 0;
+    const uint8_t *reason = NULL;
+    size_t rl = 0;
+    CHECK_INT(stun_get_error_code(&A.rm, &code, &reason, &rl), STUN_OK);
+    CHECK(rl == 15 && memcmp(reason, "Server Draining", 15) == 0);
+    CHECK_INT(Q.total, 1);
+    CHECK_INT(fx_refresh(&A, &c[0], 600), 0);
+    CHECK_INT(fx_refresh(&A, &c[0], 0), 0);
+    CHECK_INT(Q.total, 0);
+    fx_free(&A);
+}
+
 int main(void)
 {
+    TK_RUN(t_draining_refuses_allocate);
     TK_RUN(t_shared_user_quota);
     TK_RUN(t_shared_global_cap);
     TK_RUN(t_refresh0_releases_before_answering);
