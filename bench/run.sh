@@ -115,7 +115,7 @@ start_peer() {
 }
 
 start_turnkey() { # $1 = log file
-  "$bin" serve --data "$tmp/tk" --api-listen 127.0.0.1:$API_PORT --turn-listen "$TURN" \
+  "$bin" serve --drain-timeout 0 --data "$tmp/tk" --api-listen 127.0.0.1:$API_PORT --turn-listen "$TURN" \
     --tls-listen "$TLS" --relay-ports $RELAY_LO-$RELAY_HI --allow-peer 127.0.0.1/32 \
     --user-quota 100000 --max-allocations 1000000 --log-level warn >"$1" 2>&1 &
   tk_pid=$!; started $tk_pid

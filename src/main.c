@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "turnkey/api.h"
 #include "turnkey/cfg.h"
+#include "turnkey/datadir.h"
 #include "turnkey/http.h"
 #include "turnkey/keycache.h"
 #include "turnkey/log.h"
@@ -85,9 +87,23 @@ static int parse_cli(int argc, char **argv, cli_opts *o)
     return 0;
 }
 
-static store *open_store(const char *data)
+/* Opens the store in data after checking the directory's permissions. Unless create, a
+ * directory without a store is an error (an operator command must not make an empty one). */
+static store *open_store(const char *data, bool create)
 {
     char *err = NULL;
+    if (!create && !store_exists(data)) { /* before any check: change nothing */
+        fprintf(stderr,
+                "turnkey: no store in %s (no turnkey.db there): check --data / TURNKEY_DATA, or "
+                "create one with `turnkey account create --data %s` or `turnkey serve`\n",
+                data, data);
+        return NULL;
+    }
+    if (datadir_check(data, create, &err) != DATADIR_OK) {
+        fprintf(stderr, "turnkey: %s\n", err ? err : "no data directory");
+        free(err);
+        return NULL;
+    }
     store *s = store_open(data, &err);
     if (!s) {
         fprintf(stderr, "turnkey: %s\n", err ? err : "cannot open store");
@@ -114,7 +130,7 @@ static int cmd_account(const char *sub, const cli_opts *o)
         fprintf(stderr, "turnkey: unknown command 'account %s' (create, list)\n", sub);
         return 2;
     }
-    if (check_name(o->name) != 0 || !(s = open_store(o->data)))
+    if (check_name(o->name) != 0 || !(s = open_store(o->data, !strcmp(sub, "create"))))
         goto out;
     if (!strcmp(sub, "create")) {
         store_account a;
@@ -225,7 +241,7 @@ static int cmd_token(const char *sub, const cli_opts *o)
         fprintf(stderr, "turnkey: token revoke needs a TOKEN_ID (see turnkey token list)\n");
         return 2;
     }
-    if (!(s = open_store(o->data)))
+    if (!(s = open_store(o->data, false)))
         goto out;
     if (!strcmp(sub, "create"))
         rc = token_create(s, o);
@@ -252,7 +268,7 @@ static int cmd_key(const char *sub, const cli_opts *o)
         fprintf(stderr, "turnkey: usage: turnkey key list --account ID [--data DIR]\n");
         return 2;
     }
-    store *s = open_store(o->data);
+    store *s = open_store(o->data, false);
     if (!s)
         return 1;
     store_key *keys;
@@ -382,6 +398,8 @@ static relay *start_relay(cfg *c, keycache *keys, tls_server *tls)
                        .realm = c->realm,
                        .allow_peer = (const char *const *)c->allow_peer,
                        .n_allow_peer = c->n_allow_peer,
+                       .deny_peer = (const char *const *)c->deny_peer,
+                       .n_deny_peer = c->n_deny_peer,
                        .user_quota = (uint32_t)c->user_quota,
                        .max_allocations = (uint32_t)c->max_allocations,
                        .threads = (unsigned)c->relay_threads,
@@ -465,8 +483,157 @@ static void set_port(char **listen, unsigned port)
     *listen = actual;
 }
 
+/* What the main thread works with while serving. */
+typedef struct serving {
+    cfg *c;
+    int argc;
+    char **argv;
+    const sigset_t *sigs;
+    store *s;
+    keycache *keys;
+    tls_server *tls;
+    relay *rel;
+    api_server *api;
+    int64_t drain_until_ms; /* 0 = not draining */
+} serving;
+
+static void reload_certificate(serving *sv, const char *why)
+{
+    if (!sv->tls) {
+        log_info("main", "%s: TLS is off, no certificate to reload", why);
+        return;
+    }
+    char *err = NULL;
+    if (tls_server_reload(sv->tls, sv->c->tls_cert, sv->c->tls_key, &err) == 0) {
+        log_info("main", "%s: reloaded the TLS certificate %s", why, sv->c->tls_cert);
+    } else {
+        log_error("main", "%s: keeping the old TLS certificate: %s", why, err);
+        free(err);
+    }
+}
+
+/* SIGHUP: the configuration is read again (file, environment, flags); of it, the reloadable
+ * settings take effect (log-level), then the certificate files are read again. */
+static void reload(serving *sv)
+{
+    cfg fresh;
+    FILE *devnull = fopen("/dev/null", "w");
+    int rc = cfg_load(&fresh, sv->argc, sv->argv, devnull ? devnull : stderr);
+    if (devnull)
+        fclose(devnull);
+    int lvl = rc == 0 ? log_parse_level(fresh.log_level) : -1;
+    if (lvl < 0) {
+        log_error("main", "SIGHUP: the configuration does not load now; nothing changed "
+                          "(check it with turnkey serve ... --print-config)");
+    } else if (strcmp(fresh.log_level, sv->c->log_level) != 0) {
+        log_set_level((enum log_level)lvl);
+        log_warn("main", "SIGHUP: log-level is now %s", fresh.log_level);
+        free(sv->c->log_level);
+        sv->c->log_level = util_xstrdup(fresh.log_level);
+    }
+    cfg_free(&fresh);
+    reload_certificate(sv, "SIGHUP");
+}
+
+/* SIGTERM: readiness off, Allocate refused; serve_loop ends when no allocation is left or
+ * at the deadline. Returns false when there is nothing to wait for. */
+static bool start_drain(serving *sv)
+{
+    if (!sv->rel || sv->c->drain_timeout == 0)
+        return false;
+    api_set_draining(sv->api);
+    relay_drain(sv->rel);
+    sv->drain_until_ms = util_now_ms() + sv->c->drain_timeout * 1000;
+    log_warn("main",
+             "SIGTERM: draining: /readyz answers 503, new allocations are refused; waiting up "
+             "to %lds for %zu allocation(s) (SIGTERM or SIGINT again stops at once)",
+             sv->c->drain_timeout, relay_allocations(sv->rel));
+    return true;
+}
+
+/* True once a drain is complete (no allocation left) or out of time. */
+static bool drain_done(serving *sv)
+{
+    size_t n = relay_allocations(sv->rel);
+    if (n == 0) {
+        log_warn("main", "drained: no allocation left; stopping");
+        return true;
+    }
+    if (util_now_ms() >= sv->drain_until_ms) {
+        log_warn("main", "drain-timeout (%lds) passed; ending %zu allocation(s)",
+                 sv->c->drain_timeout, n);
+        return true;
+    }
+    return false;
+}
+
+/* Handles one signal; true when the server should stop now. */
+static bool on_signal(serving *sv, int sig)
+{
+    switch (sig) {
+    case SIGINT:
+        log_warn("main", "SIGINT: stopping");
+        return true;
+    case SIGTERM:
+        if (sv->drain_until_ms) {
+            log_warn("main", "SIGTERM again: stopping now");
+            return true;
+        }
+        if (!start_drain(sv)) {
+            log_warn("main", "SIGTERM: stopping");
+            return true;
+        }
+        return false;
+    case SIGHUP:
+        reload(sv);
+        return false;
+    case SIGUSR2:
+        reload_certificate(sv, "SIGUSR2");
+        return false;
+    case SIGUSR1:
+        log_info("main", "SIGUSR1: nothing to do (ignored)");
+        return false;
+    default:
+        return false;
+    }
+}
+
+static void serve_loop(serving *sv)
+{
+    log_info("main", "serving; SIGTERM drains and stops, SIGINT stops, SIGHUP reloads");
+    int64_t next_purge = util_now();
+    for (;;) {
+        if (sv->drain_until_ms && drain_done(sv))
+            return;
+        /* while draining, look at the allocation count ten times a second */
+        struct timespec tick = {.tv_sec = sv->drain_until_ms ? 0 : 1,
+                                .tv_nsec = sv->drain_until_ms ? 100000000 : 0};
+        int sig = sigtimedwait(sv->sigs, NULL, &tick);
+        if (sig > 0 && on_signal(sv, sig))
+            return;
+        if (util_now() >= next_purge) {
+            size_t purged = 0;
+            if (store_revoke_purge(sv->s, util_now(), &purged) == STORE_OK && purged)
+                log_info("main", "purged %zu expired revocations", purged);
+            keycache_purge(sv->keys, util_now());
+            next_purge = util_now() + 60;
+        }
+    }
+}
+
 static int cmd_serve(int argc, char **argv)
 {
+    /* Signals are taken synchronously by the main thread (serve_loop); every thread started
+     * later inherits the blocked mask. Blocked first, so none kills a starting server. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    sigaddset(&sigs, SIGUSR1);
+    sigaddset(&sigs, SIGUSR2);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
     cfg c;
     int rc = cfg_load(&c, argc, argv, stderr);
     if (rc != 0) {
@@ -490,17 +657,8 @@ static int cmd_serve(int argc, char **argv)
     log_set_level((enum log_level)lvl);
     if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0) /* validates early */
         goto out;
-    if (!(s = open_store(c.data)))
+    if (!(s = open_store(c.data, true)))
         goto out;
-    /* Signals are taken synchronously by this thread; every thread started later
-     * inherits the blocked mask. */
-    sigset_t sigs;
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-    signal(SIGPIPE, SIG_IGN);
     keys = keycache_new(s);
     if (keycache_load_revocations(keys, util_now()) != 0) {
         fprintf(stderr, "turnkey: cannot load credential revocations from the store\n");
@@ -564,32 +722,9 @@ static int cmd_serve(int argc, char **argv)
     printf("turnkey: API listening on %s (data: %s)\n", api_url, c.data);
     fflush(stdout);
     free(api_url);
-    log_info("main", "serving; SIGTERM or SIGINT stops");
-    int64_t next_purge = util_now();
-    for (;;) {
-        struct timespec tick = {.tv_sec = 1};
-        int sig = sigtimedwait(&sigs, NULL, &tick);
-        if (sig == SIGINT || sig == SIGTERM) {
-            log_info("main", "signal %d: shutting down", sig);
-            break;
-        }
-        if (sig == SIGHUP && tls) {
-            char *rerr = NULL;
-            if (tls_server_reload(tls, c.tls_cert, c.tls_key, &rerr) == 0)
-                log_info("main", "SIGHUP: reloaded the TLS certificate %s", c.tls_cert);
-            else {
-                log_error("main", "SIGHUP: keeping the old TLS certificate: %s", rerr);
-                free(rerr);
-            }
-        }
-        if (util_now() >= next_purge) {
-            size_t purged = 0;
-            if (store_revoke_purge(s, util_now(), &purged) == STORE_OK && purged)
-                log_info("main", "purged %zu expired revocations", purged);
-            keycache_purge(keys, util_now());
-            next_purge = util_now() + 60;
-        }
-    }
+    serving sv = {.c = &c, .argc = argc, .argv = argv, .sigs = &sigs, .s = s, .keys = keys,
+                  .tls = tls, .rel = rel, .api = api};
+    serve_loop(&sv);
     rc = 0;
 out:
     http_stop(http);
@@ -606,6 +741,7 @@ out:
 
 int main(int argc, char **argv)
 {
+    umask(077); /* everything turnkey creates (store, WAL, TLS pair) is private */
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

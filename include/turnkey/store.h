@@ -90,6 +90,8 @@ struct store {
  * its directory if absent; migrations applied) or ":memory:" for tests. On failure returns
  * NULL and sets *err to a static or allocated message (free with store_free_err). */
 store *store_open(const char *where, char **err);
+/* True if `where` already holds a store (store_open would open, not create, it). */
+bool store_exists(const char *where);
 void store_close(store *s);
 void store_free_err(char *err);
 
@@ -138,5 +140,6 @@ void store_perms_format(unsigned perms, char *out, size_t cap);
 /* The SQLite backend (used by store_open). */
 const store_ops *store__sqlite_ops(void);
 void *store__sqlite_open(const char *where, char **err);
+bool store__sqlite_exists(const char *where);
 
 #endif

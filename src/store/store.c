@@ -21,6 +21,11 @@ store *store_open(const char *where, char **err)
     return s;
 }
 
+bool store_exists(const char *where)
+{
+    return store__sqlite_exists(where);
+}
+
 void store_close(store *s)
 {
     if (!s)

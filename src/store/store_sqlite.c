@@ -108,6 +108,17 @@ static void sq_close(void *ctx)
     free(q);
 }
 
+bool store__sqlite_exists(const char *where)
+{
+    if (strcmp(where, ":memory:") == 0)
+        return false;
+    char *path = util_xasprintf("%s/turnkey.db", where);
+    struct stat st;
+    bool ok = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+    free(path);
+    return ok;
+}
+
 void *store__sqlite_open(const char *where, char **err)
 {
     char *path = NULL;

@@ -165,7 +165,7 @@ int tls_ensure_self_signed(const char *cert_file, const char *key_file, const ch
     X509_EXTENSION_free(ext);
     if (!X509_sign(x, key, EVP_sha256()))
         goto out;
-    if (write_pem(key_file, 0600, key, NULL) != 0 || write_pem(cert_file, 0644, NULL, x) != 0) {
+    if (write_pem(key_file, 0600, key, NULL) != 0 || write_pem(cert_file, 0600, NULL, x) != 0) {
         *err = util_xasprintf("cannot write the self-signed TLS pair %s / %s", cert_file,
                               key_file);
         goto out;

@@ -41,9 +41,12 @@ export function createToken(data, account, permissions = 'calls:read,calls:write
 // "API listening on http://HOST:PORT". extraArgs are appended (e.g. ['--max-keys', '5']).
 export async function startServer({ data = freshDataDir(), extraArgs = [], env = {} } = {}) {
   // The relay listens on a free port unless the test names one (parallel servers never clash).
+  // stop() sends SIGTERM: no drain wait for allocations a test leaves behind, unless the test
+  // sets --drain-timeout itself (lifecycle_signals.test.mjs).
   const turnArgs = [
     ...(extraArgs.includes('--turn-listen') ? [] : ['--turn-listen', '127.0.0.1:0']),
     ...(extraArgs.includes('--tls-listen') ? [] : ['--tls-listen', '127.0.0.1:0']),
+    ...(extraArgs.includes('--drain-timeout') ? [] : ['--drain-timeout', '0']),
   ];
   const args = ['serve', '--data', data, '--api-listen', '127.0.0.1:0', '--log-level', 'warn', ...turnArgs, ...extraArgs];
   const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
