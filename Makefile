@@ -10,6 +10,16 @@ PKGS   := libmicrohttpd jansson sqlite3 libssl libcrypto zlib
 DATA   ?= ./var
 API    ?= 127.0.0.1:8080
 
+# `make install`: PREFIX, DESTDIR (staging root, no root needed) and the usual directories.
+PREFIX     ?= /usr/local
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/turnkey
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSCONFDIR ?= /etc
+STATEDIR   ?= /var/lib/turnkey
+# CC, CPPFLAGS, CFLAGS and LDFLAGS from the command line or environment are added to ours.
+
 CSTD     := -std=c17 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Iinclude
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
@@ -29,7 +39,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 HDRS     := $(wildcard include/turnkey/*.h src/*/*.h tests/unit/*.h)
 
-.PHONY: all build run test deps deps-test unit fuzz bench clean format-check
+.PHONY: all build run test deps deps-test unit fuzz bench clean format-check install uninstall
 
 all: build
 
@@ -43,18 +53,18 @@ build: $(BUILD)/turnkey
 
 $(BUILD)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(OPT) $(PKG_CFLAGS) -c $< -o $@
+	$(CC) $(CSTD) $(OPT) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(BUILD)/libturnkey.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/turnkey: $(BUILD)/obj/src/main.o $(BUILD)/libturnkey.a
-	$(CC) $(OPT) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(OPT) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libturnkey.a $(HDRS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CSTD) $(OPT) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libturnkey.a $(PKG_LIBS)
+	$(CC) $(CSTD) $(OPT) $(CPPFLAGS) $(CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(BUILD)/libturnkey.a $(LDFLAGS) $(PKG_LIBS)
 
 unit: $(UNIT_BIN) $(BUILD)/turnkey
 
@@ -102,6 +112,29 @@ build/release/echopeer: bench/echopeer.c
 bench: deps-test
 	@$(MAKE) --no-print-directory build $(BENCH_BIN) MODE=release
 	@bench/run.sh build/release
+
+# `make install [PREFIX=/usr/local] [DESTDIR=/staging]`: the binary, turnkey(8), an example
+# configuration written by the binary itself (so it documents every option), the systemd unit
+# and, unless one exists, SYSCONFDIR/turnkey/turnkey.conf (data = STATEDIR, all else default).
+install: build
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) \
+	    $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/turnkey
+	install -m 0755 $(BUILD)/turnkey $(DESTDIR)$(BINDIR)/turnkey
+	install -m 0644 man/turnkey.8 $(DESTDIR)$(MANDIR)/man8/turnkey.8
+	env -i $(BUILD)/turnkey serve --print-config > $(BUILD)/turnkey.conf.example
+	install -m 0644 $(BUILD)/turnkey.conf.example $(DESTDIR)$(DOCDIR)/turnkey.conf.example
+	env -i $(BUILD)/turnkey serve --data $(STATEDIR) --print-config > $(BUILD)/turnkey.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/turnkey/turnkey.conf ] || \
+	    install -m 0644 $(BUILD)/turnkey.conf $(DESTDIR)$(SYSCONFDIR)/turnkey/turnkey.conf
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' dist/turnkey.service \
+	    > $(BUILD)/turnkey.service
+	install -m 0644 $(BUILD)/turnkey.service $(DESTDIR)$(UNITDIR)/turnkey.service
+
+# Leaves SYSCONFDIR/turnkey/turnkey.conf and the data directory alone.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/turnkey $(DESTDIR)$(MANDIR)/man8/turnkey.8 \
+	    $(DESTDIR)$(DOCDIR)/turnkey.conf.example $(DESTDIR)$(UNITDIR)/turnkey.service
+	-rmdir $(DESTDIR)$(DOCDIR)
 
 format-check:
 	clang-format --dry-run --Werror $(LIB_SRC) src/main.c $(HDRS)
