@@ -66,7 +66,8 @@ describe('configuration: --config file, TURNKEY_* environment, flags', () => {
   before(() => {
     data = freshDataDir();
     conf = join(data, 'turnkey.conf');
-    writeFileSync(conf, '# a comment\nrealm = from-file\nuser-quota = 7\n');
+    // 0600: turnkey refuses a data directory with files others can read (operations.md)
+    writeFileSync(conf, '# a comment\nrealm = from-file\nuser-quota = 7\n', { mode: 0o600 });
   });
   after(() => rmSync(data, { recursive: true, force: true }));
 
@@ -92,7 +93,7 @@ describe('configuration: --config file, TURNKEY_* environment, flags', () => {
 
   test('a bad value in the file is refused at startup naming the file', async () => {
     const bad = join(data, 'bad.conf');
-    writeFileSync(bad, 'user-quota = lots\n');
+    writeFileSync(bad, 'user-quota = lots\n', { mode: 0o600 });
     const s = startServer({ data, extraArgs: ['--config', bad] });
     await assert.rejects(s, (e) => /user-quota/.test(e.message) && e.message.includes(bad));
   });

@@ -29,9 +29,7 @@ function assertFailsWithReason(r, what) {
 describe('control CLI: accounts and tokens', () => {
   let data, account;
   before(() => {
-    data = freshDataDir();
-    // initialise the store first so later commands print nothing but their own lines
-    assert.equal(cli(['account', 'list', '--data', data]).code, 0);
+    data = freshDataDir(); // the first `account create` makes the store (list refuses an empty dir)
   });
   after(() => rmSync(data, { recursive: true, force: true }));
 
@@ -134,7 +132,7 @@ describe('control CLI: accounts and tokens', () => {
 
 describe('control CLI: turnkey serve', () => {
   let data;
-  before(() => { data = freshDataDir(); assert.equal(cli(['account', 'list', '--data', data]).code, 0); });
+  before(() => { data = freshDataDir(); assert.equal(cli(['account', 'create', '--data', data]).code, 0); });
   after(() => rmSync(data, { recursive: true, force: true }));
 
   test('serve --help exits 0 and mentions --api-listen, --turn-listen, --data', () => {

@@ -3,8 +3,7 @@
 // connections while a live TLS allocation keeps relaying; a bad new pair keeps the old one.
 import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync, execFileSync } from 'node:child_process';
-import { connect as tlsConnect } from 'node:tls';
+import { spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { writeFileSync, copyFileSync, mkdtempSync } from 'node:fs';
@@ -12,27 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixture, createTurnKey, mintTurn } from './lib/server.mjs';
 import { TurnClient, CLASS, METHOD, echoPeer } from './lib/stun.mjs';
+import { makeCertPair as makePair, peerCertCN } from './lib/tools.mjs';
 
 const haveOpenssl = spawnSync('sh', ['-c', 'command -v openssl']).status === 0;
-
-function makePair(dir, name, cn) {
-  const cert = join(dir, `${name}-cert.pem`), key = join(dir, `${name}-key.pem`);
-  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${cn}`], { stdio: 'ignore' });
-  return { cert, key };
-}
-
-function peerCertCN(port) {
-  return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false }, () => {
-      const cn = s.getPeerCertificate().subject?.CN;
-      s.end();
-      resolve(cn);
-    });
-    s.on('error', reject);
-    setTimeout(() => reject(new Error('TLS connect timeout')), 3000).unref();
-  });
-}
 
 
 // Echoes one message through the relay (ChannelData on channel ch) and returns it.

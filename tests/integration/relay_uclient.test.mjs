@@ -5,17 +5,10 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { fixture } from './lib/server.mjs';
+import { freeUdpPort } from './lib/tools.mjs';
 import { CLASS, METHOD, decodeMessage, isStun } from './lib/stun.mjs';
 
 const haveCoturn = spawnSync('sh', ['-c', 'command -v turnutils_uclient && command -v turnutils_peer']).status === 0;
-
-async function freeUdpPort() {
-  const s = createSocket('udp4');
-  await new Promise((r) => s.bind(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function uclient(args, timeoutMs = 60000) {
   return new Promise((resolve) => {
