@@ -97,6 +97,25 @@ describe('coturn names in the config file', () => {
     rmSync(data, { recursive: true, force: true });
   });
 
+  test('no-udp: the listener answers over TCP only', async () => {
+    const data = freshDataDir();
+    const port = await freeUdpPort();
+    const conf = join(data, 'turnserver.conf');
+    writeFileSync(conf, `listening-ip=127.0.0.1\nlistening-port=${port}\nno-udp\nno-tls\n`, { mode: 0o600 });
+    const s = serve(['--config', conf, '--data', data, '--api-listen', '127.0.0.1:0']);
+    await s.started();
+    assert.match(s.out(), new RegExp(`TURN listening on 127\\.0\\.0\\.1:${port} tcp \\(`));
+    const tcp = new TurnClient({ port, transport: 'tcp' });
+    assert.equal((await tcp.binding()).cls, CLASS.SUCCESS, 'Binding over TCP');
+    await tcp.close();
+    const udp = new TurnClient({ port, transport: 'udp', timeoutMs: 1500 });
+    await assert.rejects(udp.binding(), 'no answer over UDP');
+    await udp.close();
+    s.proc.kill('SIGTERM');
+    assert.deepEqual(await s.exited, { code: 0, signal: null }, s.err());
+    rmSync(data, { recursive: true, force: true });
+  });
+
   test('an unknown coturn name stops turnkey with the file and line', () => {
     const data = freshDataDir();
     const conf = join(data, 'turnserver.conf');
