@@ -94,7 +94,8 @@ describe('relay behind a 1:1 NAT, wildcard listeners, --external-ip, no --allow-
     const account = createAccount(data);
     const token = createToken(data, account);
     // `ip netns exec` execs the binary: this PID is turnkey's own
-    server = spawn('ip', ['netns', 'exec', NS.s, BIN, 'serve', '--data', data, '--log-level', 'warn',
+    // --drain-timeout 0: the SIGTERM in after() stops at once, live allocations or not
+    server = spawn('ip', ['netns', 'exec', NS.s, BIN, 'serve', '--data', data, '--log-level', 'warn', '--drain-timeout', '0',
       '--api-listen', `0.0.0.0:${PORTS.api}`, '--turn-listen', `[::]:${PORTS.turn}`,
       '--udp-listen', `0.0.0.0:${PORTS.udp}`, '--tcp-listen', `0.0.0.0:${PORTS.tcp}`,
       '--tls-listen', `0.0.0.0:${PORTS.tls}`, '--tls-listen', `[::]:${PORTS.tls2}`,
