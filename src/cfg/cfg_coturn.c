@@ -160,8 +160,11 @@ static int note_listener(cfg__coturn *st, const alias *al, const char *val, cons
                          FILE *err)
 {
     if (al->kind == K_IP) {
-        if (st->n_ips == CFG__COTURN_MAX_IPS || strchr(val, ' ') || strchr(val, ']')) {
-            fprintf(err, "turnkey: %s: invalid or one too many listening-ip '%s' (at most %d)\n",
+        uint8_t bin[16];
+        if (st->n_ips == CFG__COTURN_MAX_IPS ||
+            (inet_pton(AF_INET, val, bin) != 1 && inet_pton(AF_INET6, val, bin) != 1)) {
+            fprintf(err, "turnkey: %s: listening-ip '%s' is not an IP address, or one too many "
+                         "(at most %d)\n",
                     src, val, CFG__COTURN_MAX_IPS);
             return -1;
         }

@@ -141,6 +141,7 @@ static void t_errors_name_the_line(void)
         {"allowed-peer-ip = 300.1.1.1\n", ":1: allowed-peer-ip wants an address"},
         {"no-tls = maybe\n", ":1: no-tls is a flag"},
         {"cert\n", ":1: cert needs a value"},
+        {"listening-ip = turn.example.com\n", ":1: listening-ip 'turn.example.com' is not an IP"},
         {"user-quota = -1\n", ":1: user-quota must be an integer"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
