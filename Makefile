@@ -39,7 +39,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 HDRS     := $(wildcard include/turnkey/*.h src/*/*.h tests/unit/*.h)
 
-.PHONY: all build run test deps deps-test unit fuzz bench clean format-check install uninstall
+.PHONY: all build run test deps deps-test unit fuzz bench clean format-check format install uninstall
 
 all: build
 
@@ -136,8 +136,14 @@ uninstall:
 	    $(DESTDIR)$(DOCDIR)/turnkey.conf.example $(DESTDIR)$(UNITDIR)/turnkey.service
 	-rmdir $(DESTDIR)$(DOCDIR)
 
-format-check:
-	clang-format --dry-run --Werror $(LIB_SRC) src/main.c $(HDRS)
+# Every C file of the project against the committed .clang-format (CI runs it: .ci/run).
+FMT_SRC = $(sort $(wildcard src/*.c src/*/*.c src/*/*.h include/turnkey/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c bench/*.c))
+
+format-check: deps-test
+	@clang-format --dry-run --Werror $(FMT_SRC) && echo "format-check: $(words $(FMT_SRC)) files clean"
+
+format: deps-test
+	clang-format -i $(FMT_SRC)
 
 clean:
 	rm -rf build

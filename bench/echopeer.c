@@ -112,7 +112,8 @@ static bool same_name(const struct msghdr *a, const struct msghdr *b)
 {
     if (!a->msg_name || !b->msg_name)
         return a->msg_name == b->msg_name;
-    return a->msg_namelen == b->msg_namelen && memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0;
+    return a->msg_namelen == b->msg_namelen &&
+           memcmp(a->msg_name, b->msg_name, a->msg_namelen) == 0;
 }
 
 static void send_batch(int fd, struct mmsghdr *mm, struct iovec *iov, int n, int flags)
@@ -157,8 +158,10 @@ static void send_batch(int fd, struct mmsghdr *mm, struct iovec *iov, int n, int
             gso_off = true; /* resend this one datagram by datagram */
             struct msghdr *h = &out[done].msg_hdr;
             for (size_t s = 0; s < h->msg_iovlen; s++) {
-                struct msghdr one = {.msg_name = h->msg_name, .msg_namelen = h->msg_namelen,
-                                     .msg_iov = &h->msg_iov[s], .msg_iovlen = 1};
+                struct msghdr one = {.msg_name = h->msg_name,
+                                     .msg_namelen = h->msg_namelen,
+                                     .msg_iov = &h->msg_iov[s],
+                                     .msg_iovlen = 1};
                 sendmsg(fd, &one, flags);
             }
             done++;
@@ -254,8 +257,7 @@ static void from_clients(nullrelay *r)
             }
             r->client[ch] = from[i];
             int k = 0;
-            for (; i < n && mm[i].msg_len >= 4 &&
-                   (bufs[i][0] << 8 | bufs[i][1]) - CHANNEL0 == ch;
+            for (; i < n && mm[i].msg_len >= 4 && (bufs[i][0] << 8 | bufs[i][1]) - CHANNEL0 == ch;
                  i++, k++) {
                 size_t dl = (size_t)(bufs[i][2] << 8 | bufs[i][3]);
                 if (dl > mm[i].msg_len - 4)
@@ -389,7 +391,8 @@ int main(int argc, char **argv)
     }
     if (!have_listen || (null_relay && !have_peer) || max_seconds < 1 || argc % 2 == 0) {
         fprintf(stderr, "usage: echopeer --listen IP:PORT [--threads N] [--max-seconds S]\n"
-                        "       echopeer --null-relay IP:PORT --peer IP:PORT [--threads N] [--max-seconds S]\n");
+                        "       echopeer --null-relay IP:PORT --peer IP:PORT [--threads N] "
+                        "[--max-seconds S]\n");
         return 2;
     }
     signal(SIGTERM, on_signal);

@@ -88,11 +88,10 @@ static int parse_addr(const char *s, struct sockaddr_in *out)
 
 static void usage(void)
 {
-    fprintf(stderr,
-            "usage: loadgen echo|alloc|hold --server IP:PORT [--peer IP:PORT]\n"
-            "  [--user U --pass P | --secret S] [--flows F] [--window W] [--size B]\n"
-            "  [--duration S] [--warmup S] [--rate N] [--send|--tcp|--tls|--baseline]\n"
-            "  [--inflight A] [--count N] [--hold S] [--keep] [--timeout S]\n");
+    fprintf(stderr, "usage: loadgen echo|alloc|hold --server IP:PORT [--peer IP:PORT]\n"
+                    "  [--user U --pass P | --secret S] [--flows F] [--window W] [--size B]\n"
+                    "  [--duration S] [--warmup S] [--rate N] [--send|--tcp|--tls|--baseline]\n"
+                    "  [--inflight A] [--count N] [--hold S] [--keep] [--timeout S]\n");
     exit(2);
 }
 
@@ -178,8 +177,8 @@ static void parse_opts(int argc, char **argv, opts *o)
         usage();
     if (secret) {
         snprintf(o->user, sizeof o->user, "%lld:bench", (long long)time(NULL) + 86400);
-        if (cred_coturn_password((const uint8_t *)secret, strlen(secret), o->user,
-                                 strlen(o->user), o->pass) != CRED_OK)
+        if (cred_coturn_password((const uint8_t *)secret, strlen(secret), o->user, strlen(o->user),
+                                 o->pass) != CRED_OK)
             die("cannot build the coturn password%s", "");
     }
     if (!o->baseline && (!o->user[0] || !o->pass[0]))
@@ -352,8 +351,8 @@ static int xrecv(const opts *o, flow *f, uint8_t *buf, size_t cap)
 
 /* One request/response exchange, retransmitted over UDP. Returns the response code (0 =
  * success) or -1. */
-static int transact(const opts *o, flow *f, int kind, uint16_t channel, stun_msg *m,
-                    uint8_t *rbuf, size_t rcap)
+static int transact(const opts *o, flow *f, int kind, uint16_t channel, stun_msg *m, uint8_t *rbuf,
+                    size_t rcap)
 {
     uint8_t req[MSG_CAP], txid[STUN_TXID_SIZE];
     for (int auth_try = 0; auth_try < 3; auth_try++) {
@@ -510,8 +509,8 @@ static size_t frame_message(const opts *o, flow *f, uint16_t s, uint8_t *out, in
     }
     uint16_t ch = (uint16_t)(o->baseline ? CHANNEL0 + f->id : CHANNEL0);
     fill_payload(out + STUN_CHANNELDATA_HEADER_SIZE, n, f->id, seq, s, t);
-    int len = stun_channeldata_build(out, MSG_CAP, ch, out + STUN_CHANNELDATA_HEADER_SIZE, n,
-                                     o->tcp);
+    int len =
+        stun_channeldata_build(out, MSG_CAP, ch, out + STUN_CHANNELDATA_HEADER_SIZE, n, o->tcp);
     return len > 0 ? (size_t)len : 0;
 }
 
@@ -558,8 +557,7 @@ static void on_echo(const opts *o, flow *f, const uint8_t *p, size_t n, stats *s
 }
 
 /* Parses one received message (datagram or stream frame). */
-static void on_message(const opts *o, flow *f, const uint8_t *buf, size_t len, stats *st,
-                       int64_t t)
+static void on_message(const opts *o, flow *f, const uint8_t *buf, size_t len, stats *st, int64_t t)
 {
     if (o->send_ind) {
         stun_msg m;
@@ -855,13 +853,18 @@ static int run_echo(const opts *o)
         p50 = st.lat[st.n_lat / 2];
         p99 = st.lat[(size_t)((double)st.n_lat * 0.99)];
     }
-    printf("RESULT mode=echo%s flows=%d window=%d size=%d echoes_per_s=%.0f p50_us=%u p99_us=%u "
-           "echoes=%llu sent=%llu errors=%llu lost=%llu late=%llu broken=%d udp_rcvbuf_drops=%llu\n",
-           o->baseline ? "-baseline" : o->send_ind ? "-send" : o->tls ? "-tls" : o->tcp ? "-tcp" : "",
-           o->flows, o->window, o->size, (double)st.echoes / o->duration, p50, p99,
-           (unsigned long long)st.echoes, (unsigned long long)st.sent,
-           (unsigned long long)st.errors, (unsigned long long)st.lost,
-           (unsigned long long)st.late, broken, udp_rcvbuf_errors() - drops0);
+    printf(
+        "RESULT mode=echo%s flows=%d window=%d size=%d echoes_per_s=%.0f p50_us=%u p99_us=%u "
+        "echoes=%llu sent=%llu errors=%llu lost=%llu late=%llu broken=%d udp_rcvbuf_drops=%llu\n",
+        o->baseline   ? "-baseline"
+        : o->send_ind ? "-send"
+        : o->tls      ? "-tls"
+        : o->tcp      ? "-tcp"
+                      : "",
+        o->flows, o->window, o->size, (double)st.echoes / o->duration, p50, p99,
+        (unsigned long long)st.echoes, (unsigned long long)st.sent, (unsigned long long)st.errors,
+        (unsigned long long)st.lost, (unsigned long long)st.late, broken,
+        udp_rcvbuf_errors() - drops0);
     rc = st.errors || broken ? 3 : 0;
 out:
     for (int i = 0; i < o->flows; i++)
@@ -943,8 +946,8 @@ static void a_close(int ep, aslot *s)
     s->state = A_IDLE;
 }
 
-static void a_input(const opts *o, int ep, aslot *s, const uint8_t *buf, size_t len,
-                    astats *st, int64_t t, bool hold)
+static void a_input(const opts *o, int ep, aslot *s, const uint8_t *buf, size_t len, astats *st,
+                    int64_t t, bool hold)
 {
     stun_msg m;
     int code = response_code(buf, len, s->txid, &m);
@@ -990,8 +993,7 @@ static void a_input(const opts *o, int ep, aslot *s, const uint8_t *buf, size_t 
             st->errors++;
         a_close(ep, s);
         return;
-    default:
-        return;
+    default: return;
     }
 }
 

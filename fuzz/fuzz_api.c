@@ -45,12 +45,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FZ_NOW_MS 1700000000000LL
 #define FZ_NOW_S (FZ_NOW_MS / 1000)
 
-#define REQUIRE(c)                                                                         \
-    do {                                                                                   \
-        if (!(c)) {                                                                        \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #c, __LINE__);             \
-            abort();                                                                       \
-        }                                                                                  \
+#define REQUIRE(c)                                                                                 \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "invariant failed: %s (line %d)\n", #c, __LINE__);                     \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 typedef struct fz_state {
@@ -269,7 +269,8 @@ static void check_key_object(json_t *o, bool created)
     REQUIRE(json_is_object(o));
     const char *k;
     json_t *v;
-    json_object_foreach(o, k, v) {
+    json_object_foreach(o, k, v)
+    {
         bool known = !strcmp(k, "uid") || !strcmp(k, "name") || !strcmp(k, "created") ||
                      !strcmp(k, "modified") || (created && !strcmp(k, "key"));
         if (!known) {
@@ -411,8 +412,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     api_response resp;
     api_handle(S.api, &req, FZ_NOW_MS, &resp);
     if (getenv("FUZZ_API_VERBOSE")) /* replaying seeds: show what each one got */
-        fprintf(stderr, "%s %s -> %d %s\n", method, path, resp.status,
-                resp.body ? resp.body : "");
+        fprintf(stderr, "%s %s -> %d %s\n", method, path, resp.status, resp.body ? resp.body : "");
     check_response(&resp, &req, real);
     api_response_clear(&resp);
     REQUIRE(resp.body == NULL && resp.status == 0);

@@ -33,12 +33,12 @@ static bool fz_is_revoked(void *ctx, const char *key_id, const char *username, s
     return len >= 8 && memcmp(username + len - 8, ":revoked", 8) == 0;
 }
 
-#define REQUIRE(c)                                                       \
-    do {                                                                 \
-        if (!(c)) {                                                      \
-            fprintf(stderr, "invariant failed: %s (line %d)\n", #c, __LINE__); \
-            abort();                                                     \
-        }                                                                \
+#define REQUIRE(c)                                                                                 \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "invariant failed: %s (line %d)\n", #c, __LINE__);                     \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 static bool is_lower_hex(const char *s, size_t n)

@@ -21,8 +21,8 @@ typedef struct {
 } result;
 
 /* Frames data fed in chunks of chunk(i) bytes (0 = all at once) into an exact-size buffer. */
-static void run(const uint8_t *data, size_t size, const uint8_t *sizes, size_t nsizes,
-                size_t fixed, result *res)
+static void run(const uint8_t *data, size_t size, const uint8_t *sizes, size_t nsizes, size_t fixed,
+                result *res)
 {
     uint8_t *acc = malloc(size ? size : 1);
     size_t have = 0, pos = 0, i = 0;

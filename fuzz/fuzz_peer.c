@@ -18,12 +18,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * src/peer) so that the fuzzer checks the policy against the spec instead of itself. */
 static bool spec_denied_v4(const uint8_t a[4])
 {
-    static const struct { uint8_t net[4]; unsigned len; } list[] = {
-        {{0, 0, 0, 0}, 8},      {{10, 0, 0, 0}, 8},      {{100, 64, 0, 0}, 10},
-        {{127, 0, 0, 0}, 8},    {{169, 254, 0, 0}, 16},  {{172, 16, 0, 0}, 12},
-        {{192, 0, 0, 0}, 24},   {{192, 0, 2, 0}, 24},    {{192, 88, 99, 0}, 24},
-        {{192, 168, 0, 0}, 16}, {{198, 18, 0, 0}, 15},   {{198, 51, 100, 0}, 24},
-        {{203, 0, 113, 0}, 24}, {{224, 0, 0, 0}, 4},     {{240, 0, 0, 0}, 4},
+    static const struct {
+        uint8_t net[4];
+        unsigned len;
+    } list[] = {
+        {{0, 0, 0, 0}, 8},          {{10, 0, 0, 0}, 8},     {{100, 64, 0, 0}, 10},
+        {{127, 0, 0, 0}, 8},        {{169, 254, 0, 0}, 16}, {{172, 16, 0, 0}, 12},
+        {{192, 0, 0, 0}, 24},       {{192, 0, 2, 0}, 24},   {{192, 88, 99, 0}, 24},
+        {{192, 168, 0, 0}, 16},     {{198, 18, 0, 0}, 15},  {{198, 51, 100, 0}, 24},
+        {{203, 0, 113, 0}, 24},     {{224, 0, 0, 0}, 4},    {{240, 0, 0, 0}, 4},
         {{255, 255, 255, 255}, 32},
     };
     uint32_t v = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3];
@@ -95,9 +98,8 @@ static void check_address(peer_policy *p, const peer_cidr *allow, const uint8_t 
     bool after = peer_allowed(p, sa);
     if (v4 && after != expected_v4(allow, a4, port, true))
         abort();
-    const uint8_t *addr = ss.ss_family == AF_INET6
-                              ? ((const struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr
-                              : a4;
+    const uint8_t *addr =
+        ss.ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)&ss)->sin6_addr.s6_addr : a4;
     if (fam_ok && after && !(allow && peer_cidr_contains(allow, ss.ss_family, addr)))
         abort(); /* an own address is reachable only through an allow entry */
 }

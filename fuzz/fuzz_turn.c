@@ -47,7 +47,7 @@ typedef struct harness {
     bool *open;
     signed char *owner; /* per relay id: the user whose authentication opened it */
     size_t open_cap;
-    int last_user;      /* user of the last successful auth call, -1 none */
+    int last_user; /* user of the last successful auth call, -1 none */
     long per_user[N_USERS];
     const peer_policy *pol;
     uint64_t last_id;
@@ -190,8 +190,8 @@ static void peer_addr(struct sockaddr_storage *ss, uint8_t sel)
 }
 
 /* Rebuilds msg with credentials and integrity; returns the new length or 0. */
-static size_t resign(harness *h, int ti, const char *user, const uint8_t *msg, size_t len,
-                     bool fp, uint8_t *out, size_t cap)
+static size_t resign(harness *h, int ti, const char *user, const uint8_t *msg, size_t len, bool fp,
+                     uint8_t *out, size_t cap)
 {
     stun_msg m;
     stun_builder b;
@@ -215,8 +215,8 @@ static size_t resign(harness *h, int ti, const char *user, const uint8_t *msg, s
     stun_builder_add(&b, STUN_ATTR_USERNAME, user, strlen(user));
     stun_builder_add(&b, STUN_ATTR_REALM, REALM, strlen(REALM));
     stun_builder_add(&b, STUN_ATTR_NONCE, h->nonce[ti], h->nonce_len[ti]);
-    stun_long_term_key((const uint8_t *)user, strlen(user), (const uint8_t *)REALM,
-                       strlen(REALM), (const uint8_t *)PASS, strlen(PASS), key);
+    stun_long_term_key((const uint8_t *)user, strlen(user), (const uint8_t *)REALM, strlen(REALM),
+                       (const uint8_t *)PASS, strlen(PASS), key);
     stun_builder_add_integrity(&b, key, sizeof key);
     if (fp)
         stun_builder_add_fingerprint(&b);

@@ -219,11 +219,11 @@ static int token_list(store *s, const cli_opts *o)
         store_perms_format(list[i].perms, p, sizeof p);
         if (list[i].expires)
             util_rfc3339(list[i].expires, exp);
-        const char *status = list[i].revoked ? "revoked"
+        const char *status = list[i].revoked                               ? "revoked"
                              : (list[i].expires && list[i].expires <= now) ? "expired"
-                                                                            : "active";
-        printf("%-32s  %-32s  %-22s  %-8s  %-20s  %s\n", list[i].id, list[i].account_id, p,
-               status, exp, list[i].name);
+                                                                           : "active";
+        printf("%-32s  %-32s  %-22s  %-8s  %-20s  %s\n", list[i].id, list[i].account_id, p, status,
+               exp, list[i].name);
     }
     store_token_array_free(list, n);
     return 0;
@@ -427,7 +427,10 @@ static void show_listeners(cfg *c, relay *r, bool print)
             printf("turnkey: TURN/TLS listening on %s (certificate %s)\n", *slot, c->tls_cert);
         } else {
             printf("turnkey: TURN listening on %s %s (realm %s)\n", *slot,
-                   kinds == RELAY_UDP ? "udp" : kinds == RELAY_TCP ? "tcp" : "udp+tcp", c->realm);
+                   kinds == RELAY_UDP   ? "udp"
+                   : kinds == RELAY_TCP ? "tcp"
+                                        : "udp+tcp",
+                   c->realm);
         }
     }
 }
@@ -571,9 +574,7 @@ static bool drain_done(serving *sv)
 static bool on_signal(serving *sv, int sig)
 {
     switch (sig) {
-    case SIGINT:
-        log_warn("main", "SIGINT: stopping");
-        return true;
+    case SIGINT: log_warn("main", "SIGINT: stopping"); return true;
     case SIGTERM:
         if (sv->drain_until_ms) {
             log_warn("main", "SIGTERM again: stopping now");
@@ -584,17 +585,10 @@ static bool on_signal(serving *sv, int sig)
             return true;
         }
         return false;
-    case SIGHUP:
-        reload(sv);
-        return false;
-    case SIGUSR2:
-        reload_certificate(sv, "SIGUSR2");
-        return false;
-    case SIGUSR1:
-        log_info("main", "SIGUSR1: nothing to do (ignored)");
-        return false;
-    default:
-        return false;
+    case SIGHUP: reload(sv); return false;
+    case SIGUSR2: reload_certificate(sv, "SIGUSR2"); return false;
+    case SIGUSR1: log_info("main", "SIGUSR1: nothing to do (ignored)"); return false;
+    default: return false;
     }
 }
 
@@ -692,8 +686,8 @@ static int cmd_serve(int argc, char **argv)
         if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
             goto out;
     }
-    api_hooks hooks = {.key_deleted = hook_key_deleted, .credential_revoked = hook_revoked,
-                       .ctx = rel};
+    api_hooks hooks = {
+        .key_deleted = hook_key_deleted, .credential_revoked = hook_revoked, .ctx = rel};
     api_config acfg = {.max_keys = (size_t)c.max_keys,
                        .keys = keys,
                        .stun_urls = (const char *const *)stun,
@@ -722,8 +716,15 @@ static int cmd_serve(int argc, char **argv)
     printf("turnkey: API listening on %s (data: %s)\n", api_url, c.data);
     fflush(stdout);
     free(api_url);
-    serving sv = {.c = &c, .argc = argc, .argv = argv, .sigs = &sigs, .s = s, .keys = keys,
-                  .tls = tls, .rel = rel, .api = api};
+    serving sv = {.c = &c,
+                  .argc = argc,
+                  .argv = argv,
+                  .sigs = &sigs,
+                  .s = s,
+                  .keys = keys,
+                  .tls = tls,
+                  .rel = rel,
+                  .api = api};
     serve_loop(&sv);
     rc = 0;
 out:

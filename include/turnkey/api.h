@@ -13,9 +13,9 @@
 #include "turnkey/keycache.h"
 #include "turnkey/store.h"
 
-#define API_MAX_BODY 65536      /* largest accepted request body */
-#define API_MAX_NAME 1024       /* TURN key name, bytes */
-#define API_TTL_DEFAULT 86400   /* credential lifetime when the request gives none */
+#define API_MAX_BODY 65536    /* largest accepted request body */
+#define API_MAX_NAME 1024     /* TURN key name, bytes */
+#define API_TTL_DEFAULT 86400 /* credential lifetime when the request gives none */
 #define API_TTL_MAX 172800
 
 typedef struct api_config {
@@ -24,7 +24,7 @@ typedef struct api_config {
     size_t n_stun;
     const char *const *turn_urls; /* "turn:host:3478?transport=udp", "turns:...", ... */
     size_t n_turn;
-    keycache *keys;               /* shared key/revocation cache; NULL = the api makes its own */
+    keycache *keys; /* shared key/revocation cache; NULL = the api makes its own */
 } api_config;
 
 /* Optional observer of control-plane changes that live state must follow (a relay ending
@@ -52,14 +52,14 @@ typedef struct api_request {
     const char *x_auth_email;
     const uint8_t *body;
     size_t body_len;
-    bool body_too_large;       /* the server discarded a body over API_MAX_BODY */
+    bool body_too_large; /* the server discarded a body over API_MAX_BODY */
 } api_request;
 
 typedef struct api_response {
     int status;
-    char *body;                 /* heap JSON (free with api_response_clear), NULL = empty */
-    const char *content_type;   /* static; NULL when there is no body */
-    const char *allow;          /* static; set on 405 */
+    char *body;                   /* heap JSON (free with api_response_clear), NULL = empty */
+    const char *content_type;     /* static; NULL when there is no body */
+    const char *allow;            /* static; set on 405 */
     const char *www_authenticate; /* static; set on 401 */
 } api_response;
 

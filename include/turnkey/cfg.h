@@ -12,9 +12,9 @@
 #include <stdio.h>
 
 typedef struct cfg {
-    char *config;      /* file read, or NULL */
-    char *data;        /* data directory (SQLite store) */
-    char *api_listen;  /* HTTP API ADDR:PORT */
+    char *config;     /* file read, or NULL */
+    char *data;       /* data directory (SQLite store) */
+    char *api_listen; /* HTTP API ADDR:PORT */
     /* Listener lists (repeatable; a later source replaces an earlier one's list; "" = none):
      * TURN UDP+TCP, TLS, UDP only, TCP only; each ADDR:PORT. */
     char **turn_listen;
@@ -44,9 +44,9 @@ typedef struct cfg {
     long api_threads;
     long relay_threads; /* 0 = one per CPU */
     char *log_level;
-    bool bootstrap;    /* first run on an empty store: create an account and a token */
+    bool bootstrap;     /* first run on an empty store: create an account and a token */
     long drain_timeout; /* seconds SIGTERM waits for allocations to end; 0 = at once */
-    int layer_;        /* cfg_load internals: which source is being read, and which source */
+    int layer_;         /* cfg_load internals: which source is being read, and which source */
     int list_layer_[8]; /* last set each layered list */
 } cfg;
 
@@ -59,8 +59,6 @@ void cfg_print_help(FILE *out);
  * default commented out. Reading the output back gives the same configuration. cfg_load
  * calls it (and returns 1) for --print-config. */
 void cfg_print_config(const cfg *c, FILE *out);
-
-
 
 /* Parses one --external-ip value "PUBLIC[/PRIVATE]" (IP literals of one family, neither a
  * wildcard). priv may be NULL; *has_priv tells whether PRIVATE was given. 0 or -1. */

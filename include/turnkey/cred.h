@@ -44,7 +44,7 @@ enum {
 typedef struct cred_info {
     char key_id[33];
     int64_t expires;
-    char cid[CRED_CID_MAX + 1]; /* "" when the credential carries none */
+    char cid[CRED_CID_MAX + 1];  /* "" when the credential carries none */
     uint8_t salt[CRED_SALT_LEN]; /* the username's salt, decoded (for cred_mint_salted) */
 } cred_info;
 

@@ -11,10 +11,10 @@ int log_parse_level(const char *s);
 void log_write(enum log_level lvl, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-#define LOG_AT(lvl, mod, ...)                \
-    do {                                     \
-        if ((lvl) <= log_get_level())        \
-            log_write((lvl), (mod), __VA_ARGS__); \
+#define LOG_AT(lvl, mod, ...)                                                                      \
+    do {                                                                                           \
+        if ((lvl) <= log_get_level())                                                              \
+            log_write((lvl), (mod), __VA_ARGS__);                                                  \
     } while (0)
 #define log_error(mod, ...) LOG_AT(LOG_ERROR, mod, __VA_ARGS__)
 #define log_warn(mod, ...) LOG_AT(LOG_WARN, mod, __VA_ARGS__)

@@ -48,7 +48,7 @@ typedef struct peer_policy {
     peer_cidr *self; /* own addresses as /32 or /128, normalised likewise */
     size_t n_self, cap_self;
     const struct peer_relays *relays; /* live relay ports (hairpin), or NULL */
-    peer_cidr *deny; /* operator deny ranges, normalised likewise */
+    peer_cidr *deny;                  /* operator deny ranges, normalised likewise */
     size_t n_deny, cap_deny;
 } peer_policy;
 

@@ -46,8 +46,8 @@ typedef struct relay_config {
     uint32_t user_quota;      /* 0 = default (10) */
     uint32_t max_allocations; /* 0 = default */
     keycache *keys;
-    tls_server *tls;        /* required when a listener has RELAY_TLS */
-    unsigned threads;       /* event-loop threads; 0 = one per online CPU */
+    tls_server *tls;  /* required when a listener has RELAY_TLS */
+    unsigned threads; /* event-loop threads; 0 = one per online CPU */
 } relay_config;
 
 typedef struct relay relay;

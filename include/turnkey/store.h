@@ -16,8 +16,8 @@
 enum store_rc {
     STORE_OK = 0,
     STORE_NOT_FOUND = -1,
-    STORE_LIMIT = -2,    /* per-account key limit reached */
-    STORE_ERROR = -3,    /* real fault (I/O, corruption): callers answer 5xx */
+    STORE_LIMIT = -2, /* per-account key limit reached */
+    STORE_ERROR = -3, /* real fault (I/O, corruption): callers answer 5xx */
 };
 
 #define STORE_ID_LEN 32     /* account id, key uid, token id: 32 lowercase hex */
@@ -35,7 +35,7 @@ typedef struct store_token {
     char id[STORE_ID_LEN + 1];
     char account_id[STORE_ID_LEN + 1];
     char *name;
-    unsigned perms;  /* STORE_PERM_* bits */
+    unsigned perms; /* STORE_PERM_* bits */
     int64_t created;
     int64_t expires; /* 0 = never */
     int64_t revoked; /* 0 = active */
@@ -45,8 +45,8 @@ typedef struct store_key {
     char uid[STORE_ID_LEN + 1];
     char account_id[STORE_ID_LEN + 1];
     char *name;
-    int64_t created;  /* milliseconds since the epoch */
-    int64_t modified; /* milliseconds; a rename always moves it forward */
+    int64_t created;                  /* milliseconds since the epoch */
+    int64_t modified;                 /* milliseconds; a rename always moves it forward */
     char key_hash[65];                /* SHA-256 hex of the bearer key */
     uint8_t secret[STORE_SECRET_LEN]; /* credential secret (never leaves the server) */
 } store_key;

@@ -99,20 +99,20 @@ enum { STUN_TRANSPORT_UDP = 17, STUN_TRANSPORT_TCP = 6 };
 /* Return codes. */
 enum {
     STUN_OK = 0,
-    STUN_ERR_NEED_MORE = -1,       /* framer: incomplete frame, read more bytes */
-    STUN_ERR_TRUNCATED = -2,       /* buffer shorter than the header or the declared length */
-    STUN_ERR_NOT_STUN = -3,        /* top bits not 00, or wrong magic cookie */
-    STUN_ERR_BAD_LENGTH = -4,      /* length not a multiple of 4 or not matching the buffer */
-    STUN_ERR_BAD_ATTR = -5,        /* attribute overruns the message or has a malformed value */
-    STUN_ERR_TOO_MANY_ATTRS = -6,  /* more than STUN_MAX_ATTRS attributes */
-    STUN_ERR_ORDER = -7,           /* attribute after FINGERPRINT; builder misuse of MI/FP order */
-    STUN_ERR_NOT_FOUND = -8,       /* attribute absent */
-    STUN_ERR_NO_SPACE = -9,        /* encoder capacity, or the 16-bit length, exceeded */
-    STUN_ERR_INTEGRITY = -10,      /* MESSAGE-INTEGRITY(-SHA256) mismatch */
-    STUN_ERR_FINGERPRINT = -11,    /* FINGERPRINT mismatch */
-    STUN_ERR_BAD_CHANNEL = -12,    /* ChannelData channel number outside 0x4000-0x7FFF */
-    STUN_ERR_INVALID = -13,        /* bad argument (NULL, unsupported family, bad code...) */
-    STUN_ERR_CRYPTO = -14,         /* OpenSSL failure */
+    STUN_ERR_NEED_MORE = -1,      /* framer: incomplete frame, read more bytes */
+    STUN_ERR_TRUNCATED = -2,      /* buffer shorter than the header or the declared length */
+    STUN_ERR_NOT_STUN = -3,       /* top bits not 00, or wrong magic cookie */
+    STUN_ERR_BAD_LENGTH = -4,     /* length not a multiple of 4 or not matching the buffer */
+    STUN_ERR_BAD_ATTR = -5,       /* attribute overruns the message or has a malformed value */
+    STUN_ERR_TOO_MANY_ATTRS = -6, /* more than STUN_MAX_ATTRS attributes */
+    STUN_ERR_ORDER = -7,          /* attribute after FINGERPRINT; builder misuse of MI/FP order */
+    STUN_ERR_NOT_FOUND = -8,      /* attribute absent */
+    STUN_ERR_NO_SPACE = -9,       /* encoder capacity, or the 16-bit length, exceeded */
+    STUN_ERR_INTEGRITY = -10,     /* MESSAGE-INTEGRITY(-SHA256) mismatch */
+    STUN_ERR_FINGERPRINT = -11,   /* FINGERPRINT mismatch */
+    STUN_ERR_BAD_CHANNEL = -12,   /* ChannelData channel number outside 0x4000-0x7FFF */
+    STUN_ERR_INVALID = -13,       /* bad argument (NULL, unsupported family, bad code...) */
+    STUN_ERR_CRYPTO = -14,        /* OpenSSL failure */
 };
 
 /* Framer results (positive). */
@@ -319,8 +319,8 @@ bool stun_is_channeldata(const uint8_t *buf, size_t len);
 bool stun_channel_valid(uint16_t channel);
 /* Parses a ChannelData message: channel, data pointer into buf, data length. len must cover
  * 4 + data length, plus at most 3 padding bytes (padding is optional over UDP). */
-int stun_channeldata_parse(const uint8_t *buf, size_t len, uint16_t *channel,
-                           const uint8_t **data, size_t *data_len);
+int stun_channeldata_parse(const uint8_t *buf, size_t len, uint16_t *channel, const uint8_t **data,
+                           size_t *data_len);
 /* Writes the 4-byte header; returns 4. */
 int stun_channeldata_header(uint8_t *buf, size_t cap, uint16_t channel, size_t data_len);
 /* Writes header + data (data may already sit at buf + 4, or overlap) + zero padding to a

@@ -36,8 +36,8 @@ typedef struct timer_heap {
 } timer_heap;
 
 /* The struct of type `type` whose member `member` is the timer_entry at `ptr`. */
-#define TIMER_CONTAINER_OF(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define TIMER_CONTAINER_OF(ptr, type, member)                                                      \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 void timer_heap_init(timer_heap *h);
 /* Frees the heap's storage. Entries still scheduled are not touched (their owners may

@@ -31,8 +31,8 @@ typedef struct turn_5tuple {
 
 /* What a credential lookup returns (filled by ops->auth). */
 typedef struct turn_auth_info {
-    char key_id[33];  /* "" for credentials not tied to a TURN key (coturn shared secret) */
-    int64_t expires;  /* unix seconds; the allocation ends when it passes (<= 0: no cap) */
+    char key_id[33]; /* "" for credentials not tied to a TURN key (coturn shared secret) */
+    int64_t expires; /* unix seconds; the allocation ends when it passes (<= 0: no cap) */
 } turn_auth_info;
 
 enum turn_auth_rc {
@@ -60,12 +60,12 @@ typedef struct turn_ops {
                       struct sockaddr_storage *relayed);
     void (*relay_close)(void *ctx, uint64_t alloc_id);
     /* Send one datagram from alloc_id's relay socket to peer. */
-    void (*send_peer)(void *ctx, uint64_t alloc_id, const struct sockaddr *peer,
-                      const uint8_t *buf, size_t len);
+    void (*send_peer)(void *ctx, uint64_t alloc_id, const struct sockaddr *peer, const uint8_t *buf,
+                      size_t len);
     /* Look up a username (attacker-controlled bytes): on TURN_AUTH_OK fill password (NUL-
      * terminated, the long-term credential password) and info. now = unix seconds. */
-    int (*auth)(void *ctx, const uint8_t *username, size_t len, int64_t now,
-                char password[128], turn_auth_info *info);
+    int (*auth)(void *ctx, const uint8_t *username, size_t len, int64_t now, char password[128],
+                turn_auth_info *info);
     /* Optional (both or neither): quotas shared by several turn_servers (one per relay
      * thread). Called before an allocation is created: 0 = granted, TURN_QUOTA_USER (→ 486)
      * or TURN_QUOTA_GLOBAL (→ 508). Each grant is matched by exactly one release when that
@@ -80,17 +80,17 @@ typedef struct turn_ops {
 enum { TURN_QUOTA_OK = 0, TURN_QUOTA_USER = -1, TURN_QUOTA_GLOBAL = -2, TURN_QUOTA_DRAINING = -3 };
 
 typedef struct turn_config {
-    const char *realm;              /* REALM value */
-    const char *software;           /* SOFTWARE value, NULL = none */
-    uint8_t nonce_secret[32];       /* key for stateless nonces (random per process) */
-    uint32_t nonce_lifetime_s;      /* default 600; expired nonce → 438 */
-    uint32_t alloc_default_s;       /* default 600 */
-    uint32_t alloc_max_s;           /* default 3600 */
-    uint32_t permission_s;          /* 300 */
-    uint32_t channel_s;             /* 600 */
-    uint32_t user_quota;            /* allocations per username, default 10 (→ 486) */
-    uint32_t max_allocations;       /* global cap (→ 508), default 100000 */
-    const peer_policy *peers;       /* where the relay may send (403 otherwise); required */
+    const char *realm;         /* REALM value */
+    const char *software;      /* SOFTWARE value, NULL = none */
+    uint8_t nonce_secret[32];  /* key for stateless nonces (random per process) */
+    uint32_t nonce_lifetime_s; /* default 600; expired nonce → 438 */
+    uint32_t alloc_default_s;  /* default 600 */
+    uint32_t alloc_max_s;      /* default 3600 */
+    uint32_t permission_s;     /* 300 */
+    uint32_t channel_s;        /* 600 */
+    uint32_t user_quota;       /* allocations per username, default 10 (→ 486) */
+    uint32_t max_allocations;  /* global cap (→ 508), default 100000 */
+    const peer_policy *peers;  /* where the relay may send (403 otherwise); required */
 } turn_config;
 
 typedef struct turn_server turn_server;
@@ -114,9 +114,8 @@ void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sock
  * bytes in front of it (the I/O layer receives at an offset): ChannelData to a UDP client is
  * relayed by header rewrite, the header written in front of the payload and send_client
  * given buf - 4, so the payload is never copied. The headroom may be overwritten. */
-void turn_server_peer_input_inplace(turn_server *s, uint64_t alloc_id,
-                                    const struct sockaddr *peer, uint8_t *buf, size_t len,
-                                    int64_t now_ms);
+void turn_server_peer_input_inplace(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
+                                    uint8_t *buf, size_t len, int64_t now_ms);
 /* A TCP/TLS client connection closed: its allocation (if any) is deleted. */
 void turn_server_conn_closed(turn_server *s, const turn_5tuple *t, int64_t now_ms);
 

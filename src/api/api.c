@@ -11,8 +11,8 @@
 
 /* Error codes (docs/api.md). */
 enum {
-    E_INVALID_TOKEN = 1000,     /* /user/tokens/verify */
-    E_BAD_HEADERS = 6003,       /* + error_chain 6111 / 6103 */
+    E_INVALID_TOKEN = 1000, /* /user/tokens/verify */
+    E_BAD_HEADERS = 6003,   /* + error_chain 6111 / 6103 */
     E_BAD_AUTH_FORMAT = 6111,
     E_BAD_JSON = 6007,
     E_NO_ROUTE = 7000,
@@ -79,9 +79,9 @@ static void respond(api_response *r, int status, json_t *doc)
 
 static void respond_errors(api_response *r, int status, json_t *errors)
 {
-    respond(r, status,
-            json_pack("{s:b, s:o, s:[], s:n}", "success", 0, "errors", errors, "messages",
-                      "result"));
+    respond(
+        r, status,
+        json_pack("{s:b, s:o, s:[], s:n}", "success", 0, "errors", errors, "messages", "result"));
 }
 
 void api__error(api_response *r, int status, int code, const char *msg, const char *pointer)
@@ -89,11 +89,12 @@ void api__error(api_response *r, int status, int code, const char *msg, const ch
     respond_errors(r, status, json_pack("[o]", error_item(code, msg, pointer)));
 }
 
-static void error_with_chain(api_response *r, int status, int code, const char *msg,
-                             int chain_code, const char *chain_msg)
+static void error_with_chain(api_response *r, int status, int code, const char *msg, int chain_code,
+                             const char *chain_msg)
 {
     json_t *e = error_item(code, msg, NULL);
-    json_object_set_new(e, "error_chain", json_pack("[o]", error_item(chain_code, chain_msg, NULL)));
+    json_object_set_new(e, "error_chain",
+                        json_pack("[o]", error_item(chain_code, chain_msg, NULL)));
     respond_errors(r, status, json_pack("[o]", e));
 }
 
@@ -278,8 +279,8 @@ static int authenticate(api_server *a, const api_request *req, int64_t now_ms, s
         internal_error(r);
         return -1;
     }
-    bool ok = rc == STORE_OK && tok->revoked == 0 &&
-              (tok->expires == 0 || tok->expires > now_ms / 1000);
+    bool ok =
+        rc == STORE_OK && tok->revoked == 0 && (tok->expires == 0 || tok->expires > now_ms / 1000);
     if (!ok) {
         store_token_clear(tok);
         if (verify_style) {
@@ -341,8 +342,7 @@ static void key_not_found(api_response *r)
     api__error(r, 404, E_NOT_FOUND, "TURN key not found", NULL);
 }
 
-static void keys_create(api_server *a, const char *acct, json_t *body, int64_t now,
-                        api_response *r)
+static void keys_create(api_server *a, const char *acct, json_t *body, int64_t now, api_response *r)
 {
     const char *name;
     bool present;
@@ -428,8 +428,8 @@ static bool valid_account_id(const char *s)
 }
 
 /* /client/v4/accounts/{account_id}/calls/turn_keys[/{key_id}] ; p->seg[0..1] = client,v4 */
-static void route_turn_keys(api_server *a, const api_request *req, const api__path *p,
-                            int64_t now, api_response *r)
+static void route_turn_keys(api_server *a, const api_request *req, const api__path *p, int64_t now,
+                            api_response *r)
 {
     bool item = p->n == 7;
     const char *m = req->method;
@@ -443,8 +443,8 @@ static void route_turn_keys(api_server *a, const api_request *req, const api__pa
     if (authenticate(a, req, now, &tok, r, false) != 0)
         return;
     char acct[64], uid[64];
-    bool ids_ok = api__decode_segment(p->seg[3], p->len[3], acct, sizeof acct) == 0 &&
-                  valid_account_id(acct);
+    bool ids_ok =
+        api__decode_segment(p->seg[3], p->len[3], acct, sizeof acct) == 0 && valid_account_id(acct);
     if (ids_ok && item)
         ids_ok = api__decode_segment(p->seg[6], p->len[6], uid, sizeof uid) == 0 &&
                  util_is_lower_hex(uid, 32);

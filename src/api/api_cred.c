@@ -120,9 +120,9 @@ static void mint(api_server *a, const api_request *req, const char *uid, const u
         /* an entry with no URL is refused by RTCPeerConnection: list only what exists */
         json_t *servers = json_array();
         if (a->cfg.n_stun)
-            json_array_append_new(servers, json_pack("{s:o}", "urls",
-                                                     url_array(a->cfg.stun_urls, a->cfg.n_stun,
-                                                               json_array())));
+            json_array_append_new(
+                servers, json_pack("{s:o}", "urls",
+                                   url_array(a->cfg.stun_urls, a->cfg.n_stun, json_array())));
         if (a->cfg.n_turn)
             json_array_append_new(
                 servers, json_pack("{s:o, s:s, s:s}", "urls",
@@ -173,9 +173,8 @@ void api__cred_route(api_server *a, const api_request *req, const api__path *p, 
     bool is_mint = p->n == 6 && p->len[4] == 11 && memcmp(p->seg[4], "credentials", 11) == 0 &&
                    ((p->len[5] == 20 && memcmp(p->seg[5], "generate-ice-servers", 20) == 0) ||
                     (p->len[5] == 8 && memcmp(p->seg[5], "generate", 8) == 0));
-    bool is_revoke = p->n == 7 && p->len[4] == 11 &&
-                     memcmp(p->seg[4], "credentials", 11) == 0 && p->len[6] == 6 &&
-                     memcmp(p->seg[6], "revoke", 6) == 0;
+    bool is_revoke = p->n == 7 && p->len[4] == 11 && memcmp(p->seg[4], "credentials", 11) == 0 &&
+                     p->len[6] == 6 && memcmp(p->seg[6], "revoke", 6) == 0;
     if (!is_mint && !is_revoke) {
         api__error(r, 404, 7000, "No route for that URI", NULL);
         return;

@@ -25,7 +25,10 @@ typedef struct opt {
 } opt;
 
 #define O(f) offsetof(cfg, f)
-#define LIST(name, f, def, layer, help) {name, T_LIST, O(f), def, 0, 0, help}
+#define LIST(name, f, def, layer, help)                                                            \
+    {                                                                                              \
+        name, T_LIST, O(f), def, 0, 0, help                                                        \
+    }
 
 /* T_LIST options: where the count is, and 1 + their index into cfg.list_layer_ when a later
  * source replaces the list instead of adding to it (0: every source adds). */
@@ -428,12 +431,13 @@ static void print_list(const cfg *c, const opt *o, FILE *out)
 
 void cfg_print_config(const cfg *c, FILE *out)
 {
-    fprintf(out, "# turnkey configuration file (turnkey serve --config FILE).\n"
-                 "# One \"name = value\" per line (\"name=value\" and a bare \"name\" for a flag work\n"
-                 "# too); '#' starts a comment line. Every option of `turnkey serve --help` can be\n"
-                 "# set here; TURNKEY_<NAME> environment variables and flags override the file.\n"
-                 "# Written by `turnkey serve --print-config`: a commented-out line shows the\n"
-                 "# built-in default, an active line a value that differs from it.\n");
+    fprintf(out,
+            "# turnkey configuration file (turnkey serve --config FILE).\n"
+            "# One \"name = value\" per line (\"name=value\" and a bare \"name\" for a flag work\n"
+            "# too); '#' starts a comment line. Every option of `turnkey serve --help` can be\n"
+            "# set here; TURNKEY_<NAME> environment variables and flags override the file.\n"
+            "# Written by `turnkey serve --print-config`: a commented-out line shows the\n"
+            "# built-in default, an active line a value that differs from it.\n");
     char val[32];
     for (size_t i = 0; i < N_OPTS; i++) {
         const opt *o = &table[i];
@@ -529,8 +533,7 @@ int cfg_parse_external(const char *s, struct sockaddr_storage *pub, struct socka
         return 0;
     if (!priv)
         priv = &tmp;
-    if (is_wildcard_host(slash) || parse_ip(slash, priv) != 0 ||
-        priv->ss_family != pub->ss_family)
+    if (is_wildcard_host(slash) || parse_ip(slash, priv) != 0 || priv->ss_family != pub->ss_family)
         return -1;
     return 0;
 }
@@ -542,15 +545,18 @@ static int check_external(const cfg *c, FILE *err)
         struct sockaddr_storage pub;
         bool hp;
         if (cfg_parse_external(c->external_ip[i], &pub, NULL, &hp) != 0) {
-            fprintf(err, "turnkey: invalid --external-ip '%s' (want PUBLIC or PUBLIC/PRIVATE, IP "
-                         "addresses of one family, not a wildcard)\n", c->external_ip[i]);
+            fprintf(err,
+                    "turnkey: invalid --external-ip '%s' (want PUBLIC or PUBLIC/PRIVATE, IP "
+                    "addresses of one family, not a wildcard)\n",
+                    c->external_ip[i]);
             return -1;
         }
         bool *seen = pub.ss_family == AF_INET ? &seen4 : &seen6;
         if (*seen) {
-            fprintf(err, "turnkey: --external-ip given twice for IPv%c ('%s'); at most one per "
-                         "address family\n", pub.ss_family == AF_INET ? '4' : '6',
-                    c->external_ip[i]);
+            fprintf(err,
+                    "turnkey: --external-ip given twice for IPv%c ('%s'); at most one per "
+                    "address family\n",
+                    pub.ss_family == AF_INET ? '4' : '6', c->external_ip[i]);
             return -1;
         }
         *seen = true;
@@ -590,9 +596,11 @@ static int add_group(const group *g, const char *host, char ***out, size_t *n, F
                 return -1;
             }
             if (!host && is_wildcard_host(lh)) {
-                fprintf(err, "turnkey: listening on the wildcard address '%s' needs --public-host "
-                             "or --external-ip: iceServers must name an address clients can "
-                             "reach\n", g->list[k][i]);
+                fprintf(err,
+                        "turnkey: listening on the wildcard address '%s' needs --public-host "
+                        "or --external-ip: iceServers must name an address clients can "
+                        "reach\n",
+                        g->list[k][i]);
                 return -1;
             }
             char *uh = url_host(host ? host : lh);
@@ -624,11 +632,17 @@ int cfg_ice_urls(const cfg *c, char ***stun, size_t *n_stun, char ***turn, size_
     *n_stun = *n_turn = 0;
     const group groups[] = {
         {{c->turn_listen, NULL}, {c->n_turn_listen, 0}, "stun:%s:%ld", {"--turn-listen"}},
-        {{c->turn_listen, c->udp_listen}, {c->n_turn_listen, c->n_udp_listen},
-         "turn:%s:%ld?transport=udp", {"--turn-listen", "--udp-listen"}},
-        {{c->turn_listen, c->tcp_listen}, {c->n_turn_listen, c->n_tcp_listen},
-         "turn:%s:%ld?transport=tcp", {"--turn-listen", "--tcp-listen"}},
-        {{c->tls_listen, NULL}, {c->n_tls_listen, 0}, "turns:%s:%ld?transport=tcp",
+        {{c->turn_listen, c->udp_listen},
+         {c->n_turn_listen, c->n_udp_listen},
+         "turn:%s:%ld?transport=udp",
+         {"--turn-listen", "--udp-listen"}},
+        {{c->turn_listen, c->tcp_listen},
+         {c->n_turn_listen, c->n_tcp_listen},
+         "turn:%s:%ld?transport=tcp",
+         {"--turn-listen", "--tcp-listen"}},
+        {{c->tls_listen, NULL},
+         {c->n_tls_listen, 0},
+         "turns:%s:%ld?transport=tcp",
          {"--tls-listen"}},
     };
     char *hosts = url_hosts(c), *save = NULL;
@@ -640,8 +654,8 @@ int cfg_ice_urls(const cfg *c, char ***stun, size_t *n_stun, char ***turn, size_
             continue;
         any_host = true;
         for (size_t g = 0; g < sizeof groups / sizeof groups[0] && rc == 0; g++)
-            rc = add_group(&groups[g], h, g == G_STUN ? stun : turn,
-                           g == G_STUN ? n_stun : n_turn, err);
+            rc = add_group(&groups[g], h, g == G_STUN ? stun : turn, g == G_STUN ? n_stun : n_turn,
+                           err);
     }
     for (size_t g = 0; !any_host && g < sizeof groups / sizeof groups[0] && rc == 0; g++)
         rc = add_group(&groups[g], NULL, g == G_STUN ? stun : turn, g == G_STUN ? n_stun : n_turn,

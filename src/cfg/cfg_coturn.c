@@ -130,8 +130,7 @@ static int apply_range(const alias *al, const char *val, const cfg__ops *ops, co
             ntohl(lo.s_addr) <= ntohl(hi.s_addr))
             return emit_v4_range(ntohl(lo.s_addr), ntohl(hi.s_addr), al->ours, ops);
     }
-    fprintf(err,
-            "turnkey: %s: %s wants an address, a CIDR or an IPv4 range A-B, got '%s'\n", src,
+    fprintf(err, "turnkey: %s: %s wants an address, a CIDR or an IPv4 range A-B, got '%s'\n", src,
             al->coturn, val);
     return -1;
 }
@@ -163,8 +162,9 @@ static int note_listener(cfg__coturn *st, const alias *al, const char *val, cons
         uint8_t bin[16];
         if (st->n_ips == CFG__COTURN_MAX_IPS ||
             (inet_pton(AF_INET, val, bin) != 1 && inet_pton(AF_INET6, val, bin) != 1)) {
-            fprintf(err, "turnkey: %s: listening-ip '%s' is not an IP address, or one too many "
-                         "(at most %d)\n",
+            fprintf(err,
+                    "turnkey: %s: listening-ip '%s' is not an IP address, or one too many "
+                    "(at most %d)\n",
                     src, val, CFG__COTURN_MAX_IPS);
             return -1;
         }
@@ -184,8 +184,7 @@ static int note_listener(cfg__coturn *st, const alias *al, const char *val, cons
 static int apply_one(cfg__coturn *st, const alias *al, const char *val, const cfg__ops *ops,
                      const char *src, FILE *err)
 {
-    if (al->kind == K_IGNORE || al->kind == K_OFF || al->kind == K_NO_UDP ||
-        al->kind == K_NO_TCP)
+    if (al->kind == K_IGNORE || al->kind == K_OFF || al->kind == K_NO_UDP || al->kind == K_NO_TCP)
         return apply_flag(st, al, val, ops, src, err);
     if (!val || !*val) {
         fprintf(err, "turnkey: %s: %s needs a value\n", src, al->coturn);
@@ -228,8 +227,7 @@ int cfg__coturn_apply(cfg__coturn *st, const char *name, const char *val, const 
 
 /* Replaces list `name` by its entries with the hosts (st->ips, if any) and the port (if
  * given) that coturn's lines named. An empty list (off) stays off. */
-static int rebuild(const cfg__coturn *st, const char *name, const char *port,
-                   const cfg__ops *ops)
+static int rebuild(const cfg__coturn *st, const char *name, const char *port, const cfg__ops *ops)
 {
     size_t n;
     char *const *cur = ops->get_list(ops->ctx, name, &n);
@@ -287,11 +285,13 @@ int cfg__coturn_finish(cfg__coturn *st, const cfg__ops *ops, const char *src, FI
 {
     int rc = 0;
     if (st->no_udp && st->no_tcp) {
-        fprintf(err, "turnkey: %s: no-udp with no-tcp leaves TLS alone, which turnkey does not "
-                     "serve without a UDP or TCP listener\n", src);
+        fprintf(err,
+                "turnkey: %s: no-udp with no-tcp leaves TLS alone, which turnkey does not "
+                "serve without a UDP or TCP listener\n",
+                src);
         rc = -1;
     } else if (rebuild(st, "turn-listen", st->port, ops) != 0 ||
-        rebuild(st, "tls-listen", st->tls_port, ops) != 0 || split_protocols(st, ops) != 0) {
+               rebuild(st, "tls-listen", st->tls_port, ops) != 0 || split_protocols(st, ops) != 0) {
         fprintf(err, "turnkey: %s: the coturn listener settings do not combine\n", src);
         rc = -1;
     }
@@ -311,27 +311,17 @@ void cfg__coturn_dispose(cfg__coturn *st)
 static const char *kind_note(enum kind k)
 {
     switch (k) {
-    case K_IP:
-        return " (the address of each; repeatable)";
+    case K_IP: return " (the address of each; repeatable)";
     case K_PORT:
-    case K_TLS:
-        return " (the port of each)";
-    case K_NO_UDP:
-        return " (turn-listen becomes TCP-only: tcp-listen)";
-    case K_NO_TCP:
-        return " (turn-listen becomes UDP-only: udp-listen)";
-    case K_LO:
-        return " (LO)";
-    case K_HI:
-        return " (HI)";
-    case K_QUOTA:
-        return " (0 = the largest value)";
-    case K_OFF:
-        return " = \"\" (off)";
-    case K_RANGE:
-        return " (an IPv4 range A-B becomes CIDRs)";
-    default:
-        return "";
+    case K_TLS: return " (the port of each)";
+    case K_NO_UDP: return " (turn-listen becomes TCP-only: tcp-listen)";
+    case K_NO_TCP: return " (turn-listen becomes UDP-only: udp-listen)";
+    case K_LO: return " (LO)";
+    case K_HI: return " (HI)";
+    case K_QUOTA: return " (0 = the largest value)";
+    case K_OFF: return " = \"\" (off)";
+    case K_RANGE: return " (an IPv4 range A-B becomes CIDRs)";
+    default: return "";
     }
 }
 

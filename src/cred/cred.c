@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define TAG_LEN 16 /* bytes of HMAC-SHA256 kept in the username (128 bits) */
+#define TAG_LEN 16           /* bytes of HMAC-SHA256 kept in the username (128 bits) */
 #define EXPIRY_DIGITS_MAX 19 /* INT64_MAX = 9223372036854775807 */
 
 /* Domain-separation labels; the trailing NUL is part of the MAC input (sizeof includes it). */
@@ -338,20 +338,13 @@ cleanup:
 const char *cred_strerror(int rc)
 {
     switch (rc) {
-    case CRED_OK:
-        return "ok";
-    case CRED_E_MALFORMED:
-        return "malformed credential";
-    case CRED_E_UNKNOWN_KEY:
-        return "unknown key";
-    case CRED_E_BAD_TAG:
-        return "credential not minted by this key";
-    case CRED_E_EXPIRED:
-        return "credential expired";
-    case CRED_E_REVOKED:
-        return "credential revoked";
-    default:
-        return "unknown error";
+    case CRED_OK: return "ok";
+    case CRED_E_MALFORMED: return "malformed credential";
+    case CRED_E_UNKNOWN_KEY: return "unknown key";
+    case CRED_E_BAD_TAG: return "credential not minted by this key";
+    case CRED_E_EXPIRED: return "credential expired";
+    case CRED_E_REVOKED: return "credential revoked";
+    default: return "unknown error";
     }
 }
 

@@ -191,8 +191,8 @@ static int dispatch(ev_loop *loop, const struct epoll_event *ev)
     struct reg *r = lookup(loop, fd);
     if (!r || r->gen != gen)
         return 0; /* removed (or replaced) earlier in this batch */
-    unsigned got = ((ev->events & EPOLLIN) ? EV_READ : 0u) |
-                   ((ev->events & EPOLLOUT) ? EV_WRITE : 0u);
+    unsigned got =
+        ((ev->events & EPOLLIN) ? EV_READ : 0u) | ((ev->events & EPOLLOUT) ? EV_WRITE : 0u);
     if (ev->events & (EPOLLERR | EPOLLHUP))
         got |= EV_ERROR | r->events;
     got &= r->events | EV_ERROR;

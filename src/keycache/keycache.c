@@ -145,8 +145,7 @@ static void fill(const kentry *e, uint8_t *secret, char *key_hash)
         memcpy(key_hash, e->key_hash, 65);
 }
 
-int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
-                 char key_hash[65])
+int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN], char key_hash[65])
 {
     if (!util_is_lower_hex(uid, STORE_ID_LEN))
         return -1;

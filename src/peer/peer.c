@@ -10,26 +10,32 @@
 #include "internal.h"
 #include "turnkey/util.h"
 
-#define V4(a, b, c, d, len) {AF_INET, {a, b, c, d}, len}
-#define V6(len, ...) {AF_INET6, {__VA_ARGS__}, len}
+#define V4(a, b, c, d, len)                                                                        \
+    {                                                                                              \
+        AF_INET, {a, b, c, d}, len                                                                 \
+    }
+#define V6(len, ...)                                                                               \
+    {                                                                                              \
+        AF_INET6, {__VA_ARGS__}, len                                                               \
+    }
 
 static const peer_cidr deny_v4[] = {
-    V4(0, 0, 0, 0, 8),        V4(10, 0, 0, 0, 8),        V4(100, 64, 0, 0, 10),
-    V4(127, 0, 0, 0, 8),      V4(169, 254, 0, 0, 16),    V4(172, 16, 0, 0, 12),
-    V4(192, 0, 0, 0, 24),     V4(192, 0, 2, 0, 24),      V4(192, 88, 99, 0, 24),
-    V4(192, 168, 0, 0, 16),   V4(198, 18, 0, 0, 15),     V4(198, 51, 100, 0, 24),
-    V4(203, 0, 113, 0, 24),   V4(224, 0, 0, 0, 4),       V4(240, 0, 0, 0, 4),
+    V4(0, 0, 0, 0, 8),          V4(10, 0, 0, 0, 8),     V4(100, 64, 0, 0, 10),
+    V4(127, 0, 0, 0, 8),        V4(169, 254, 0, 0, 16), V4(172, 16, 0, 0, 12),
+    V4(192, 0, 0, 0, 24),       V4(192, 0, 2, 0, 24),   V4(192, 88, 99, 0, 24),
+    V4(192, 168, 0, 0, 16),     V4(198, 18, 0, 0, 15),  V4(198, 51, 100, 0, 24),
+    V4(203, 0, 113, 0, 24),     V4(224, 0, 0, 0, 4),    V4(240, 0, 0, 0, 4),
     V4(255, 255, 255, 255, 32),
 };
 
 static const peer_cidr deny_v6[] = {
-    V6(128, 0),                            /* :: */
-    V6(128, [15] = 1),                     /* ::1 */
-    V6(7, 0xfc),                           /* fc00::/7 */
-    V6(10, 0xfe, 0x80),                    /* fe80::/10 */
-    V6(8, 0xff),                           /* ff00::/8 */
-    V6(64, 0x01, 0x00),                    /* 100::/64 */
-    V6(32, 0x20, 0x01, 0x0d, 0xb8),        /* 2001:db8::/32 */
+    V6(128, 0),                     /* :: */
+    V6(128, [15] = 1),              /* ::1 */
+    V6(7, 0xfc),                    /* fc00::/7 */
+    V6(10, 0xfe, 0x80),             /* fe80::/10 */
+    V6(8, 0xff),                    /* ff00::/8 */
+    V6(64, 0x01, 0x00),             /* 100::/64 */
+    V6(32, 0x20, 0x01, 0x0d, 0xb8), /* 2001:db8::/32 */
 };
 
 static const uint8_t mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
@@ -160,7 +166,9 @@ static bool in_list(const peer_cidr *list, size_t n, int family, const uint8_t *
 static size_t embedded_v4(const struct addr *a, uint8_t v4[4][4], bool *opaque)
 {
     static const uint8_t local_nat64[6] = {0x00, 0x64, 0xff, 0x9b, 0x00, 0x01};
-    static const struct { uint8_t pos[4], suffix; } layout[4] = {
+    static const struct {
+        uint8_t pos[4], suffix;
+    } layout[4] = {
         {{6, 7, 9, 10}, 11}, {{7, 9, 10, 11}, 12}, {{9, 10, 11, 12}, 13}, {{12, 13, 14, 15}, 16}};
     *opaque = false;
     if (a->family != AF_INET6)

@@ -13,13 +13,13 @@
 #include "turnkey/stun.h"
 #include "turnkey/turn.h"
 
-#define RELAY_READ_BUDGET 64            /* datagrams per socket per wakeup (n x RELAY_BATCH) */
-#define RELAY_BATCH 16                  /* datagrams per recvmmsg */
+#define RELAY_READ_BUDGET 64             /* datagrams per socket per wakeup (n x RELAY_BATCH) */
+#define RELAY_BATCH 16                   /* datagrams per recvmmsg */
 #define RELAY_LISTENER_SOCKBUF (8 << 20) /* UDP listener receive/send buffer, bytes */
-#define RELAY_TX_BATCH 32               /* datagrams queued for one sendmmsg round */
-#define RELAY_TX_SLOT 2048              /* larger datagrams are sent at once, unbatched */
-#define RELAY_DGRAM_MAX 4096            /* larger UDP datagrams are dropped (MTU-sized is the norm) */
-#define RELAY_CONN_OUT_MAX (1u << 20)   /* queued bytes per TCP client before frames drop */
+#define RELAY_TX_BATCH 32                /* datagrams queued for one sendmmsg round */
+#define RELAY_TX_SLOT 2048               /* larger datagrams are sent at once, unbatched */
+#define RELAY_DGRAM_MAX 4096          /* larger UDP datagrams are dropped (MTU-sized is the norm) */
+#define RELAY_CONN_OUT_MAX (1u << 20) /* queued bytes per TCP client before frames drop */
 #define RELAY_PKTINFO_SPACE CMSG_SPACE(sizeof(struct in6_pktinfo)) /* >= in_pktinfo */
 
 typedef struct relay relay;
@@ -38,9 +38,9 @@ typedef struct relay_sock {
 typedef struct relay_laddr {
     struct sockaddr_storage addr; /* the real port once worker 0 bound it */
     const char *text;
-    unsigned kinds;  /* RELAY_UDP | RELAY_TCP | RELAY_TLS */
-    bool wildcard;   /* 0.0.0.0 or [::]: UDP learns the local address per datagram */
-    bool v6only;     /* [::] beside an IPv4 listener on the same port */
+    unsigned kinds; /* RELAY_UDP | RELAY_TCP | RELAY_TLS */
+    bool wildcard;  /* 0.0.0.0 or [::]: UDP learns the local address per datagram */
+    bool v6only;    /* [::] beside an IPv4 listener on the same port */
 } relay_laddr;
 
 /* One listening socket of a worker. For UDP, its index in relay_worker.ls is the turn
@@ -54,7 +54,7 @@ typedef struct relay_lsock {
 
 typedef struct relay_conn {
     int fd;
-    struct ssl_st *ssl; /* TLS connections only */
+    struct ssl_st *ssl;  /* TLS connections only */
     bool tls_want_write; /* OpenSSL needs the socket writable to go on */
     uint64_t id;
     turn_5tuple t;
@@ -148,8 +148,8 @@ struct relay_worker {
     bool tx_has_src[RELAY_TX_BATCH];
     uint8_t tx_buf[RELAY_TX_BATCH][RELAY_TX_SLOT];
     /* per message of a flush: a PKTINFO source, then a UDP_SEGMENT (relay_tx.c) */
-    _Alignas(struct cmsghdr) uint8_t
-        tx_cmsg[RELAY_TX_BATCH][RELAY_PKTINFO_SPACE + CMSG_SPACE(sizeof(uint16_t))];
+    _Alignas(struct cmsghdr)
+        uint8_t tx_cmsg[RELAY_TX_BATCH][RELAY_PKTINFO_SPACE + CMSG_SPACE(sizeof(uint16_t))];
     bool tx_gso_off; /* the kernel refused UDP GSO: one datagram per message */
 };
 
@@ -196,8 +196,7 @@ void relay__close_listeners(relay_worker *w);
 int relay__setup_own_addresses(relay *r, const relay_config *cfg, char **err);
 /* The local address of datagram i of the current batch on a wildcard listener (from its
  * PKTINFO), unmapped, with the listener's port; false when there is none. */
-bool relay__local_addr(relay_worker *r, int i, const relay_laddr *la,
-                       struct sockaddr_storage *out);
+bool relay__local_addr(relay_worker *r, int i, const relay_laddr *la, struct sockaddr_storage *out);
 
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);

@@ -263,8 +263,8 @@ static void ops_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf,
         relay__tx_queue(r, l->fd, (const struct sockaddr *)&to, buf, len);
 }
 
-static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
-                    char password[128], turn_auth_info *info)
+static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now, char password[128],
+                    turn_auth_info *info)
 {
     relay_worker *r = ctx;
     cred_lookup lk = keycache_lookup(r->shared->keys);
@@ -312,8 +312,8 @@ static void on_udp_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
     relay_worker *r = l->owner;
     (void)loop;
     (void)events;
-    turn_5tuple t = {.proto = TURN_PROTO_UDP, .conn_id = (uint64_t)(l - r->ls),
-                     .server = l->la->addr};
+    turn_5tuple t = {
+        .proto = TURN_PROTO_UDP, .conn_id = (uint64_t)(l - r->ls), .server = l->la->addr};
     relay__unmap(&t.server);
     for (int round = 0; round < RELAY_READ_BUDGET / RELAY_BATCH; round++) {
         int n = recv_batch(r, fd, round, l->la->wildcard);
@@ -325,8 +325,7 @@ static void on_udp_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
                 continue; /* no local address: nothing to answer from or relay on */
             memcpy(&t.client, &r->from[i], sizeof t.client);
             relay__unmap(&t.client);
-            turn_server_input(r->turn, &t, r->rx[i] + TURN_PEER_HEADROOM, r->mm[i].msg_len,
-                              now);
+            turn_server_input(r->turn, &t, r->rx[i] + TURN_PEER_HEADROOM, r->mm[i].msg_len, now);
         }
         if (n < RELAY_BATCH)
             break;
@@ -348,8 +347,8 @@ static void on_wakeup(ev_loop *loop, void *ctx)
         if (e->kind == RELAY_EV_KEY_DELETED)
             n = turn_server_key_deleted(r->turn, e->text, util_now_ms());
         else
-            n = turn_server_credential_revoked(r->turn, (const uint8_t *)e->text,
-                                               strlen(e->text), util_now_ms());
+            n = turn_server_credential_revoked(r->turn, (const uint8_t *)e->text, strlen(e->text),
+                                               util_now_ms());
         if (n)
             log_info("relay", "%s: ended %zu allocation(s)",
                      e->kind == RELAY_EV_KEY_DELETED ? "key deleted" : "credential revoked", n);
@@ -466,7 +465,7 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
     ev_set_wakeup_cb(w->loop, on_wakeup, w);
     for (size_t i = 0; i < w->n_ls; i++) {
         relay_lsock *l = &w->ls[i];
-        int rc = l->kind == RELAY_UDP ? ev_add(w->loop, l->fd, EV_READ, on_udp_readable, l)
+        int rc = l->kind == RELAY_UDP   ? ev_add(w->loop, l->fd, EV_READ, on_udp_readable, l)
                  : l->kind == RELAY_TCP ? ev_add(w->loop, l->fd, EV_READ, relay__on_accept, w)
                                         : ev_add(w->loop, l->fd, EV_READ, relay__on_accept_tls, w);
         if (rc != 0) {
@@ -493,7 +492,8 @@ static int setup_addresses(relay *r, const relay_config *cfg, char **err)
         if (util_parse_addr(tmp, &r->relay_addr, &len) != 0 || !strcmp(rip, "0.0.0.0") ||
             !strcmp(rip, "::")) {
             *err = util_xasprintf("invalid --relay-ip '%s' (a specific address; leave it unset "
-                                  "to relay on the address each client reached)", rip);
+                                  "to relay on the address each client reached)",
+                                  rip);
             return -1;
         }
         r->has_relay_ip = true;
@@ -521,8 +521,8 @@ static int setup_policy(relay *r, const relay_config *cfg, char **err)
 {
     if (add_ranges(&r->peers, cfg->allow_peer, cfg->n_allow_peer, peer_policy_add_allow,
                    "allow-peer", err) != 0 ||
-        add_ranges(&r->peers, cfg->deny_peer, cfg->n_deny_peer, peer_policy_add_deny,
-                   "deny-peer", err) != 0)
+        add_ranges(&r->peers, cfg->deny_peer, cfg->n_deny_peer, peer_policy_add_deny, "deny-peer",
+                   err) != 0)
         return -1;
     return relay__setup_own_addresses(r, cfg, err);
 }

@@ -58,13 +58,9 @@ static ssize_t conn_read(relay_conn *c, void *buf, size_t cap)
     if (n > 0)
         return n;
     switch (SSL_get_error(c->ssl, n)) {
-    case SSL_ERROR_WANT_READ:
-        return IO_AGAIN;
-    case SSL_ERROR_WANT_WRITE:
-        c->tls_want_write = true;
-        return IO_AGAIN;
-    case SSL_ERROR_ZERO_RETURN:
-        return 0;
+    case SSL_ERROR_WANT_READ: return IO_AGAIN;
+    case SSL_ERROR_WANT_WRITE: c->tls_want_write = true; return IO_AGAIN;
+    case SSL_ERROR_ZERO_RETURN: return 0;
     default:
         ERR_clear_error(); /* handshake refused (old TLS, garbage): the alert is already sent */
         return IO_FAIL;
@@ -84,14 +80,9 @@ static ssize_t conn_write(relay_conn *c, const void *buf, size_t len)
     if (n > 0)
         return n;
     switch (SSL_get_error(c->ssl, n)) {
-    case SSL_ERROR_WANT_WRITE:
-        c->tls_want_write = true;
-        return IO_AGAIN;
-    case SSL_ERROR_WANT_READ:
-        return IO_AGAIN;
-    default:
-        ERR_clear_error();
-        return IO_FAIL;
+    case SSL_ERROR_WANT_WRITE: c->tls_want_write = true; return IO_AGAIN;
+    case SSL_ERROR_WANT_READ: return IO_AGAIN;
+    default: ERR_clear_error(); return IO_FAIL;
     }
 }
 

@@ -189,8 +189,8 @@ int relay__open_listeners(relay_worker *w, bool first, char **err)
             int fd = open_one(&r->lst[i], kinds[k].type, kinds[k].what, first, err);
             if (fd < 0)
                 return -1;
-            w->ls[w->n_ls++] = (relay_lsock){
-                .fd = fd, .kind = kinds[k].kind, .la = &r->lst[i], .owner = w};
+            w->ls[w->n_ls++] =
+                (relay_lsock){.fd = fd, .kind = kinds[k].kind, .la = &r->lst[i], .owner = w};
         }
     return 0;
 }
@@ -204,8 +204,7 @@ void relay__close_listeners(relay_worker *w)
     w->n_ls = 0;
 }
 
-bool relay__local_addr(relay_worker *r, int i, const relay_laddr *la,
-                       struct sockaddr_storage *out)
+bool relay__local_addr(relay_worker *r, int i, const relay_laddr *la, struct sockaddr_storage *out)
 {
     struct msghdr *h = &r->mm[i].msg_hdr;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(h); c; c = CMSG_NXTHDR(h, c)) {

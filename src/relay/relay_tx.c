@@ -22,8 +22,8 @@
 #include <netinet/udp.h>
 #include <string.h>
 
-#define TX_GSO_MAX_SEGS 64      /* UDP_MAX_SEGMENTS on every kernel that has UDP_SEGMENT */
-#define TX_GSO_MAX_BYTES 65000  /* below the 64 KiB IP packet limit with headers */
+#define TX_GSO_MAX_SEGS 64     /* UDP_MAX_SEGMENTS on every kernel that has UDP_SEGMENT */
+#define TX_GSO_MAX_BYTES 65000 /* below the 64 KiB IP packet limit with headers */
 
 static bool same_dest(const relay_worker *r, int a, int b)
 {
@@ -55,8 +55,7 @@ static int gso_run(const relay_worker *r, int i, int end)
 
 /* Sends out[0..n) on fd; `segs[m]` datagrams are in message m. Returns how many datagrams
  * were dropped. A refused GSO message is retried one datagram at a time. */
-static uint64_t send_msgs(relay_worker *r, int fd, struct mmsghdr *out, const int *segs,
-                          int n)
+static uint64_t send_msgs(relay_worker *r, int fd, struct mmsghdr *out, const int *segs, int n)
 {
     uint64_t dropped = 0;
     for (int done = 0; done < n;) {

@@ -279,8 +279,7 @@ static void rd_account(sqlite3_stmt *st, void *e)
 
 static int sq_account_get(void *ctx, const char *id, store_account *out)
 {
-    return get_one(ctx, "SELECT id, name, created FROM accounts WHERE id = ?", id, rd_account,
-                   out);
+    return get_one(ctx, "SELECT id, name, created FROM accounts WHERE id = ?", id, rd_account, out);
 }
 
 /* Generic "all rows" read under the lock, with an optional text parameter: rd fills each
@@ -400,8 +399,7 @@ static int sq_token_revoke(void *ctx, const char *id, int64_t now)
     sq *q = ctx;
     int rc = STORE_ERROR, changes = 0;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st =
-        prep(q, "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0");
+    sqlite3_stmt *st = prep(q, "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0");
     if (!st)
         goto out;
     sqlite3_bind_int64(st, 1, now);
@@ -448,9 +446,9 @@ static int one_key(sq *q, sqlite3_stmt *st, store_key *out)
 
 static int key_get_locked(sq *q, const char *account_id, const char *uid, store_key *out)
 {
-    sqlite3_stmt *st = prep(q, account_id ? "SELECT " KEY_COLS
-                                            " FROM turn_keys WHERE uid = ? AND account_id = ?"
-                                          : "SELECT " KEY_COLS " FROM turn_keys WHERE uid = ?");
+    sqlite3_stmt *st =
+        prep(q, account_id ? "SELECT " KEY_COLS " FROM turn_keys WHERE uid = ? AND account_id = ?"
+                           : "SELECT " KEY_COLS " FROM turn_keys WHERE uid = ?");
     if (!st)
         return STORE_ERROR;
     bind_text(st, 1, uid);
@@ -638,8 +636,7 @@ static int sq_revoke_check(void *ctx, const char *key_uid, const char *username,
     util_sha256_hex(username, strlen(username), h);
     *revoked = false;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st =
-        prep(q, "SELECT 1 FROM revocations WHERE key_uid = ? AND username_hash = ?");
+    sqlite3_stmt *st = prep(q, "SELECT 1 FROM revocations WHERE key_uid = ? AND username_hash = ?");
     if (!st)
         goto out;
     bind_text(st, 1, key_uid);

@@ -61,8 +61,8 @@ static uint8_t *reserve(stun_builder *b, uint16_t type, size_t len)
     if (b->err)
         return NULL;
     bool ok = b->state == ST_OPEN ||
-              (b->state == ST_AFTER_MI && (type == STUN_ATTR_MESSAGE_INTEGRITY_SHA256 ||
-                                           type == STUN_ATTR_FINGERPRINT)) ||
+              (b->state == ST_AFTER_MI &&
+               (type == STUN_ATTR_MESSAGE_INTEGRITY_SHA256 || type == STUN_ATTR_FINGERPRINT)) ||
               (b->state == ST_AFTER_MI256 && type == STUN_ATTR_FINGERPRINT);
     if (!ok) {
         fail(b, STUN_ERR_ORDER);

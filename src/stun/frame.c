@@ -24,8 +24,8 @@ bool stun_is_channeldata(const uint8_t *buf, size_t len)
     return buf && len >= 1 && buf[0] >= 0x40 && buf[0] <= 0x7F;
 }
 
-int stun_channeldata_parse(const uint8_t *buf, size_t len, uint16_t *channel,
-                           const uint8_t **data, size_t *data_len)
+int stun_channeldata_parse(const uint8_t *buf, size_t len, uint16_t *channel, const uint8_t **data,
+                           size_t *data_len)
 {
     if (!buf || !channel || !data || !data_len)
         return STUN_ERR_INVALID;

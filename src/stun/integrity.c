@@ -67,8 +67,8 @@ int stun_check_integrity_sha256(const stun_msg *m, const uint8_t *key, size_t ke
     const uint8_t *attr = m->buf + m->mi256_off;
     size_t vlen = ((size_t)attr[2] << 8) | attr[3]; /* 16..32, checked by stun_parse */
     uint8_t mac[EVP_MAX_MD_SIZE];
-    int rc = hmac_prefix(UTIL_MD_SHA256, key, keylen, m->buf, m->mi256_off,
-                         m->mi256_off + 4 + vlen, mac);
+    int rc = hmac_prefix(UTIL_MD_SHA256, key, keylen, m->buf, m->mi256_off, m->mi256_off + 4 + vlen,
+                         mac);
     if (rc != STUN_OK)
         return rc;
     return util_ct_equal(mac, attr + 4, vlen) ? STUN_OK : STUN_ERR_INTEGRITY;
@@ -85,8 +85,8 @@ int stun_check_fingerprint(const stun_msg *m)
 }
 
 /* md(a ":" b [":" c]) into out. */
-static int colon_digest(util_md_id md, const uint8_t *a, size_t alen, const uint8_t *b,
-                        size_t blen, const uint8_t *c, size_t clen, bool with_c, uint8_t *out)
+static int colon_digest(util_md_id md, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
+                        const uint8_t *c, size_t clen, bool with_c, uint8_t *out)
 {
     if ((!a && alen) || (!b && blen) || (!c && clen) || !out)
         return STUN_ERR_INVALID;
@@ -97,7 +97,8 @@ static int colon_digest(util_md_id md, const uint8_t *a, size_t alen, const uint
     if ((alen && EVP_DigestUpdate(ctx, a, alen) != 1) || EVP_DigestUpdate(ctx, ":", 1) != 1 ||
         (blen && EVP_DigestUpdate(ctx, b, blen) != 1))
         goto out;
-    if (with_c && (EVP_DigestUpdate(ctx, ":", 1) != 1 || (clen && EVP_DigestUpdate(ctx, c, clen) != 1)))
+    if (with_c &&
+        (EVP_DigestUpdate(ctx, ":", 1) != 1 || (clen && EVP_DigestUpdate(ctx, c, clen) != 1)))
         goto out;
     if (EVP_DigestFinal_ex(ctx, out, NULL) != 1)
         goto out;
@@ -130,8 +131,8 @@ int stun_userhash(const uint8_t *username, size_t ulen, const uint8_t *realm, si
 
 /* Appends an integrity attribute of type with mdlen bytes: reserve first (the header length
  * then covers the attribute, as §14.5 requires), then MAC everything before it. */
-static int add_mac(stun_builder *b, uint16_t type, util_md_id md, size_t mdlen,
-                   const uint8_t *key, size_t keylen)
+static int add_mac(stun_builder *b, uint16_t type, util_md_id md, size_t mdlen, const uint8_t *key,
+                   size_t keylen)
 {
     if (!b)
         return STUN_ERR_INVALID;

@@ -118,8 +118,8 @@ static int write_pem(const char *path, int mode, EVP_PKEY *key, X509 *cert)
         close(fd);
         return -1;
     }
-    int ok = key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL)
-                 : PEM_write_X509(f, cert);
+    int ok =
+        key ? PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) : PEM_write_X509(f, cert);
     return (fclose(f) == 0 && ok == 1) ? 0 : -1;
 }
 
@@ -146,8 +146,8 @@ int tls_ensure_self_signed(const char *cert_file, const char *key_file, const ch
     X509_gmtime_adj(X509_getm_notAfter(x), 365L * 24 * 3600);
     X509_set_pubkey(x, key);
     X509_NAME *name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"turnkey", -1,
-                               -1, 0);
+    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"turnkey", -1, -1,
+                               0);
     X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)host, -1, -1, 0);
     X509_set_issuer_name(x, name);
     struct in6_addr a6;
@@ -166,8 +166,7 @@ int tls_ensure_self_signed(const char *cert_file, const char *key_file, const ch
     if (!X509_sign(x, key, EVP_sha256()))
         goto out;
     if (write_pem(key_file, 0600, key, NULL) != 0 || write_pem(cert_file, 0600, NULL, x) != 0) {
-        *err = util_xasprintf("cannot write the self-signed TLS pair %s / %s", cert_file,
-                              key_file);
+        *err = util_xasprintf("cannot write the self-signed TLS pair %s / %s", cert_file, key_file);
         goto out;
     }
     rc = 0;

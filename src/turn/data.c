@@ -62,8 +62,7 @@ void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m)
         to_peer(s, a, pa, data, len);
 }
 
-void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf,
-                              size_t len)
+void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf, size_t len)
 {
     uint16_t num;
     const uint8_t *data;
@@ -145,9 +144,8 @@ void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sock
     peer_input(s, alloc_id, peer, buf, len, NULL);
 }
 
-void turn_server_peer_input_inplace(turn_server *s, uint64_t alloc_id,
-                                    const struct sockaddr *peer, uint8_t *buf, size_t len,
-                                    int64_t now_ms)
+void turn_server_peer_input_inplace(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
+                                    uint8_t *buf, size_t len, int64_t now_ms)
 {
     (void)now_ms;
     peer_input(s, alloc_id, peer, buf, len, buf);

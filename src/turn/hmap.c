@@ -167,4 +167,3 @@ void turn__hmap_remove(turn__hmap *m, turn__hnode *n)
         }
     }
 }
-

@@ -28,9 +28,9 @@
 
 /* ---- limits --------------------------------------------------------------------------- */
 
-#define TURN__MAX_PERMS_PER_ALLOC 512  /* more → 508 on CreatePermission / ChannelBind */
+#define TURN__MAX_PERMS_PER_ALLOC 512    /* more → 508 on CreatePermission / ChannelBind */
 #define TURN__CHANNEL_COOLDOWN_MS 300000 /* RFC 8656 §12: number/peer not reusable for 5 min */
-#define TURN__REPLY_CAP 1536           /* responses are built on the stack in this much */
+#define TURN__REPLY_CAP 1536             /* responses are built on the stack in this much */
 #define TURN__SCRATCH_CAP (STUN_HEADER_SIZE + 65535 + 64) /* Data indications / ChannelData */
 #define TURN__TUPLE_KEY_LEN 48
 #define TURN__NONCE_LEN 40 /* 16 hex chars of expiry (ms) + 24 hex chars of MAC */
@@ -64,8 +64,8 @@ static inline turn__hnode *turn__hmap_chain(const turn__hmap *m, uint64_t hash)
     return m->buckets[(size_t)hash & (m->n_buckets - 1)];
 }
 
-#define TURN__CONTAINER_OF(ptr, type, member) \
-    ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define TURN__CONTAINER_OF(ptr, type, member)                                                      \
+    ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 /* ---- canonical addresses -------------------------------------------------------------- */
 
@@ -161,7 +161,7 @@ typedef struct turn__alloc {
     uint64_t id;
     turn_5tuple tuple;
     turn__tkey tk; /* tuple, canonical */
-    int family; /* of the relayed address */
+    int family;    /* of the relayed address */
     struct sockaddr_storage relayed;
     turn__user *user; /* quota record, also holds the username */
     turn_auth_info info;
@@ -270,8 +270,7 @@ turn__perm *turn__perm_find_k(const turn_server *s, const turn__alloc *a, const 
 turn__chan *turn__chan_by_num(const turn_server *s, const turn__alloc *a, uint16_t num);
 turn__chan *turn__chan_by_peer(const turn_server *s, const turn__alloc *a,
                                const struct sockaddr *peer);
-turn__chan *turn__chan_by_peer_k(const turn_server *s, const turn__alloc *a,
-                                 const turn__addr *k);
+turn__chan *turn__chan_by_peer_k(const turn_server *s, const turn__alloc *a, const turn__addr *k);
 void turn__perm_remove(turn_server *s, turn__perm *p);
 void turn__chan_remove(turn_server *s, turn__chan *c);
 /* Timer expiry of a channel: active → cooling (rescheduled), cooling → removed. */
@@ -280,8 +279,7 @@ void turn__chan_expired(turn_server *s, turn__chan *c, int64_t now_ms);
 /* ---- data.c --------------------------------------------------------------------------- */
 
 void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m);
-void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf,
-                              size_t len);
+void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf, size_t len);
 
 /* ---- server.c ------------------------------------------------------------------------- */
 

@@ -34,8 +34,8 @@
 static uint64_t addr_hash(const turn_server *s, const turn__alloc *a, const turn__addr *k,
                           bool with_port)
 {
-    uint64_t w[4] = {a->id, (uint64_t)k->fam | (with_port ? (uint64_t)k->port << 8 : 0),
-                     k->ip.w[0], k->ip.w[1]};
+    uint64_t w[4] = {a->id, (uint64_t)k->fam | (with_port ? (uint64_t)k->port << 8 : 0), k->ip.w[0],
+                     k->ip.w[1]};
     return turn__siphash13_words(s->sip_k, w, 4);
 }
 
@@ -62,8 +62,7 @@ turn__perm *turn__perm_find_k(const turn_server *s, const turn__alloc *a, const 
     return NULL;
 }
 
-turn__perm *turn__perm_find(const turn_server *s, const turn__alloc *a,
-                            const struct sockaddr *peer)
+turn__perm *turn__perm_find(const turn_server *s, const turn__alloc *a, const struct sockaddr *peer)
 {
     turn__addr k;
     turn__addr_load(peer, &k);
@@ -87,8 +86,7 @@ turn__chan *turn__chan_by_num(const turn_server *s, const turn__alloc *a, uint16
     return NULL;
 }
 
-turn__chan *turn__chan_by_peer_k(const turn_server *s, const turn__alloc *a,
-                                 const turn__addr *k)
+turn__chan *turn__chan_by_peer_k(const turn_server *s, const turn__alloc *a, const turn__addr *k)
 {
     if (a->n_chans <= TURN__SCAN_MAX) {
         for (turn__chan *c = a->chans; c; c = c->next)
@@ -226,8 +224,7 @@ static void reply_empty_success(turn__req *r)
 }
 
 /* Decodes every XOR-PEER-ADDRESS; returns 0 or an error code. */
-static int perm_peers(turn__req *r, const turn__alloc *a, struct sockaddr_storage *peers,
-                      size_t *n)
+static int perm_peers(turn__req *r, const turn__alloc *a, struct sockaddr_storage *peers, size_t *n)
 {
     *n = 0;
     for (const stun_attr *at = stun_msg_find(r->m, STUN_ATTR_XOR_PEER_ADDRESS); at;
@@ -266,8 +263,8 @@ void turn__handle_create_permission(turn__req *r, turn__alloc *a)
 }
 
 /* ChannelBind validation; returns 0 or an error code, *existing = the channel to refresh. */
-static int bind_checks(turn__req *r, turn__alloc *a, uint16_t *num,
-                       struct sockaddr_storage *peer, turn__chan **existing)
+static int bind_checks(turn__req *r, turn__alloc *a, uint16_t *num, struct sockaddr_storage *peer,
+                       turn__chan **existing)
 {
     const struct sockaddr *pa = (const struct sockaddr *)peer;
     if (stun_get_channel_number(r->m, num) != STUN_OK || !stun_channel_valid(*num))

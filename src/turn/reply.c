@@ -38,9 +38,9 @@ void turn__reply_error_reason(turn__req *r, int code, const char *reason, int fl
     turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_ERROR);
     stun_builder_add_error_code(&b, code, reason);
     if (code == 420)
-        stun_builder_add_unknown_attributes(
-            &b, r->m->unknown, r->m->n_unknown < STUN_MAX_UNKNOWN ? r->m->n_unknown
-                                                                  : STUN_MAX_UNKNOWN);
+        stun_builder_add_unknown_attributes(&b, r->m->unknown,
+                                            r->m->n_unknown < STUN_MAX_UNKNOWN ? r->m->n_unknown
+                                                                               : STUN_MAX_UNKNOWN);
     if (flags & TURN__WITH_NONCE) {
         char nonce[TURN__NONCE_LEN];
         turn__nonce_make(r->s, r->t, r->now_ms, nonce);

@@ -23,10 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define DEFAULT(field, v) \
-    do {                  \
-        if (!(field))     \
-            (field) = (v); \
+#define DEFAULT(field, v)                                                                          \
+    do {                                                                                           \
+        if (!(field))                                                                              \
+            (field) = (v);                                                                         \
     } while (0)
 
 static bool config_ok(const turn_config *cfg, const turn_ops *ops)
@@ -36,8 +36,8 @@ static bool config_ok(const turn_config *cfg, const turn_ops *ops)
     size_t rl = strlen(cfg->realm);
     if (rl == 0 || rl > 763 || (cfg->software && strlen(cfg->software) > 763))
         return false;
-    return ops->send_client && ops->relay_open && ops->relay_close && ops->send_peer &&
-           ops->auth && !ops->quota_acquire == !ops->quota_release;
+    return ops->send_client && ops->relay_open && ops->relay_close && ops->send_peer && ops->auth &&
+           !ops->quota_acquire == !ops->quota_release;
 }
 
 turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops)
@@ -136,8 +136,8 @@ static bool derive_key(turn__req *r, const char *password)
                                          (const uint8_t *)password, pwlen, r->key) == STUN_OK;
     }
     r->keylen = 16;
-    return stun_long_term_key(r->user, r->user_len, realm, rlen, (const uint8_t *)password,
-                              pwlen, r->key) == STUN_OK;
+    return stun_long_term_key(r->user, r->user_len, realm, rlen, (const uint8_t *)password, pwlen,
+                              r->key) == STUN_OK;
 }
 
 /* Password algorithm acceptable: absent, MD5 or SHA-256 (well-formed). */
@@ -234,8 +234,7 @@ static void dispatch_authed(turn__req *r)
     }
 }
 
-static void handle_request(turn_server *s, const turn_5tuple *t, const stun_msg *m,
-                           int64_t now_ms)
+static void handle_request(turn_server *s, const turn_5tuple *t, const stun_msg *m, int64_t now_ms)
 {
     turn__req r = {.s = s, .t = t, .m = m, .now_ms = now_ms};
     switch (m->method) {

@@ -61,8 +61,9 @@ static const char *urls_of(const char *const *args, size_t n)
     return out;
 }
 
-#define URLS(...) urls_of((const char *const[]){__VA_ARGS__}, \
-                          sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
+#define URLS(...)                                                                                  \
+    urls_of((const char *const[]){__VA_ARGS__},                                                    \
+            sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *))
 
 static void t_defaults(void)
 {
@@ -91,16 +92,16 @@ static void t_cloudflare_order(void)
 static void t_hosts(void)
 {
     /* without --public-host: --external-ip (both families), else each listener's address */
-    CHECK_STR(URLS("--turn-listen", "[::]:3478", "--tls-listen", "", "--external-ip",
-                   "2001:db8::5", "--external-ip", "100.200.0.10"),
+    CHECK_STR(URLS("--turn-listen", "[::]:3478", "--tls-listen", "", "--external-ip", "2001:db8::5",
+                   "--external-ip", "100.200.0.10"),
               "stun:[2001:db8::5]:3478 stun:100.200.0.10:3478 | "
               "turn:[2001:db8::5]:3478?transport=udp turn:[2001:db8::5]:3478?transport=tcp "
               "turn:100.200.0.10:3478?transport=udp turn:100.200.0.10:3478?transport=tcp");
-    CHECK_STR(URLS("--turn-listen", "127.0.0.1:3478", "--turn-listen", "[::1]:3479",
-                   "--tls-listen", ""),
-              "stun:127.0.0.1:3478 stun:[::1]:3479 | turn:127.0.0.1:3478?transport=udp "
-              "turn:[::1]:3479?transport=udp turn:127.0.0.1:3478?transport=tcp "
-              "turn:[::1]:3479?transport=tcp");
+    CHECK_STR(
+        URLS("--turn-listen", "127.0.0.1:3478", "--turn-listen", "[::1]:3479", "--tls-listen", ""),
+        "stun:127.0.0.1:3478 stun:[::1]:3479 | turn:127.0.0.1:3478?transport=udp "
+        "turn:[::1]:3479?transport=udp turn:127.0.0.1:3478?transport=tcp "
+        "turn:[::1]:3479?transport=tcp");
     /* --public-host wins over --external-ip */
     CHECK_STR(URLS("--turn-listen", "0.0.0.0:3478", "--tls-listen", "", "--external-ip",
                    "100.200.0.10", "--public-host", "a.test,b.test"),
@@ -127,8 +128,8 @@ static void t_layers(void)
     /* repeats within one source add up; the environment's list is replaced by the flags' */
     setenv("TURNKEY_TURN_LISTEN", "127.0.0.1:1", 1);
     setenv("TURNKEY_ALLOW_PEER", "10.0.0.0/8", 1);
-    const char *a1[] = {"--turn-listen", "127.0.0.1:2", "--turn-listen=127.0.0.1:3",
-                        "--allow-peer", "10.1.0.0/16"};
+    const char *a1[] = {"--turn-listen", "127.0.0.1:2", "--turn-listen=127.0.0.1:3", "--allow-peer",
+                        "10.1.0.0/16"};
     CHECK_INT(load(&c, a1, 5, errbuf, sizeof errbuf), 0);
     CHECK_INT(c.n_turn_listen, 2);
     CHECK_STR(c.turn_listen[0], "127.0.0.1:2");
@@ -157,9 +158,20 @@ static void t_external_syntax(void)
     CHECK(((struct sockaddr_in *)&priv)->sin_addr.s_addr == inet_addr("10.0.0.2"));
     CHECK_INT(cfg_parse_external("2001:db8::1/fd00::2", &pub, &priv, &hp), 0);
     CHECK(hp && pub.ss_family == AF_INET6);
-    static const char *bad[] = {"", "/", "1.2.3.4/", "/1.2.3.4", "1.2.3", "0.0.0.0", "::",
-                                "1.2.3.4/0.0.0.0", "1.2.3.4/::1", "::1/1.2.3.4", "a.example",
-                                "1.2.3.4:3478", "1.2.3.4/5.6.7.8/9.9.9.9", "1.2.3.4 "};
+    static const char *bad[] = {"",
+                                "/",
+                                "1.2.3.4/",
+                                "/1.2.3.4",
+                                "1.2.3",
+                                "0.0.0.0",
+                                "::",
+                                "1.2.3.4/0.0.0.0",
+                                "1.2.3.4/::1",
+                                "::1/1.2.3.4",
+                                "a.example",
+                                "1.2.3.4:3478",
+                                "1.2.3.4/5.6.7.8/9.9.9.9",
+                                "1.2.3.4 "};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         CHECK_INT(cfg_parse_external(bad[i], &pub, &priv, &hp), -1);
     char errbuf[256];

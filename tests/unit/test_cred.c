@@ -190,8 +190,7 @@ static void t_mints_distinct(void)
     }
 
     /* Revoking one of two same-input credentials leaves the other valid. */
-    char u1[CRED_USERNAME_MAX], u2[CRED_USERNAME_MAX], p1[CRED_PASSWORD_MAX],
-        p2[CRED_PASSWORD_MAX];
+    char u1[CRED_USERNAME_MAX], u2[CRED_USERNAME_MAX], p1[CRED_PASSWORD_MAX], p2[CRED_PASSWORD_MAX];
     CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 600, "same", u1, p1), CRED_OK);
     CHECK_INT(cred_mint(KEY_A, t.secret_a, NOW + 600, "same", u2, p2), CRED_OK);
     t.revoked = u1;
@@ -241,8 +240,8 @@ static void t_username_charset(void)
 /* Every byte of a minted username, replaced by several other bytes, never verifies. */
 static void t_every_byte_altered(void)
 {
-    static const unsigned char repl[] = {'0', '1', '9', 'a', 'f', 'g', 'A', 'F', 'Z', ':', '.', '-',
-                                         '_', '/', ' ', '%', 0x00, 0x7f, 0x80, 0xff};
+    static const unsigned char repl[] = {'0', '1', '9', 'a', 'f', 'g', 'A',  'F',  'Z',  ':',
+                                         '.', '-', '_', '/', ' ', '%', 0x00, 0x7f, 0x80, 0xff};
     const char *cids[] = {NULL, "cid:with.dots-and_ok"};
     table t;
     tbl_init(&t);
@@ -497,8 +496,9 @@ static void t_parse_strict(void)
     CHECK_INT(P(buf), CRED_OK);
     CHECK_INT(info.expires, INT64_MAX);
 
-    const char *bad_expiry[] = {"",     "0",     "01700000000", "+1700000000", "-1700000000",
-                                " 170", "17x00", "9223372036854775808", "99999999999999999999"};
+    const char *bad_expiry[] = {
+        "",     "0",     "01700000000",         "+1700000000",         "-1700000000",
+        " 170", "17x00", "9223372036854775808", "99999999999999999999"};
     for (size_t i = 0; i < sizeof bad_expiry / sizeof bad_expiry[0]; i++) {
         snprintf(buf, sizeof buf, "%s:%s:%s:%s", bad_expiry[i], KEY_A, salt, tag);
         CHECK_INT(P(buf), CRED_E_MALFORMED);
@@ -566,8 +566,7 @@ static void t_password_properties(void)
 {
     table t;
     tbl_init(&t);
-    char u1[CRED_USERNAME_MAX], p1[CRED_PASSWORD_MAX], u2[CRED_USERNAME_MAX],
-        p2[CRED_PASSWORD_MAX];
+    char u1[CRED_USERNAME_MAX], p1[CRED_PASSWORD_MAX], u2[CRED_USERNAME_MAX], p2[CRED_PASSWORD_MAX];
     /* Deterministic for a given salt; cred_mint (random salt) differs. */
     CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, NOW + 5, "x", SALT_X, u1, p1), CRED_OK);
     CHECK_INT(cred_mint_salted(KEY_A, t.secret_a, NOW + 5, "x", SALT_X, u2, p2), CRED_OK);
@@ -635,16 +634,16 @@ static void t_coturn(void)
 {
     const char *secret = "north-relay-shared-secret";
     char p[CRED_PASSWORD_MAX];
-    CHECK_INT(cred_coturn_password((const uint8_t *)secret, strlen(secret), "1700000000:alice", 16,
-                                   p),
-              CRED_OK);
+    CHECK_INT(
+        cred_coturn_password((const uint8_t *)secret, strlen(secret), "1700000000:alice", 16, p),
+        CRED_OK);
     CHECK_STR(p, "QiLJOB0TMQz63IW0FsJ/Vx8qOVE=");
     CHECK_INT(cred_coturn_password((const uint8_t *)secret, strlen(secret), "1700000000", 10, p),
               CRED_OK);
     CHECK_STR(p, "MJX9GuR8VDtalyPeL/6ZcP+mbiE=");
-    CHECK_INT(cred_coturn_password((const uint8_t *)secret, strlen(secret) - 1, "1700000000", 10,
-                                   p),
-              CRED_OK);
+    CHECK_INT(
+        cred_coturn_password((const uint8_t *)secret, strlen(secret) - 1, "1700000000", 10, p),
+        CRED_OK);
     CHECK(strcmp(p, "MJX9GuR8VDtalyPeL/6ZcP+mbiE=") != 0);
     CHECK_INT(cred_coturn_password(NULL, 0, "", 0, p), CRED_OK);
     CHECK_INT(strlen(p), 28);
@@ -668,8 +667,8 @@ static void t_coturn(void)
 
 static void t_strerror(void)
 {
-    const int codes[] = {CRED_OK,       CRED_E_MALFORMED, CRED_E_UNKNOWN_KEY,
-                         CRED_E_BAD_TAG, CRED_E_EXPIRED,  CRED_E_REVOKED};
+    const int codes[] = {CRED_OK,        CRED_E_MALFORMED, CRED_E_UNKNOWN_KEY,
+                         CRED_E_BAD_TAG, CRED_E_EXPIRED,   CRED_E_REVOKED};
     for (size_t i = 0; i < 6; i++) {
         CHECK(cred_strerror(codes[i]) != NULL);
         for (size_t j = 0; j < i; j++)

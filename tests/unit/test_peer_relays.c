@@ -53,7 +53,7 @@ static void t_slots_and_bits(void)
     char d[64];
     int s = peer_relays_add_slot(r, sa(&ss, "10.77.0.2", 0));
     CHECK_INT(s, 0);
-    CHECK_INT(peer_relays_add_slot(r, sa(&ss, "10.77.0.2", 1234)), 0); /* known: same slot */
+    CHECK_INT(peer_relays_add_slot(r, sa(&ss, "10.77.0.2", 1234)), 0);     /* known: same slot */
     CHECK_INT(peer_relays_add_slot(r, sa(&ss, "::ffff:10.77.0.2", 0)), 0); /* mapped = IPv4 */
     CHECK_INT(peer_relays_add_slot(r, sa(&ss, "::1", 0)), 1);
     CHECK_INT(peer_relays_slot(r, sa(&ss, "10.77.0.3", 0)), -1);

@@ -92,8 +92,8 @@ static void t_runs_sizes_and_empty(void)
     relay_worker *r = f.r;
     /* to a: a run of equal sizes, two empty ones, a shorter one, another run ending short;
      * to b: interleaved, so runs are cut by the destination too */
-    static const size_t sizes[] = {700, 700, 700, 700, 700, 0, 0, 300, 700, 700, 700, 1, 0, 1200,
-                                   1200, 1200, 64};
+    static const size_t sizes[] = {700, 700, 700, 700, 700,  0,    0,    300, 700,
+                                   700, 700, 1,   0,   1200, 1200, 1200, 64};
     static const int to_b[] = {0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0};
     size_t n = sizeof sizes / sizeof sizes[0];
     uint8_t buf[RELAY_TX_SLOT];

@@ -43,8 +43,8 @@ static void t_account_and_token(void)
     /* a token for an unknown account is refused and nothing is written */
     store_token t2;
     char tok2[STORE_TOKEN_LEN + 1];
-    CHECK_INT(store_token_create(s, "00000000000000000000000000000000", "", STORE_PERM_READ, 0,
-                                 1, &t2, tok2),
+    CHECK_INT(store_token_create(s, "00000000000000000000000000000000", "", STORE_PERM_READ, 0, 1,
+                                 &t2, tok2),
               STORE_NOT_FOUND);
     store_token *list;
     size_t n;
@@ -153,8 +153,8 @@ static int schema_of(const char *dir, char *sql, size_t cap)
         version = sqlite3_column_int(st, 0);
     sqlite3_finalize(st);
     st = NULL;
-    if (sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE sql NOT NULL ORDER BY name",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(db, "SELECT sql FROM sqlite_master WHERE sql NOT NULL ORDER BY name", -1,
+                           &st, NULL) != SQLITE_OK)
         goto out;
     while (sqlite3_step(st) == SQLITE_ROW && used < cap)
         used += (size_t)snprintf(sql + used, cap - used, "%s;\n", sqlite3_column_text(st, 0));
@@ -170,7 +170,8 @@ static int set_version(const char *dir, int v)
     snprintf(path, sizeof path, "%s/turnkey.db", dir);
     snprintf(q, sizeof q, "PRAGMA user_version = %d", v);
     sqlite3 *db = NULL;
-    int rc = sqlite3_open(path, &db) == SQLITE_OK && sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK;
+    int rc =
+        sqlite3_open(path, &db) == SQLITE_OK && sqlite3_exec(db, q, NULL, NULL, NULL) == SQLITE_OK;
     sqlite3_close(db);
     return rc ? 0 : -1;
 }

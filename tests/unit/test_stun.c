@@ -43,7 +43,8 @@ static const char V_LONG_TERM[] = /* §2.4 sample request with long-term authent
 
 static const char SHORT_TERM_PW[] = "VOkJxbRl1RmTxUk/WvJxBt";
 /* "マトリックス" in UTF-8 */
-static const char LT_USER[] = "\xe3\x83\x9e\xe3\x83\x88\xe3\x83\xaa\xe3\x83\x83\xe3\x82\xaf\xe3\x82\xb9";
+static const char LT_USER[] =
+    "\xe3\x83\x9e\xe3\x83\x88\xe3\x83\xaa\xe3\x83\x83\xe3\x82\xaf\xe3\x82\xb9";
 static const char LT_NONCE[] = "f//499k954d6OL34oL9FSTvy64sA";
 
 static int hexval(char c)
@@ -131,8 +132,8 @@ static void t_rfc5769_request(void)
     /* Rebuilt byte for byte (the vector pads with spaces). */
     uint8_t out[256];
     stun_builder b;
-    CHECK_INT(stun_builder_begin(&b, out, sizeof out, stun_type(STUN_METHOD_BINDING,
-                                                                STUN_CLASS_REQUEST), buf + 8),
+    CHECK_INT(stun_builder_begin(&b, out, sizeof out,
+                                 stun_type(STUN_METHOD_BINDING, STUN_CLASS_REQUEST), buf + 8),
               STUN_OK);
     b.pad_byte = 0x20;
     stun_builder_add(&b, STUN_ATTR_SOFTWARE, "STUN test client", 16);
@@ -190,8 +191,8 @@ static void check_response_vector(const char *hex, int family, const char *ip)
 
     uint8_t out[256];
     stun_builder b;
-    stun_builder_begin_response(&b, out, sizeof out, &(stun_msg){.method = STUN_METHOD_BINDING,
-                                                                 .txid = buf + 8},
+    stun_builder_begin_response(&b, out, sizeof out,
+                                &(stun_msg){.method = STUN_METHOD_BINDING, .txid = buf + 8},
                                 STUN_CLASS_SUCCESS);
     b.pad_byte = 0x20;
     stun_builder_add(&b, STUN_ATTR_SOFTWARE, "test vector", 11);
@@ -664,7 +665,7 @@ static void t_bad_address_values(void)
     stun_builder b;
     stun_builder_begin(&b, buf, sizeof buf, 0x0101, txid);
     stun_builder_add(&b, STUN_ATTR_XOR_MAPPED_ADDRESS, "\0\3\0\0\1\2\3\4", 8); /* family 3 */
-    stun_builder_add(&b, STUN_ATTR_MAPPED_ADDRESS, "\0\1\0\0\1\2\3", 7);        /* short */
+    stun_builder_add(&b, STUN_ATTR_MAPPED_ADDRESS, "\0\1\0\0\1\2\3", 7);       /* short */
     stun_builder_add(&b, STUN_ATTR_XOR_PEER_ADDRESS, "\0\2\0\0\1\2\3\4", 8);   /* v6, 4 bytes */
     int n = stun_builder_finish(&b);
     stun_msg m;
@@ -808,8 +809,8 @@ static void t_malformed_values(void)
 
 static void t_error_codes(void)
 {
-    static const int codes[] = {300, 400, 401, 403, 420, 437, 438, 440, 441,
-                                442, 446, 447, 486, 500, 508};
+    static const int codes[] = {300, 400, 401, 403, 420, 437, 438, 440,
+                                441, 442, 446, 447, 486, 500, 508};
     static const uint8_t txid[12] = {3};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *reason = stun_error_reason(codes[i]);
@@ -956,9 +957,12 @@ static void t_channeldata(void)
     CHECK_INT(dl, 5);
     CHECK_INT(stun_channeldata_parse(buf, 13, &ch, &d, &dl), STUN_ERR_BAD_LENGTH);
     /* Bad channels. */
-    CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x3FFF, NULL, 0, false), STUN_ERR_BAD_CHANNEL);
-    CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x8000, NULL, 0, false), STUN_ERR_BAD_CHANNEL);
-    CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x52DA, NULL, 0, false), 4); /* RFC 5766 range */
+    CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x3FFF, NULL, 0, false),
+              STUN_ERR_BAD_CHANNEL);
+    CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x8000, NULL, 0, false),
+              STUN_ERR_BAD_CHANNEL);
+    CHECK_INT(stun_channeldata_build(buf, sizeof buf, 0x52DA, NULL, 0, false),
+              4); /* RFC 5766 range */
     buf[0] = 0x80;
     CHECK_INT(stun_channeldata_parse(buf, 12, &ch, &d, &dl), STUN_ERR_BAD_CHANNEL);
     CHECK(!stun_is_channeldata(buf, 12));

@@ -26,8 +26,9 @@ static void t_create_permission(void)
     CHECK_INT(fx_stats(&F).permissions, 1);
     CHECK_INT(fx_permit(&F, &c, "127.0.0.1", 0), 0); /* allow-listed; port ignored */
     CHECK_INT(fx_stats(&F).permissions, 2);
-    static const char *denied[] = {"10.0.0.1", "::ffff:127.0.0.2", "64:ff9b::7f00:1",
-                                   "192.168.1.1", "169.254.1.1", "::1", "0.0.0.0"};
+    static const char *denied[] = {"10.0.0.1",    "::ffff:127.0.0.2", "64:ff9b::7f00:1",
+                                   "192.168.1.1", "169.254.1.1",      "::1",
+                                   "0.0.0.0"};
     for (size_t i = 0; i < sizeof denied / sizeof denied[0]; i++) {
         if (fx_permit(&F, &c, denied[i], 5000) != 403) {
             fprintf(stderr, "  %s not denied\n", denied[i]);
@@ -172,7 +173,7 @@ static void t_channel_bind_rules(void)
     CHECK_INT(fx_bind(&F, &c, 0x4000, "8.8.8.8", 5000), 0);
     CHECK(F.rm.mi_off != 0);
     CHECK_INT(fx_stats(&F).channels, 1);
-    CHECK_INT(fx_stats(&F).permissions, 1); /* the bind installed the permission */
+    CHECK_INT(fx_stats(&F).permissions, 1);                 /* the bind installed the permission */
     CHECK_INT(fx_bind(&F, &c, 0x4000, "8.8.8.8", 5000), 0); /* same pair: refresh */
     CHECK_INT(fx_bind(&F, &c, 0x4000, "8.8.8.8", 5001), 400); /* number taken */
     CHECK_INT(fx_bind(&F, &c, 0x4001, "8.8.8.8", 5000), 400); /* peer taken */
@@ -468,7 +469,7 @@ static void t_many_channels_and_permissions(void)
     fx_peer_in(&F, id, "8.8.0.1", 6000, "other"); /* permission, no channel */
     CHECK(F.rm_ok);
     CHECK_INT(F.rm.method, STUN_METHOD_DATA);
-    fx_peer_in(&F, id, "9.9.9.9", 5000, "none"); /* no permission */
+    fx_peer_in(&F, id, "9.9.9.9", 5000, "none");  /* no permission */
     fx_peer_in(&F, bob, "8.8.1.1", 5001, "none"); /* alice's permission, not bob's */
     CHECK_INT(F.n_client, n_client + 1);
     /* refresh 3 of them at 200 s; the other permissions lapse at 300 s */

@@ -21,9 +21,9 @@ static uint32_t rnd(uint32_t n)
     return n ? (uint32_t)(rng % n) : 0;
 }
 
-static const char *const PEERS[] = {"8.8.8.8",  "8.8.4.4",     "1.1.1.1",        "127.0.0.1",
-                                    "10.0.0.1", "192.168.1.1", "2606:4700::1111", "::ffff:8.8.8.8",
-                                    "::1",      "64:ff9b::808:808"};
+static const char *const PEERS[] = {
+    "8.8.8.8",     "8.8.4.4",         "1.1.1.1",        "127.0.0.1", "10.0.0.1",
+    "192.168.1.1", "2606:4700::1111", "::ffff:8.8.8.8", "::1",       "64:ff9b::808:808"};
 #define N_PEERS (sizeof PEERS / sizeof PEERS[0])
 
 static void add_random_peer(stun_builder *b)

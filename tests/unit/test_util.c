@@ -45,13 +45,13 @@ static void t_utf8(void)
     CHECK(util_utf8_valid_no_cc("", 0));
     CHECK(!util_utf8_valid_no_cc("a\nb", 3));
     CHECK(!util_utf8_valid_no_cc("a\x7f", 2));
-    CHECK(!util_utf8_valid_no_cc("\xc2\x85", 2));        /* U+0085 NEL is Cc */
-    CHECK(!util_utf8_valid_no_cc("\xc0\xaf", 2));        /* overlong */
-    CHECK(!util_utf8_valid_no_cc("\xed\xa0\x80", 3));    /* surrogate */
-    CHECK(!util_utf8_valid_no_cc("\xe2\x82", 2));        /* truncated */
+    CHECK(!util_utf8_valid_no_cc("\xc2\x85", 2));     /* U+0085 NEL is Cc */
+    CHECK(!util_utf8_valid_no_cc("\xc0\xaf", 2));     /* overlong */
+    CHECK(!util_utf8_valid_no_cc("\xed\xa0\x80", 3)); /* surrogate */
+    CHECK(!util_utf8_valid_no_cc("\xe2\x82", 2));     /* truncated */
     CHECK(!util_utf8_valid_no_cc("\xff", 1));
     CHECK(!util_utf8_valid_no_cc("a\0b", 3));
-    CHECK(util_utf8_valid_no_cc("\xc2\xa0", 2));         /* U+00A0 is not Cc */
+    CHECK(util_utf8_valid_no_cc("\xc2\xa0", 2)); /* U+00A0 is not Cc */
 }
 
 static void t_duration(void)
