@@ -5,7 +5,7 @@
  * Lookups (several per relayed packet): an allocation usually has 1-4 permissions and
  * channels, so while it has at most TURN__SCAN_MAX of a kind, they are found by walking its
  * own list and comparing the canonical address (or channel number) directly: no hashing. An
- * allocation with more (up to 512 permissions; channels are bounded by the 16384 numbers)
+ * allocation with more (up to 512 permissions and 512 channels, TURN__MAX_*_PER_ALLOC)
  * uses the maps, whose hash is SipHash-1-3 under the server's key, since the peer addresses
  * and channel numbers are client-chosen. Entries go into the maps on creation whatever the
  * count (a hash per CreatePermission/ChannelBind, never per packet), so nothing moves when an
@@ -19,7 +19,8 @@
  *
  * ChannelBind: CHANNEL-NUMBER outside 0x4000-0x7FFF (stun_channel_valid) or missing → 400; XOR-PEER-ADDRESS
  * missing → 400; the number bound to another peer, or the peer to another number → 400;
- * policy → 403; family → 443. Binding (or rebinding the same pair) lasts channel_s and
+ * policy → 403; family → 443; a new channel on an allocation that has
+ * TURN__MAX_CHANS_PER_ALLOC (cooling ones count: they hold memory too) → 508. Binding (or rebinding the same pair) lasts channel_s and
  * installs/refreshes the permission for the peer's IP. An expired channel stays "cooling"
  * for 5 minutes: it relays nothing, but its number and peer cannot be bound to anything else
  * (rebinding the same pair revives it), as RFC 8656 §12 requires. */
@@ -280,6 +281,8 @@ static int bind_checks(turn__req *r, turn__alloc *a, uint16_t *num, struct socka
     if (!turn__family_ok(a, pa))
         return 443;
     if (!turn__perm_find(r->s, a, pa) && a->n_perms >= TURN__MAX_PERMS_PER_ALLOC)
+        return 508;
+    if (!by_num && a->n_chans >= TURN__MAX_CHANS_PER_ALLOC)
         return 508;
     *existing = by_num;
     return 0;

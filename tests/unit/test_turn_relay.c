@@ -419,6 +419,29 @@ static void t_permission_cap(void)
     fx_free(&F);
 }
 
+/* Channels are capped per allocation like permissions: one peer IP (one permission) with
+ * many ports could otherwise bind all 16384 numbers. Rebinding an existing channel still
+ * works at the cap; another allocation is not affected. */
+static void t_channel_cap(void)
+{
+    client c, d;
+    CHECK(setup(&c, TURN_PROTO_UDP) != 0);
+    CHECK_INT(fx_refresh(&F, &c, 3600), 0);
+    int code = 0, bound = 0;
+    for (int i = 0; i < 2000 && code == 0; i++) {
+        code = fx_bind(&F, &c, (uint16_t)(0x4000 + i), "9.9.9.9", (uint16_t)(1000 + i));
+        bound += code == 0;
+    }
+    CHECK_INT(code, 508);
+    CHECK_INT(bound, 512);
+    CHECK_INT(fx_stats(&F).channels, 512);
+    CHECK_INT(fx_bind(&F, &c, 0x4000, "9.9.9.9", 1000), 0); /* refresh at the cap */
+    fx_client(&d, TURN_PROTO_UDP, "198.51.100.23", 40000, "bob");
+    CHECK_INT(fx_allocate(&F, &d), 0);
+    CHECK_INT(fx_bind(&F, &d, 0x4000, "9.9.9.9", 1000), 0);
+    fx_free(&F);
+}
+
 /* More than TURN__SCAN_MAX (16) permissions and channels: lookups go through the server-wide
  * maps, stay per allocation, and fall back to the allocation's own list once it shrinks. */
 static void peer_ip(char *ip, size_t cap, int i)
@@ -539,6 +562,7 @@ int main(void)
     TK_RUN(t_send_indication);
     TK_RUN(t_peer_to_client_data_indication);
     TK_RUN(t_channel_bind_rules);
+    TK_RUN(t_channel_cap);
     TK_RUN(t_channeldata_both_ways);
     TK_RUN(t_tcp_padding);
     TK_RUN(t_peer_input_inplace);
