@@ -658,6 +658,10 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "turnkey: cannot load credential revocations from the store\n");
         goto out;
     }
+    if (keycache_preload(keys) != 0) { /* the relay threads then never query the store */
+        fprintf(stderr, "turnkey: cannot load the TURN keys from the store\n");
+        goto out;
+    }
     if (!n_listeners(&c)) {
         fprintf(stderr, "turnkey: no TURN listener (--turn-listen and --tls-listen are both off): "
                         "minted iceServers would name no server\n");

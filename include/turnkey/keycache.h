@@ -5,7 +5,14 @@
  * Keys are loaded from the store on first use and forgotten when deleted; a load that races
  * with a delete never re-inserts the deleted key (an epoch check). Revocations are loaded
  * once at start and then follow keycache_revoke; they are kept until the credential's
- * expiry (keycache_purge). */
+ * expiry (keycache_purge).
+ *
+ * The relay threads must never wait on the store: after keycache_preload (every key of the
+ * store, once at start) the cache holds every key there is, since keys are only created by
+ * this process's API, and a credential can only be minted through keycache_get (which loads
+ * a key created since). keycache_get_cached / keycache_lookup_cached then answer from memory
+ * alone: an unknown key id (an attacker's Allocate naming random ids) costs a hash lookup,
+ * never a store query. */
 #ifndef TURNKEY_KEYCACHE_H
 #define TURNKEY_KEYCACHE_H
 
@@ -28,6 +35,12 @@ int keycache_load_revocations(keycache *kc, int64_t now);
  * or deleted, -2 store error. */
 int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
                  char key_hash[65]);
+/* Loads every key of the store; 0 ok (the cache is complete from now on), -1 store error or
+ * a delete raced with the load (the cache then stays incomplete: call it again). */
+int keycache_preload(keycache *kc);
+/* Like keycache_get (secret only) from memory alone once the cache is complete: -1 for a key
+ * not in memory. Before keycache_preload succeeded it falls back to keycache_get. */
+int keycache_get_cached(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN]);
 /* The key was deleted: forget it now. */
 void keycache_forget(keycache *kc, const char *uid);
 
@@ -39,5 +52,7 @@ size_t keycache_purge(keycache *kc, int64_t now);
 
 /* A cred_lookup backed by this cache (for cred_verify). */
 cred_lookup keycache_lookup(keycache *kc);
+/* The same through keycache_get_cached: what the relay threads use. */
+cred_lookup keycache_lookup_cached(keycache *kc);
 
 #endif

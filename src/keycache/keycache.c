@@ -31,6 +31,7 @@ struct keycache {
     store *st;
     pthread_rwlock_t lock;
     uint64_t epoch; /* bumped by every forget: a concurrent load does not re-insert */
+    bool complete;  /* keycache_preload ran: every key of the store is in `keys` */
     table keys, revs;
 };
 
@@ -145,34 +146,19 @@ static void fill(const kentry *e, uint8_t *secret, char *key_hash)
         memcpy(key_hash, e->key_hash, 65);
 }
 
-int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN], char key_hash[65])
+/* Inserts a key loaded from the store unless a forget happened since `epoch` was read or it
+ * is there already. Fills secret/key_hash when non-NULL. */
+static void insert_loaded(keycache *kc, store_key *k, uint64_t epoch, uint8_t *secret,
+                          char *key_hash)
 {
-    if (!util_is_lower_hex(uid, STORE_ID_LEN))
-        return -1;
-    pthread_rwlock_rdlock(&kc->lock);
-    kentry *e = find_key(kc, uid);
-    if (e)
-        fill(e, secret, key_hash);
-    uint64_t epoch = kc->epoch;
-    pthread_rwlock_unlock(&kc->lock);
-    if (e)
-        return 0;
-
-    store_key k;
-    int rc = store_key_by_uid(kc->st, uid, &k);
-    if (rc == STORE_NOT_FOUND)
-        return -1;
-    if (rc != STORE_OK)
-        return -2;
     kentry *n = util_xcalloc(1, sizeof *n);
-    memcpy(n->uid, k.uid, sizeof n->uid);
-    memcpy(n->key_hash, k.key_hash, sizeof n->key_hash);
-    memcpy(n->secret, k.secret, STORE_SECRET_LEN);
-    store_key_clear(&k);
+    memcpy(n->uid, k->uid, sizeof n->uid);
+    memcpy(n->key_hash, k->key_hash, sizeof n->key_hash);
+    memcpy(n->secret, k->secret, STORE_SECRET_LEN);
     fill(n, secret, key_hash);
     pthread_rwlock_wrlock(&kc->lock);
-    if (kc->epoch == epoch && !find_key(kc, uid)) {
-        table_insert(&kc->keys, (node *)n, fnv(uid, STORE_ID_LEN), key_hash_of);
+    if (kc->epoch == epoch && !find_key(kc, n->uid)) {
+        table_insert(&kc->keys, (node *)n, fnv(n->uid, STORE_ID_LEN), key_hash_of);
         n = NULL;
     }
     pthread_rwlock_unlock(&kc->lock);
@@ -180,7 +166,85 @@ int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN]
         OPENSSL_cleanse(n, sizeof *n);
         free(n);
     }
+}
+
+/* From memory only: 1 found, 0 not in memory; *epoch = the epoch read under the lock. */
+static int get_cached(keycache *kc, const char *uid, uint8_t *secret, char *key_hash,
+                      uint64_t *epoch)
+{
+    pthread_rwlock_rdlock(&kc->lock);
+    kentry *e = find_key(kc, uid);
+    if (e)
+        fill(e, secret, key_hash);
+    *epoch = kc->epoch;
+    pthread_rwlock_unlock(&kc->lock);
+    return e != NULL;
+}
+
+int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
+                 char key_hash[65])
+{
+    if (!util_is_lower_hex(uid, STORE_ID_LEN))
+        return -1;
+    uint64_t epoch;
+    if (get_cached(kc, uid, secret, key_hash, &epoch))
+        return 0;
+    store_key k;
+    int rc = store_key_by_uid(kc->st, uid, &k);
+    if (rc == STORE_NOT_FOUND)
+        return -1;
+    if (rc != STORE_OK)
+        return -2;
+    insert_loaded(kc, &k, epoch, secret, key_hash);
+    store_key_clear(&k);
     return 0;
+}
+
+int keycache_get_cached(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN])
+{
+    if (!util_is_lower_hex(uid, STORE_ID_LEN))
+        return -1;
+    uint64_t epoch;
+    if (get_cached(kc, uid, secret, NULL, &epoch))
+        return 0;
+    pthread_rwlock_rdlock(&kc->lock);
+    bool complete = kc->complete;
+    pthread_rwlock_unlock(&kc->lock);
+    return complete ? -1 : keycache_get(kc, uid, secret, NULL);
+}
+
+static int preload_account(keycache *kc, const char *account_id, uint64_t epoch)
+{
+    store_key *keys;
+    size_t n;
+    if (store_key_list(kc->st, account_id, &keys, &n) != STORE_OK)
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        insert_loaded(kc, &keys[i], epoch, NULL, NULL);
+    store_key_array_free(keys, n);
+    return 0;
+}
+
+int keycache_preload(keycache *kc)
+{
+    store_account *accts;
+    size_t n;
+    int rc = 0;
+    pthread_rwlock_rdlock(&kc->lock);
+    uint64_t epoch = kc->epoch;
+    pthread_rwlock_unlock(&kc->lock);
+    if (store_account_list(kc->st, &accts, &n) != STORE_OK)
+        return -1;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = preload_account(kc, accts[i].id, epoch);
+    store_account_array_free(accts, n);
+    if (rc == 0) {
+        pthread_rwlock_wrlock(&kc->lock);
+        kc->complete = kc->epoch == epoch; /* a delete meanwhile skipped the rest: load again */
+        rc = kc->complete ? 0 : -1;
+        pthread_rwlock_unlock(&kc->lock);
+    }
+    return rc;
 }
 
 void keycache_forget(keycache *kc, const char *uid)
@@ -296,4 +360,14 @@ static bool lk_revoked(void *ctx, const char *key_id, const char *username, size
 cred_lookup keycache_lookup(keycache *kc)
 {
     return (cred_lookup){.key_secret = lk_secret, .is_revoked = lk_revoked, .ctx = kc};
+}
+
+static int lk_secret_cached(void *ctx, const char *key_id, uint8_t secret[CRED_SECRET_LEN])
+{
+    return keycache_get_cached(ctx, key_id, secret) == 0 ? 0 : -1;
+}
+
+cred_lookup keycache_lookup_cached(keycache *kc)
+{
+    return (cred_lookup){.key_secret = lk_secret_cached, .is_revoked = lk_revoked, .ctx = kc};
 }

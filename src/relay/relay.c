@@ -267,7 +267,7 @@ static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
                     turn_auth_info *info)
 {
     relay_worker *r = ctx;
-    cred_lookup lk = keycache_lookup(r->shared->keys);
+    cred_lookup lk = keycache_lookup_cached(r->shared->keys); /* never the store */
     cred_info ci;
     int rc = cred_verify(&lk, (const char *)username, len, now, &ci, password);
     if (rc == CRED_E_EXPIRED)

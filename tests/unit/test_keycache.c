@@ -58,6 +58,50 @@ static void t_keys_follow_store(void)
     store_close(s);
 }
 
+/* After keycache_preload the relay's lookups never reach the store: a key the store has but
+ * the cache never saw (created behind its back) is unknown to keycache_get_cached, while
+ * keycache_get (the API's path) still loads it; a key deleted behind its back is still
+ * answered from memory. Before the preload, the cached lookup falls back to the store. */
+static void t_preload_then_memory_only(void)
+{
+    char *err = NULL;
+    store *s = store_open(":memory:", &err);
+    CHECK(s);
+    store_account a;
+    store_key k1, k2, k3, d;
+    char bearer[65];
+    uint8_t secret[32];
+    CHECK_INT(store_account_create(s, "a", 1, &a), STORE_OK);
+    CHECK_INT(store_key_create(s, a.id, "k1", 10, 1, &k1, bearer), STORE_OK);
+    CHECK_INT(store_key_create(s, a.id, "k2", 10, 1, &k2, bearer), STORE_OK);
+    keycache *kc = keycache_new(s);
+    CHECK_INT(keycache_get_cached(kc, k2.uid, secret), 0); /* not preloaded: the store */
+    keycache *pc = keycache_new(s);
+    CHECK_INT(keycache_preload(pc), 0);
+    CHECK_INT(store_key_create(s, a.id, "k3", 10, 1, &k3, bearer), STORE_OK);
+    CHECK_INT(store_key_delete(s, a.id, k1.uid, &d), STORE_OK);
+    CHECK_INT(keycache_get_cached(pc, k1.uid, secret), 0); /* memory, not the store */
+    CHECK(memcmp(secret, k1.secret, 32) == 0);
+    CHECK_INT(keycache_get_cached(pc, k3.uid, secret), -1);
+    CHECK_INT(keycache_get_cached(pc, "0123456789abcdef0123456789abcdef", secret), -1);
+    cred_lookup lk = keycache_lookup_cached(pc);
+    CHECK_INT(lk.key_secret(lk.ctx, k3.uid, secret), -1);
+    CHECK_INT(lk.key_secret(lk.ctx, k2.uid, secret), 0);
+    CHECK_INT(keycache_get(pc, k3.uid, secret, NULL), 0); /* minting loads it */
+    CHECK_INT(keycache_get_cached(pc, k3.uid, secret), 0);
+    CHECK(memcmp(secret, k3.secret, 32) == 0);
+    keycache_forget(pc, k1.uid);
+    CHECK_INT(keycache_get_cached(pc, k1.uid, secret), -1);
+    store_key_clear(&d);
+    store_key_clear(&k1);
+    store_key_clear(&k2);
+    store_key_clear(&k3);
+    store_account_clear(&a);
+    keycache_free(kc);
+    keycache_free(pc);
+    store_close(s);
+}
+
 static void t_many_keys_grow(void)
 {
     char *err = NULL;
@@ -109,6 +153,7 @@ int main(void)
 {
     TK_RUN(t_keys_follow_store);
     TK_RUN(t_many_keys_grow);
+    TK_RUN(t_preload_then_memory_only);
     TK_RUN(t_revocations);
     return tk_test_summary();
 }
