@@ -6,6 +6,7 @@
  * Exit status 0 on success; otherwise non-zero with a one-line reason on stderr. */
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -372,6 +373,44 @@ static size_t n_listeners(const cfg *c)
     return c->n_turn_listen + c->n_udp_listen + c->n_tcp_listen + c->n_tls_listen;
 }
 
+/* Descriptors kept aside for listeners, epoll and eventfds, the store, stdio. */
+#define FD_RESERVE 64
+
+/* Raises the open-file soft limit to the hard one, fills in the automatic connection caps
+ * (--max-conns, --api-max-conns = 0) from it, and says what room is left for allocations
+ * (each holds one relay socket). */
+static void plan_fds(cfg *c)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        rl.rlim_cur = rl.rlim_max = 1024;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    long nofile = rl.rlim_cur > 100000000 ? 100000000 : (long)rl.rlim_cur;
+    if (c->api_max_conns == 0)
+        c->api_max_conns = nofile / 8 > 1024 ? 1024 : (nofile / 8 < 16 ? 16 : nofile / 8);
+    if (c->max_conns == 0)
+        c->max_conns = nofile / 4 < 16 ? 16 : nofile / 4;
+    long room = nofile - FD_RESERVE - c->api_max_conns - c->max_conns;
+    if (room < 0)
+        room = 0;
+    log_info("main",
+             "open files: %ld (soft limit was %llu, hard %llu): room for about %ld allocations "
+             "beside %ld TURN TCP/TLS and %ld API connections",
+             nofile, (unsigned long long)was, (unsigned long long)rl.rlim_max, room, c->max_conns,
+             c->api_max_conns);
+    if (c->max_allocations > room)
+        log_warn("main",
+                 "--max-allocations %ld does not fit in %ld open files: allocations will fail "
+                 "(508) from about %ld on; raise the limit (LimitNOFILE=) or lower "
+                 "--max-allocations/--max-conns",
+                 c->max_allocations, nofile, room);
+}
+
 static relay *start_relay(cfg *c, keycache *keys, tls_server *tls)
 {
     uint16_t lo, hi;
@@ -403,6 +442,9 @@ static relay *start_relay(cfg *c, keycache *keys, tls_server *tls)
                        .user_quota = (uint32_t)c->user_quota,
                        .max_allocations = (uint32_t)c->max_allocations,
                        .threads = (unsigned)c->relay_threads,
+                       .max_conns = (uint32_t)c->max_conns,
+                       .max_conns_per_ip = (uint32_t)c->max_conns_per_ip,
+                       .handshake_timeout_ms = (uint32_t)c->handshake_timeout * 1000u,
                        .tls = tls,
                        .keys = keys};
     char *err = NULL;
@@ -649,6 +691,7 @@ static int cmd_serve(int argc, char **argv)
         goto out;
     }
     log_set_level((enum log_level)lvl);
+    plan_fds(&c);
     if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0) /* validates early */
         goto out;
     if (!(s = open_store(c.data, true)))
@@ -699,7 +742,11 @@ static int cmd_serve(int argc, char **argv)
                        .turn_urls = (const char *const *)turn,
                        .n_turn = n_turn};
     api = api_new(s, &acfg, rel ? &hooks : NULL);
-    http_config hcfg = {.listen = c.api_listen, .threads = (unsigned)c.api_threads};
+    http_config hcfg = {.listen = c.api_listen,
+                        .threads = (unsigned)c.api_threads,
+                        .timeout_s = (unsigned)c.api_timeout,
+                        .max_connections = (unsigned)c.api_max_conns,
+                        .max_per_ip = (unsigned)c.api_max_conns_per_ip};
     char *err = NULL;
     if (!(http = http_start(&hcfg, api, &err))) {
         fprintf(stderr, "turnkey: %s\n", err);

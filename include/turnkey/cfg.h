@@ -41,6 +41,12 @@ typedef struct cfg {
     long max_keys;
     long user_quota;      /* allocations per TURN username */
     long max_allocations; /* allocations per server */
+    long max_conns;         /* TURN TCP+TLS connections (0 = from the open-file limit) */
+    long max_conns_per_ip;  /* per IPv4 address / IPv6 /64 */
+    long handshake_timeout; /* seconds to the first valid STUN message */
+    long api_max_conns;     /* 0 = from the open-file limit */
+    long api_max_conns_per_ip;
+    long api_timeout; /* seconds idle */
     long api_threads;
     long relay_threads; /* 0 = one per CPU */
     char *log_level;

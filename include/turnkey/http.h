@@ -13,6 +13,7 @@ typedef struct http_config {
     unsigned threads;         /* worker threads (default 2) */
     unsigned timeout_s;       /* idle connection timeout (default 30) */
     unsigned max_connections; /* default 1024 */
+    unsigned max_per_ip;      /* connections per client address; 0 = no limit */
 } http_config;
 
 typedef struct http_server http_server;

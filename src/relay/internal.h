@@ -9,6 +9,7 @@
 #include <sys/uio.h>
 
 #include "turnkey/ev.h"
+#include "turnkey/log.h"
 #include "turnkey/relay.h"
 #include "turnkey/stun.h"
 #include "turnkey/turn.h"
@@ -16,10 +17,21 @@
 #define RELAY_READ_BUDGET 64             /* datagrams per socket per wakeup (n x RELAY_BATCH) */
 #define RELAY_BATCH 16                   /* datagrams per recvmmsg */
 #define RELAY_LISTENER_SOCKBUF (8 << 20) /* UDP listener receive/send buffer, bytes */
-#define RELAY_TX_BATCH 32                /* datagrams queued for one sendmmsg round */
-#define RELAY_TX_SLOT 2048               /* larger datagrams are sent at once, unbatched */
-#define RELAY_DGRAM_MAX 4096          /* larger UDP datagrams are dropped (MTU-sized is the norm) */
-#define RELAY_CONN_OUT_MAX (1u << 20) /* queued bytes per TCP client before frames drop */
+#define RELAY_TX_BATCH 32               /* datagrams queued for one sendmmsg round */
+#define RELAY_TX_SLOT 2048              /* larger datagrams are sent at once, unbatched */
+#define RELAY_DGRAM_MAX 4096            /* larger UDP datagrams are dropped (MTU-sized is the norm) */
+#define RELAY_CONN_OUT_MAX (128u << 10) /* queued bytes per TCP client before frames drop */
+/* A stream frame (STUN message or ChannelData) larger than this closes the connection: UDP
+ * datagrams above RELAY_DGRAM_MAX are dropped anyway, so nothing legitimate is larger, and a
+ * half-sent frame holds at most this much. */
+#define RELAY_CONN_IN_MAX 8192
+#define RELAY_CONN_READS_PER_WAKEUP 8   /* reads (<= RELAY_CONN_IN_MAX bytes each) per wakeup */
+#define RELAY_CONN_FRAMES_PER_WAKEUP 64 /* frames handled per connection per wakeup */
+#define RELAY_ACCEPT_BACKOFF_MS 250     /* listener paused this long after EMFILE/ENFILE */
+#define RELAY_MAX_PAUSED 16             /* listeners one worker can have paused at once */
+#define RELAY_DEFAULT_MAX_CONNS 10000
+#define RELAY_DEFAULT_MAX_CONNS_PER_IP 100
+#define RELAY_DEFAULT_HANDSHAKE_MS 5000
 #define RELAY_PKTINFO_SPACE CMSG_SPACE(sizeof(struct in6_pktinfo)) /* >= in_pktinfo */
 
 typedef struct relay relay;
@@ -53,6 +65,11 @@ typedef struct relay_lsock {
 } relay_lsock;
 
 typedef struct relay_conn {
+    struct relay_conn *hs_prev, *hs_next; /* the worker's list of connections not proven yet */
+    int64_t hs_deadline;                  /* monotonic ms: closed if not proven by then */
+    bool proven;  /* a valid STUN message arrived (after the TLS handshake, for TLS) */
+    bool admitted; /* counted by relay__conn_admit: released when freed */
+    bool resume;   /* on the worker's resume list (work left after its budget) */
     int fd;
     struct ssl_st *ssl;  /* TLS connections only */
     bool tls_want_write; /* OpenSSL needs the socket writable to go on */
@@ -83,7 +100,11 @@ typedef struct relay_quota_entry {
     uint8_t name[];
 } relay_quota_entry;
 
-/* What every worker shares; read-only after start except the quota (under its mutex). */
+typedef struct relay_ip_entry relay_ip_entry;
+enum { RELAY_ADMIT_OK = 0, RELAY_ADMIT_PER_IP = 1, RELAY_ADMIT_TOTAL = 2 };
+
+/* What every worker shares; read-only after start except the quota (under its mutex) and
+ * the connection counts (under ip_mu, relay_limits.c). */
 struct relay {
     relay_worker **w;
     size_t n_workers;
@@ -103,6 +124,12 @@ struct relay {
     size_t quota_nb, quota_total;
     uint32_t user_quota, max_allocations;
     bool draining; /* relay_drain: refuse every new allocation (under quota_mu) */
+    pthread_mutex_t ip_mu;
+    relay_ip_entry **ip; /* source address (IPv4, IPv6 /64) -> live TCP/TLS connections */
+    size_t ip_nb, n_ips;
+    uint64_t ip_seed, ip_seed2;
+    uint32_t n_conns, max_conns, max_conns_per_ip;
+    int64_t handshake_ms;
 };
 
 /* One event-loop thread: its own listeners (SO_REUSEPORT), turn_server, relay sockets and
@@ -151,6 +178,15 @@ struct relay_worker {
     _Alignas(struct cmsghdr)
         uint8_t tx_cmsg[RELAY_TX_BATCH][RELAY_PKTINFO_SPACE + CMSG_SPACE(sizeof(uint16_t))];
     bool tx_gso_off; /* the kernel refused UDP GSO: one datagram per message */
+    /* relay_conn.c: connections not proven yet (accept order = deadline order), connections
+     * with work left after their per-wakeup budget, listeners paused after EMFILE */
+    relay_conn *hs_head, *hs_tail;
+    ev_timer hs_timer, resume_timer, accept_timer;
+    uint64_t *resume_ids;
+    size_t n_resume, cap_resume;
+    int paused[RELAY_MAX_PAUSED];
+    int n_paused;
+    log_limiter rl_accept, rl_refused, rl_conn, rl_port; /* one per remote-triggered line */
 };
 
 void relay__arm_timer(relay_worker *r);
@@ -174,6 +210,8 @@ void relay__tx_flush(relay_worker *r);
 void relay__on_accept(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__on_accept_tls(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__conn_send(relay_worker *r, uint64_t conn_id, const uint8_t *buf, size_t len);
+/* Timers and log limiters of a worker's connections (before any accept). */
+void relay__conns_init(relay_worker *r);
 void relay__conns_close_all(relay_worker *r);
 /* Writes every connection's queued frames (one write per connection per wakeup). */
 void relay__flush_conns(relay_worker *r);
@@ -197,6 +235,13 @@ int relay__setup_own_addresses(relay *r, const relay_config *cfg, char **err);
 /* The local address of datagram i of the current batch on a wildcard listener (from its
  * PKTINFO), unmapped, with the listener's port; false when there is none. */
 bool relay__local_addr(relay_worker *r, int i, const relay_laddr *la, struct sockaddr_storage *out);
+
+/* relay_limits.c: TCP/TLS connection caps, per source address and in total. */
+void relay__limits_init(relay *r, uint32_t max_conns, uint32_t per_ip);
+void relay__limits_dispose(relay *r);
+/* RELAY_ADMIT_OK (counted; release it with relay__conn_release) or why not. */
+int relay__conn_admit(relay *r, const struct sockaddr_storage *peer);
+void relay__conn_release(relay *r, const struct sockaddr_storage *peer);
 
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);

@@ -173,8 +173,10 @@ static int ops_relay_open(void *ctx, uint64_t alloc_id, int family, const turn_5
     if (!relay_bind_addr(r, t, family, &a))
         return TURN_RELAY_ERR_FAMILY; /* → 440 */
     int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0)
+    if (fd < 0) {
+        log_warn_rl(&r->rl_port, "relay", "cannot open a relay socket: %s", strerror(errno));
         return -1;
+    }
     /* Random probes first (the workers share the range, so walking it in order runs into
      * each other's blocks), then one full sweep so a nearly full range is still found. */
     unsigned span = (unsigned)(r->shared->port_hi - r->shared->port_lo) + 1;
@@ -204,7 +206,8 @@ static int ops_relay_open(void *ctx, uint64_t alloc_id, int family, const turn_5
         *relayed = a; /* reported as the external address when one maps it */
     return 0;
 fail:
-    log_warn("relay", "no relay port available in %u-%u", r->shared->port_lo, r->shared->port_hi);
+    log_warn_rl(&r->rl_port, "relay", "no relay port available in %u-%u", r->shared->port_lo,
+                r->shared->port_hi);
     free(s);
     close(fd);
     return -1;
@@ -441,6 +444,7 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
         *err = util_xasprintf("cannot create a relay event loop: %s", strerror(errno));
         goto fail;
     }
+    relay__conns_init(w);
     if (relay__open_listeners(w, r->n_workers == 0, err) != 0)
         goto fail;
     turn_config tc = {.realm = cfg->realm ? cfg->realm : "turnkey",
@@ -537,6 +541,9 @@ relay *relay_start(const relay_config *cfg, char **err)
     peer_policy_init(&r->peers);
     r->relays = peer_relays_new();
     relay__quota_init(r, cfg->user_quota, cfg->max_allocations);
+    relay__limits_init(r, cfg->max_conns, cfg->max_conns_per_ip);
+    r->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms
+                                                : RELAY_DEFAULT_HANDSHAKE_MS;
     util_random(r->nonce_secret, sizeof r->nonce_secret);
     size_t n = cfg->threads;
     if (n == 0) {
@@ -613,5 +620,6 @@ void relay_stop(relay *r)
     peer_relays_free(r->relays);
     free(r->lst);
     relay__quota_dispose(r);
+    relay__limits_dispose(r);
     free(r);
 }

@@ -2,7 +2,19 @@
  * partial reads, many frames per read, ChannelData padding) and buffered writes for slow
  * readers. Connection ids are (generation << 32 | fd), so a stale id never reaches a
  * connection that reused the fd. TLS goes through OpenSSL on the non-blocking socket; the
- * handshake happens inside the first reads and writes. */
+ * handshake happens inside the first reads and writes.
+ *
+ * Limits (docs/operations.md "Limits"): connections are admitted per source address and in
+ * total (relay_limits.c) and refused at once past either cap; one that has not sent a valid
+ * STUN message (so, for TLS, also finished its handshake) within --handshake-timeout is
+ * closed; frames above RELAY_CONN_IN_MAX close the connection, so the input buffer never
+ * holds more; a slow reader's queue is capped at RELAY_CONN_OUT_MAX (frames past it drop).
+ * Every wakeup gives a connection at most RELAY_CONN_READS_PER_WAKEUP reads and
+ * RELAY_CONN_FRAMES_PER_WAKEUP frames; work left over (complete frames in the buffer, or
+ * bytes OpenSSL decrypted already, which do not wake epoll) waits on the resume list, which
+ * a zero-delay timer serves on the next loop iteration, after every other ready fd. A
+ * listener that fails with EMFILE/ENFILE is paused for RELAY_ACCEPT_BACKOFF_MS instead of
+ * spinning (it stays readable while connections wait in its backlog). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -27,8 +39,45 @@ static relay_conn *conn_by_id(relay_worker *r, uint64_t id)
     return r->conns[fd];
 }
 
+static void hs_unlink(relay_worker *r, relay_conn *c)
+{
+    if (!c->hs_prev && r->hs_head != c)
+        return; /* not on the list */
+    if (c->hs_prev)
+        c->hs_prev->hs_next = c->hs_next;
+    else
+        r->hs_head = c->hs_next;
+    if (c->hs_next)
+        c->hs_next->hs_prev = c->hs_prev;
+    else
+        r->hs_tail = c->hs_prev;
+    c->hs_prev = c->hs_next = NULL;
+}
+
+static void hs_append(relay_worker *r, relay_conn *c)
+{
+    c->hs_deadline = ev_now_ms(r->loop) + r->shared->handshake_ms;
+    c->hs_prev = r->hs_tail;
+    if (r->hs_tail)
+        r->hs_tail->hs_next = c;
+    else
+        r->hs_head = c;
+    r->hs_tail = c;
+}
+
+static void hs_arm(relay_worker *r)
+{
+    if (r->hs_head)
+        ev_timer_start_at(r->loop, &r->hs_timer, r->hs_head->hs_deadline);
+    else
+        ev_timer_stop(r->loop, &r->hs_timer);
+}
+
 static void conn_free(relay_worker *r, relay_conn *c, bool notify)
 {
+    hs_unlink(r, c);
+    if (c->admitted)
+        relay__conn_release(r->shared, &c->t.client);
     ev_del(r->loop, c->fd);
     if (c->ssl) {
         if (!c->dead)
@@ -170,27 +219,42 @@ void relay__flush_conns(relay_worker *r)
     r->n_dirty = 0;
 }
 
-/* Feeds every complete frame in c->in to the turn server; -1 on a framing error. */
-static int drain_frames(relay_worker *r, relay_conn *c)
+/* The first valid STUN message proves the connection (it is off the handshake clock). */
+static void prove(relay_worker *r, relay_conn *c, const uint8_t *frame, size_t len)
+{
+    stun_msg m;
+    if (c->proven || (frame[0] & 0xC0) != 0 || stun_parse(frame, len, &m) != STUN_OK)
+        return;
+    hs_unlink(r, c);
+    c->proven = true;
+}
+
+/* Feeds complete frames in c->in to the turn server, at most *budget (decremented); -1 on a
+ * framing error or a frame larger than RELAY_CONN_IN_MAX. */
+static int drain_frames(relay_worker *r, relay_conn *c, int *budget)
 {
     size_t off = 0;
     int rc = 0;
-    while (off < c->in_len) {
+    while (off < c->in_len && *budget > 0) {
         size_t flen = 0, consumed = 0;
         int k = stun_frame_next(c->in + off, c->in_len - off, &flen, &consumed);
         if (k == STUN_ERR_NEED_MORE) {
-            if (consumed > c->in_cap) {
+            if (consumed > RELAY_CONN_IN_MAX)
+                rc = -1;
+            else if (consumed > c->in_cap) {
                 c->in = util_xrealloc(c->in, consumed);
                 c->in_cap = consumed;
             }
             break;
         }
-        if (k < 0) {
+        if (k < 0 || consumed > RELAY_CONN_IN_MAX) {
             rc = -1;
             break;
         }
+        prove(r, c, c->in + off, flen);
         turn_server_input(r->turn, &c->t, c->in + off, consumed, util_now_ms());
         off += consumed;
+        (*budget)--;
         if (c->dead)
             break;
     }
@@ -201,31 +265,105 @@ static int drain_frames(relay_worker *r, relay_conn *c)
     return rc;
 }
 
+/* Work may be left after the budget: come back on the next loop iteration. */
+static void resume_later(relay_worker *r, relay_conn *c)
+{
+    if (c->resume)
+        return;
+    c->resume = true;
+    if (r->n_resume == r->cap_resume) {
+        r->cap_resume = r->cap_resume ? r->cap_resume * 2 : 64;
+        r->resume_ids = util_xrealloc(r->resume_ids, r->cap_resume * sizeof *r->resume_ids);
+    }
+    r->resume_ids[r->n_resume++] = c->id;
+    if (!ev_timer_active(&r->resume_timer))
+        ev_timer_start(r->loop, &r->resume_timer, 0);
+}
+
+/* One wakeup's work for a connection: frames left from the last one first, then up to
+ * RELAY_CONN_READS_PER_WAKEUP reads, within RELAY_CONN_FRAMES_PER_WAKEUP frames. */
 static void read_some(relay_worker *r, relay_conn *c)
 {
-    /* Plain TCP: a bounded number of reads per wakeup (level-triggered epoll comes back).
-     * TLS: read until OpenSSL wants more from the socket, since bytes it already decrypted
-     * do not wake epoll again. */
-    for (int i = 0; !c->dead && (c->ssl || i < 16); i++) {
+    int budget = RELAY_CONN_FRAMES_PER_WAKEUP;
+    if (drain_frames(r, c, &budget) != 0)
+        goto framing;
+    for (int i = 0; !c->dead && budget > 0 && i < RELAY_CONN_READS_PER_WAKEUP; i++) {
         if (c->in_len == c->in_cap) {
             c->in_cap = c->in_cap ? c->in_cap * 2 : 4096;
-            if (c->in_cap > STUN_FRAME_MAX + 4)
-                c->in_cap = STUN_FRAME_MAX + 4;
+            if (c->in_cap > RELAY_CONN_IN_MAX)
+                c->in_cap = RELAY_CONN_IN_MAX;
             c->in = util_xrealloc(c->in, c->in_cap);
         }
         ssize_t n = conn_read(c, c->in + c->in_len, c->in_cap - c->in_len);
         if (n == IO_AGAIN)
-            break;
+            return; /* drained: the socket (and OpenSSL) hold nothing more */
         if (n <= 0) {
             c->dead = true;
-            break;
+            return;
         }
         c->in_len += (size_t)n;
-        if (drain_frames(r, c) != 0) {
-            log_debug("relay", "stream framing error: closing the connection");
-            c->dead = true;
-        }
+        if (drain_frames(r, c, &budget) != 0)
+            goto framing;
     }
+    if (!c->dead)
+        resume_later(r, c);
+    return;
+framing:
+    log_debug("relay", "stream framing error or frame over %d bytes: closing the connection",
+              RELAY_CONN_IN_MAX);
+    c->dead = true;
+}
+
+/* After reading or writing: push out what the handshake unblocked, free or re-arm. */
+static void conn_done(relay_worker *r, relay_conn *c)
+{
+    if (!c->dead && c->ssl && c->out_len > c->out_off && flush(c) != 0)
+        c->dead = true; /* the handshake may have unblocked queued writes */
+    if (c->dead)
+        conn_free(r, c, true);
+    else
+        update_interest(r, c);
+}
+
+static void on_resume(ev_loop *loop, ev_timer *t, void *ctx)
+{
+    relay_worker *r = ctx;
+    (void)loop;
+    (void)t;
+    uint64_t *ids = r->resume_ids;
+    size_t n = r->n_resume;
+    r->resume_ids = NULL; /* connections that run out of budget again go on a new list */
+    r->n_resume = r->cap_resume = 0;
+    for (size_t i = 0; i < n; i++) {
+        relay_conn *c = conn_by_id(r, ids[i]);
+        if (!c)
+            continue; /* closed meanwhile */
+        c->resume = false;
+        if (!c->dead)
+            read_some(r, c);
+        conn_done(r, c);
+    }
+    free(ids);
+    relay__arm_timer(r);
+}
+
+/* Closes every connection whose handshake deadline passed without a valid STUN message. */
+static void on_hs_timer(ev_loop *loop, ev_timer *t, void *ctx)
+{
+    relay_worker *r = ctx;
+    (void)t;
+    int64_t now = ev_now_ms(loop);
+    size_t closed = 0;
+    while (r->hs_head && r->hs_head->hs_deadline <= now) {
+        conn_free(r, r->hs_head, true);
+        closed++;
+    }
+    if (closed)
+        log_info_rl(&r->rl_conn, "relay",
+                    "closed %zu TCP/TLS connection(s) with no STUN message within %lld ms",
+                    closed, (long long)r->shared->handshake_ms);
+    hs_arm(r);
+    relay__arm_timer(r);
 }
 
 static void on_conn(ev_loop *loop, int fd, unsigned events, void *ctx)
@@ -238,13 +376,51 @@ static void on_conn(ev_loop *loop, int fd, unsigned events, void *ctx)
         c->dead = true;
     if (!c->dead)
         read_some(r, c);
-    if (!c->dead && c->ssl && c->out_len > c->out_off && flush(c) != 0)
-        c->dead = true; /* the handshake may have unblocked queued writes */
-    if (c->dead)
-        conn_free(r, c, true);
-    else
-        update_interest(r, c);
+    conn_done(r, c);
     relay__arm_timer(r);
+}
+
+static void on_accept_timer(ev_loop *loop, ev_timer *t, void *ctx)
+{
+    relay_worker *r = ctx;
+    (void)t;
+    for (int i = 0; i < r->n_paused; i++)
+        ev_mod(loop, r->paused[i], EV_READ);
+    r->n_paused = 0;
+}
+
+/* accept4 failed with e: true to stop accepting in this wakeup. Out of descriptors (or
+ * kernel memory) pauses the listener for a while instead of coming straight back to it. */
+static bool accept_error(relay_worker *r, int lfd, int e)
+{
+    if (e == ECONNABORTED || e == EPROTO || e == EINTR)
+        return false;
+    if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM)
+        return true; /* EAGAIN: the backlog is empty */
+    if (r->n_paused < RELAY_MAX_PAUSED && ev_mod(r->loop, lfd, 0) == 0) {
+        r->paused[r->n_paused++] = lfd;
+        if (!ev_timer_active(&r->accept_timer))
+            ev_timer_start(r->loop, &r->accept_timer, RELAY_ACCEPT_BACKOFF_MS);
+    }
+    log_warn_rl(&r->rl_accept, "relay",
+                "cannot accept a TCP/TLS connection: %s; pausing the listener for %d ms "
+                "(raise the open-file limit or lower --max-conns)",
+                strerror(e), RELAY_ACCEPT_BACKOFF_MS);
+    return true;
+}
+
+/* Counts the connection against the caps; false (and a rate-limited warning) if refused. */
+static bool admit(relay_worker *r, const struct sockaddr_storage *peer)
+{
+    int rc = relay__conn_admit(r->shared, peer);
+    if (rc == RELAY_ADMIT_OK)
+        return true;
+    char a[INET6_ADDRSTRLEN + 8];
+    util_format_addr(peer, a, sizeof a);
+    log_warn_rl(&r->rl_refused, "relay", "TCP/TLS connection from %s refused: %s (%u)", a,
+                rc == RELAY_ADMIT_PER_IP ? "--max-conns-per-ip reached" : "--max-conns reached",
+                rc == RELAY_ADMIT_PER_IP ? r->shared->max_conns_per_ip : r->shared->max_conns);
+    return false;
 }
 
 static void accept_all(relay_worker *r, int lfd, turn_proto proto)
@@ -253,8 +429,15 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto)
         struct sockaddr_storage peer;
         socklen_t plen = sizeof peer;
         int fd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return;
+        if (fd < 0) {
+            if (accept_error(r, lfd, errno))
+                break;
+            continue;
+        }
+        if (!admit(r, &peer)) {
+            close(fd);
+            continue;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         if ((size_t)fd >= r->conns_cap) {
@@ -272,6 +455,7 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto)
         c->t.proto = proto;
         c->t.conn_id = c->id;
         c->t.client = peer;
+        c->admitted = true;
         socklen_t slen = sizeof c->t.server;
         getsockname(fd, (struct sockaddr *)&c->t.server, &slen);
         relay__unmap(&c->t.client); /* dual-stack [::]: IPv4 clients as IPv4 */
@@ -283,9 +467,13 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto)
             continue;
         }
         c->interest = EV_READ;
-        if (ev_add(r->loop, fd, EV_READ, on_conn, c) != 0)
+        if (ev_add(r->loop, fd, EV_READ, on_conn, c) != 0) {
             conn_free(r, c, false);
+            continue;
+        }
+        hs_append(r, c);
     }
+    hs_arm(r);
 }
 
 void relay__on_accept(ev_loop *loop, int lfd, unsigned events, void *ctx)
@@ -302,8 +490,27 @@ void relay__on_accept_tls(ev_loop *loop, int lfd, unsigned events, void *ctx)
     accept_all(ctx, lfd, TURN_PROTO_TLS);
 }
 
+void relay__conns_init(relay_worker *r)
+{
+    ev_timer_init(&r->hs_timer, on_hs_timer, r);
+    ev_timer_init(&r->resume_timer, on_resume, r);
+    ev_timer_init(&r->accept_timer, on_accept_timer, r);
+    log_limiter_init(&r->rl_accept);
+    log_limiter_init(&r->rl_refused);
+    log_limiter_init(&r->rl_conn);
+    log_limiter_init(&r->rl_port);
+}
+
 void relay__conns_close_all(relay_worker *r)
 {
+    if (r->loop) {
+        ev_timer_stop(r->loop, &r->hs_timer);
+        ev_timer_stop(r->loop, &r->resume_timer);
+        ev_timer_stop(r->loop, &r->accept_timer);
+    }
+    free(r->resume_ids);
+    r->resume_ids = NULL;
+    r->n_resume = r->cap_resume = 0;
     for (size_t i = 0; i < r->conns_cap; i++)
         if (r->conns[i])
             conn_free(r, r->conns[i], false);
