@@ -39,7 +39,9 @@ export function createToken(data, account, permissions = 'calls:read,calls:write
 
 // Starts `turnkey serve`; resolves to {url, port, proc, data, stop(), kill9()} once it prints
 // "API listening on http://HOST:PORT". extraArgs are appended (e.g. ['--max-keys', '5']).
-export async function startServer({ data = freshDataDir(), extraArgs = [], env = {} } = {}) {
+// prefix: a command that runs the binary (e.g. ['prlimit', '--nofile=256:256']); it must exec
+// it, so proc.pid is the server's pid.
+export async function startServer({ data = freshDataDir(), extraArgs = [], env = {}, prefix = [] } = {}) {
   // The relay listens on a free port unless the test names one (parallel servers never clash).
   // stop() sends SIGTERM: no drain wait for allocations a test leaves behind, unless the test
   // sets --drain-timeout itself (lifecycle_signals.test.mjs).
@@ -49,7 +51,8 @@ export async function startServer({ data = freshDataDir(), extraArgs = [], env =
     ...(extraArgs.includes('--drain-timeout') ? [] : ['--drain-timeout', '0']),
   ];
   const args = ['serve', '--data', data, '--api-listen', '127.0.0.1:0', '--log-level', 'warn', ...turnArgs, ...extraArgs];
-  const proc = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
+  const [cmd, ...pre] = [...prefix, BIN];
+  const proc = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '', err = '';
   proc.stderr.on('data', (d) => { err += d; });
   const url = await new Promise((resolve, reject) => {

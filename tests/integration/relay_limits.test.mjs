@@ -1,0 +1,156 @@
+// Limits that hold under attack (docs/operations.md "Limits"): TCP/TLS connection caps per
+// source address and in total, the handshake deadline, the stream frame cap, bounded work per
+// wakeup for one TCP/TLS client, no spinning at EMFILE, the API under slowloris, and UDP
+// relaying + the API while an attacker holds every TCP/TLS slot it may.
+import test, { describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import tls from 'node:tls';
+import http from 'node:http';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fixture, createTurnKey, mintTurn } from './lib/server.mjs';
+import { TurnClient, A, CLASS, METHOD, echoPeer, encodeMessage, newTxid } from './lib/stun.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const bindingReq = () => encodeMessage({ cls: CLASS.REQUEST, method: METHOD.BINDING, txid: newTxid(), attrs: [] });
+
+// Opens a TCP (or TLS) connection from localAddress; resolves once connected (or closed).
+function open(port, { localAddress = '127.0.0.1', secure = false } = {}) {
+  return new Promise((resolve, reject) => {
+    const o = { host: '127.0.0.1', port, localAddress };
+    const sock = secure ? tls.connect({ ...o, rejectUnauthorized: false }) : net.connect(o);
+    const st = { sock, buf: Buffer.alloc(0), closedAt: null, onData: null };
+    st.closed = new Promise((r) => sock.on('close', () => { st.closedAt = performance.now(); r(); }));
+    sock.on('error', () => {});
+    sock.on('data', (d) => { st.buf = Buffer.concat([st.buf, d]); st.onData?.(); });
+    const timer = setTimeout(() => reject(new Error('connect timed out')), 15000);
+    sock.once(secure ? 'secureConnect' : 'connect', () => { clearTimeout(timer); resolve(st); });
+    st.closed.then(() => { clearTimeout(timer); resolve(st); });
+  });
+}
+
+// Sends a Binding request on st; true once its success answer arrives, false if the server
+// closes the connection or nothing comes within timeoutMs.
+function binding(st, timeoutMs = 8000) {
+  return new Promise((resolve) => {
+    if (st.closedAt !== null) { resolve(false); return; }
+    st.buf = Buffer.alloc(0);
+    const t = setTimeout(() => { st.onData = null; resolve(false); }, timeoutMs);
+    st.onData = () => {
+      if (st.buf.length >= 20 && st.buf.readUInt16BE(0) === 0x0101) { clearTimeout(t); st.onData = null; resolve(true); }
+    };
+    st.closed.then(() => { clearTimeout(t); resolve(false); });
+    st.sock.write(bindingReq(), () => {});
+  });
+}
+
+const closedWithin = (st, ms) => Promise.race([st.closed.then(() => true), sleep(ms).then(() => false)]);
+const closeAll = (list) => Promise.all(list.map((st) => { st.sock.destroy(); return st.closed; }));
+
+// utime + stime of a process (all its threads), seconds.
+function cpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / 100;
+}
+
+async function closeFixture(f) {
+  const r = await f?.close();
+  assert.equal(r?.code, 0, `server exit status (sanitizers) — stderr:\n${f?.stderr()}`);
+}
+
+describe('TURN TCP/TLS connection caps', () => {
+  let f;
+  before(async () => { f = await fixture(); });
+  after(() => closeFixture(f));
+
+  test('per source address: the 101st connection from one address is refused (--max-conns-per-ip 100)', async () => {
+    const held = [];
+    for (let i = 0; i < 100; i++) held.push(await open(f.turnPort));
+    const answers = await Promise.all(held.map((st) => binding(st)));
+    assert.equal(answers.filter(Boolean).length, 100, 'the first 100 are served');
+    const extra = await open(f.turnPort);
+    assert.equal(await binding(extra), false, 'the 101st is closed unanswered');
+    assert.ok(await closedWithin(extra, 5000));
+    const other = await open(f.turnPort, { localAddress: '127.0.0.2' });
+    assert.equal(await binding(other), true, 'another address is not affected');
+    await closeAll([held.pop()]);
+    let again;
+    for (let i = 0; i < 50; i++) { // the server notices the close within a wakeup
+      again = await open(f.turnPort);
+      if (await binding(again, 3000)) break;
+      await sleep(100);
+    }
+    assert.equal(again.closedAt, null, 'a closed connection frees its slot');
+    await closeAll([...held, extra, other, again]);
+  });
+});
+
+describe('TURN TCP/TLS total cap (--max-conns)', () => {
+  let f;
+  before(async () => { f = await fixture({ env: { TURNKEY_MAX_CONNS: '6', TURNKEY_MAX_CONNS_PER_IP: '4' } }); });
+  after(() => closeFixture(f));
+
+  test('per-address and total caps hold over TCP and TLS together', async () => {
+    const a = [];
+    for (let i = 0; i < 4; i++) a.push(await open(f.turnPort));
+    a.push(await open(f.tlsPort, { secure: true })); // the fifth from 127.0.0.1: over the cap
+    const served = await Promise.all(a.map((st) => binding(st)));
+    assert.deepEqual(served, [true, true, true, true, false]);
+    const b = [await open(f.tlsPort, { localAddress: '127.0.0.2', secure: true }), await open(f.turnPort, { localAddress: '127.0.0.2' })];
+    assert.deepEqual(await Promise.all(b.map((st) => binding(st))), [true, true]);
+    const c = await open(f.turnPort, { localAddress: '127.0.0.3' });
+    assert.equal(await binding(c), false, 'the seventh connection in total is refused');
+    assert.match(f.stderr(), /refused: --max-conns reached/);
+    await closeAll([...a, ...b, c]);
+  });
+});
+
+describe('TURN TCP/TLS handshake deadline (--handshake-timeout, default 5 s)', () => {
+  let f;
+  before(async () => { f = await fixture(); });
+  after(() => closeFixture(f));
+
+  test('silent, partial, non-STUN and handshake-only connections are closed; a STUN client is not', async () => {
+    const silent = await open(f.turnPort);
+    const partial = await open(f.turnPort);
+    partial.sock.write(bindingReq().subarray(0, 10));
+    const channel = await open(f.turnPort);
+    channel.sock.write(Buffer.from([0x40, 0x00, 0x00, 0x04, 1, 2, 3, 4])); // ChannelData, no STUN
+    const tlsOnly = await open(f.tlsPort, { secure: true });
+    assert.equal(tlsOnly.closedAt, null, 'the TLS handshake itself completes');
+    const good = await open(f.turnPort);
+    assert.equal(await binding(good), true);
+    const t0 = performance.now();
+    for (const st of [silent, partial, channel, tlsOnly]) assert.ok(await closedWithin(st, 12000), 'closed by the deadline');
+    const took = Math.max(...[silent, partial, channel, tlsOnly].map((st) => st.closedAt)) - t0;
+    assert.ok(took < 12000, `closed after ${took} ms`);
+    assert.equal(good.closedAt, null, 'the connection that sent a STUN message stays');
+    assert.equal(await binding(good), true);
+    await closeAll([good]);
+  });
+});
+
+describe('TURN TCP/TLS frame cap', () => {
+  let f;
+  before(async () => { f = await fixture(); });
+  after(() => closeFixture(f));
+
+  test('a frame announcing more than 8 KiB closes the connection at once', async () => {
+    const st = await open(f.turnPort);
+    assert.equal(await binding(st), true);
+    const big = Buffer.alloc(20 + 9000);
+    bindingReq().copy(big, 0, 0, 20);
+    big.writeUInt16BE(60000, 2); // a 60 kB Binding request, of which 9 kB are sent
+    st.sock.write(big);
+    assert.ok(await closedWithin(st, 4000), 'closed instead of buffering up to 64 KB');
+    const ok = await open(f.turnPort);
+    const send = encodeMessage({ cls: CLASS.REQUEST, method: METHOD.BINDING, txid: newTxid(), attrs: [A.software('x'.repeat(4000))] });
+    ok.buf = Buffer.alloc(0);
+    const answered = new Promise((r) => { ok.onData = () => { if (ok.buf.length >= 20) r(ok.buf.readUInt16BE(0)); }; });
+    ok.sock.write(send);
+    assert.ok([0x0101, 0x0111].includes(await Promise.race([answered, sleep(8000).then(() => 0)])), 'a 4 kB message is fine');
+    await closeAll([ok]);
+  });
+});
