@@ -65,7 +65,7 @@ describe('TURN TCP/TLS connection caps', () => {
   before(async () => { f = await fixture(); });
   after(() => closeFixture(f));
 
-  test('per source address: the 101st connection from one address is refused (--max-conns-per-ip 100)', async () => {
+  test('per source address: the 101st connection from one address is refused (--max-conns-per-ip 100)', { timeout: 120000 }, async () => {
     const held = [];
     for (let i = 0; i < 100; i++) held.push(await open(f.turnPort));
     const answers = await Promise.all(held.map((st) => binding(st)));
@@ -92,7 +92,7 @@ describe('TURN TCP/TLS total cap (--max-conns)', () => {
   before(async () => { f = await fixture({ env: { TURNKEY_MAX_CONNS: '6', TURNKEY_MAX_CONNS_PER_IP: '4' } }); });
   after(() => closeFixture(f));
 
-  test('per-address and total caps hold over TCP and TLS together', async () => {
+  test('per-address and total caps hold over TCP and TLS together', { timeout: 120000 }, async () => {
     const a = [];
     for (let i = 0; i < 4; i++) a.push(await open(f.turnPort));
     a.push(await open(f.tlsPort, { secure: true })); // the fifth from 127.0.0.1: over the cap
@@ -112,7 +112,7 @@ describe('TURN TCP/TLS handshake deadline (--handshake-timeout, default 5 s)', (
   before(async () => { f = await fixture(); });
   after(() => closeFixture(f));
 
-  test('silent, partial, non-STUN and handshake-only connections are closed; a STUN client is not', async () => {
+  test('silent, partial, non-STUN and handshake-only connections are closed; a STUN client is not', { timeout: 120000 }, async () => {
     const silent = await open(f.turnPort);
     const partial = await open(f.turnPort);
     partial.sock.write(bindingReq().subarray(0, 10));
@@ -137,7 +137,7 @@ describe('TURN TCP/TLS frame cap', () => {
   before(async () => { f = await fixture(); });
   after(() => closeFixture(f));
 
-  test('a frame announcing more than 8 KiB closes the connection at once', async () => {
+  test('a frame announcing more than 8 KiB closes the connection at once', { timeout: 120000 }, async () => {
     const st = await open(f.turnPort);
     assert.equal(await binding(st), true);
     const big = Buffer.alloc(20 + 9000);
@@ -152,5 +152,141 @@ describe('TURN TCP/TLS frame cap', () => {
     ok.sock.write(send);
     assert.ok([0x0101, 0x0111].includes(await Promise.race([answered, sleep(8000).then(() => 0)])), 'a 4 kB message is fine');
     await closeAll([ok]);
+  });
+});
+
+// Runs lib/flood.mjs in a child process; resolves {stats} when it ends, after `connected`.
+function flood(port, mode, durationMs) {
+  const child = spawn(process.execPath, [new URL('./lib/flood.mjs', import.meta.url).pathname, String(port), mode, String(durationMs)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  const connected = new Promise((resolve) => child.stdout.on('data', (d) => { out += d; if (out.includes('connected')) resolve(); }));
+  const done = new Promise((resolve) => child.on('exit', () => resolve(out)));
+  return { child, connected, done };
+}
+
+describe('one TCP/TLS client cannot starve its relay thread', () => {
+  let f;
+  before(async () => { f = await fixture({ extraArgs: ['--relay-threads', '1'] }); });
+  after(() => closeFixture(f));
+
+  for (const mode of ['tls', 'tcp']) {
+    test(`UDP Binding is answered while a ${mode.toUpperCase()} client floods the only relay thread`, { timeout: 120000 }, async () => {
+      const fl = flood(mode === 'tls' ? f.tlsPort : f.turnPort, mode, 20000);
+      await fl.connected;
+      await sleep(1000); // the flood is under way
+      const c = new TurnClient({ port: f.turnPort, timeoutMs: 4000 });
+      const rtts = [];
+      try {
+        for (let i = 0; i < 8; i++) {
+          const t0 = performance.now();
+          const r = await c.binding().catch(() => null);
+          rtts.push(r && r.cls === CLASS.SUCCESS ? Math.round(performance.now() - t0) : Infinity);
+          await sleep(200);
+        }
+      } finally {
+        fl.child.kill('SIGTERM');
+        await c.close();
+      }
+      const stats = await fl.done;
+      assert.ok(rtts.every((ms) => ms < 4000), `every UDP Binding answered (ms: ${rtts.join(', ')}; flood: ${stats.trim()})`);
+    });
+  }
+});
+
+// Opens n TCP connections to port from 127.0.0.1 (connects complete in the kernel backlog
+// even while the server does not accept), each sending one Binding request.
+async function swarm(port, n, { secureEvery = 0 } = {}) {
+  const list = [];
+  for (let i = 0; i < n; i++) {
+    const secure = secureEvery > 0 && i % secureEvery === 0;
+    const st = await Promise.race([open(port.tcp, {}).catch(() => null), sleep(3000).then(() => null)]);
+    if (secure && port.tls) {
+      const s = await Promise.race([open(port.tls, { secure: true }).catch(() => null), sleep(3000).then(() => null)]);
+      if (s) { s.sock.write(bindingReq(), () => {}); list.push(s); }
+    }
+    if (st) { st.sock.write(bindingReq(), () => {}); list.push(st); }
+  }
+  return list;
+}
+
+// GET over a new connection (no keep-alive pool) from localAddress; resolves the status or 0.
+function freshGet(port, path, { localAddress = '127.0.0.1', timeoutMs = 8000 } = {}) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path, localAddress, agent: false, timeout: timeoutMs }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode));
+    });
+    req.on('timeout', () => { req.destroy(); resolve(0); });
+    req.on('error', () => resolve(0));
+  });
+}
+
+describe('out of descriptors (EMFILE): nothing spins, the log stays quiet', () => {
+  let f;
+  before(async () => {
+    f = await fixture({
+      prefix: ['prlimit', '--nofile=200:200'],
+      extraArgs: ['--relay-threads', '2'],
+      env: { TURNKEY_MAX_CONNS: '100000', TURNKEY_MAX_CONNS_PER_IP: '100000' }, // let EMFILE happen
+    });
+  });
+  after(() => closeFixture(f));
+
+  test('300 connections against 200 descriptors: low CPU, a few log lines a second, recovery', { timeout: 120000 }, async () => {
+    const list = await swarm({ tcp: f.turnPort }, 300);
+    await sleep(1000);
+    const lines0 = f.stderr().split('\n').length, cpu0 = cpuSeconds(f.proc.pid), t0 = performance.now();
+    await sleep(3000);
+    const cpu = cpuSeconds(f.proc.pid) - cpu0, secs = (performance.now() - t0) / 1000;
+    const lines = f.stderr().split('\n').length - lines0;
+    assert.ok(cpu < 0.3 * secs, `server CPU ${cpu.toFixed(2)} s in ${secs.toFixed(1)} s (spinning on accept?)`);
+    assert.ok(lines <= 12 * secs, `${lines} log lines in ${secs.toFixed(1)} s`);
+    assert.match(f.stderr(), /cannot accept a TCP\/TLS connection: Too many open files/);
+    await closeAll(list);
+    let ok = false;
+    for (let i = 0; i < 60 && !ok; i++) { // the backlog drains, the listener comes back
+      const st = await open(f.turnPort);
+      ok = await binding(st, 2000);
+      await closeAll([st]);
+      if (!ok) await sleep(250);
+    }
+    assert.ok(ok, 'TCP serves again once descriptors are free');
+  });
+});
+
+describe('an attacker holding every TCP/TLS slot it may leaves UDP and the API working', () => {
+  let f, key, peer;
+  before(async () => {
+    // 256 descriptors: the automatic caps give TCP/TLS a quarter, the API an eighth
+    f = await fixture({ prefix: ['prlimit', '--nofile=256:256'], extraArgs: ['--allow-peer', '127.0.0.1/32', '--log-level', 'info'] });
+    key = await createTurnKey(f, 'limits');
+    peer = await echoPeer();
+  });
+  after(async () => { await peer?.close(); await closeFixture(f); });
+
+  test('UDP allocations and relaying, and the API, while 400 TCP/TLS connections are tried', { timeout: 120000 }, async () => {
+    assert.match(f.stderr(), /open files: 256 .*room for about \d+ allocations beside 64 TURN TCP\/TLS and 32 API connections/);
+    const list = await swarm({ tcp: f.turnPort, tls: f.tlsPort }, 350, { secureEvery: 7 });
+    const held = (await Promise.all(list.map((st) => binding(st, 3000)))).filter(Boolean).length;
+    assert.ok(held <= 64, `${held} attacker connections served (cap 64)`);
+    assert.ok(held >= 32, `${held} attacker connections served: the attacker did get its slots`);
+    const clients = [];
+    try {
+      for (let i = 0; i < 20; i++) { // new UDP allocations (each needs a descriptor)
+        const cred = await mintTurn(f, key, { prefix: 'limits' });
+        const c = new TurnClient({ port: f.turnPort, timeoutMs: 5000 });
+        clients.push(c);
+        const r = await c.allocate(cred);
+        assert.equal(r.cls, CLASS.SUCCESS, `UDP allocation ${i}: ${r.errorCode ?? ''} ${r.reason ?? ''}`);
+        assert.equal((await c.createPermission({ address: '127.0.0.1', port: peer.port })).cls, CLASS.SUCCESS);
+        await c.send({ address: '127.0.0.1', port: peer.port }, Buffer.from(`hello ${i}`));
+        const d = await c.nextData({ timeoutMs: 5000 });
+        assert.equal(d.data.toString(), `hello ${i}`, 'relayed through the echo peer and back');
+      }
+      for (let i = 0; i < 5; i++) assert.equal(await freshGet(f.port, '/healthz'), 200, 'the API answers a new connection');
+    } finally {
+      await Promise.all(clients.map((c) => c.close()));
+      await closeAll(list);
+    }
   });
 });
