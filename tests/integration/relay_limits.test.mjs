@@ -290,3 +290,18 @@ describe('an attacker holding every TCP/TLS slot it may leaves UDP and the API w
     }
   });
 });
+
+describe('open-file limit at start', () => {
+  let f;
+  before(async () => {
+    f = await fixture({ prefix: ['prlimit', '--nofile=128:1024'], extraArgs: ['--log-level', 'info', '--max-allocations', '5000'] });
+  });
+  after(() => closeFixture(f));
+
+  test('the soft limit is raised to the hard one, the room is logged, an oversized --max-allocations warned', { timeout: 60000 }, async () => {
+    assert.match(f.stderr(), /open files: 1024 \(soft limit was 128, hard 1024\): room for about 576 allocations beside 256 TURN TCP\/TLS and 128 API connections/);
+    assert.match(f.stderr(), /level=warn .*--max-allocations 5000 does not fit in 1024 open files/);
+    const limits = readFileSync(`/proc/${f.proc.pid}/limits`, 'utf8');
+    assert.match(limits, /Max open files\s+1024\s+1024/);
+  });
+});
