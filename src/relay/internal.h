@@ -25,6 +25,9 @@
  * datagrams above RELAY_DGRAM_MAX are dropped anyway, so nothing legitimate is larger, and a
  * half-sent frame holds at most this much. */
 #define RELAY_CONN_IN_MAX 8192
+/* Kernel send buffer of a TCP/TLS client socket (fixed: autotuning lets one that never reads
+ * make the kernel hold 4 MiB; the kernel doubles this figure for its bookkeeping). */
+#define RELAY_CONN_SNDBUF (256 << 10)
 #define RELAY_CONN_READS_PER_WAKEUP 8   /* reads (<= RELAY_CONN_IN_MAX bytes each) per wakeup */
 #define RELAY_CONN_FRAMES_PER_WAKEUP 64 /* frames handled per connection per wakeup */
 #define RELAY_ACCEPT_BACKOFF_MS 250     /* listener paused this long after EMFILE/ENFILE */

@@ -157,8 +157,11 @@ static int flush(relay_conn *c)
             return -1;
         c->out_off += (size_t)n;
     }
-    if (c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
+    if (c->out_off == c->out_len) { /* an idle connection holds no buffer */
+        c->out_off = c->out_len = c->out_cap = 0;
+        free(c->out);
+        c->out = NULL;
+    }
     return 0;
 }
 
@@ -295,8 +298,14 @@ static void read_some(relay_worker *r, relay_conn *c)
             c->in = util_xrealloc(c->in, c->in_cap);
         }
         ssize_t n = conn_read(c, c->in + c->in_len, c->in_cap - c->in_len);
-        if (n == IO_AGAIN)
-            return; /* drained: the socket (and OpenSSL) hold nothing more */
+        if (n == IO_AGAIN) { /* drained: the socket (and OpenSSL) hold nothing more */
+            if (c->in_len == 0) { /* an idle connection holds no buffer */
+                free(c->in);
+                c->in = NULL;
+                c->in_cap = 0;
+            }
+            return;
+        }
         if (n <= 0) {
             c->dead = true;
             return;
@@ -438,8 +447,9 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto)
             close(fd);
             continue;
         }
-        int one = 1;
+        int one = 1, sndbuf = RELAY_CONN_SNDBUF;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
         if ((size_t)fd >= r->conns_cap) {
             size_t cap = r->conns_cap ? r->conns_cap : 256;
             while (cap <= (size_t)fd)
