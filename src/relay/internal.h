@@ -189,7 +189,7 @@ struct relay_worker {
     size_t n_resume, cap_resume;
     int paused[RELAY_MAX_PAUSED];
     int n_paused;
-    log_limiter rl_accept, rl_refused, rl_conn, rl_port; /* one per remote-triggered line */
+    log_limiter rl_accept, rl_refused, rl_conn, rl_port, rl_event; /* one per call site */
 };
 
 void relay__arm_timer(relay_worker *r);

@@ -353,7 +353,7 @@ static void on_wakeup(ev_loop *loop, void *ctx)
             n = turn_server_credential_revoked(r->turn, (const uint8_t *)e->text, strlen(e->text),
                                                util_now_ms());
         if (n)
-            log_info("relay", "%s: ended %zu allocation(s)",
+            log_info_rl(&r->rl_event, "relay", "%s: ended %zu allocation(s)",
                      e->kind == RELAY_EV_KEY_DELETED ? "key deleted" : "credential revoked", n);
         free(e);
         e = next;

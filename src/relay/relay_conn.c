@@ -509,6 +509,7 @@ void relay__conns_init(relay_worker *r)
     log_limiter_init(&r->rl_refused);
     log_limiter_init(&r->rl_conn);
     log_limiter_init(&r->rl_port);
+    log_limiter_init(&r->rl_event);
 }
 
 void relay__conns_close_all(relay_worker *r)

@@ -25,6 +25,7 @@ typedef struct sq {
         sqlite3_stmt *st;
     } cache[STMT_CACHE];
     int n_cache;
+    log_limiter rl; /* errors on the request path: API clients can make them repeat */
 } sq;
 
 /* Migrations: index i brings the schema from version i to i+1. Append only. */
@@ -51,7 +52,7 @@ static int exec(sq *q, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(q->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        log_error("store", "sqlite: %s (%s)", msg ? msg : "?", sql);
+        log_error_rl(&q->rl, "store", "sqlite: %s (%s)", msg ? msg : "?", sql);
         sqlite3_free(msg);
         return STORE_ERROR;
     }
@@ -123,6 +124,7 @@ void *store__sqlite_open(const char *where, char **err)
 {
     char *path = NULL;
     sq *q = util_xcalloc(1, sizeof *q);
+    log_limiter_init(&q->rl);
     pthread_mutex_init(&q->mu, NULL);
     if (strcmp(where, ":memory:") == 0) {
         path = util_xstrdup(":memory:");
@@ -166,7 +168,7 @@ static sqlite3_stmt *prep(sq *q, const char *sql)
     sqlite3_stmt *st = NULL;
     unsigned flags = q->n_cache < STMT_CACHE ? SQLITE_PREPARE_PERSISTENT : 0;
     if (sqlite3_prepare_v3(q->db, sql, -1, flags, &st, NULL) != SQLITE_OK) {
-        log_error("store", "prepare failed: %s (%s)", sqlite3_errmsg(q->db), sql);
+        log_error_rl(&q->rl, "store", "prepare failed: %s (%s)", sqlite3_errmsg(q->db), sql);
         return NULL;
     }
     if (q->n_cache < STMT_CACHE) {
@@ -212,7 +214,7 @@ static int step_done(sq *q, sqlite3_stmt *st, int *changes)
 {
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
-        log_error("store", "write failed: %s", sqlite3_errmsg(q->db));
+        log_error_rl(&q->rl, "store", "write failed: %s", sqlite3_errmsg(q->db));
         return STORE_ERROR;
     }
     if (changes)
@@ -308,7 +310,7 @@ static int get_all(sq *q, const char *sql, const char *param, size_t elem_size, 
         if (r == SQLITE_DONE)
             rc = STORE_OK;
         else
-            log_error("store", "read failed: %s", sqlite3_errmsg(q->db));
+            log_error_rl(&q->rl, "store", "read failed: %s", sqlite3_errmsg(q->db));
     }
     release(q, st);
     pthread_mutex_unlock(&q->mu);
@@ -440,7 +442,7 @@ static int one_key(sq *q, sqlite3_stmt *st, store_key *out)
     }
     if (r == SQLITE_DONE)
         return STORE_NOT_FOUND;
-    log_error("store", "read failed: %s", sqlite3_errmsg(q->db));
+    log_error_rl(&q->rl, "store", "read failed: %s", sqlite3_errmsg(q->db));
     return STORE_ERROR;
 }
 
