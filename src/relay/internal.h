@@ -31,7 +31,6 @@
 #define RELAY_CONN_READS_PER_WAKEUP 8   /* reads (<= RELAY_CONN_IN_MAX bytes each) per wakeup */
 #define RELAY_CONN_FRAMES_PER_WAKEUP 64 /* frames handled per connection per wakeup */
 #define RELAY_ACCEPT_BACKOFF_MS 250     /* listener paused this long after EMFILE/ENFILE */
-#define RELAY_MAX_PAUSED 16             /* listeners one worker can have paused at once */
 #define RELAY_DEFAULT_MAX_CONNS 10000
 #define RELAY_DEFAULT_MAX_CONNS_PER_IP 100
 #define RELAY_DEFAULT_HANDSHAKE_MS 5000
@@ -187,8 +186,8 @@ struct relay_worker {
     ev_timer hs_timer, resume_timer, accept_timer;
     uint64_t *resume_ids;
     size_t n_resume, cap_resume;
-    int paused[RELAY_MAX_PAUSED];
-    int n_paused;
+    int *paused; /* listener fds */
+    size_t n_paused, cap_paused;
     log_limiter rl_accept, rl_refused, rl_conn, rl_port, rl_event; /* one per call site */
 };
 

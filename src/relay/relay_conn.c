@@ -393,7 +393,7 @@ static void on_accept_timer(ev_loop *loop, ev_timer *t, void *ctx)
 {
     relay_worker *r = ctx;
     (void)t;
-    for (int i = 0; i < r->n_paused; i++)
+    for (size_t i = 0; i < r->n_paused; i++)
         ev_mod(loop, r->paused[i], EV_READ);
     r->n_paused = 0;
 }
@@ -406,7 +406,11 @@ static bool accept_error(relay_worker *r, int lfd, int e)
         return false;
     if (e != EMFILE && e != ENFILE && e != ENOBUFS && e != ENOMEM)
         return true; /* EAGAIN: the backlog is empty */
-    if (r->n_paused < RELAY_MAX_PAUSED && ev_mod(r->loop, lfd, 0) == 0) {
+    if (ev_mod(r->loop, lfd, 0) == 0) {
+        if (r->n_paused == r->cap_paused) {
+            r->cap_paused = r->cap_paused ? r->cap_paused * 2 : 8;
+            r->paused = util_xrealloc(r->paused, r->cap_paused * sizeof *r->paused);
+        }
         r->paused[r->n_paused++] = lfd;
         if (!ev_timer_active(&r->accept_timer))
             ev_timer_start(r->loop, &r->accept_timer, RELAY_ACCEPT_BACKOFF_MS);
@@ -521,6 +525,9 @@ void relay__conns_close_all(relay_worker *r)
     }
     free(r->resume_ids);
     r->resume_ids = NULL;
+    free(r->paused);
+    r->paused = NULL;
+    r->n_paused = r->cap_paused = 0;
     r->n_resume = r->cap_resume = 0;
     for (size_t i = 0; i < r->conns_cap; i++)
         if (r->conns[i])
