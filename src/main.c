@@ -376,39 +376,49 @@ static size_t n_listeners(const cfg *c)
 /* Descriptors kept aside for listeners, epoll and eventfds, the store, stdio. */
 #define FD_RESERVE 64
 
-/* Raises the open-file soft limit to the hard one, fills in the automatic connection caps
- * (--max-conns, --api-max-conns = 0) from it, and says what room is left for allocations
- * (each holds one relay socket). */
-static void plan_fds(cfg *c)
+typedef struct fd_plan {
+    long nofile, room;            /* the soft limit in force; descriptors left for allocations */
+    unsigned long long was, hard; /* the soft limit found at start, the hard limit */
+} fd_plan;
+
+/* Raises the open-file soft limit to the hard one and fills in the automatic connection caps
+ * (--max-conns, --api-max-conns = 0) from it; report_fds says what it left for allocations
+ * (each holds one relay socket) once serving, so a failed start stays one line. */
+static fd_plan plan_fds(cfg *c)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
         rl.rlim_cur = rl.rlim_max = 1024;
-    rlim_t was = rl.rlim_cur;
+    fd_plan p = {.was = (unsigned long long)rl.rlim_cur, .hard = (unsigned long long)rl.rlim_max};
     if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
         rl.rlim_cur = rl.rlim_max;
         if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
             rl.rlim_cur = was;
     }
-    long nofile = rl.rlim_cur > 100000000 ? 100000000 : (long)rl.rlim_cur;
+    p.nofile = rl.rlim_cur > 100000000 ? 100000000 : (long)rl.rlim_cur;
     if (c->api_max_conns == 0)
-        c->api_max_conns = nofile / 8 > 1024 ? 1024 : (nofile / 8 < 16 ? 16 : nofile / 8);
+        c->api_max_conns = p.nofile / 8 > 1024 ? 1024 : (p.nofile / 8 < 16 ? 16 : p.nofile / 8);
     if (c->max_conns == 0)
-        c->max_conns = nofile / 4 < 16 ? 16 : nofile / 4;
-    long room = nofile - FD_RESERVE - c->api_max_conns - c->max_conns;
-    if (room < 0)
-        room = 0;
+        c->max_conns = p.nofile / 4 < 16 ? 16 : p.nofile / 4;
+    p.room = p.nofile - FD_RESERVE - c->api_max_conns - c->max_conns;
+    if (p.room < 0)
+        p.room = 0;
+    return p;
+}
+
+static void report_fds(const cfg *c, const fd_plan *p)
+{
     log_info("main",
              "open files: %ld (soft limit was %llu, hard %llu): room for about %ld allocations "
              "beside %ld TURN TCP/TLS and %ld API connections",
-             nofile, (unsigned long long)was, (unsigned long long)rl.rlim_max, room, c->max_conns,
-             c->api_max_conns);
-    if (c->max_allocations > room)
+             p->nofile, p->was, p->hard, p->room, c->max_conns, c->api_max_conns);
+    if (c->max_allocations > p->room)
         log_warn("main",
                  "--max-allocations %ld does not fit in %ld open files: allocations will fail "
                  "(508) from about %ld on; raise the limit (LimitNOFILE=) or lower "
                  "--max-allocations/--max-conns",
-                 c->max_allocations, nofile, room);
+                 c->max_allocations, p->nofile, p->room);
 }
 
 static relay *start_relay(cfg *c, keycache *keys, tls_server *tls)
@@ -691,7 +701,7 @@ static int cmd_serve(int argc, char **argv)
         goto out;
     }
     log_set_level((enum log_level)lvl);
-    plan_fds(&c);
+    fd_plan fds = plan_fds(&c);
     if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0) /* validates early */
         goto out;
     if (!(s = open_store(c.data, true)))
@@ -767,15 +777,9 @@ static int cmd_serve(int argc, char **argv)
     printf("turnkey: API listening on %s (data: %s)\n", api_url, c.data);
     fflush(stdout);
     free(api_url);
-    serving sv = {.c = &c,
-                  .argc = argc,
-                  .argv = argv,
-                  .sigs = &sigs,
-                  .s = s,
-                  .keys = keys,
-                  .tls = tls,
-                  .rel = rel,
-                  .api = api};
+    serving sv = {.c = &c, .argc = argc, .argv = argv, .sigs = &sigs, .s = s, .keys = keys,
+                  .tls = tls, .rel = rel, .api = api};
+    report_fds(&c, &fds);
     serve_loop(&sv);
     rc = 0;
 out:

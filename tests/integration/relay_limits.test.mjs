@@ -55,6 +55,12 @@ function cpuSeconds(pid) {
   return (Number(rest[11]) + Number(rest[12])) / 100;
 }
 
+// Resolves once the server's stderr matches re (the start-up report follows "API listening").
+async function stderrMatch(f, re, timeoutMs = 10000) {
+  for (const t0 = performance.now(); !re.test(f.stderr()) && performance.now() - t0 < timeoutMs;) await sleep(50);
+  assert.match(f.stderr(), re);
+}
+
 async function closeFixture(f) {
   const r = await f?.close();
   assert.equal(r?.code, 0, `server exit status (sanitizers) — stderr:\n${f?.stderr()}`);
@@ -265,7 +271,7 @@ describe('an attacker holding every TCP/TLS slot it may leaves UDP and the API w
   after(async () => { await peer?.close(); await closeFixture(f); });
 
   test('UDP allocations and relaying, and the API, while 400 TCP/TLS connections are tried', { timeout: 120000 }, async () => {
-    assert.match(f.stderr(), /open files: 256 .*room for about \d+ allocations beside 64 TURN TCP\/TLS and 32 API connections/);
+    await stderrMatch(f, /open files: 256 .*room for about \d+ allocations beside 64 TURN TCP\/TLS and 32 API connections/);
     const list = await swarm({ tcp: f.turnPort, tls: f.tlsPort }, 350, { secureEvery: 7 });
     const held = (await Promise.all(list.map((st) => binding(st, 3000)))).filter(Boolean).length;
     assert.ok(held <= 64, `${held} attacker connections served (cap 64)`);
@@ -299,8 +305,8 @@ describe('open-file limit at start', () => {
   after(() => closeFixture(f));
 
   test('the soft limit is raised to the hard one, the room is logged, an oversized --max-allocations warned', { timeout: 60000 }, async () => {
-    assert.match(f.stderr(), /open files: 1024 \(soft limit was 128, hard 1024\): room for about 576 allocations beside 256 TURN TCP\/TLS and 128 API connections/);
-    assert.match(f.stderr(), /level=warn .*--max-allocations 5000 does not fit in 1024 open files/);
+    await stderrMatch(f, /open files: 1024 \(soft limit was 128, hard 1024\): room for about 576 allocations beside 256 TURN TCP\/TLS and 128 API connections/);
+    await stderrMatch(f, /level=warn .*--max-allocations 5000 does not fit in 1024 open files/);
     const limits = readFileSync(`/proc/${f.proc.pid}/limits`, 'utf8');
     assert.match(limits, /Max open files\s+1024\s+1024/);
   });
