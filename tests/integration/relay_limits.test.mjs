@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import tls from 'node:tls';
 import http from 'node:http';
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { fixture, createTurnKey, mintTurn } from './lib/server.mjs';
 import { TurnClient, A, CLASS, METHOD, echoPeer, encodeMessage, newTxid } from './lib/stun.mjs';
@@ -309,5 +310,39 @@ describe('open-file limit at start', () => {
     await stderrMatch(f, /level=warn .*--max-allocations 5000 does not fit in 1024 open files/);
     const limits = readFileSync(`/proc/${f.proc.pid}/limits`, 'utf8');
     assert.match(limits, /Max open files\s+1024\s+1024/);
+  });
+});
+
+describe('a TCP client that never reads', () => {
+  let f, key, peer;
+  before(async () => {
+    f = await fixture({ extraArgs: ['--allow-peer', '127.0.0.1/32'] });
+    key = await createTurnKey(f, 'slow');
+    peer = createSocket('udp4');
+    await new Promise((r) => peer.bind(0, '127.0.0.1', r));
+  });
+  after(async () => { peer?.close(); await closeFixture(f); });
+
+  test('holds a bounded kernel send queue while a peer sends it 20 MB', { timeout: 120000 }, async () => {
+    const c = new TurnClient({ port: f.turnPort, transport: 'tcp', timeoutMs: 5000 });
+    try {
+      const r = await c.allocate(await mintTurn(f, key, { prefix: 'slow' }));
+      assert.equal(r.cls, CLASS.SUCCESS);
+      assert.equal((await c.createPermission({ address: '127.0.0.1', port: peer.address().port })).cls, CLASS.SUCCESS);
+      c.sock.pause(); // from here on the client reads nothing
+      const dgram = Buffer.alloc(1000, 7);
+      for (let k = 0; k < 20000; k++) {
+        peer.send(dgram, c.relayed.port, '127.0.0.1');
+        if (k % 50 === 0) await sleep(1);
+      }
+      await sleep(1500);
+      const ss = execFileSync('ss', ['-tnH', 'state', 'established', `( sport = :${f.turnPort} )`], { encoding: 'utf8' });
+      const sendQ = [...ss.matchAll(/^(\d+)\s+(\d+)/gm)].map((m) => Number(m[2]));
+      assert.equal(sendQ.length, 1, ss);
+      assert.ok(sendQ[0] > 100000, `the queue did fill (${sendQ[0]} bytes): the test exercises the bound`);
+      assert.ok(sendQ[0] <= 600 * 1024, `kernel send queue ${sendQ[0]} bytes (bound: the doubled 256 KiB SO_SNDBUF)`);
+    } finally {
+      await c.close();
+    }
   });
 });
