@@ -447,6 +447,7 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto)
                 break;
             continue;
         }
+        relay__unmap(&peer); /* counted and logged as IPv4 on a dual-stack listener too */
         if (!admit(r, &peer)) {
             close(fd);
             continue;
