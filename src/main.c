@@ -777,8 +777,15 @@ static int cmd_serve(int argc, char **argv)
     printf("turnkey: API listening on %s (data: %s)\n", api_url, c.data);
     fflush(stdout);
     free(api_url);
-    serving sv = {.c = &c, .argc = argc, .argv = argv, .sigs = &sigs, .s = s, .keys = keys,
-                  .tls = tls, .rel = rel, .api = api};
+    serving sv = {.c = &c,
+                  .argc = argc,
+                  .argv = argv,
+                  .sigs = &sigs,
+                  .s = s,
+                  .keys = keys,
+                  .tls = tls,
+                  .rel = rel,
+                  .api = api};
     report_fds(&c, &fds);
     serve_loop(&sv);
     rc = 0;

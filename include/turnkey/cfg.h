@@ -39,8 +39,8 @@ typedef struct cfg {
     char **deny_peer; /* extra denied CIDRs (repeatable flag) */
     size_t n_deny_peer;
     long max_keys;
-    long user_quota;      /* allocations per TURN username */
-    long max_allocations; /* allocations per server */
+    long user_quota;        /* allocations per TURN username */
+    long max_allocations;   /* allocations per server */
     long max_conns;         /* TURN TCP+TLS connections (0 = from the open-file limit) */
     long max_conns_per_ip;  /* per IPv4 address / IPv6 /64 */
     long handshake_timeout; /* seconds to the first valid STUN message */

@@ -42,14 +42,14 @@ void log_limiter_init(log_limiter *l);
  * the last one let through (reset by this call when it returns true). */
 bool log_limiter_admit_at(log_limiter *l, int64_t now_ms, unsigned *suppressed);
 bool log_limiter_admit(log_limiter *l, unsigned *suppressed);
-void log_write_rl(enum log_level lvl, const char *module, unsigned suppressed, const char *fmt,
-                  ...) __attribute__((format(printf, 4, 5)));
+void log_write_rl(enum log_level lvl, const char *module, unsigned suppressed, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-#define LOG_AT_RL(lim, lvl, mod, ...)                              \
-    do {                                                           \
-        unsigned log__sup;                                         \
-        if ((lvl) <= log_get_level() && log_limiter_admit((lim), &log__sup)) \
-            log_write_rl((lvl), (mod), log__sup, __VA_ARGS__);     \
+#define LOG_AT_RL(lim, lvl, mod, ...)                                                              \
+    do {                                                                                           \
+        unsigned log__sup;                                                                         \
+        if ((lvl) <= log_get_level() && log_limiter_admit((lim), &log__sup))                       \
+            log_write_rl((lvl), (mod), log__sup, __VA_ARGS__);                                     \
     } while (0)
 #define log_error_rl(lim, mod, ...) LOG_AT_RL(lim, LOG_ERROR, mod, __VA_ARGS__)
 #define log_warn_rl(lim, mod, ...) LOG_AT_RL(lim, LOG_WARN, mod, __VA_ARGS__)

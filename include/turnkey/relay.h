@@ -46,8 +46,8 @@ typedef struct relay_config {
     uint32_t user_quota;      /* 0 = default (10) */
     uint32_t max_allocations; /* 0 = default */
     keycache *keys;
-    tls_server *tls;        /* required when a listener has RELAY_TLS */
-    unsigned threads;       /* event-loop threads; 0 = one per online CPU */
+    tls_server *tls;               /* required when a listener has RELAY_TLS */
+    unsigned threads;              /* event-loop threads; 0 = one per online CPU */
     uint32_t max_conns;            /* TCP+TLS connections in total; 0 = default (10000) */
     uint32_t max_conns_per_ip;     /* per source IPv4 address / IPv6 /64; 0 = default (100) */
     uint32_t handshake_timeout_ms; /* to the first valid STUN message; 0 = default (5000) */

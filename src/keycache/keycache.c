@@ -181,8 +181,7 @@ static int get_cached(keycache *kc, const char *uid, uint8_t *secret, char *key_
     return e != NULL;
 }
 
-int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
-                 char key_hash[65])
+int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN], char key_hash[65])
 {
     if (!util_is_lower_hex(uid, STORE_ID_LEN))
         return -1;

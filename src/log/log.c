@@ -30,8 +30,8 @@ int log_parse_level(const char *s)
     return -1;
 }
 
-static void vwrite(enum log_level lvl, const char *module, unsigned suppressed,
-                   const char *fmt, va_list ap)
+static void vwrite(enum log_level lvl, const char *module, unsigned suppressed, const char *fmt,
+                   va_list ap)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};
     char line[1024];
@@ -58,8 +58,7 @@ void log_write(enum log_level lvl, const char *module, const char *fmt, ...)
     va_end(ap);
 }
 
-void log_write_rl(enum log_level lvl, const char *module, unsigned suppressed, const char *fmt,
-                  ...)
+void log_write_rl(enum log_level lvl, const char *module, unsigned suppressed, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

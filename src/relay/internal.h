@@ -17,9 +17,9 @@
 #define RELAY_READ_BUDGET 64             /* datagrams per socket per wakeup (n x RELAY_BATCH) */
 #define RELAY_BATCH 16                   /* datagrams per recvmmsg */
 #define RELAY_LISTENER_SOCKBUF (8 << 20) /* UDP listener receive/send buffer, bytes */
-#define RELAY_TX_BATCH 32               /* datagrams queued for one sendmmsg round */
-#define RELAY_TX_SLOT 2048              /* larger datagrams are sent at once, unbatched */
-#define RELAY_DGRAM_MAX 4096            /* larger UDP datagrams are dropped (MTU-sized is the norm) */
+#define RELAY_TX_BATCH 32                /* datagrams queued for one sendmmsg round */
+#define RELAY_TX_SLOT 2048               /* larger datagrams are sent at once, unbatched */
+#define RELAY_DGRAM_MAX 4096 /* larger UDP datagrams are dropped (MTU-sized is the norm) */
 #define RELAY_CONN_OUT_MAX (128u << 10) /* queued bytes per TCP client before frames drop */
 /* A stream frame (STUN message or ChannelData) larger than this closes the connection: UDP
  * datagrams above RELAY_DGRAM_MAX are dropped anyway, so nothing legitimate is larger, and a
@@ -69,7 +69,7 @@ typedef struct relay_lsock {
 typedef struct relay_conn {
     struct relay_conn *hs_prev, *hs_next; /* the worker's list of connections not proven yet */
     int64_t hs_deadline;                  /* monotonic ms: closed if not proven by then */
-    bool proven;  /* a valid STUN message arrived (after the TLS handshake, for TLS) */
+    bool proven;   /* a valid STUN message arrived (after the TLS handshake, for TLS) */
     bool admitted; /* counted by relay__conn_admit: released when freed */
     bool resume;   /* on the worker's resume list (work left after its budget) */
     int fd;

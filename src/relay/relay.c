@@ -354,7 +354,7 @@ static void on_wakeup(ev_loop *loop, void *ctx)
                                                util_now_ms());
         if (n)
             log_info_rl(&r->rl_event, "relay", "%s: ended %zu allocation(s)",
-                     e->kind == RELAY_EV_KEY_DELETED ? "key deleted" : "credential revoked", n);
+                        e->kind == RELAY_EV_KEY_DELETED ? "key deleted" : "credential revoked", n);
         free(e);
         e = next;
     }
@@ -542,8 +542,8 @@ relay *relay_start(const relay_config *cfg, char **err)
     r->relays = peer_relays_new();
     relay__quota_init(r, cfg->user_quota, cfg->max_allocations);
     relay__limits_init(r, cfg->max_conns, cfg->max_conns_per_ip);
-    r->handshake_ms = cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms
-                                                : RELAY_DEFAULT_HANDSHAKE_MS;
+    r->handshake_ms =
+        cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : RELAY_DEFAULT_HANDSHAKE_MS;
     util_random(r->nonce_secret, sizeof r->nonce_secret);
     size_t n = cfg->threads;
     if (n == 0) {

@@ -238,7 +238,7 @@ static int drain_frames(relay_worker *r, relay_conn *c, int *budget)
 {
     size_t off = 0;
     int rc = 0;
-    while (off < c->in_len && *budget > 0) {
+    while (off<c->in_len && * budget> 0) {
         size_t flen = 0, consumed = 0;
         int k = stun_frame_next(c->in + off, c->in_len - off, &flen, &consumed);
         if (k == STUN_ERR_NEED_MORE) {
@@ -298,7 +298,7 @@ static void read_some(relay_worker *r, relay_conn *c)
             c->in = util_xrealloc(c->in, c->in_cap);
         }
         ssize_t n = conn_read(c, c->in + c->in_len, c->in_cap - c->in_len);
-        if (n == IO_AGAIN) { /* drained: the socket (and OpenSSL) hold nothing more */
+        if (n == IO_AGAIN) {      /* drained: the socket (and OpenSSL) hold nothing more */
             if (c->in_len == 0) { /* an idle connection holds no buffer */
                 free(c->in);
                 c->in = NULL;
@@ -369,8 +369,8 @@ static void on_hs_timer(ev_loop *loop, ev_timer *t, void *ctx)
     }
     if (closed)
         log_info_rl(&r->rl_conn, "relay",
-                    "closed %zu TCP/TLS connection(s) with no STUN message within %lld ms",
-                    closed, (long long)r->shared->handshake_ms);
+                    "closed %zu TCP/TLS connection(s) with no STUN message within %lld ms", closed,
+                    (long long)r->shared->handshake_ms);
     hs_arm(r);
     relay__arm_timer(r);
 }

@@ -28,8 +28,8 @@
 
 /* ---- limits --------------------------------------------------------------------------- */
 
-#define TURN__MAX_PERMS_PER_ALLOC 512  /* more → 508 on CreatePermission / ChannelBind */
-#define TURN__MAX_CHANS_PER_ALLOC 512  /* channels (cooling ones included); more → 508 */
+#define TURN__MAX_PERMS_PER_ALLOC 512    /* more → 508 on CreatePermission / ChannelBind */
+#define TURN__MAX_CHANS_PER_ALLOC 512    /* channels (cooling ones included); more → 508 */
 #define TURN__CHANNEL_COOLDOWN_MS 300000 /* RFC 8656 §12: number/peer not reusable for 5 min */
 #define TURN__REPLY_CAP 1536             /* responses are built on the stack in this much */
 #define TURN__SCRATCH_CAP (STUN_HEADER_SIZE + 65535 + 64) /* Data indications / ChannelData */
