@@ -3,6 +3,8 @@
  *   turnkey account create|list [--data DIR] [--name N]
  *   turnkey token create|list|revoke [--data DIR] ...
  *   turnkey key list --account ID [--data DIR]
+ *   turnkey store copy --from STORE --to STORE
+ * Every command takes --store postgres://… | sqlite:FILE instead of --data DIR.
  * Exit status 0 on success; otherwise non-zero with a one-line reason on stderr. */
 #include <pthread.h>
 #include <signal.h>
@@ -42,6 +44,8 @@ static void usage(FILE *out)
             "  turnkey token list [--data DIR] [--account ID]\n"
             "  turnkey token revoke [--data DIR] TOKEN_ID\n"
             "  turnkey key list [--data DIR] --account ID\n"
+            "  turnkey store copy --from STORE --to STORE   (copy a store; idempotent)\n"
+            "every command takes --store postgres://… or sqlite:FILE in place of --data DIR\n"
             "  turnkey version\n",
             TURNKEY_VERSION);
 }
@@ -49,18 +53,26 @@ static void usage(FILE *out)
 /* --- operator commands ----------------------------------------------------------------- */
 
 typedef struct cli_opts {
-    const char *data, *name, *account, *permissions, *expires_in, *positional;
+    const char *data, *store, *from, *to, *name, *account, *permissions, *expires_in,
+        *positional;
 } cli_opts;
 
 static int parse_cli(int argc, char **argv, cli_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->data = getenv("TURNKEY_DATA") ? getenv("TURNKEY_DATA") : "./var";
+    o->store = getenv("TURNKEY_STORE") ? getenv("TURNKEY_STORE") : "";
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         const char **dst = NULL;
         if (!strcmp(a, "--data"))
             dst = &o->data;
+        else if (!strcmp(a, "--store"))
+            dst = &o->store;
+        else if (!strcmp(a, "--from"))
+            dst = &o->from;
+        else if (!strcmp(a, "--to"))
+            dst = &o->to;
         else if (!strcmp(a, "--name"))
             dst = &o->name;
         else if (!strcmp(a, "--account"))
@@ -88,11 +100,24 @@ static int parse_cli(int argc, char **argv, cli_opts *o)
     return 0;
 }
 
-/* Opens the store in data after checking the directory's permissions. Unless create, a
- * directory without a store is an error (an operator command must not make an empty one). */
-static store *open_store(const char *data, bool create)
+/* Opens the store at loc (postgres://…, sqlite:FILE) or, when loc is empty, in the data
+ * directory after checking its permissions. Unless create, a location without a store is
+ * an error (an operator command must not make an empty one). */
+static store *open_store(const char *data, const char *loc, bool create)
 {
     char *err = NULL;
+    if (loc && *loc) {
+        if (!create && !store_exists(loc)) {
+            fprintf(stderr, "turnkey: no store at %s\n", loc);
+            return NULL;
+        }
+        store *s = store_open(loc, &err);
+        if (!s) {
+            fprintf(stderr, "turnkey: %s\n", err ? err : "cannot open store");
+            store_free_err(err);
+        }
+        return s;
+    }
     if (!create && !store_exists(data)) { /* before any check: change nothing */
         fprintf(stderr,
                 "turnkey: no store in %s (no turnkey.db there): check --data / TURNKEY_DATA, or "
@@ -131,7 +156,7 @@ static int cmd_account(const char *sub, const cli_opts *o)
         fprintf(stderr, "turnkey: unknown command 'account %s' (create, list)\n", sub);
         return 2;
     }
-    if (check_name(o->name) != 0 || !(s = open_store(o->data, !strcmp(sub, "create"))))
+    if (check_name(o->name) != 0 || !(s = open_store(o->data, o->store, !strcmp(sub, "create"))))
         goto out;
     if (!strcmp(sub, "create")) {
         store_account a;
@@ -242,7 +267,7 @@ static int cmd_token(const char *sub, const cli_opts *o)
         fprintf(stderr, "turnkey: token revoke needs a TOKEN_ID (see turnkey token list)\n");
         return 2;
     }
-    if (!(s = open_store(o->data, false)))
+    if (!(s = open_store(o->data, o->store, false)))
         goto out;
     if (!strcmp(sub, "create"))
         rc = token_create(s, o);
@@ -269,7 +294,7 @@ static int cmd_key(const char *sub, const cli_opts *o)
         fprintf(stderr, "turnkey: usage: turnkey key list --account ID [--data DIR]\n");
         return 2;
     }
-    store *s = open_store(o->data, false);
+    store *s = open_store(o->data, o->store, false);
     if (!s)
         return 1;
     store_key *keys;
@@ -305,6 +330,34 @@ static void hook_revoked(void *ctx, const char *key_uid, const char *username, i
     (void)key_uid;
     (void)expires;
     relay_credential_revoked(ctx, username);
+}
+
+/* store copy --from A --to B: the target is created if needed (its migrations applied). */
+static int cmd_store(const char *sub, const cli_opts *o)
+{
+    if (strcmp(sub, "copy") || !o->from || !o->to) {
+        fprintf(stderr, "turnkey: usage: turnkey store copy --from STORE --to STORE\n");
+        return 2;
+    }
+    int rc = 1;
+    store *from = NULL, *to = NULL;
+    char *err = NULL;
+    store_copy_counts c;
+    if (!(from = open_store(o->from, o->from, false)) || !(to = open_store(o->to, o->to, true)))
+        goto out;
+    if (store_copy(from, to, util_now(), &c, &err) != STORE_OK) {
+        fprintf(stderr, "turnkey: %s\n", err);
+        goto out;
+    }
+    printf("copied %zu record(s); verified in the target: %zu account(s), %zu token(s), %zu "
+           "key(s), %zu revocation(s)\n",
+           c.copied, c.accounts, c.tokens, c.keys, c.revocations);
+    rc = 0;
+out:
+    free(err);
+    store_close(from);
+    store_close(to);
+    return rc;
 }
 
 /* The TLS pair: configured files, or a self-signed pair kept in the data directory. */
@@ -704,7 +757,7 @@ static int cmd_serve(int argc, char **argv)
     fd_plan fds = plan_fds(&c);
     if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0) /* validates early */
         goto out;
-    if (!(s = open_store(c.data, true)))
+    if (!(s = open_store(c.data, c.store, true)))
         goto out;
     keys = keycache_new(s);
     if (keycache_load_revocations(keys, util_now()) != 0) {
@@ -774,7 +827,10 @@ static int cmd_serve(int argc, char **argv)
     }
     if (rel)
         show_listeners(&c, rel, true);
-    printf("turnkey: API listening on %s (data: %s)\n", api_url, c.data);
+    char *where = store_describe(*c.store ? c.store : c.data);
+    printf("turnkey: API listening on %s (%s: %s)\n", api_url, *c.store ? "store" : "data",
+           where);
+    free(where);
     fflush(stdout);
     free(api_url);
     serving sv = {.c = &c,
@@ -816,7 +872,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc - 1, argv + 1);
-    if (!strcmp(cmd, "account") || !strcmp(cmd, "token") || !strcmp(cmd, "key")) {
+    if (!strcmp(cmd, "account") || !strcmp(cmd, "token") || !strcmp(cmd, "key") ||
+        !strcmp(cmd, "store")) {
         if (argc < 3) {
             fprintf(stderr, "turnkey: '%s' needs a subcommand (see turnkey help)\n", cmd);
             return 2;
@@ -829,6 +886,8 @@ int main(int argc, char **argv)
             return cmd_account(argv[2], &o);
         if (!strcmp(cmd, "token"))
             return cmd_token(argv[2], &o);
+        if (!strcmp(cmd, "store"))
+            return cmd_store(argv[2], &o);
         return cmd_key(argv[2], &o);
     }
     fprintf(stderr, "turnkey: unknown command '%s' (see turnkey help)\n", cmd);

@@ -1,6 +1,9 @@
 /* store: the persistent state behind the control and credential planes — accounts, API
  * tokens, TURN keys, credential revocations. One interface (an ops table with a context
- * pointer) so a PostgreSQL backend can replace SQLite without touching any caller.
+ * pointer); the backend is picked by the location: a data directory or `sqlite:PATH`
+ * (embedded SQLite) or `postgres://…` / `postgresql://…` (libpq). Every rule that is not
+ * storage (ids, secrets, hashing, timestamps, the key limit, validation) lives in store.c,
+ * above the ops table, so both backends behave identically.
  *
  * All functions are thread-safe. Every write is one transaction: it happens completely or
  * not at all, and is durable when the call returns STORE_OK. Secrets (TURN key bearer
@@ -39,6 +42,7 @@ typedef struct store_token {
     int64_t created;
     int64_t expires; /* 0 = never */
     int64_t revoked; /* 0 = active */
+    char token_hash[65]; /* SHA-256 hex of the bearer token (filled by reads) */
 } store_token;
 
 typedef struct store_key {
@@ -53,32 +57,44 @@ typedef struct store_key {
 
 typedef struct store store;
 
+/* Callback of revoke_each: one stored revocation. */
+typedef void (*store_revoke_fn)(void *arg, const char *key_uid, const char *username_hash,
+                                int64_t expires);
+
+/* The backend interface: storage only. Inputs are validated and hashed by store.c; the
+ * backend decides nothing but must make each write one atomic transaction. Grouped by
+ * record kind; later ops are appended to their group's end. */
 typedef struct store_ops {
     void (*close)(void *ctx);
+    /* accounts */
     int (*account_create)(void *ctx, const store_account *a);
     int (*account_get)(void *ctx, const char *id, store_account *out);
     int (*account_list)(void *ctx, store_account **out, size_t *n);
-    int (*token_create)(void *ctx, const store_token *t, const char *token_hash);
+    /* API tokens (t->token_hash is the stored hash; t->revoked is written as given) */
+    int (*token_create)(void *ctx, const store_token *t);
     int (*token_by_hash)(void *ctx, const char *token_hash, store_token *out);
     int (*token_list)(void *ctx, const char *account_id, store_token **out, size_t *n);
     int (*token_revoke)(void *ctx, const char *id, int64_t now);
-    /* Inserts k unless the account already has max_keys keys (STORE_LIMIT), atomically. */
+    /* TURN keys. key_create: under a lock on the account row (STORE_NOT_FOUND if absent),
+     * counts the account's keys and inserts k only if store__key_admit(count, max_keys). */
     int (*key_create)(void *ctx, const store_key *k, size_t max_keys);
     int (*key_get)(void *ctx, const char *account_id, const char *uid, store_key *out);
     int (*key_by_uid)(void *ctx, const char *uid, store_key *out);
     int (*key_list)(void *ctx, const char *account_id, store_key **out, size_t *n);
+    /* Sets name and modified = store__next_modified(old modified, now) in one transaction. */
     int (*key_rename)(void *ctx, const char *account_id, const char *uid, const char *name,
                       int64_t now, store_key *out);
     /* Deletes the key and its revocations; *out receives the deleted record. */
     int (*key_delete)(void *ctx, const char *account_id, const char *uid, store_key *out);
-    /* Revocation of one credential (identified by key uid + username) until `expires`. */
-    int (*revoke_add)(void *ctx, const char *key_uid, const char *username, int64_t expires);
-    int (*revoke_check)(void *ctx, const char *key_uid, const char *username, bool *revoked);
+    /* Revocations of one credential (key uid + SHA-256 hex of the username) until expires;
+     * adding an existing one changes nothing. */
+    int (*revoke_add)(void *ctx, const char *key_uid, const char *username_hash,
+                      int64_t expires);
+    int (*revoke_check)(void *ctx, const char *key_uid, const char *username_hash,
+                        bool *revoked);
     int (*revoke_purge)(void *ctx, int64_t now, size_t *purged);
-    /* Calls fn for every stored revocation (username_hash = SHA-256 hex of the username). */
-    int (*revoke_each)(void *ctx, int64_t now,
-                       void (*fn)(void *arg, const char *username_hash, int64_t expires),
-                       void *arg);
+    /* Calls fn for every revocation with expires > now. */
+    int (*revoke_each)(void *ctx, int64_t now, store_revoke_fn fn, void *arg);
 } store_ops;
 
 struct store {
@@ -87,11 +103,17 @@ struct store {
 };
 
 /* Opens the store at `where`: a data directory (SQLite file <dir>/turnkey.db, created with
- * its directory if absent; migrations applied) or ":memory:" for tests. On failure returns
- * NULL and sets *err to a static or allocated message (free with store_free_err). */
+ * its directory if absent), `sqlite:FILE` (that SQLite file), ":memory:" (tests), or a
+ * PostgreSQL URL `postgres://…` / `postgresql://…`; migrations are applied. On failure
+ * returns NULL and sets *err to an allocated message (free with store_free_err). */
 store *store_open(const char *where, char **err);
-/* True if `where` already holds a store (store_open would open, not create, it). */
+/* True if `where` already holds a store (store_open would open, not create, it). A
+ * PostgreSQL URL always counts as existing (the server holds it). */
 bool store_exists(const char *where);
+/* True if `where` names a PostgreSQL store (a URL, not a data directory or SQLite file). */
+bool store_is_remote(const char *where);
+/* The location with any password blanked, for messages and logs (allocated). */
+char *store_describe(const char *where);
 void store_close(store *s);
 void store_free_err(char *err);
 
@@ -137,9 +159,26 @@ unsigned store_perms_parse(const char *s);
 /* Formats bits as "calls:read,calls:write" into out (>= 32 bytes). */
 void store_perms_format(unsigned perms, char *out, size_t cap);
 
-/* The SQLite backend (used by store_open). */
+/* Copies every account, token, key and live revocation of `from` into `to`, skipping
+ * records `to` already holds (idempotent), then verifies each record of `from` is in `to`.
+ * counts receive the records verified per kind. STORE_OK or STORE_ERROR (*err set). */
+typedef struct store_copy_counts {
+    size_t accounts, tokens, keys, revocations;
+    size_t copied; /* records written by this run (0 on a repeated copy) */
+} store_copy_counts;
+int store_copy(store *from, store *to, int64_t now, store_copy_counts *counts, char **err);
+
+/* Rules shared by the backends (store.c). */
+/* A new key is admitted while the account holds fewer than max_keys. */
+bool store__key_admit(size_t existing, size_t max_keys);
+/* modified after a rename at now: always moves forward, even within one millisecond. */
+int64_t store__next_modified(int64_t prev, int64_t now);
+
+/* The backends (picked by store_open). */
 const store_ops *store__sqlite_ops(void);
-void *store__sqlite_open(const char *where, char **err);
-bool store__sqlite_exists(const char *where);
+void *store__sqlite_open(const char *file, const char *dir, char **err);
+bool store__sqlite_exists(const char *file);
+const store_ops *store__pg_ops(void);
+void *store__pg_open(const char *url, char **err);
 
 #endif

@@ -52,6 +52,8 @@ static size_t list_index(size_t off)
 static const opt table[] = {
     {"config", T_STR, O(config), NULL, 0, 0, "configuration file (name = value lines)"},
     {"data", T_STR, O(data), "./var", 0, 0, "data directory (SQLite store turnkey.db)"},
+    {"store", T_STR, O(store), "", 0, 0,
+     "store: postgres://… (shared by many nodes) or sqlite:FILE; empty = the data directory"},
     {"api-listen", T_STR, O(api_listen), "127.0.0.1:8080", 0, 0,
      "HTTP API address ADDR:PORT (port 0 = any free port)"},
     LIST("turn-listen", turn_listen, "127.0.0.1:3478", 1,

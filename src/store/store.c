@@ -9,21 +9,79 @@
 
 #include "turnkey/util.h"
 
+static bool has_prefix(const char *s, const char *p)
+{
+    return strncmp(s, p, strlen(p)) == 0;
+}
+
+bool store_is_remote(const char *where)
+{
+    return has_prefix(where, "postgres://") || has_prefix(where, "postgresql://");
+}
+
+/* Where the SQLite file of a non-remote location is: NULL for ":memory:". */
+static char *sqlite_file(const char *where, bool *is_dir)
+{
+    *is_dir = false;
+    if (strcmp(where, ":memory:") == 0 || strcmp(where, "sqlite::memory:") == 0)
+        return util_xstrdup(":memory:");
+    if (has_prefix(where, "sqlite:"))
+        return util_xstrdup(where + strlen("sqlite:"));
+    *is_dir = true;
+    return util_xasprintf("%s/turnkey.db", where);
+}
+
 store *store_open(const char *where, char **err)
 {
     *err = NULL;
-    void *ctx = store__sqlite_open(where, err);
+    void *ctx = NULL;
+    const store_ops *ops = NULL;
+    if (store_is_remote(where)) {
+        ctx = store__pg_open(where, err);
+        ops = store__pg_ops();
+    } else if (has_prefix(where, "sqlite:") && !where[strlen("sqlite:")]) {
+        *err = util_xstrdup("--store sqlite: needs a file name (sqlite:/path/turnkey.db)");
+    } else if (strstr(where, "://")) {
+        *err = util_xasprintf("unknown store URL scheme in '%s' (postgres://, postgresql://, "
+                              "sqlite:PATH or a data directory)",
+                              where);
+    } else {
+        bool is_dir;
+        char *file = sqlite_file(where, &is_dir);
+        ctx = store__sqlite_open(file, is_dir ? where : NULL, err);
+        ops = store__sqlite_ops();
+        free(file);
+    }
     if (!ctx)
         return NULL;
     store *s = util_xcalloc(1, sizeof *s);
-    s->ops = store__sqlite_ops();
+    s->ops = ops;
     s->ctx = ctx;
     return s;
 }
 
 bool store_exists(const char *where)
 {
-    return store__sqlite_exists(where);
+    if (store_is_remote(where))
+        return true;
+    bool is_dir;
+    char *file = sqlite_file(where, &is_dir);
+    bool ok = strcmp(file, ":memory:") != 0 && store__sqlite_exists(file);
+    free(file);
+    return ok;
+}
+
+char *store_describe(const char *where)
+{
+    if (!store_is_remote(where))
+        return util_xstrdup(where);
+    /* scheme://user:password@host/... -> scheme://user:***@host/... */
+    const char *auth = strstr(where, "://") + 3;
+    const char *at = strchr(auth, '@');
+    const char *colon = strchr(auth, ':');
+    if (!at || !colon || colon > at)
+        return util_xstrdup(where);
+    return util_xasprintf("%.*s***%s", (int)(colon + 1 - where), where, at);
 }
 
 void store_close(store *s)
@@ -37,6 +95,22 @@ void store_close(store *s)
 void store_free_err(char *err)
 {
     free(err);
+}
+
+bool store__key_admit(size_t existing, size_t max_keys)
+{
+    return existing < max_keys;
+}
+
+int64_t store__next_modified(int64_t prev, int64_t now)
+{
+    return now > prev ? now : prev + 1;
+}
+
+/* Ids are 32 lowercase hex: anything else names no record (and never reaches a backend). */
+static bool valid_id(const char *id)
+{
+    return id && strlen(id) == STORE_ID_LEN && util_is_lower_hex(id, STORE_ID_LEN);
 }
 
 int store_account_create(store *s, const char *name, int64_t now, store_account *out)
@@ -54,6 +128,8 @@ int store_account_create(store *s, const char *name, int64_t now, store_account 
 int store_account_get(store *s, const char *id, store_account *out)
 {
     memset(out, 0, sizeof *out);
+    if (!valid_id(id))
+        return STORE_NOT_FOUND;
     return s->ops->account_get(s->ctx, id, out);
 }
 
@@ -82,8 +158,9 @@ int store_token_create(store *s, const char *account_id, const char *name, unsig
                        int64_t expires, int64_t now, store_token *out,
                        char token_out[STORE_TOKEN_LEN + 1])
 {
-    char hash[65];
     memset(out, 0, sizeof *out);
+    if (!valid_id(account_id))
+        return STORE_NOT_FOUND;
     util_random_hex(STORE_ID_LEN / 2, out->id);
     snprintf(out->account_id, sizeof out->account_id, "%s", account_id);
     out->name = util_xstrdup(name ? name : "");
@@ -91,8 +168,8 @@ int store_token_create(store *s, const char *account_id, const char *name, unsig
     out->created = now;
     out->expires = expires;
     random_token(token_out);
-    util_sha256_hex(token_out, STORE_TOKEN_LEN, hash);
-    int rc = s->ops->token_create(s->ctx, out, hash);
+    util_sha256_hex(token_out, STORE_TOKEN_LEN, out->token_hash);
+    int rc = s->ops->token_create(s->ctx, out);
     if (rc != STORE_OK) {
         OPENSSL_cleanse(token_out, STORE_TOKEN_LEN);
         store_token_clear(out);
@@ -110,11 +187,18 @@ int store_token_by_secret(store *s, const char *token, size_t len, store_token *
 
 int store_token_list(store *s, const char *account_id, store_token **out, size_t *n)
 {
+    if (account_id && !valid_id(account_id)) {
+        *out = NULL;
+        *n = 0;
+        return STORE_OK;
+    }
     return s->ops->token_list(s->ctx, account_id, out, n);
 }
 
 int store_token_revoke(store *s, const char *id, int64_t now)
 {
+    if (!valid_id(id))
+        return STORE_NOT_FOUND;
     return s->ops->token_revoke(s->ctx, id, now);
 }
 
@@ -122,6 +206,8 @@ int store_key_create(store *s, const char *account_id, const char *name, size_t 
                      int64_t now, store_key *out, char key_out[65])
 {
     memset(out, 0, sizeof *out);
+    if (!valid_id(account_id))
+        return STORE_NOT_FOUND;
     util_random_hex(STORE_ID_LEN / 2, out->uid);
     snprintf(out->account_id, sizeof out->account_id, "%s", account_id);
     out->name = util_xstrdup(name ? name : "");
@@ -140,17 +226,26 @@ int store_key_create(store *s, const char *account_id, const char *name, size_t 
 int store_key_get(store *s, const char *account_id, const char *uid, store_key *out)
 {
     memset(out, 0, sizeof *out);
+    if (!valid_id(account_id) || !valid_id(uid))
+        return STORE_NOT_FOUND;
     return s->ops->key_get(s->ctx, account_id, uid, out);
 }
 
 int store_key_by_uid(store *s, const char *uid, store_key *out)
 {
     memset(out, 0, sizeof *out);
+    if (!valid_id(uid))
+        return STORE_NOT_FOUND;
     return s->ops->key_by_uid(s->ctx, uid, out);
 }
 
 int store_key_list(store *s, const char *account_id, store_key **out, size_t *n)
 {
+    if (!valid_id(account_id)) {
+        *out = NULL;
+        *n = 0;
+        return STORE_OK;
+    }
     return s->ops->key_list(s->ctx, account_id, out, n);
 }
 
@@ -158,34 +253,63 @@ int store_key_rename(store *s, const char *account_id, const char *uid, const ch
                      int64_t now, store_key *out)
 {
     memset(out, 0, sizeof *out);
+    if (!valid_id(account_id) || !valid_id(uid))
+        return STORE_NOT_FOUND;
     return s->ops->key_rename(s->ctx, account_id, uid, name, now, out);
 }
 
 int store_key_delete(store *s, const char *account_id, const char *uid, store_key *out)
 {
     memset(out, 0, sizeof *out);
+    if (!valid_id(account_id) || !valid_id(uid))
+        return STORE_NOT_FOUND;
     return s->ops->key_delete(s->ctx, account_id, uid, out);
 }
 
+/* Revocations are stored by SHA-256 hex of the username: the store never holds one. */
 int store_revoke_add(store *s, const char *key_uid, const char *username, int64_t expires)
 {
-    return s->ops->revoke_add(s->ctx, key_uid, username, expires);
+    char h[65];
+    if (!valid_id(key_uid))
+        return STORE_NOT_FOUND;
+    util_sha256_hex(username, strlen(username), h);
+    return s->ops->revoke_add(s->ctx, key_uid, h, expires);
 }
 
 int store_revoke_check(store *s, const char *key_uid, const char *username, bool *revoked)
 {
-    return s->ops->revoke_check(s->ctx, key_uid, username, revoked);
+    char h[65];
+    *revoked = false;
+    if (!valid_id(key_uid))
+        return STORE_OK;
+    util_sha256_hex(username, strlen(username), h);
+    return s->ops->revoke_check(s->ctx, key_uid, h, revoked);
 }
 
 int store_revoke_purge(store *s, int64_t now, size_t *purged)
 {
+    if (purged)
+        *purged = 0;
     return s->ops->revoke_purge(s->ctx, now, purged);
+}
+
+typedef struct each_adapter {
+    void (*fn)(void *arg, const char *username_hash, int64_t expires);
+    void *arg;
+} each_adapter;
+
+static void each_one(void *arg, const char *key_uid, const char *username_hash, int64_t expires)
+{
+    (void)key_uid;
+    each_adapter *ad = arg;
+    ad->fn(ad->arg, username_hash, expires);
 }
 
 int store_revoke_each(store *s, int64_t now,
                       void (*fn)(void *arg, const char *username_hash, int64_t expires), void *arg)
 {
-    return s->ops->revoke_each(s->ctx, now, fn, arg);
+    each_adapter ad = {.fn = fn, .arg = arg};
+    return s->ops->revoke_each(s->ctx, now, each_one, &ad);
 }
 
 void store_account_clear(store_account *a)

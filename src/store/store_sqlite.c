@@ -109,31 +109,23 @@ static void sq_close(void *ctx)
     free(q);
 }
 
-bool store__sqlite_exists(const char *where)
+bool store__sqlite_exists(const char *file)
 {
-    if (strcmp(where, ":memory:") == 0)
-        return false;
-    char *path = util_xasprintf("%s/turnkey.db", where);
     struct stat st;
-    bool ok = stat(path, &st) == 0 && S_ISREG(st.st_mode);
-    free(path);
-    return ok;
+    return stat(file, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-void *store__sqlite_open(const char *where, char **err)
+/* Opens (creating) the SQLite file; dir, when not NULL, is its data directory, created if
+ * absent. */
+void *store__sqlite_open(const char *file, const char *dir, char **err)
 {
-    char *path = NULL;
+    const char *path = file;
     sq *q = util_xcalloc(1, sizeof *q);
     log_limiter_init(&q->rl);
     pthread_mutex_init(&q->mu, NULL);
-    if (strcmp(where, ":memory:") == 0) {
-        path = util_xstrdup(":memory:");
-    } else {
-        if (mkdir(where, 0700) != 0 && errno != EEXIST) {
-            *err = util_xasprintf("cannot create data directory %s: %s", where, strerror(errno));
-            goto fail;
-        }
-        path = util_xasprintf("%s/turnkey.db", where);
+    if (dir && mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        *err = util_xasprintf("cannot create data directory %s: %s", dir, strerror(errno));
+        goto fail;
     }
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
     if (sqlite3_open_v2(path, &q->db, flags, NULL) != SQLITE_OK) {
@@ -150,10 +142,8 @@ void *store__sqlite_open(const char *where, char **err)
     }
     if (migrate(q, err) != STORE_OK)
         goto fail;
-    free(path);
     return q;
 fail:
-    free(path);
     sq_close(q);
     return NULL;
 }
@@ -337,22 +327,23 @@ static int sq_account_list(void *ctx, store_account **out, size_t *n)
 
 /* --- tokens -------------------------------------------------------------------------- */
 
-static int sq_token_create(void *ctx, const store_token *t, const char *token_hash)
+static int sq_token_create(void *ctx, const store_token *t)
 {
     sq *q = ctx;
     int rc = STORE_ERROR;
     pthread_mutex_lock(&q->mu);
     sqlite3_stmt *st = prep(q, "INSERT INTO tokens(id, account_id, name, token_hash, perms, "
-                               "created, expires) VALUES (?,?,?,?,?,?,?)");
+                               "created, expires, revoked) VALUES (?,?,?,?,?,?,?,?)");
     if (!st)
         goto out;
     bind_text(st, 1, t->id);
     bind_text(st, 2, t->account_id);
     bind_text(st, 3, t->name);
-    bind_text(st, 4, token_hash);
+    bind_text(st, 4, t->token_hash);
     sqlite3_bind_int(st, 5, (int)t->perms);
     sqlite3_bind_int64(st, 6, t->created);
     sqlite3_bind_int64(st, 7, t->expires);
+    sqlite3_bind_int64(st, 8, t->revoked);
     rc = sqlite3_step(st) == SQLITE_DONE ? STORE_OK : STORE_NOT_FOUND; /* FK: no account */
     if (rc != STORE_OK)
         log_debug("store", "token insert refused: %s", sqlite3_errmsg(q->db));
@@ -362,7 +353,7 @@ out:
     return rc;
 }
 
-#define TOKEN_COLS "id, account_id, name, perms, created, expires, revoked"
+#define TOKEN_COLS "id, account_id, name, perms, created, expires, revoked, token_hash"
 
 static void read_token(sqlite3_stmt *st, void *e)
 {
@@ -374,6 +365,7 @@ static void read_token(sqlite3_stmt *st, void *e)
     t->created = sqlite3_column_int64(st, 4);
     t->expires = sqlite3_column_int64(st, 5);
     t->revoked = sqlite3_column_int64(st, 6);
+    snprintf(t->token_hash, sizeof t->token_hash, "%s", col_text(st, 7));
 }
 
 static int sq_token_by_hash(void *ctx, const char *token_hash, store_token *out)
@@ -467,15 +459,20 @@ static int sq_key_create(void *ctx, const store_key *k, size_t max_keys)
     int rc = STORE_ERROR;
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&q->mu);
-    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
+    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK) /* the write lock: counts cannot race */
         goto out;
-    st = prep(q, "SELECT count(*) FROM turn_keys WHERE account_id = ?");
+    st = prep(q, "SELECT (SELECT count(*) FROM accounts WHERE id = ?1), "
+                 "(SELECT count(*) FROM turn_keys WHERE account_id = ?1)");
     if (!st)
         goto rollback;
     bind_text(st, 1, k->account_id);
     if (sqlite3_step(st) != SQLITE_ROW)
         goto rollback;
-    if ((size_t)sqlite3_column_int64(st, 0) >= max_keys) {
+    if (sqlite3_column_int64(st, 0) == 0) {
+        rc = STORE_NOT_FOUND;
+        goto rollback;
+    }
+    if (!store__key_admit((size_t)sqlite3_column_int64(st, 1), max_keys)) {
         rc = STORE_LIMIT;
         goto rollback;
     }
@@ -545,8 +542,7 @@ static int sq_key_rename(void *ctx, const char *account_id, const char *uid, con
     if (rc != STORE_OK)
         goto rollback;
     rc = STORE_ERROR;
-    /* modified always moves forward, even for two renames within one millisecond */
-    int64_t modified = now > out->modified ? now : out->modified + 1;
+    int64_t modified = store__next_modified(out->modified, now);
     st = prep(q, "UPDATE turn_keys SET name = ?, modified = ? WHERE uid = ? AND account_id = ?");
     if (!st)
         goto rollback;
@@ -609,12 +605,10 @@ out:
 
 /* --- revocations --------------------------------------------------------------------- */
 
-static int sq_revoke_add(void *ctx, const char *key_uid, const char *username, int64_t expires)
+static int sq_revoke_add(void *ctx, const char *key_uid, const char *h, int64_t expires)
 {
     sq *q = ctx;
-    char h[65];
     int rc = STORE_ERROR;
-    util_sha256_hex(username, strlen(username), h);
     pthread_mutex_lock(&q->mu);
     sqlite3_stmt *st = prep(q, "INSERT OR IGNORE INTO revocations(key_uid, username_hash, "
                                "expires) VALUES (?,?,?)");
@@ -630,13 +624,10 @@ out:
     return rc;
 }
 
-static int sq_revoke_check(void *ctx, const char *key_uid, const char *username, bool *revoked)
+static int sq_revoke_check(void *ctx, const char *key_uid, const char *h, bool *revoked)
 {
     sq *q = ctx;
-    char h[65];
     int rc = STORE_ERROR;
-    util_sha256_hex(username, strlen(username), h);
-    *revoked = false;
     pthread_mutex_lock(&q->mu);
     sqlite3_stmt *st = prep(q, "SELECT 1 FROM revocations WHERE key_uid = ? AND username_hash = ?");
     if (!st)
@@ -672,19 +663,19 @@ out:
     return rc;
 }
 
-static int sq_revoke_each(void *ctx, int64_t now,
-                          void (*fn)(void *arg, const char *username_hash, int64_t expires),
-                          void *arg)
+static int sq_revoke_each(void *ctx, int64_t now, store_revoke_fn fn, void *arg)
 {
     sq *q = ctx;
     int rc = STORE_ERROR, r;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "SELECT username_hash, expires FROM revocations WHERE expires > ?");
+    sqlite3_stmt *st =
+        prep(q, "SELECT key_uid, username_hash, expires FROM revocations WHERE expires > ? "
+                "ORDER BY key_uid, username_hash");
     if (!st)
         goto out;
     sqlite3_bind_int64(st, 1, now);
     while ((r = sqlite3_step(st)) == SQLITE_ROW)
-        fn(arg, col_text(st, 0), sqlite3_column_int64(st, 1));
+        fn(arg, col_text(st, 0), col_text(st, 1), sqlite3_column_int64(st, 2));
     rc = r == SQLITE_DONE ? STORE_OK : STORE_ERROR;
 out:
     release(q, st);
