@@ -48,6 +48,11 @@ require_bins() { # $1 = binary dir, $2 = source pattern
 }
 
 if [ -z "$only" ] || [ "$only" = unit ]; then
+  # The store tests run on PostgreSQL too: one private server for the unit tier (tests/pg.sh).
+  if [ -z "${TK_PG_URL:-}" ] && pg_out=$(tests/pg.sh start); then
+    export TK_PG_URL=${pg_out%% *} TK_PG_DIR=${pg_out#* }
+    trap 'tests/pg.sh stop "$TK_PG_DIR"' EXIT
+  fi
   echo "== unit tests ($build)"
   require_bins "$build/tests" 'tests/unit/test_*.c'
   for t in "$build"/tests/test_*; do

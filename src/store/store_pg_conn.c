@@ -72,6 +72,13 @@ const char *store__pg_errmsg(store__pg *p)
     return p->err;
 }
 
+/* libpq's notices (e.g. the server ending a session) go to the log, not to stderr. */
+static void on_notice(void *arg, const char *msg)
+{
+    (void)arg;
+    log_debug("store", "PostgreSQL: %.*s", (int)strcspn(msg, "\n"), msg);
+}
+
 int store__pg_connect(store__pg *p)
 {
     PQfinish(p->conn);
@@ -85,6 +92,7 @@ int store__pg_connect(store__pg *p)
         keep_error(p, p->conn ? PQerrorMessage(p->conn) : "out of memory");
         return STORE_ERROR;
     }
+    PQsetNoticeProcessor(p->conn, on_notice, NULL);
     /* no statement (or row lock wait) may hold a request longer than this */
     if (store__pg_exec(p, "SET statement_timeout = 10000") != STORE_OK ||
         store__pg_exec(p, "SET client_min_messages = warning") != STORE_OK)
