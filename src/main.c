@@ -18,6 +18,7 @@
 #include "turnkey/api.h"
 #include "turnkey/cfg.h"
 #include "turnkey/datadir.h"
+#include "turnkey/feed.h"
 #include "turnkey/http.h"
 #include "turnkey/keycache.h"
 #include "turnkey/log.h"
@@ -330,6 +331,17 @@ static void hook_revoked(void *ctx, const char *key_uid, const char *username, i
     (void)key_uid;
     (void)expires;
     relay_credential_revoked(ctx, username);
+}
+
+/* From the change feed: a key deleted / a credential revoked on some node. */
+static void hook_revoked_hash(void *ctx, const char *username_sha256_hex)
+{
+    relay_credential_revoked_hash(ctx, username_sha256_hex);
+}
+
+static const char *store_problem(void *ctx)
+{
+    return feed_problem(ctx);
 }
 
 /* store copy --from A --to B: the target is created if needed (its migrations applied). */
@@ -745,6 +757,7 @@ static int cmd_serve(int argc, char **argv)
     http_server *http = NULL;
     keycache *keys = NULL;
     relay *rel = NULL;
+    feed *fd = NULL;
     tls_server *tls = NULL;
     char **stun = NULL, **turn = NULL;
     size_t n_stun = 0, n_turn = 0;
@@ -757,6 +770,11 @@ static int cmd_serve(int argc, char **argv)
     fd_plan fds = plan_fds(&c);
     if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0) /* validates early */
         goto out;
+    bool api_role = !strcmp(c.role, "api"), relay_role = !strcmp(c.role, "relay");
+    if (!api_role && !relay_role && strcmp(c.role, "all")) {
+        fprintf(stderr, "turnkey: --role must be all, api or relay\n");
+        goto out;
+    }
     if (!(s = open_store(c.data, c.store, true)))
         goto out;
     keys = keycache_new(s);
@@ -777,7 +795,7 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "turnkey: --tls-listen needs --turn-listen (one relay serves both)\n");
         goto out;
     }
-    if (c.n_tls_listen) {
+    if (c.n_tls_listen && !api_role) {
         char *terr = NULL;
         if (tls_paths(&c) != 0)
             goto out;
@@ -787,8 +805,16 @@ static int cmd_serve(int argc, char **argv)
             goto out;
         }
     }
-    if (n_listeners(&c) && !(rel = start_relay(&c, keys, tls)))
+    if (!api_role && !(rel = start_relay(&c, keys, tls)))
         goto out;
+    feed_hooks fh = {.key_deleted = hook_key_deleted, .revoked = hook_revoked_hash, .ctx = rel};
+    feed_config fc = {.poll_ms = 1000, .keep_seconds = API_TTL_MAX};
+    char *ferr = NULL;
+    if (!(fd = feed_start(s, keys, &fc, rel ? &fh : NULL, &ferr))) {
+        fprintf(stderr, "turnkey: %s\n", ferr);
+        free(ferr);
+        goto out;
+    }
     if (rel) {
         show_listeners(&c, rel, false);
         cfg_free_urls(stun, n_stun);
@@ -803,7 +829,10 @@ static int cmd_serve(int argc, char **argv)
                        .stun_urls = (const char *const *)stun,
                        .n_stun = n_stun,
                        .turn_urls = (const char *const *)turn,
-                       .n_turn = n_turn};
+                       .n_turn = n_turn,
+                       .health_only = relay_role,
+                       .store_problem = store_problem,
+                       .store_problem_ctx = fd};
     api = api_new(s, &acfg, rel ? &hooks : NULL);
     http_config hcfg = {.listen = c.api_listen,
                         .threads = (unsigned)c.api_threads,
@@ -847,6 +876,7 @@ static int cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     http_stop(http);
+    feed_stop(fd);
     relay_stop(rel);
     tls_server_free(tls);
     api_free(api);

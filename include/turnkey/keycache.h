@@ -8,9 +8,9 @@
  * expiry (keycache_purge).
  *
  * The relay threads must never wait on the store: after keycache_preload (every key of the
- * store, once at start) the cache holds every key there is, since keys are only created by
- * this process's API, and a credential can only be minted through keycache_get (which loads
- * a key created since). keycache_get_cached / keycache_lookup_cached then answer from memory
+ * store, once at start) the cache holds every key there is, since keys are created by this
+ * process's API (a credential can only be minted through keycache_get, which loads a key
+ * created since) or by another node, whose changes the feed (src/feed) applies here. keycache_get_cached / keycache_lookup_cached then answer from memory
  * alone: an unknown key id (an attacker's Allocate naming random ids) costs a hash lookup,
  * never a store query. */
 #ifndef TURNKEY_KEYCACHE_H
@@ -49,6 +49,18 @@ void keycache_revoke(keycache *kc, const char *username, size_t len, int64_t exp
 bool keycache_is_revoked(keycache *kc, const char *username, size_t len);
 /* Drops revocations whose credential expired at or before now; returns how many. */
 size_t keycache_purge(keycache *kc, int64_t now);
+
+/* Following the store's change feed (src/feed): */
+/* Reads one key again (created or renamed elsewhere): 0 cached, -1 gone (forgotten), -2
+ * store error. */
+int keycache_refresh(keycache *kc, const char *uid);
+/* Replaces every cached key with the store's keys and loads the live revocations; 0 / -1. */
+int keycache_load_all(keycache *kc, int64_t now);
+/* A revocation by SHA-256 hex of the username (as the change log carries it). */
+void keycache_revoke_hash(keycache *kc, const char *hash_hex, int64_t expires);
+/* complete: the cache holds every key and follows the feed, so the relay's lookups
+ * (keycache_lookup) never query the store: a key not here is unknown. */
+void keycache_set_complete(keycache *kc, bool complete);
 
 /* A cred_lookup backed by this cache (for cred_verify). */
 cred_lookup keycache_lookup(keycache *kc);

@@ -70,6 +70,8 @@ size_t relay_threads(const relay *r);
  * matching allocations at once. */
 void relay_key_deleted(relay *r, const char *key_uid);
 void relay_credential_revoked(relay *r, const char *username);
+/* The same by SHA-256 hex of the username (from the store's change feed). */
+void relay_credential_revoked_hash(relay *r, const char *username_sha256_hex);
 
 /* Draining (SIGTERM): from now on every Allocate is answered 508 "Server Draining"; live
  * allocations, refreshes, permissions and channels go on. Thread-safe, irreversible. */

@@ -57,6 +57,28 @@ typedef struct store_key {
 
 typedef struct store store;
 
+/* The change log: every change the nodes' caches must follow, numbered by a revision that
+ * only grows, written in the transaction of the change itself. */
+enum store_change_kind {
+    STORE_CHANGE_KEY_CREATED = 1,
+    STORE_CHANGE_KEY_RENAMED = 2,
+    STORE_CHANGE_KEY_DELETED = 3,
+    STORE_CHANGE_REVOKED = 4, /* username_hash + expires set */
+};
+
+typedef struct store_change {
+    int64_t rev;
+    int kind; /* enum store_change_kind */
+    char key_uid[STORE_ID_LEN + 1];
+    char username_hash[65]; /* "" unless STORE_CHANGE_REVOKED */
+    int64_t expires;
+} store_change;
+
+/* Where the log stands: revisions in (oldest - 1, latest] are all still there. */
+typedef struct store_feed {
+    int64_t oldest, latest; /* 0, 0: the log is empty */
+} store_feed;
+
 /* Callback of revoke_each: one stored revocation. */
 typedef void (*store_revoke_fn)(void *arg, const char *key_uid, const char *username_hash,
                                 int64_t expires);
@@ -95,6 +117,17 @@ typedef struct store_ops {
     int (*revoke_purge)(void *ctx, int64_t now, size_t *purged);
     /* Calls fn for every revocation with expires > now. */
     int (*revoke_each)(void *ctx, int64_t now, store_revoke_fn fn, void *arg);
+    /* change feed */
+    /* Every key of every account (a cache's full load). */
+    int (*key_list_all)(void *ctx, store_key **out, size_t *n);
+    /* Up to max changes with rev > after, in order, and where the log stands. */
+    int (*changes_since)(void *ctx, int64_t after, size_t max, store_change **out, size_t *n,
+                         store_feed *feed);
+    /* Drops changes recorded before `before` (seconds), always keeping the latest. */
+    int (*changes_prune)(void *ctx, int64_t before, size_t *pruned);
+    /* Waits up to timeout_ms for a doorbell (another node committed a change): 1 rang,
+     * 0 timed out, STORE_ERROR (the caller polls anyway). */
+    int (*changes_wait)(void *ctx, int timeout_ms);
 } store_ops;
 
 struct store {
@@ -145,6 +178,13 @@ int store_revoke_purge(store *s, int64_t now, size_t *purged);
 /* Visits every revocation not yet expired at `now`. */
 int store_revoke_each(store *s, int64_t now,
                       void (*fn)(void *arg, const char *username_hash, int64_t expires), void *arg);
+
+/* The change feed (see store_ops). */
+int store_key_list_all(store *s, store_key **out, size_t *n);
+int store_changes_since(store *s, int64_t after, size_t max, store_change **out, size_t *n,
+                        store_feed *feed);
+int store_changes_prune(store *s, int64_t before, size_t *pruned);
+int store_changes_wait(store *s, int timeout_ms);
 
 /* Release the heap parts of records and arrays returned above. */
 void store_account_clear(store_account *a);

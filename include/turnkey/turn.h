@@ -128,6 +128,9 @@ void turn_server_tick(turn_server *s, int64_t now_ms);
 size_t turn_server_key_deleted(turn_server *s, const char *key_id, int64_t now_ms);
 size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, size_t len,
                                       int64_t now_ms);
+/* The same by SHA-256 hex of the username (as the store's change log carries it). */
+size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_sha256_hex,
+                                           int64_t now_ms);
 
 typedef struct turn_stats {
     size_t allocations, permissions, channels;

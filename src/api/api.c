@@ -499,8 +499,12 @@ void api_handle(api_server *a, const api_request *req, int64_t now_ms, api_respo
 {
     memset(out, 0, sizeof *out);
     api__path p;
+    const char *why;
     split_path(req->path, &p);
     if (p.too_many) {
+        no_route(out);
+    } else if (a->cfg.health_only && !(p.n == 1 && (seg_is(&p, 0, "healthz") ||
+                                                      seg_is(&p, 0, "readyz")))) {
         no_route(out);
     } else if (seg_is(&p, 0, "client") && seg_is(&p, 1, "v4")) {
         if ((p.n == 6 || p.n == 7) && seg_is(&p, 2, "accounts") && seg_is(&p, 4, "calls") &&
@@ -518,6 +522,9 @@ void api_handle(api_server *a, const api_request *req, int64_t now_ms, api_respo
             method_not_allowed(out, "GET");
         else if (seg_is(&p, 0, "readyz") && atomic_load(&a->draining))
             respond(out, 503, json_pack("{s:s}", "status", "draining"));
+        else if (seg_is(&p, 0, "readyz") && a->cfg.store_problem &&
+                 (why = a->cfg.store_problem(a->cfg.store_problem_ctx)) != NULL)
+            respond(out, 503, json_pack("{s:s,s:s}", "status", "unavailable", "reason", why));
         else
             respond(out, 200, json_pack("{s:s}", "status", "ok"));
     } else {

@@ -54,6 +54,8 @@ static const opt table[] = {
     {"data", T_STR, O(data), "./var", 0, 0, "data directory (SQLite store turnkey.db)"},
     {"store", T_STR, O(store), "", 0, 0,
      "store: postgres://… (shared by many nodes) or sqlite:FILE; empty = the data directory"},
+    {"role", T_STR, O(role), "all", 0, 0,
+     "all, api (HTTP API only) or relay (STUN/TURN only; HTTP serves /healthz and /readyz)"},
     {"api-listen", T_STR, O(api_listen), "127.0.0.1:8080", 0, 0,
      "HTTP API address ADDR:PORT (port 0 = any free port)"},
     LIST("turn-listen", turn_listen, "127.0.0.1:3478", 1,

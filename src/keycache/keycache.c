@@ -350,6 +350,65 @@ static int lk_secret(void *ctx, const char *key_id, uint8_t secret[CRED_SECRET_L
     return keycache_get(ctx, key_id, secret, NULL) == 0 ? 0 : -1;
 }
 
+/* Inserts k or replaces the entry of its uid. */
+static void put_key(keycache *kc, const store_key *k)
+{
+    pthread_rwlock_wrlock(&kc->lock);
+    kentry *e = find_key(kc, k->uid);
+    if (!e) {
+        e = util_xcalloc(1, sizeof *e);
+        memcpy(e->uid, k->uid, sizeof e->uid);
+        table_insert(&kc->keys, (node *)e, fnv(k->uid, STORE_ID_LEN), key_hash_of);
+    }
+    memcpy(e->key_hash, k->key_hash, sizeof e->key_hash);
+    memcpy(e->secret, k->secret, STORE_SECRET_LEN);
+    pthread_rwlock_unlock(&kc->lock);
+}
+
+int keycache_refresh(keycache *kc, const char *uid)
+{
+    store_key k;
+    int rc = store_key_by_uid(kc->st, uid, &k);
+    if (rc == STORE_NOT_FOUND) {
+        keycache_forget(kc, uid);
+        return -1;
+    }
+    if (rc != STORE_OK)
+        return -2;
+    put_key(kc, &k);
+    store_key_clear(&k);
+    return 0;
+}
+
+int keycache_load_all(keycache *kc, int64_t now)
+{
+    store_key *keys;
+    size_t n;
+    if (store_key_list_all(kc->st, &keys, &n) != STORE_OK)
+        return -1;
+    pthread_rwlock_wrlock(&kc->lock);
+    kc->epoch++; /* keys gone from the store go from the cache too */
+    table_dispose(&kc->keys, true, sizeof(kentry));
+    table_init(&kc->keys);
+    pthread_rwlock_unlock(&kc->lock);
+    for (size_t i = 0; i < n; i++)
+        put_key(kc, &keys[i]);
+    store_key_array_free(keys, n);
+    return keycache_load_revocations(kc, now);
+}
+
+void keycache_revoke_hash(keycache *kc, const char *hash_hex, int64_t expires)
+{
+    load_one(kc, hash_hex, expires);
+}
+
+void keycache_set_complete(keycache *kc, bool complete)
+{
+    pthread_rwlock_wrlock(&kc->lock);
+    kc->complete = complete;
+    pthread_rwlock_unlock(&kc->lock);
+}
+
 static bool lk_revoked(void *ctx, const char *key_id, const char *username, size_t len)
 {
     (void)key_id;

@@ -87,7 +87,7 @@ typedef struct relay_conn {
     relay_worker *owner;
 } relay_conn;
 
-enum { RELAY_EV_KEY_DELETED = 1, RELAY_EV_REVOKED = 2 };
+enum { RELAY_EV_KEY_DELETED = 1, RELAY_EV_REVOKED = 2, RELAY_EV_REVOKED_HASH = 3 };
 typedef struct relay_event {
     struct relay_event *next;
     int kind;

@@ -349,6 +349,8 @@ static void on_wakeup(ev_loop *loop, void *ctx)
         size_t n;
         if (e->kind == RELAY_EV_KEY_DELETED)
             n = turn_server_key_deleted(r->turn, e->text, util_now_ms());
+        else if (e->kind == RELAY_EV_REVOKED_HASH)
+            n = turn_server_credential_revoked_hash(r->turn, e->text, util_now_ms());
         else
             n = turn_server_credential_revoked(r->turn, (const uint8_t *)e->text, strlen(e->text),
                                                util_now_ms());
@@ -389,6 +391,12 @@ void relay_credential_revoked(relay *r, const char *username)
 {
     for (size_t i = 0; r && i < r->n_workers; i++)
         enqueue(r->w[i], RELAY_EV_REVOKED, username);
+}
+
+void relay_credential_revoked_hash(relay *r, const char *username_sha256_hex)
+{
+    for (size_t i = 0; r && i < r->n_workers; i++)
+        enqueue(r->w[i], RELAY_EV_REVOKED_HASH, username_sha256_hex);
 }
 
 /* --- start / stop -------------------------------------------------------------------- */

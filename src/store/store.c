@@ -312,6 +312,32 @@ int store_revoke_each(store *s, int64_t now,
     return s->ops->revoke_each(s->ctx, now, each_one, &ad);
 }
 
+int store_key_list_all(store *s, store_key **out, size_t *n)
+{
+    return s->ops->key_list_all(s->ctx, out, n);
+}
+
+int store_changes_since(store *s, int64_t after, size_t max, store_change **out, size_t *n,
+                        store_feed *feed)
+{
+    *out = NULL;
+    *n = 0;
+    memset(feed, 0, sizeof *feed);
+    return s->ops->changes_since(s->ctx, after, max, out, n, feed);
+}
+
+int store_changes_prune(store *s, int64_t before, size_t *pruned)
+{
+    if (pruned)
+        *pruned = 0;
+    return s->ops->changes_prune(s->ctx, before, pruned);
+}
+
+int store_changes_wait(store *s, int timeout_ms)
+{
+    return s->ops->changes_wait(s->ctx, timeout_ms);
+}
+
 void store_account_clear(store_account *a)
 {
     free(a->name);

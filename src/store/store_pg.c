@@ -33,9 +33,36 @@ static const char *const migrations[] = {
     "  key_uid TEXT NOT NULL, username_hash TEXT NOT NULL, expires BIGINT NOT NULL,"
     "  PRIMARY KEY (key_uid, username_hash));"
     "CREATE INDEX revocations_by_expiry ON revocations(expires);",
+    /* 2: the change log the nodes' caches follow */
+    "CREATE TABLE changes ("
+    "  rev BIGSERIAL PRIMARY KEY, at BIGINT NOT NULL, kind INTEGER NOT NULL,"
+    "  key_uid TEXT NOT NULL, username_hash TEXT NOT NULL DEFAULT '',"
+    "  expires BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX changes_by_at ON changes(at);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 #define MIGRATION_LOCK "7432001" /* pg_advisory_xact_lock key: turnkey migrations */
+#define FEED_LOCK "7432002"      /* held by every change-log writer until its commit */
+
+/* Records a change in the open transaction. Writers of the log take one lock until their
+ * commit, so revisions become visible in order (a reader never skips a late commit); the
+ * NOTIFY is only a doorbell, delivered at commit. */
+static int log_change(store__pg *p, int kind, const char *key_uid, const char *hash,
+                      int64_t expires)
+{
+    store__pg_params pp = {0};
+    store__pg_int(&pp, kind);
+    store__pg_text(&pp, key_uid);
+    store__pg_text(&pp, hash ? hash : "");
+    store__pg_int(&pp, expires);
+    if (store__pg_exec(p, "SELECT pg_advisory_xact_lock(" FEED_LOCK ")") != STORE_OK ||
+        store__pg_run(p,
+                      "INSERT INTO changes(at, kind, key_uid, username_hash, expires) VALUES "
+                      "(extract(epoch FROM now())::bigint, $1, $2, $3, $4)",
+                      &pp, NULL) != STORE_OK)
+        return STORE_ERROR;
+    return store__pg_exec(p, "NOTIFY turnkey_changes");
+}
 
 static int migrate(store__pg *p, char **err)
 {
@@ -262,6 +289,7 @@ static int pgs_key_create(void *ctx, const store_key *k, size_t max_keys)
                 "INSERT INTO turn_keys(uid, account_id, name, key_hash, secret, created, "
                 "modified) VALUES ($1,$2,$3,$4,$5,$6,$7)",
                 &ins, NULL) != STORE_OK ||
+        log_change(p, STORE_CHANGE_KEY_CREATED, k->uid, NULL, 0) != STORE_OK ||
         store__pg_exec(p, "COMMIT") != STORE_OK)
         goto rollback;
     rc = STORE_OK;
@@ -332,8 +360,9 @@ static int pgs_key_rename(void *ctx, const char *account_id, const char *uid, co
     store__pg_text(&pp, name);
     store__pg_int(&pp, modified);
     store__pg_text(&pp, uid);
-    if (store__pg_run(p, "UPDATE turn_keys SET name = $1, modified = $2 WHERE uid = $3", &pp, NULL) !=
-            STORE_OK ||
+    if (store__pg_run(p, "UPDATE turn_keys SET name = $1, modified = $2 WHERE uid = $3", &pp,
+                      NULL) != STORE_OK ||
+        log_change(p, STORE_CHANGE_KEY_RENAMED, uid, NULL, 0) != STORE_OK ||
         store__pg_exec(p, "COMMIT") != STORE_OK) {
         store__pg_exec(p, "ROLLBACK");
         store_key_clear(out);
@@ -359,6 +388,7 @@ static int pgs_key_delete(void *ctx, const char *account_id, const char *uid, st
     store__pg_text(&pp, uid);
     if (store__pg_run(p, "DELETE FROM turn_keys WHERE uid = $1", &pp, NULL) != STORE_OK ||
         store__pg_run(p, "DELETE FROM revocations WHERE key_uid = $1", &pp, NULL) != STORE_OK ||
+        log_change(p, STORE_CHANGE_KEY_DELETED, uid, NULL, 0) != STORE_OK ||
         store__pg_exec(p, "COMMIT") != STORE_OK) {
         store__pg_exec(p, "ROLLBACK");
         store_key_clear(out);
@@ -373,14 +403,28 @@ out:
 
 static int pgs_revoke_add(void *ctx, const char *key_uid, const char *h, int64_t expires)
 {
+    store__pg *p = ctx;
     store__pg_params pp = {0};
+    int added = 0;
     store__pg_text(&pp, key_uid);
     store__pg_text(&pp, h);
     store__pg_int(&pp, expires);
-    return store__pg_write(ctx,
-                     "INSERT INTO revocations(key_uid, username_hash, expires) "
-                     "VALUES ($1,$2,$3) ON CONFLICT DO NOTHING",
-                     &pp, NULL);
+    store__pg_lock(p);
+    int rc = store__pg_begin(p);
+    if (rc != STORE_OK)
+        goto out;
+    if (store__pg_run(p,
+                      "INSERT INTO revocations(key_uid, username_hash, expires) "
+                      "VALUES ($1,$2,$3) ON CONFLICT DO NOTHING",
+                      &pp, &added) != STORE_OK ||
+        (added && log_change(p, STORE_CHANGE_REVOKED, key_uid, h, expires) != STORE_OK) ||
+        store__pg_exec(p, "COMMIT") != STORE_OK) {
+        store__pg_exec(p, "ROLLBACK");
+        rc = STORE_ERROR;
+    }
+out:
+    store__pg_unlock(p);
+    return rc;
 }
 
 static void read_flag(PGresult *r, int row, void *e)
@@ -431,6 +475,68 @@ static int pgs_revoke_each(void *ctx, int64_t now, store_revoke_fn fn, void *arg
     return STORE_OK;
 }
 
+/* --- change feed --------------------------------------------------------------------- */
+
+static int pgs_key_list_all(void *ctx, store_key **out, size_t *n)
+{
+    store__pg_params pp = {0};
+    return store__pg_get_all(ctx, "SELECT " KEY_COLS " FROM turn_keys ORDER BY created, seq",
+                             &pp, sizeof(store_key), read_key, (void **)out, n);
+}
+
+static void read_change(PGresult *r, int row, void *e)
+{
+    store_change *c = e;
+    c->rev = store__pg_col_int(r, row, 0);
+    c->kind = (int)store__pg_col_int(r, row, 1);
+    store__pg_copy_id(c->key_uid, PQgetvalue(r, row, 2));
+    snprintf(c->username_hash, sizeof c->username_hash, "%s", PQgetvalue(r, row, 3));
+    c->expires = store__pg_col_int(r, row, 4);
+}
+
+static void read_feed(PGresult *r, int row, void *e)
+{
+    store_feed *f = e;
+    f->oldest = store__pg_col_int(r, row, 0);
+    f->latest = store__pg_col_int(r, row, 1);
+}
+
+static int pgs_changes_since(void *ctx, int64_t after, size_t max, store_change **out,
+                             size_t *n, store_feed *feed)
+{
+    store__pg_params none = {0}, pp = {0};
+    int rc = store__pg_get_one(
+        ctx, "SELECT coalesce(min(rev), 0), coalesce(max(rev), 0) FROM changes", &none,
+        read_feed, feed);
+    if (rc != STORE_OK)
+        return STORE_ERROR;
+    store__pg_int(&pp, after);
+    store__pg_int(&pp, (int64_t)max);
+    return store__pg_get_all(ctx,
+                             "SELECT rev, kind, key_uid, username_hash, expires FROM changes "
+                             "WHERE rev > $1 ORDER BY rev LIMIT $2",
+                             &pp, sizeof(store_change), read_change, (void **)out, n);
+}
+
+static int pgs_changes_prune(void *ctx, int64_t before, size_t *pruned)
+{
+    store__pg_params pp = {0};
+    int changes = 0;
+    store__pg_int(&pp, before);
+    int rc = store__pg_write(ctx,
+                             "DELETE FROM changes WHERE at < $1 AND "
+                             "rev < (SELECT max(rev) FROM changes)",
+                             &pp, &changes);
+    if (pruned)
+        *pruned = (size_t)changes;
+    return rc;
+}
+
+static int pgs_changes_wait(void *ctx, int timeout_ms)
+{
+    return store__pg_listen_wait(ctx, "turnkey_changes", timeout_ms);
+}
+
 static const store_ops pg_ops = {
     .close = pgs_close,
     .account_create = pgs_account_create,
@@ -450,6 +556,10 @@ static const store_ops pg_ops = {
     .revoke_check = pgs_revoke_check,
     .revoke_purge = pgs_revoke_purge,
     .revoke_each = pgs_revoke_each,
+    .key_list_all = pgs_key_list_all,
+    .changes_since = pgs_changes_since,
+    .changes_prune = pgs_changes_prune,
+    .changes_wait = pgs_changes_wait,
 };
 
 const store_ops *store__pg_ops(void)

@@ -27,6 +27,9 @@ void store__pg_bin(store__pg_params *pp, const void *b, int len);
 
 store__pg *store__pg_new(const char *url);
 void store__pg_free(store__pg *p);
+/* Waits up to timeout_ms on a second connection LISTENing on channel (the feed thread
+ * only): 1 notified (or newly connected), 0 timed out, STORE_ERROR (lost; slept). */
+int store__pg_listen_wait(store__pg *p, const char *channel, int timeout_ms);
 /* (Re)connects: STORE_OK or STORE_ERROR (store__pg_errmsg says why). */
 int store__pg_connect(store__pg *p);
 const char *store__pg_errmsg(store__pg *p);

@@ -14,6 +14,7 @@
 
 struct store__pg {
     PGconn *conn;
+    PGconn *listen; /* LISTEN connection of the feed thread (store__pg_listen_wait only) */
     char *url;
     pthread_mutex_t mu;
     char err[256];
@@ -54,6 +55,7 @@ void store__pg_free(store__pg *p)
     if (!p)
         return;
     PQfinish(p->conn);
+    PQfinish(p->listen);
     OPENSSL_cleanse(p->url, strlen(p->url)); /* it may hold a password */
     free(p->url);
     pthread_mutex_destroy(&p->mu);
@@ -79,25 +81,79 @@ static void on_notice(void *arg, const char *msg)
     log_debug("store", "PostgreSQL: %.*s", (int)strcspn(msg, "\n"), msg);
 }
 
-int store__pg_connect(store__pg *p)
+/* A new connection to url with bounded timeouts; NULL-safe status check by the caller. */
+static PGconn *open_conn(const char *url)
 {
-    PQfinish(p->conn);
     /* defaults first: the URL's own parameters (expanded from dbname) override them */
     const char *const keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
                                 "keepalives_count", "tcp_user_timeout", "application_name",
                                 "dbname", NULL};
-    const char *const vals[] = {"5", "5", "2", "3", "10000", "turnkey", p->url, NULL};
-    p->conn = PQconnectdbParams(keys, vals, 1);
+    const char *const vals[] = {"5", "5", "2", "3", "10000", "turnkey", url, NULL};
+    PGconn *c = PQconnectdbParams(keys, vals, 1);
+    if (c)
+        PQsetNoticeProcessor(c, on_notice, NULL);
+    return c;
+}
+
+int store__pg_connect(store__pg *p)
+{
+    PQfinish(p->conn);
+    p->conn = open_conn(p->url);
     if (!p->conn || PQstatus(p->conn) != CONNECTION_OK) {
         keep_error(p, p->conn ? PQerrorMessage(p->conn) : "out of memory");
         return STORE_ERROR;
     }
-    PQsetNoticeProcessor(p->conn, on_notice, NULL);
     /* no statement (or row lock wait) may hold a request longer than this */
     if (store__pg_exec(p, "SET statement_timeout = 10000") != STORE_OK ||
         store__pg_exec(p, "SET client_min_messages = warning") != STORE_OK)
         return STORE_ERROR;
     return STORE_OK;
+}
+
+static void sleep_ms(int ms)
+{
+    poll(NULL, 0, ms);
+}
+
+/* Frees every pending notification; true if there was one. */
+static bool drain_notifies(PGconn *c)
+{
+    bool any = false;
+    PGnotify *n;
+    while ((n = PQnotifies(c)) != NULL) {
+        any = true;
+        PQfreemem(n);
+    }
+    return any;
+}
+
+int store__pg_listen_wait(store__pg *p, const char *channel, int timeout_ms)
+{
+    if (!p->listen || PQstatus(p->listen) != CONNECTION_OK) {
+        PQfinish(p->listen);
+        p->listen = open_conn(p->url);
+        char sql[80];
+        snprintf(sql, sizeof sql, "LISTEN %s", channel);
+        PGresult *r = p->listen && PQstatus(p->listen) == CONNECTION_OK ? PQexec(p->listen, sql)
+                                                                          : NULL;
+        bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
+        PQclear(r);
+        if (!ok) {
+            PQfinish(p->listen);
+            p->listen = NULL;
+            sleep_ms(timeout_ms);
+            return STORE_ERROR;
+        }
+        return 1; /* a new connection: anything may have happened meanwhile */
+    }
+    if (PQconsumeInput(p->listen) && drain_notifies(p->listen))
+        return 1;
+    struct pollfd pfd = {.fd = PQsocket(p->listen), .events = POLLIN};
+    if (poll(&pfd, 1, timeout_ms) <= 0)
+        return 0;
+    if (!PQconsumeInput(p->listen) || PQstatus(p->listen) != CONNECTION_OK)
+        return STORE_ERROR; /* reconnected on the next call */
+    return drain_notifies(p->listen) ? 1 : 0;
 }
 
 void store__pg_lock(store__pg *p)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "turnkey/log.h"
 #include "turnkey/store.h"
@@ -45,6 +46,12 @@ static const char *const migrations[] = {
     "  key_uid TEXT NOT NULL, username_hash TEXT NOT NULL, expires INTEGER NOT NULL,"
     "  PRIMARY KEY (key_uid, username_hash));"
     "CREATE INDEX revocations_by_expiry ON revocations(expires);",
+    /* 2: the change log the nodes' caches follow */
+    "CREATE TABLE changes ("
+    "  rev INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, kind INTEGER NOT NULL,"
+    "  key_uid TEXT NOT NULL, username_hash TEXT NOT NULL DEFAULT '',"
+    "  expires INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX changes_by_at ON changes(at);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -210,6 +217,23 @@ static int step_done(sq *q, sqlite3_stmt *st, int *changes)
     if (changes)
         *changes = sqlite3_changes(q->db);
     return STORE_OK;
+}
+
+/* Records a change in the open transaction (the writer holds the database's write lock, so
+ * revisions commit in order). */
+static int log_change(sq *q, int kind, const char *key_uid, const char *hash, int64_t expires)
+{
+    sqlite3_stmt *st = prep(q, "INSERT INTO changes(at, kind, key_uid, username_hash, expires) "
+                               "VALUES (CAST(strftime('%s','now') AS INTEGER), ?, ?, ?, ?)");
+    if (!st)
+        return STORE_ERROR;
+    sqlite3_bind_int(st, 1, kind);
+    bind_text(st, 2, key_uid);
+    bind_text(st, 3, hash ? hash : "");
+    sqlite3_bind_int64(st, 4, expires);
+    int rc = step_done(q, st, NULL);
+    release(q, st);
+    return rc;
 }
 
 /* --- accounts ------------------------------------------------------------------------ */
@@ -488,7 +512,8 @@ static int sq_key_create(void *ctx, const store_key *k, size_t max_keys)
     sqlite3_bind_blob(st, 5, k->secret, STORE_SECRET_LEN, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 6, k->created);
     sqlite3_bind_int64(st, 7, k->modified);
-    if (step_done(q, st, NULL) != STORE_OK)
+    if (step_done(q, st, NULL) != STORE_OK ||
+        log_change(q, STORE_CHANGE_KEY_CREATED, k->uid, NULL, 0) != STORE_OK)
         goto rollback;
     rc = exec(q, "COMMIT");
     if (rc != STORE_OK)
@@ -550,7 +575,9 @@ static int sq_key_rename(void *ctx, const char *account_id, const char *uid, con
     sqlite3_bind_int64(st, 2, modified);
     bind_text(st, 3, uid);
     bind_text(st, 4, account_id);
-    if (step_done(q, st, NULL) != STORE_OK || exec(q, "COMMIT") != STORE_OK)
+    if (step_done(q, st, NULL) != STORE_OK ||
+        log_change(q, STORE_CHANGE_KEY_RENAMED, uid, NULL, 0) != STORE_OK ||
+        exec(q, "COMMIT") != STORE_OK)
         goto rollback;
     free(out->name);
     out->name = util_xstrdup(name);
@@ -590,7 +617,9 @@ static int sq_key_delete(void *ctx, const char *account_id, const char *uid, sto
     if (!st)
         goto rollback;
     bind_text(st, 1, uid);
-    if (step_done(q, st, NULL) != STORE_OK || exec(q, "COMMIT") != STORE_OK)
+    if (step_done(q, st, NULL) != STORE_OK ||
+        log_change(q, STORE_CHANGE_KEY_DELETED, uid, NULL, 0) != STORE_OK ||
+        exec(q, "COMMIT") != STORE_OK)
         goto rollback;
     rc = STORE_OK;
     goto out;
@@ -608,16 +637,26 @@ out:
 static int sq_revoke_add(void *ctx, const char *key_uid, const char *h, int64_t expires)
 {
     sq *q = ctx;
-    int rc = STORE_ERROR;
+    int rc = STORE_ERROR, changes = 0;
+    sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "INSERT OR IGNORE INTO revocations(key_uid, username_hash, "
-                               "expires) VALUES (?,?,?)");
-    if (!st)
+    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
         goto out;
+    st = prep(q, "INSERT OR IGNORE INTO revocations(key_uid, username_hash, expires) "
+                 "VALUES (?,?,?)");
+    if (!st)
+        goto rollback;
     bind_text(st, 1, key_uid);
     bind_text(st, 2, h);
     sqlite3_bind_int64(st, 3, expires);
-    rc = step_done(q, st, NULL);
+    if (step_done(q, st, &changes) != STORE_OK ||
+        (changes && log_change(q, STORE_CHANGE_REVOKED, key_uid, h, expires) != STORE_OK) ||
+        exec(q, "COMMIT") != STORE_OK)
+        goto rollback;
+    rc = STORE_OK;
+    goto out;
+rollback:
+    exec(q, "ROLLBACK");
 out:
     release(q, st);
     pthread_mutex_unlock(&q->mu);
@@ -683,6 +722,89 @@ out:
     return rc;
 }
 
+/* --- change feed --------------------------------------------------------------------- */
+
+static int sq_key_list_all(void *ctx, store_key **out, size_t *n)
+{
+    return get_all(ctx, "SELECT " KEY_COLS " FROM turn_keys ORDER BY created, rowid", NULL,
+                   sizeof(store_key), read_key, free_keys, (void **)out, n);
+}
+
+static void read_change(sqlite3_stmt *st, void *e)
+{
+    store_change *c = e;
+    c->rev = sqlite3_column_int64(st, 0);
+    c->kind = sqlite3_column_int(st, 1);
+    copy_id(c->key_uid, col_text(st, 2));
+    snprintf(c->username_hash, sizeof c->username_hash, "%s", col_text(st, 3));
+    c->expires = sqlite3_column_int64(st, 4);
+}
+
+static int sq_changes_since(void *ctx, int64_t after, size_t max, store_change **out, size_t *n,
+                            store_feed *feed)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR, r = SQLITE_ERROR;
+    size_t len = 0;
+    store_change *arr = util_xcalloc(max ? max : 1, sizeof *arr);
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "SELECT coalesce(min(rev), 0), coalesce(max(rev), 0) FROM changes");
+    if (!st || sqlite3_step(st) != SQLITE_ROW)
+        goto out;
+    feed->oldest = sqlite3_column_int64(st, 0);
+    feed->latest = sqlite3_column_int64(st, 1);
+    release(q, st);
+    st = prep(q, "SELECT rev, kind, key_uid, username_hash, expires FROM changes "
+                 "WHERE rev > ? ORDER BY rev LIMIT ?");
+    if (!st)
+        goto out;
+    sqlite3_bind_int64(st, 1, after);
+    sqlite3_bind_int64(st, 2, (int64_t)max);
+    while (len < max && (r = sqlite3_step(st)) == SQLITE_ROW)
+        read_change(st, &arr[len++]);
+    if (r == SQLITE_DONE || len == max)
+        rc = STORE_OK;
+out:
+    release(q, st);
+    pthread_mutex_unlock(&q->mu);
+    if (rc != STORE_OK) {
+        free(arr);
+        arr = NULL;
+        len = 0;
+    }
+    *out = arr;
+    *n = len;
+    return rc;
+}
+
+static int sq_changes_prune(void *ctx, int64_t before, size_t *pruned)
+{
+    sq *q = ctx;
+    int rc = STORE_ERROR, changes = 0;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = prep(q, "DELETE FROM changes WHERE at < ? AND "
+                               "rev < (SELECT max(rev) FROM changes)");
+    if (!st)
+        goto out;
+    sqlite3_bind_int64(st, 1, before);
+    rc = step_done(q, st, &changes);
+    if (pruned)
+        *pruned = (size_t)changes;
+out:
+    release(q, st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
+/* No doorbell in SQLite: the caller's poll is the only signal. */
+static int sq_changes_wait(void *ctx, int timeout_ms)
+{
+    (void)ctx;
+    struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 0;
+}
+
 static const store_ops sqlite_ops = {
     .close = sq_close,
     .account_create = sq_account_create,
@@ -702,6 +824,10 @@ static const store_ops sqlite_ops = {
     .revoke_check = sq_revoke_check,
     .revoke_purge = sq_revoke_purge,
     .revoke_each = sq_revoke_each,
+    .key_list_all = sq_key_list_all,
+    .changes_since = sq_changes_since,
+    .changes_prune = sq_changes_prune,
+    .changes_wait = sq_changes_wait,
 };
 
 const store_ops *store__sqlite_ops(void)

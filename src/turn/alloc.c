@@ -209,6 +209,25 @@ size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, s
     return n;
 }
 
+size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_sha256_hex,
+                                           int64_t now_ms)
+{
+    (void)now_ms;
+    size_t n = 0;
+    if (!s || !username_sha256_hex)
+        return 0;
+    for (turn__alloc *a = s->allocs, *next; a; a = next) {
+        char h[65];
+        next = a->next;
+        util_sha256_hex(a->user->name, a->user->len, h);
+        if (strcmp(h, username_sha256_hex) == 0) {
+            turn__alloc_remove(s, a, true);
+            n++;
+        }
+    }
+    return n;
+}
+
 void turn_server_stats(const turn_server *s, turn_stats *out)
 {
     if (!out)
