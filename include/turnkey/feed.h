@@ -22,7 +22,7 @@ typedef struct feed_hooks {
 } feed_hooks;
 
 typedef struct feed_config {
-    int poll_ms;          /* poll period (default 1000) */
+    int poll_ms;          /* poll period (0: 1000; < 0: no thread, the caller runs feed_sync) */
     int64_t keep_seconds; /* changes older than this are pruned (0: never prune) */
 } feed_config;
 

@@ -141,7 +141,7 @@ feed *feed_start(store *st, keycache *kc, const feed_config *cfg, const feed_hoo
     f->st = st;
     f->kc = kc;
     f->cfg = *cfg;
-    if (f->cfg.poll_ms <= 0)
+    if (f->cfg.poll_ms == 0)
         f->cfg.poll_ms = 1000;
     if (hooks)
         f->hooks = *hooks;
@@ -151,6 +151,8 @@ feed *feed_start(store *st, keycache *kc, const feed_config *cfg, const feed_hoo
         goto fail;
     }
     keycache_set_complete(kc, true);
+    if (f->cfg.poll_ms < 0) /* no thread: the caller runs feed_sync (tests) */
+        return f;
     if (pthread_create(&f->thread, NULL, run, f) != 0) {
         *err = util_xstrdup("cannot start the change-feed thread");
         goto fail;

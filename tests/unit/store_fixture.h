@@ -26,7 +26,7 @@ static char tk_locs[64][512];
 static int tk_n_locs;
 
 /* The server's base URL (…/postgres), starting a private server on first use. */
-static const char *tk_pg_url(void)
+static inline const char *tk_pg_url(void)
 {
     if (tk_pg_base[0])
         return tk_pg_base;
@@ -45,7 +45,7 @@ static const char *tk_pg_url(void)
     return tk_pg_base;
 }
 
-static void tk_pg_teardown(void)
+static inline void tk_pg_teardown(void)
 {
     if (tk_pg_dir[0]) {
         char cmd[400];
@@ -56,7 +56,7 @@ static void tk_pg_teardown(void)
 }
 
 /* Runs one SQL command on the server's maintenance database: 0 ok. */
-static int tk_pg_admin(const char *sql)
+static inline int tk_pg_admin(const char *sql)
 {
     PGconn *c = PQconnectdb(tk_pg_url());
     int ok = PQstatus(c) == CONNECTION_OK;
@@ -74,7 +74,7 @@ static int tk_pg_admin(const char *sql)
 }
 
 /* A location for a new, empty store on the current backend (NULL on failure). */
-static const char *fresh_store(void)
+static inline const char *fresh_store(void)
 {
     if (tk_n_locs == 64)
         return NULL;
@@ -98,7 +98,7 @@ static const char *fresh_store(void)
     return loc;
 }
 
-static store *open_at(const char *where)
+static inline store *open_at(const char *where)
 {
     char *err = NULL;
     store *s = where ? store_open(where, &err) : NULL;
@@ -110,13 +110,13 @@ static store *open_at(const char *where)
     return s;
 }
 
-static store *open_fresh(void)
+static inline store *open_fresh(void)
 {
     return open_at(fresh_store());
 }
 
 /* Removes the temp directories and databases made by fresh_store. */
-static void tk_cleanup_stores(void)
+static inline void tk_cleanup_stores(void)
 {
     for (int i = 0; i < tk_n_locs; i++) {
         char cmd[600];
