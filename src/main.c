@@ -54,8 +54,7 @@ static void usage(FILE *out)
 /* --- operator commands ----------------------------------------------------------------- */
 
 typedef struct cli_opts {
-    const char *data, *store, *from, *to, *name, *account, *permissions, *expires_in,
-        *positional;
+    const char *data, *store, *from, *to, *name, *account, *permissions, *expires_in, *positional;
 } cli_opts;
 
 static int parse_cli(int argc, char **argv, cli_opts *o)
@@ -857,8 +856,7 @@ static int cmd_serve(int argc, char **argv)
     if (rel)
         show_listeners(&c, rel, true);
     char *where = store_describe(*c.store ? c.store : c.data);
-    printf("turnkey: API listening on %s (%s: %s)\n", api_url, *c.store ? "store" : "data",
-           where);
+    printf("turnkey: API listening on %s (%s: %s)\n", api_url, *c.store ? "store" : "data", where);
     free(where);
     fflush(stdout);
     free(api_url);

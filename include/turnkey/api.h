@@ -24,8 +24,8 @@ typedef struct api_config {
     size_t n_stun;
     const char *const *turn_urls; /* "turn:host:3478?transport=udp", "turns:...", ... */
     size_t n_turn;
-    keycache *keys;               /* shared key/revocation cache; NULL = the api makes its own */
-    bool health_only;             /* a relay-role node: only /healthz and /readyz are served */
+    keycache *keys;   /* shared key/revocation cache; NULL = the api makes its own */
+    bool health_only; /* a relay-role node: only /healthz and /readyz are served */
     /* Store health for /readyz: NULL = healthy, else the reason it answers 503 with. */
     const char *(*store_problem)(void *ctx);
     void *store_problem_ctx;

@@ -12,11 +12,11 @@
 #include <stdio.h>
 
 typedef struct cfg {
-    char *config;      /* file read, or NULL */
-    char *data;        /* data directory (SQLite store) */
-    char *store;       /* store location ("" = the data directory's SQLite file) */
-    char *role;        /* all, api or relay */
-    char *api_listen;  /* HTTP API ADDR:PORT */
+    char *config;     /* file read, or NULL */
+    char *data;       /* data directory (SQLite store) */
+    char *store;      /* store location ("" = the data directory's SQLite file) */
+    char *role;       /* all, api or relay */
+    char *api_listen; /* HTTP API ADDR:PORT */
     /* Listener lists (repeatable; a later source replaces an earlier one's list; "" = none):
      * TURN UDP+TCP, TLS, UDP only, TCP only; each ADDR:PORT. */
     char **turn_listen;

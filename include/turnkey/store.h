@@ -40,8 +40,8 @@ typedef struct store_token {
     char *name;
     unsigned perms; /* STORE_PERM_* bits */
     int64_t created;
-    int64_t expires; /* 0 = never */
-    int64_t revoked; /* 0 = active */
+    int64_t expires;     /* 0 = never */
+    int64_t revoked;     /* 0 = active */
     char token_hash[65]; /* SHA-256 hex of the bearer token (filled by reads) */
 } store_token;
 
@@ -110,10 +110,8 @@ typedef struct store_ops {
     int (*key_delete)(void *ctx, const char *account_id, const char *uid, store_key *out);
     /* Revocations of one credential (key uid + SHA-256 hex of the username) until expires;
      * adding an existing one changes nothing. */
-    int (*revoke_add)(void *ctx, const char *key_uid, const char *username_hash,
-                      int64_t expires);
-    int (*revoke_check)(void *ctx, const char *key_uid, const char *username_hash,
-                        bool *revoked);
+    int (*revoke_add)(void *ctx, const char *key_uid, const char *username_hash, int64_t expires);
+    int (*revoke_check)(void *ctx, const char *key_uid, const char *username_hash, bool *revoked);
     int (*revoke_purge)(void *ctx, int64_t now, size_t *purged);
     /* Calls fn for every revocation with expires > now. */
     int (*revoke_each)(void *ctx, int64_t now, store_revoke_fn fn, void *arg);

@@ -503,8 +503,8 @@ void api_handle(api_server *a, const api_request *req, int64_t now_ms, api_respo
     split_path(req->path, &p);
     if (p.too_many) {
         no_route(out);
-    } else if (a->cfg.health_only && !(p.n == 1 && (seg_is(&p, 0, "healthz") ||
-                                                      seg_is(&p, 0, "readyz")))) {
+    } else if (a->cfg.health_only &&
+               !(p.n == 1 && (seg_is(&p, 0, "healthz") || seg_is(&p, 0, "readyz")))) {
         no_route(out);
     } else if (seg_is(&p, 0, "client") && seg_is(&p, 1, "v4")) {
         if ((p.n == 6 || p.n == 7) && seg_is(&p, 2, "accounts") && seg_is(&p, 4, "calls") &&

@@ -21,9 +21,9 @@ struct feed {
     pthread_t thread;
     bool running;
     atomic_bool stop;
-    atomic_llong rev;     /* last applied revision */
-    atomic_int problem;   /* 0 ok, 1 store unreachable */
-    pthread_mutex_t mu;   /* one catch-up at a time (thread and feed_sync) */
+    atomic_llong rev;   /* last applied revision */
+    atomic_int problem; /* 0 ok, 1 store unreachable */
+    pthread_mutex_t mu; /* one catch-up at a time (thread and feed_sync) */
     int64_t next_prune;
 };
 
@@ -33,9 +33,7 @@ static void apply(feed *f, const store_change *c)
 {
     switch (c->kind) {
     case STORE_CHANGE_KEY_CREATED:
-    case STORE_CHANGE_KEY_RENAMED:
-        keycache_refresh(f->kc, c->key_uid);
-        break;
+    case STORE_CHANGE_KEY_RENAMED: keycache_refresh(f->kc, c->key_uid); break;
     case STORE_CHANGE_KEY_DELETED:
         keycache_forget(f->kc, c->key_uid);
         if (f->hooks.key_deleted)
@@ -46,8 +44,7 @@ static void apply(feed *f, const store_change *c)
         if (f->hooks.revoked)
             f->hooks.revoked(f->hooks.ctx, c->username_hash);
         break;
-    default:
-        log_warn("feed", "change %lld of unknown kind %d ignored", (long long)c->rev, c->kind);
+    default: log_warn("feed", "change %lld of unknown kind %d ignored", (long long)c->rev, c->kind);
     }
 }
 

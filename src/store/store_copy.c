@@ -80,9 +80,8 @@ static int copy_token(copy_run *r, const store_token *t)
 static bool same_key(const store_key *a, const store_key *b)
 {
     return !strcmp(a->uid, b->uid) && !strcmp(a->account_id, b->account_id) &&
-           !strcmp(a->name, b->name) && a->created == b->created &&
-           a->modified == b->modified && !strcmp(a->key_hash, b->key_hash) &&
-           memcmp(a->secret, b->secret, STORE_SECRET_LEN) == 0;
+           !strcmp(a->name, b->name) && a->created == b->created && a->modified == b->modified &&
+           !strcmp(a->key_hash, b->key_hash) && memcmp(a->secret, b->secret, STORE_SECRET_LEN) == 0;
 }
 
 static int copy_key(copy_run *r, const store_key *k)
@@ -156,12 +155,10 @@ static int copy_revocations(copy_run *r)
         bool there = false;
         rc = r->to->ops->revoke_check(r->to->ctx, rs.v[i].key_uid, rs.v[i].hash, &there);
         if (rc == STORE_OK && !there) {
-            rc = r->to->ops->revoke_add(r->to->ctx, rs.v[i].key_uid, rs.v[i].hash,
-                                        rs.v[i].expires);
+            rc = r->to->ops->revoke_add(r->to->ctx, rs.v[i].key_uid, rs.v[i].hash, rs.v[i].expires);
             r->c->copied++;
             if (rc == STORE_OK)
-                rc = r->to->ops->revoke_check(r->to->ctx, rs.v[i].key_uid, rs.v[i].hash,
-                                              &there);
+                rc = r->to->ops->revoke_check(r->to->ctx, rs.v[i].key_uid, rs.v[i].hash, &there);
         }
         if (rc != STORE_OK || !there)
             rc = fail(r, "target lacks a revocation of key", rs.v[i].key_uid);

@@ -138,7 +138,7 @@ static int pgs_account_create(void *ctx, const store_account *a)
     store__pg_text(&pp, a->name);
     store__pg_int(&pp, a->created);
     return store__pg_write(ctx, "INSERT INTO accounts(id, name, created) VALUES ($1,$2,$3)", &pp,
-                     NULL);
+                           NULL);
 }
 
 static void read_account(PGresult *r, int row, void *e)
@@ -154,14 +154,14 @@ static int pgs_account_get(void *ctx, const char *id, store_account *out)
     store__pg_params pp = {0};
     store__pg_text(&pp, id);
     return store__pg_get_one(ctx, "SELECT id, name, created FROM accounts WHERE id = $1", &pp,
-                       read_account, out);
+                             read_account, out);
 }
 
 static int pgs_account_list(void *ctx, store_account **out, size_t *n)
 {
     store__pg_params pp = {0};
-    return store__pg_get_all(ctx, "SELECT id, name, created FROM accounts ORDER BY created, seq", &pp,
-                       sizeof(store_account), read_account, (void **)out, n);
+    return store__pg_get_all(ctx, "SELECT id, name, created FROM accounts ORDER BY created, seq",
+                             &pp, sizeof(store_account), read_account, (void **)out, n);
 }
 
 /* --- tokens -------------------------------------------------------------------------- */
@@ -180,10 +180,10 @@ static int pgs_token_create(void *ctx, const store_token *t)
     /* INSERT … SELECT: no row (and no error) when the account does not exist */
     int changes = 0;
     int rc = store__pg_write(ctx,
-                       "INSERT INTO tokens(id, account_id, name, token_hash, perms, created, "
-                       "expires, revoked) SELECT $1,$2,$3,$4,$5,$6,$7,$8 "
-                       "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2)",
-                       &pp, &changes);
+                             "INSERT INTO tokens(id, account_id, name, token_hash, perms, created, "
+                             "expires, revoked) SELECT $1,$2,$3,$4,$5,$6,$7,$8 "
+                             "WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $2)",
+                             &pp, &changes);
     return rc == STORE_OK && changes == 0 ? STORE_NOT_FOUND : rc;
 }
 
@@ -207,7 +207,7 @@ static int pgs_token_by_hash(void *ctx, const char *token_hash, store_token *out
     store__pg_params pp = {0};
     store__pg_text(&pp, token_hash);
     return store__pg_get_one(ctx, "SELECT " TOKEN_COLS " FROM tokens WHERE token_hash = $1", &pp,
-                       read_token, out);
+                             read_token, out);
 }
 
 static int pgs_token_list(void *ctx, const char *account_id, store_token **out, size_t *n)
@@ -216,10 +216,10 @@ static int pgs_token_list(void *ctx, const char *account_id, store_token **out, 
     if (account_id)
         store__pg_text(&pp, account_id);
     return store__pg_get_all(ctx,
-                       account_id ? "SELECT " TOKEN_COLS " FROM tokens WHERE account_id = $1 "
-                                    "ORDER BY created, seq"
-                                  : "SELECT " TOKEN_COLS " FROM tokens ORDER BY created, seq",
-                       &pp, sizeof(store_token), read_token, (void **)out, n);
+                             account_id ? "SELECT " TOKEN_COLS " FROM tokens WHERE account_id = $1 "
+                                          "ORDER BY created, seq"
+                                        : "SELECT " TOKEN_COLS " FROM tokens ORDER BY created, seq",
+                             &pp, sizeof(store_token), read_token, (void **)out, n);
 }
 
 static int pgs_token_revoke(void *ctx, const char *id, int64_t now)
@@ -228,8 +228,8 @@ static int pgs_token_revoke(void *ctx, const char *id, int64_t now)
     int changes = 0;
     store__pg_int(&pp, now);
     store__pg_text(&pp, id);
-    int rc = store__pg_write(ctx, "UPDATE tokens SET revoked = $1 WHERE id = $2 AND revoked = 0", &pp,
-                       &changes);
+    int rc = store__pg_write(ctx, "UPDATE tokens SET revoked = $1 WHERE id = $2 AND revoked = 0",
+                             &pp, &changes);
     return rc == STORE_OK && changes == 0 ? STORE_NOT_FOUND : rc;
 }
 
@@ -286,9 +286,9 @@ static int pgs_key_create(void *ctx, const store_key *k, size_t max_keys)
     store__pg_int(&ins, k->created);
     store__pg_int(&ins, k->modified);
     if (store__pg_run(p,
-                "INSERT INTO turn_keys(uid, account_id, name, key_hash, secret, created, "
-                "modified) VALUES ($1,$2,$3,$4,$5,$6,$7)",
-                &ins, NULL) != STORE_OK ||
+                      "INSERT INTO turn_keys(uid, account_id, name, key_hash, secret, created, "
+                      "modified) VALUES ($1,$2,$3,$4,$5,$6,$7)",
+                      &ins, NULL) != STORE_OK ||
         log_change(p, STORE_CHANGE_KEY_CREATED, k->uid, NULL, 0) != STORE_OK ||
         store__pg_exec(p, "COMMIT") != STORE_OK)
         goto rollback;
@@ -309,10 +309,10 @@ static int pgs_key_get(void *ctx, const char *account_id, const char *uid, store
     if (account_id)
         store__pg_text(&pp, account_id);
     return store__pg_get_one(ctx,
-                       account_id ? "SELECT " KEY_COLS
-                                    " FROM turn_keys WHERE uid = $1 AND account_id = $2"
-                                  : "SELECT " KEY_COLS " FROM turn_keys WHERE uid = $1",
-                       &pp, read_key, out);
+                             account_id ? "SELECT " KEY_COLS
+                                          " FROM turn_keys WHERE uid = $1 AND account_id = $2"
+                                        : "SELECT " KEY_COLS " FROM turn_keys WHERE uid = $1",
+                             &pp, read_key, out);
 }
 
 static int pgs_key_by_uid(void *ctx, const char *uid, store_key *out)
@@ -325,9 +325,9 @@ static int pgs_key_list(void *ctx, const char *account_id, store_key **out, size
     store__pg_params pp = {0};
     store__pg_text(&pp, account_id);
     return store__pg_get_all(ctx,
-                       "SELECT " KEY_COLS " FROM turn_keys WHERE account_id = $1 "
-                       "ORDER BY created, seq",
-                       &pp, sizeof(store_key), read_key, (void **)out, n);
+                             "SELECT " KEY_COLS " FROM turn_keys WHERE account_id = $1 "
+                             "ORDER BY created, seq",
+                             &pp, sizeof(store_key), read_key, (void **)out, n);
 }
 
 /* BEGIN, then the key row locked FOR UPDATE into *out: STORE_OK (transaction open),
@@ -340,8 +340,8 @@ static int begin_key(store__pg *p, const char *account_id, const char *uid, stor
     if (store__pg_begin(p) != STORE_OK)
         return STORE_ERROR;
     int rc = store__pg_one_locked(
-        p, "SELECT " KEY_COLS " FROM turn_keys WHERE uid = $1 AND account_id = $2 FOR UPDATE",
-        &pp, read_key, out);
+        p, "SELECT " KEY_COLS " FROM turn_keys WHERE uid = $1 AND account_id = $2 FOR UPDATE", &pp,
+        read_key, out);
     if (rc != STORE_OK)
         store__pg_exec(p, "ROLLBACK");
     return rc;
@@ -440,8 +440,8 @@ static int pgs_revoke_check(void *ctx, const char *key_uid, const char *h, bool 
     store__pg_text(&pp, key_uid);
     store__pg_text(&pp, h);
     int rc = store__pg_get_one(
-        ctx, "SELECT 1 FROM revocations WHERE key_uid = $1 AND username_hash = $2", &pp,
-        read_flag, revoked);
+        ctx, "SELECT 1 FROM revocations WHERE key_uid = $1 AND username_hash = $2", &pp, read_flag,
+        revoked);
     return rc == STORE_NOT_FOUND ? STORE_OK : rc;
 }
 
@@ -463,9 +463,9 @@ static int pgs_revoke_each(void *ctx, int64_t now, store_revoke_fn fn, void *arg
     store__pg_int(&pp, now);
     store__pg_lock(p);
     PGresult *r = store__pg_read(p,
-                           "SELECT key_uid, username_hash, expires FROM revocations "
-                           "WHERE expires > $1 ORDER BY key_uid, username_hash",
-                           &pp);
+                                 "SELECT key_uid, username_hash, expires FROM revocations "
+                                 "WHERE expires > $1 ORDER BY key_uid, username_hash",
+                                 &pp);
     store__pg_unlock(p);
     if (!r)
         return STORE_ERROR;
@@ -480,8 +480,8 @@ static int pgs_revoke_each(void *ctx, int64_t now, store_revoke_fn fn, void *arg
 static int pgs_key_list_all(void *ctx, store_key **out, size_t *n)
 {
     store__pg_params pp = {0};
-    return store__pg_get_all(ctx, "SELECT " KEY_COLS " FROM turn_keys ORDER BY created, seq",
-                             &pp, sizeof(store_key), read_key, (void **)out, n);
+    return store__pg_get_all(ctx, "SELECT " KEY_COLS " FROM turn_keys ORDER BY created, seq", &pp,
+                             sizeof(store_key), read_key, (void **)out, n);
 }
 
 static void read_change(PGresult *r, int row, void *e)
@@ -501,13 +501,13 @@ static void read_feed(PGresult *r, int row, void *e)
     f->latest = store__pg_col_int(r, row, 1);
 }
 
-static int pgs_changes_since(void *ctx, int64_t after, size_t max, store_change **out,
-                             size_t *n, store_feed *feed)
+static int pgs_changes_since(void *ctx, int64_t after, size_t max, store_change **out, size_t *n,
+                             store_feed *feed)
 {
     store__pg_params none = {0}, pp = {0};
-    int rc = store__pg_get_one(
-        ctx, "SELECT coalesce(min(rev), 0), coalesce(max(rev), 0) FROM changes", &none,
-        read_feed, feed);
+    int rc =
+        store__pg_get_one(ctx, "SELECT coalesce(min(rev), 0), coalesce(max(rev), 0) FROM changes",
+                          &none, read_feed, feed);
     if (rc != STORE_OK)
         return STORE_ERROR;
     store__pg_int(&pp, after);

@@ -40,7 +40,8 @@ void store__pg_unlock(store__pg *p);
 /* Runs a statement without parameters (command or query): STORE_OK / STORE_ERROR. */
 int store__pg_exec(store__pg *p, const char *sql);
 /* Runs a statement; the result when its status is want, else NULL (logged). */
-PGresult *store__pg_query(store__pg *p, const char *sql, const store__pg_params *pp, ExecStatusType want);
+PGresult *store__pg_query(store__pg *p, const char *sql, const store__pg_params *pp,
+                          ExecStatusType want);
 /* Runs a command; *changes (if not NULL) receives the rows it touched. */
 int store__pg_run(store__pg *p, const char *sql, const store__pg_params *pp, int *changes);
 /* BEGIN on a live connection (reconnecting once if it had broken). */
@@ -49,16 +50,18 @@ int store__pg_begin(store__pg *p);
 PGresult *store__pg_read(store__pg *p, const char *sql, const store__pg_params *pp);
 typedef void (*store__pg_row_fn)(PGresult *r, int row, void *elem);
 /* One row (read by rd into out): STORE_OK, STORE_NOT_FOUND or STORE_ERROR. */
-int store__pg_one_locked(store__pg *p, const char *sql, const store__pg_params *pp, store__pg_row_fn rd, void *out);
+int store__pg_one_locked(store__pg *p, const char *sql, const store__pg_params *pp,
+                         store__pg_row_fn rd, void *out);
 
 /* Taking the lock: */
 /* One single-statement write (its own transaction) on a live connection. */
 int store__pg_write(store__pg *p, const char *sql, const store__pg_params *pp, int *changes);
-int store__pg_get_one(store__pg *p, const char *sql, const store__pg_params *pp, store__pg_row_fn rd, void *out);
+int store__pg_get_one(store__pg *p, const char *sql, const store__pg_params *pp,
+                      store__pg_row_fn rd, void *out);
 /* Every row, each read by rd into an element of a new array (free with the kind's
  * array_free; rows come from one complete result, so nothing fails half-way). */
-int store__pg_get_all(store__pg *p, const char *sql, const store__pg_params *pp, size_t elem_size, store__pg_row_fn rd,
-                void **out, size_t *n);
+int store__pg_get_all(store__pg *p, const char *sql, const store__pg_params *pp, size_t elem_size,
+                      store__pg_row_fn rd, void **out, size_t *n);
 
 void store__pg_copy_id(char dst[STORE_ID_LEN + 1], const char *src);
 int64_t store__pg_col_int(PGresult *r, int row, int col);

@@ -85,9 +85,14 @@ static void on_notice(void *arg, const char *msg)
 static PGconn *open_conn(const char *url)
 {
     /* defaults first: the URL's own parameters (expanded from dbname) override them */
-    const char *const keys[] = {"connect_timeout", "keepalives_idle", "keepalives_interval",
-                                "keepalives_count", "tcp_user_timeout", "application_name",
-                                "dbname", NULL};
+    const char *const keys[] = {"connect_timeout",
+                                "keepalives_idle",
+                                "keepalives_interval",
+                                "keepalives_count",
+                                "tcp_user_timeout",
+                                "application_name",
+                                "dbname",
+                                NULL};
     const char *const vals[] = {"5", "5", "2", "3", "10000", "turnkey", url, NULL};
     PGconn *c = PQconnectdbParams(keys, vals, 1);
     if (c)
@@ -134,8 +139,8 @@ int store__pg_listen_wait(store__pg *p, const char *channel, int timeout_ms)
         p->listen = open_conn(p->url);
         char sql[80];
         snprintf(sql, sizeof sql, "LISTEN %s", channel);
-        PGresult *r = p->listen && PQstatus(p->listen) == CONNECTION_OK ? PQexec(p->listen, sql)
-                                                                          : NULL;
+        PGresult *r =
+            p->listen && PQstatus(p->listen) == CONNECTION_OK ? PQexec(p->listen, sql) : NULL;
         bool ok = r && PQresultStatus(r) == PGRES_COMMAND_OK;
         PQclear(r);
         if (!ok) {
@@ -193,7 +198,8 @@ static int ensure(store__pg *p)
     return STORE_OK;
 }
 
-PGresult *store__pg_query(store__pg *p, const char *sql, const store__pg_params *pp, ExecStatusType want)
+PGresult *store__pg_query(store__pg *p, const char *sql, const store__pg_params *pp,
+                          ExecStatusType want)
 {
     if (!p->conn) {
         keep_error(p, "not connected");
@@ -256,7 +262,8 @@ PGresult *store__pg_read(store__pg *p, const char *sql, const store__pg_params *
     return store__pg_query(p, sql, pp, PGRES_TUPLES_OK);
 }
 
-int store__pg_one_locked(store__pg *p, const char *sql, const store__pg_params *pp, store__pg_row_fn rd, void *out)
+int store__pg_one_locked(store__pg *p, const char *sql, const store__pg_params *pp,
+                         store__pg_row_fn rd, void *out)
 {
     PGresult *r = store__pg_query(p, sql, pp, PGRES_TUPLES_OK);
     if (!r)
@@ -278,7 +285,8 @@ int store__pg_write(store__pg *p, const char *sql, const store__pg_params *pp, i
     return rc;
 }
 
-int store__pg_get_one(store__pg *p, const char *sql, const store__pg_params *pp, store__pg_row_fn rd, void *out)
+int store__pg_get_one(store__pg *p, const char *sql, const store__pg_params *pp,
+                      store__pg_row_fn rd, void *out)
 {
     store__pg_lock(p);
     PGresult *r = store__pg_read(p, sql, pp);
@@ -292,8 +300,8 @@ int store__pg_get_one(store__pg *p, const char *sql, const store__pg_params *pp,
     return rc;
 }
 
-int store__pg_get_all(store__pg *p, const char *sql, const store__pg_params *pp, size_t elem_size, store__pg_row_fn rd,
-                void **out, size_t *n)
+int store__pg_get_all(store__pg *p, const char *sql, const store__pg_params *pp, size_t elem_size,
+                      store__pg_row_fn rd, void **out, size_t *n)
 {
     store__pg_lock(p);
     PGresult *r = store__pg_read(p, sql, pp);

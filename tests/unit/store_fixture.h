@@ -134,18 +134,18 @@ static inline void tk_cleanup_stores(void)
 }
 
 /* Runs fn once per backend. */
-#define TK_RUN_ON(be, fn)                                 \
-    do {                                                  \
-        tk_be = (be);                                     \
-        TK_RUN(fn);                                       \
-        if (tk__cur_failed)                               \
-            fprintf(stderr, "  (on %s)\n", tk_be->name); \
-        tk_be = &tk_sqlite;                               \
+#define TK_RUN_ON(be, fn)                                                                          \
+    do {                                                                                           \
+        tk_be = (be);                                                                              \
+        TK_RUN(fn);                                                                                \
+        if (tk__cur_failed)                                                                        \
+            fprintf(stderr, "  (on %s)\n", tk_be->name);                                           \
+        tk_be = &tk_sqlite;                                                                        \
     } while (0)
-#define TK_RUN_BOTH(fn)              \
-    do {                             \
-        TK_RUN_ON(&tk_sqlite, fn);   \
-        TK_RUN_ON(&tk_pg, fn);       \
+#define TK_RUN_BOTH(fn)                                                                            \
+    do {                                                                                           \
+        TK_RUN_ON(&tk_sqlite, fn);                                                                 \
+        TK_RUN_ON(&tk_pg, fn);                                                                     \
     } while (0)
 
 #endif

@@ -37,7 +37,7 @@ static void on_revoked(void *ctx, const char *h)
 static bool relay_knows(keycache *kc, const char *uid)
 {
     uint8_t secret[CRED_SECRET_LEN];
-    cred_lookup lk = keycache_lookup(kc);
+    cred_lookup lk = keycache_lookup_cached(kc);
     return lk.key_secret(lk.ctx, uid, secret) == 0;
 }
 

@@ -131,7 +131,8 @@ static void t_revocations(void)
     char *err = NULL;
     store *s = store_open(":memory:", &err);
     CHECK(s);
-    CHECK_INT(store_revoke_add(s, "0000000000000000000000000000000a", "persisted-user", 500), STORE_OK);
+    CHECK_INT(store_revoke_add(s, "0000000000000000000000000000000a", "persisted-user", 500),
+              STORE_OK);
     CHECK_INT(store_revoke_add(s, "0000000000000000000000000000000a", "old-user", 50), STORE_OK);
     keycache *kc = keycache_new(s);
     CHECK_INT(keycache_load_revocations(kc, 100), 0);

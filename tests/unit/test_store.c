@@ -487,9 +487,8 @@ static int pg_schema_version(const char *where)
 {
     PGconn *c = PQconnectdb(where);
     PGresult *r = PQexec(c, "SELECT version FROM schema_version");
-    int v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1
-                ? atoi(PQgetvalue(r, 0, 0))
-                : -1;
+    int v =
+        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? atoi(PQgetvalue(r, 0, 0)) : -1;
     PQclear(r);
     PQfinish(c);
     return v;
