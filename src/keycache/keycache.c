@@ -386,14 +386,23 @@ int keycache_load_all(keycache *kc, int64_t now)
     size_t n;
     if (store_key_list_all(kc->st, &keys, &n) != STORE_OK)
         return -1;
+    /* built aside, then swapped in: lookups meanwhile see the old set, never an empty one */
+    table fresh;
+    table_init(&fresh);
+    for (size_t i = 0; i < n; i++) {
+        kentry *e = util_xcalloc(1, sizeof *e);
+        memcpy(e->uid, keys[i].uid, sizeof e->uid);
+        memcpy(e->key_hash, keys[i].key_hash, sizeof e->key_hash);
+        memcpy(e->secret, keys[i].secret, STORE_SECRET_LEN);
+        table_insert(&fresh, (node *)e, fnv(e->uid, STORE_ID_LEN), key_hash_of);
+    }
+    store_key_array_free(keys, n);
     pthread_rwlock_wrlock(&kc->lock);
     kc->epoch++; /* keys gone from the store go from the cache too */
-    table_dispose(&kc->keys, true, sizeof(kentry));
-    table_init(&kc->keys);
+    table old = kc->keys;
+    kc->keys = fresh;
     pthread_rwlock_unlock(&kc->lock);
-    for (size_t i = 0; i < n; i++)
-        put_key(kc, &keys[i]);
-    store_key_array_free(keys, n);
+    table_dispose(&old, true, sizeof(kentry));
     return keycache_load_revocations(kc, now);
 }
 

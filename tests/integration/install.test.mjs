@@ -121,7 +121,7 @@ describe('make install', () => {
     const roffName = (o) => o.replace(/-/g, '\\\\-');
     for (const o of [...helpOptions(bin), 'print-config', 'help'])
       assert.match(man, new RegExp(`\\\\-\\\\-${roffName(o)}\\b`), `man page documents --${o}`);
-    for (const c of ['serve', 'account create', 'account list', 'token create', 'token list', 'token revoke', 'key list', 'version'])
+    for (const c of ['serve', 'account create', 'account list', 'token create', 'token list', 'token revoke', 'key list', 'store copy', 'version'])
       assert.match(man, new RegExp(`^\\.B(R)? "?${c}`, 'm'), `man page documents ${c}`);
     for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'])
       assert.match(man, new RegExp(`^\\.B ${s}$`, 'm'), `man page documents ${s}`);
