@@ -165,33 +165,59 @@ static int open_one(relay_laddr *la, int type, const char *what, bool first, cha
     int fd = bind_one(la, type, true);
     if (fd >= 0)
         return fd;
-fail:
-    *err = util_xasprintf("cannot open the TURN %s listener on %s: %s", what, la->text,
-                          strerror(errno));
+fail:;
+    int e = errno;
+    *err =
+        util_xasprintf("cannot open the TURN %s listener on %s: %s", what, la->text, strerror(e));
+    errno = e; /* the caller retries EADDRINUSE */
     return -1;
 }
 
+static const struct {
+    unsigned kind;
+    int type;
+    const char *what;
+} kinds[] = {{RELAY_UDP, SOCK_DGRAM, "UDP"},
+             {RELAY_TCP, SOCK_STREAM, "TCP"},
+             {RELAY_TLS, SOCK_STREAM, "TLS"}};
+
+/* Opens every socket kind of listener la for worker w. 0, or -1 with errno and *err. */
+static int open_kinds(relay_worker *w, relay_laddr *la, bool first, char **err)
+{
+    for (size_t k = 0; k < 3; k++) {
+        if (!(la->kinds & kinds[k].kind))
+            continue;
+        int fd = open_one(la, kinds[k].type, kinds[k].what, first, err);
+        if (fd < 0)
+            return -1;
+        w->ls[w->n_ls++] = (relay_lsock){.fd = fd, .kind = kinds[k].kind, .la = la, .owner = w};
+    }
+    return 0;
+}
+
+/* With port 0 the first kind's socket picks the port and the others bind the same number,
+ * which another process may hold for that protocol (EADDRINUSE): then every socket of this
+ * listener is closed and a new port tried, a bounded number of times. */
 int relay__open_listeners(relay_worker *w, bool first, char **err)
 {
     relay *r = w->shared;
-    static const struct {
-        unsigned kind;
-        int type;
-        const char *what;
-    } kinds[] = {{RELAY_UDP, SOCK_DGRAM, "UDP"},
-                 {RELAY_TCP, SOCK_STREAM, "TCP"},
-                 {RELAY_TLS, SOCK_STREAM, "TLS"}};
     w->ls = util_xcalloc(r->n_lst * 3 + 1, sizeof *w->ls);
-    for (size_t i = 0; i < r->n_lst; i++)
-        for (size_t k = 0; k < 3; k++) {
-            if (!(r->lst[i].kinds & kinds[k].kind))
-                continue;
-            int fd = open_one(&r->lst[i], kinds[k].type, kinds[k].what, first, err);
-            if (fd < 0)
+    for (size_t i = 0; i < r->n_lst; i++) {
+        relay_laddr *la = &r->lst[i];
+        bool any_port = first && relay__port_of(&la->addr) == 0;
+        for (int attempt = 0;; attempt++) {
+            size_t mark = w->n_ls;
+            if (open_kinds(w, la, first, err) == 0)
+                break;
+            if (!any_port || errno != EADDRINUSE || attempt == 31)
                 return -1;
-            w->ls[w->n_ls++] =
-                (relay_lsock){.fd = fd, .kind = kinds[k].kind, .la = &r->lst[i], .owner = w};
+            free(*err);
+            *err = NULL;
+            while (w->n_ls > mark)
+                close(w->ls[--w->n_ls].fd);
+            relay__set_port(&la->addr, 0);
         }
+    }
     return 0;
 }
 
