@@ -21,10 +21,13 @@
  *      also when embedded in a compatible/NAT64/6to4 IPv6 address: denied.
  *   6. The built-in deny list: IPv4 0.0.0.0/8, 10/8, 100.64/10, 127/8, 169.254/16, 172.16/12,
  *      192.0.0/24, 192.0.2/24, 192.88.99/24, 192.168/16, 198.18/15, 198.51.100/24,
- *      203.0.113/24, 224/4, 240/4, 255.255.255.255/32; IPv6 ::/128, ::1/128, fc00::/7,
- *      fe80::/10, ff00::/8, 100::/64, 2001:db8::/32; and an IPv6 address whose embedded IPv4
- *      address is on the IPv4 list: ::/96 (compatible, low 32 bits), 64:ff9b::/96 (NAT64, low
- *      32 bits), 2002::/16 (6to4, bits 16..47), local-use NAT64 64:ff9b:1::/48 (RFC 8215:
+ *      203.0.113/24, 224/4, 240/4, 255.255.255.255/32, and the cloud address 168.63.129.16/32
+ *      (Azure; the other metadata services sit in 169.254/16, 100.64/10 or fc00::/7, see
+ *      docs/security.md); IPv6 ::/128, ::1/128, fc00::/7, fe80::/10, fec0::/10, ff00::/8,
+ *      100::/64, 2001::/32 (Teredo), 2001:2::/48, 2001:10::/28, 2001:20::/28, 2001:db8::/32,
+ *      3fff::/20, 5f00::/16; and an IPv6 address whose embedded IPv4 address is on the IPv4
+ *      list: ::/96 (compatible, low 32 bits), 64:ff9b::/96 (NAT64, low 32 bits),
+ *      ::ffff:0:0:0/96 (SIIT IPv4-translated, low 32 bits), 2002::/16 (6to4, bits 16..47), local-use NAT64 64:ff9b:1::/48 (RFC 8215:
  *      the IPv4 address of every RFC 6052 layout (/48, /56, /64, /96) whose suffix is zero;
  *      any one on the list denies; bits 64..71 not zero = no NAT64 form = denied). Denied.
  *   7. Everything else: allowed. */

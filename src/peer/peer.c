@@ -20,12 +20,12 @@
     }
 
 static const peer_cidr deny_v4[] = {
-    V4(0, 0, 0, 0, 8),          V4(10, 0, 0, 0, 8),     V4(100, 64, 0, 0, 10),
-    V4(127, 0, 0, 0, 8),        V4(169, 254, 0, 0, 16), V4(172, 16, 0, 0, 12),
-    V4(192, 0, 0, 0, 24),       V4(192, 0, 2, 0, 24),   V4(192, 88, 99, 0, 24),
-    V4(192, 168, 0, 0, 16),     V4(198, 18, 0, 0, 15),  V4(198, 51, 100, 0, 24),
-    V4(203, 0, 113, 0, 24),     V4(224, 0, 0, 0, 4),    V4(240, 0, 0, 0, 4),
-    V4(255, 255, 255, 255, 32),
+    V4(0, 0, 0, 0, 8), V4(10, 0, 0, 0, 8), V4(100, 64, 0, 0, 10), V4(127, 0, 0, 0, 8),
+    V4(169, 254, 0, 0, 16), V4(172, 16, 0, 0, 12), V4(192, 0, 0, 0, 24), V4(192, 0, 2, 0, 24),
+    V4(192, 88, 99, 0, 24), V4(192, 168, 0, 0, 16), V4(198, 18, 0, 0, 15), V4(198, 51, 100, 0, 24),
+    V4(203, 0, 113, 0, 24), V4(224, 0, 0, 0, 4), V4(240, 0, 0, 0, 4), V4(255, 255, 255, 255, 32),
+    /* cloud platform addresses outside every special-purpose range (docs/security.md) */
+    V4(168, 63, 129, 16, 32), /* Azure wireserver / DNS / health probes */
 };
 
 static const peer_cidr deny_v6[] = {
@@ -36,10 +36,19 @@ static const peer_cidr deny_v6[] = {
     V6(8, 0xff),                    /* ff00::/8 */
     V6(64, 0x01, 0x00),             /* 100::/64 */
     V6(32, 0x20, 0x01, 0x0d, 0xb8), /* 2001:db8::/32 */
+    V6(10, 0xfe, 0xc0),             /* fec0::/10 site-local (deprecated, RFC 3879) */
+    V6(32, 0x20, 0x01, 0x00, 0x00), /* 2001::/32 Teredo: carries an IPv4 server and client */
+    V6(48, 0x20, 0x01, 0x00, 0x02), /* 2001:2::/48 benchmarking (RFC 5180) */
+    V6(28, 0x20, 0x01, 0x00, 0x10), /* 2001:10::/28 ORCHID (RFC 4843) */
+    V6(28, 0x20, 0x01, 0x00, 0x20), /* 2001:20::/28 ORCHIDv2 (RFC 7343) */
+    V6(20, 0x3f, 0xff),             /* 3fff::/20 documentation (RFC 9637) */
+    V6(16, 0x5f, 0x00),             /* 5f00::/16 SRv6 SIDs (RFC 9602) */
 };
 
 static const uint8_t mapped_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 static const uint8_t nat64_prefix[12] = {0x00, 0x64, 0xff, 0x9b};
+/* ::ffff:0:a.b.c.d, SIIT "IPv4-translated" (RFC 2765 §2.1) */
+static const uint8_t translated_prefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0};
 static const uint8_t zero12[12];
 
 static unsigned family_bits(int family)
@@ -158,7 +167,8 @@ static bool in_list(const peer_cidr *list, size_t n, int family, const uint8_t *
 }
 
 /* The IPv4 addresses that may be embedded in an IPv6 address: compatible (::/96), NAT64
- * (64:ff9b::/96) and 6to4 (2002::/16) have one. The local-use NAT64 prefix 64:ff9b:1::/48
+ * (64:ff9b::/96), SIIT IPv4-translated (::ffff:0:0:0/96) and 6to4 (2002::/16) have one
+ * (Teredo's 2001::/32 is denied whole). The local-use NAT64 prefix 64:ff9b:1::/48
  * (RFC 8215) is cut to /48, /56, /64 or /96 by its operator, which we cannot know, so every
  * RFC 6052 §2.2 layout whose suffix is zero is a candidate. Bits 64..71 (the "u" octet) are
  * zero in every layout: with them set the address is no NAT64 form at all and *opaque is
@@ -173,7 +183,8 @@ static size_t embedded_v4(const struct addr *a, uint8_t v4[4][4], bool *opaque)
     *opaque = false;
     if (a->family != AF_INET6)
         return 0;
-    if (memcmp(a->a, zero12, 12) == 0 || memcmp(a->a, nat64_prefix, 12) == 0) {
+    if (memcmp(a->a, zero12, 12) == 0 || memcmp(a->a, nat64_prefix, 12) == 0 ||
+        memcmp(a->a, translated_prefix, 12) == 0) {
         memcpy(v4[0], a->a + 12, 4);
         return 1;
     }
