@@ -73,6 +73,10 @@ typedef struct turn_ops {
      * against cfg.user_quota / cfg.max_allocations. */
     int (*quota_acquire)(void *ctx, const uint8_t *username, size_t len);
     void (*quota_release)(void *ctx, const uint8_t *username, size_t len);
+    /* Optional: asked before each unauthenticated challenge (401 / 438 with REALM + NONCE)
+     * goes to t's client; false = suppressed (rate limit per source, kept by the caller, who
+     * owns the clock). Counted in turn_stats.challenges_suppressed. */
+    bool (*challenge_ok)(void *ctx, const turn_5tuple *t);
     void *ctx;
 } turn_ops;
 
@@ -135,6 +139,7 @@ size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_
 typedef struct turn_stats {
     size_t allocations, permissions, channels;
     uint64_t packets_to_peer, packets_to_client, bytes_to_peer, bytes_to_client;
+    uint64_t challenges_suppressed; /* 401/438 answers refused by ops.challenge_ok */
 } turn_stats;
 void turn_server_stats(const turn_server *s, turn_stats *out);
 

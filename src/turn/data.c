@@ -1,6 +1,6 @@
 /* turn/data.c: the relay paths (RFC 8656 §10-§12).
  *
- * Client → peer: a Send indication (XOR-PEER-ADDRESS + DATA) or a ChannelData message on a
+ * Client → peer: a Send indication (exactly one XOR-PEER-ADDRESS + DATA) or a ChannelData message on a
  * bound, non-cooling channel. Either needs a permission for the peer's IP and a peer the
  * policy allows; anything else is dropped silently (indications never get responses). The
  * permission is also required on channels, so a channel whose permission lapsed stops
@@ -55,6 +55,9 @@ void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m)
     if (!a || stun_get_xor_address(m, STUN_ATTR_XOR_PEER_ADDRESS, &peer) != STUN_OK ||
         stun_get_data(m, &data, &len) != STUN_OK)
         return;
+    if (stun_msg_find_next(m, STUN_ATTR_XOR_PEER_ADDRESS,
+                           stun_msg_find(m, STUN_ATTR_XOR_PEER_ADDRESS)))
+        return; /* several peers: ambiguous, dropped (never sent to one that was not checked) */
     const struct sockaddr *pa = (const struct sockaddr *)&peer;
     turn__addr k;
     turn__addr_load(pa, &k);

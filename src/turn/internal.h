@@ -34,7 +34,9 @@
 #define TURN__REPLY_CAP 1536             /* responses are built on the stack in this much */
 #define TURN__SCRATCH_CAP (STUN_HEADER_SIZE + 65535 + 64) /* Data indications / ChannelData */
 #define TURN__TUPLE_KEY_LEN 48
-#define TURN__NONCE_LEN 40 /* 16 hex chars of expiry (ms) + 24 hex chars of MAC */
+#define TURN__NONCE_LEN 24 /* 8 hex chars of expiry (s) + 16 hex chars of MAC */
+/* A request without integrity shorter than this gets a bare 400, not a 401 challenge. */
+#define TURN__CHALLENGE_MIN 28
 /* An allocation with at most this many permissions (channels) finds them by scanning its own
  * list; above it, through the server-wide keyed hash maps (which always hold every entry). */
 #define TURN__SCAN_MAX 16

@@ -1,8 +1,10 @@
 /* turn/nonce.c: stateless nonces (RFC 8489 §9.2) and canonical 5-tuple / address keys.
  *
- * NONCE = hex(expiry_ms, 8 bytes) || hex(12-byte MAC of expiry_ms || canonical 5-tuple):
- * 40 characters. The MAC is SipHash-2-4 (a keyed PRF made for short inputs) under the two
- * 128-bit halves of nonce_secret, 8 + 4 bytes: it is computed on every request, and a full
+ * NONCE = hex(expiry in Unix seconds, 4 bytes) || hex(8-byte MAC of expiry || canonical
+ * 5-tuple): 24 characters (short: it goes into every unauthenticated 401, see
+ * docs/security.md on amplification). The MAC is SipHash-2-4 (a keyed PRF made for short
+ * inputs) under the first 128-bit half of nonce_secret (random from the CSPRNG at start), so
+ * nonces cannot be predicted without the secret: it is computed on every request, and a full
  * HMAC-SHA256 through OpenSSL cost a quarter of the relay's instructions per Allocate. A nonce is valid until its expiry and only
  * on the 5-tuple (for TCP/TLS: the connection) it was issued to; nothing is stored. The
  * nonce carries no RFC 8489 "obMatJos2" security-feature cookie: this server does not
@@ -13,7 +15,8 @@
 
 #include <string.h>
 
-#define MAC_LEN 12
+#define MAC_LEN 8
+#define EXP_LEN 4
 
 size_t turn__addr_key(const struct sockaddr *sa, bool with_port, uint8_t *out)
 {
@@ -54,29 +57,27 @@ void turn__tkey_load(const turn_5tuple *t, turn__tkey *k)
     turn__addr_load((const struct sockaddr *)&t->server, &k->server);
 }
 
-static void nonce_mac(const turn_server *s, const turn_5tuple *t, const uint8_t exp[8],
+static void nonce_mac(const turn_server *s, const turn_5tuple *t, const uint8_t exp[EXP_LEN],
                       uint8_t mac[MAC_LEN])
 {
-    uint8_t msg[8 + TURN__TUPLE_KEY_LEN];
-    memcpy(msg, exp, 8);
-    turn__tuple_key(t, msg + 8);
+    uint8_t msg[EXP_LEN + TURN__TUPLE_KEY_LEN];
+    memcpy(msg, exp, EXP_LEN);
+    turn__tuple_key(t, msg + EXP_LEN);
     uint64_t a = turn__siphash(s->cfg.nonce_secret, msg, sizeof msg);
-    uint64_t b = turn__siphash(s->cfg.nonce_secret + 16, msg, sizeof msg);
-    for (int i = 0; i < 8; i++)
+    for (int i = 0; i < MAC_LEN; i++)
         mac[i] = (uint8_t)(a >> (8 * i));
-    for (int i = 0; i < MAC_LEN - 8; i++)
-        mac[8 + i] = (uint8_t)(b >> (8 * i));
 }
 
 void turn__nonce_make(const turn_server *s, const turn_5tuple *t, int64_t now_ms,
                       char out[TURN__NONCE_LEN])
 {
-    uint64_t exp = (uint64_t)(now_ms + (int64_t)s->cfg.nonce_lifetime_s * 1000);
-    uint8_t raw[8 + MAC_LEN];
+    int64_t exp_s = (now_ms + 999) / 1000 + (int64_t)s->cfg.nonce_lifetime_s;
+    uint32_t exp = exp_s < 0 ? 0 : exp_s > UINT32_MAX ? UINT32_MAX : (uint32_t)exp_s;
+    uint8_t raw[EXP_LEN + MAC_LEN];
     char hex[2 * sizeof raw + 1];
-    for (int i = 0; i < 8; i++)
-        raw[i] = (uint8_t)(exp >> (56 - 8 * i));
-    nonce_mac(s, t, raw, raw + 8);
+    for (int i = 0; i < EXP_LEN; i++)
+        raw[i] = (uint8_t)(exp >> (24 - 8 * i));
+    nonce_mac(s, t, raw, raw + EXP_LEN);
     util_hex_encode(raw, sizeof raw, hex);
     memcpy(out, hex, TURN__NONCE_LEN);
 }
@@ -84,14 +85,14 @@ void turn__nonce_make(const turn_server *s, const turn_5tuple *t, int64_t now_ms
 bool turn__nonce_check(const turn_server *s, const turn_5tuple *t, int64_t now_ms,
                        const uint8_t *nonce, size_t len)
 {
-    uint8_t raw[8 + MAC_LEN], mac[MAC_LEN];
+    uint8_t raw[EXP_LEN + MAC_LEN], mac[MAC_LEN];
     if (len != TURN__NONCE_LEN || util_hex_decode((const char *)nonce, sizeof raw, raw) != 0)
         return false;
-    uint64_t exp = 0;
-    for (int i = 0; i < 8; i++)
+    uint32_t exp = 0;
+    for (int i = 0; i < EXP_LEN; i++)
         exp = (exp << 8) | raw[i];
     nonce_mac(s, t, raw, mac);
-    if (!util_ct_equal(mac, raw + 8, MAC_LEN))
+    if (!util_ct_equal(mac, raw + EXP_LEN, MAC_LEN))
         return false;
-    return exp <= (uint64_t)INT64_MAX && (int64_t)exp > now_ms;
+    return (int64_t)exp * 1000 > now_ms;
 }

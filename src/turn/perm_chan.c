@@ -18,8 +18,8 @@
  * Permissions are capped at TURN__MAX_PERMS_PER_ALLOC per allocation (→ 508).
  *
  * ChannelBind: CHANNEL-NUMBER outside 0x4000-0x7FFF (stun_channel_valid) or missing → 400; XOR-PEER-ADDRESS
- * missing → 400; the number bound to another peer, or the peer to another number → 400;
- * policy → 403; family → 443; a new channel on an allocation that has
+ * missing or given more than once → 400; the number bound to another peer, or the peer to
+ * another number → 400; policy → 403; family → 443; a new channel on an allocation that has
  * TURN__MAX_CHANS_PER_ALLOC (cooling ones count: they hold memory too) → 508. Binding (or rebinding the same pair) lasts channel_s and
  * installs/refreshes the permission for the peer's IP. An expired channel stays "cooling"
  * for 5 minutes: it relays nothing, but its number and peer cannot be bound to anything else
@@ -272,6 +272,9 @@ static int bind_checks(turn__req *r, turn__alloc *a, uint16_t *num, struct socka
         return 400;
     if (stun_get_xor_address(r->m, STUN_ATTR_XOR_PEER_ADDRESS, peer) != STUN_OK)
         return 400;
+    const stun_attr *first = stun_msg_find(r->m, STUN_ATTR_XOR_PEER_ADDRESS);
+    if (stun_msg_find_next(r->m, STUN_ATTR_XOR_PEER_ADDRESS, first))
+        return 400; /* one channel, one peer: a second address is never silently ignored */
     turn__chan *by_num = turn__chan_by_num(r->s, a, *num);
     turn__chan *by_peer = turn__chan_by_peer(r->s, a, pa);
     if (by_num != by_peer)

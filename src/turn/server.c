@@ -2,7 +2,10 @@
  * mechanism (RFC 8489 §9.2) that guards every TURN request.
  *
  * Authentication order (one decision per request, never cached):
- *   no MESSAGE-INTEGRITY(-SHA256)            → 401 + REALM + NONCE
+ *   no MESSAGE-INTEGRITY(-SHA256), under 28 bytes (no attribute: an Allocate needs
+ *     REQUESTED-TRANSPORT)                  → 400, empty reason (28 bytes: no amplification)
+ *   no MESSAGE-INTEGRITY(-SHA256)            → 401 + REALM + NONCE (ops.challenge_ok may
+ *                                              suppress it and every 438: rate limit)
  *   USERNAME, REALM or NONCE missing         → 400 (no REALM/NONCE, no MI)
  *   REALM not ours                           → 401 + REALM + NONCE
  *   NONCE not ours, expired or other 5-tuple → 438 + REALM + fresh NONCE
@@ -163,8 +166,13 @@ static bool authenticate(turn__req *r)
     char password[128] = {0};
     int code = 401, flags = TURN__WITH_NONCE;
     bool ok = false;
-    if (!m->mi_off && !m->mi256_off)
+    if (!m->mi_off && !m->mi256_off) {
+        if (m->len < TURN__CHALLENGE_MIN) { /* bare header: a small 400, no challenge */
+            turn__reply_error_reason(r, 400, "", 0);
+            return false;
+        }
         goto fail;
+    }
     if (stun_get_username(m, &r->user, &r->user_len) != STUN_OK ||
         stun_get_realm(m, &realm, &rlen) != STUN_OK ||
         stun_get_nonce(m, &nonce, &nlen) != STUN_OK) {

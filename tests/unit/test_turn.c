@@ -29,6 +29,8 @@ static bool reason_ok(const fake *f)
     if (stun_get_error_code(&f->rm, &code, &r, &rl) != STUN_OK)
         return false;
     const char *want = stun_error_reason(code);
+    if (f->rm.mi_off == 0 && rl == 0)
+        return true; /* unauthenticated answers carry an empty reason (docs/security.md) */
     return want && rl == strlen(want) && memcmp(r, want, rl) == 0;
 }
 
@@ -93,8 +95,7 @@ static void t_challenge_401(void)
     CHECK(F.rm.mi_off == 0);
     const uint8_t *sw;
     size_t swl;
-    CHECK_INT(stun_get_software(&F.rm, &sw, &swl), 0);
-    CHECK_INT(swl, strlen("turnkey-test"));
+    CHECK(stun_get_software(&F.rm, &sw, &swl) != 0); /* no SOFTWARE before authentication */
     CHECK_INT(F.auth_calls, 0);
     CHECK_INT(F.opens, 0);
     fx_free(&F);

@@ -45,6 +45,9 @@ typedef struct fake {
     int auth_rc, auth_calls;
     int64_t expires; /* 0 = now + 1 day */
     int64_t now_s_seen;
+    /* challenges (401/438): refused by ops.challenge_ok while deny_challenges is set */
+    bool deny_challenges;
+    int challenge_asks;
     /* server */
     turn_server *s;
     peer_policy pol;
@@ -135,6 +138,14 @@ static int fx_auth(void *ctx, const uint8_t *user, size_t len, int64_t now, char
     return TURN_AUTH_OK;
 }
 
+static bool fx_challenge_ok(void *ctx, const turn_5tuple *t)
+{
+    fake *f = ctx;
+    (void)t;
+    f->challenge_asks++;
+    return !f->deny_challenges;
+}
+
 FX void fx_addr(struct sockaddr_storage *ss, const char *ip, uint16_t port)
 {
     memset(ss, 0, sizeof *ss);
@@ -192,6 +203,7 @@ FX void fx_init_cfg(fake *f, bool allow_loopback, void (*tweak)(turn_config *))
                     .relay_close = fx_relay_close,
                     .send_peer = fx_send_peer,
                     .auth = fx_auth,
+                    .challenge_ok = fx_challenge_ok,
                     .ctx = f};
     f->s = turn_server_new(&f->cfg, &ops);
 }
@@ -319,6 +331,7 @@ FX void fx_challenge(fake *f, client *c)
 {
     stun_builder b;
     fx_begin(c, &b, STUN_METHOD_REFRESH, STUN_CLASS_REQUEST);
+    stun_builder_add_u32(&b, STUN_ATTR_LIFETIME, 600); /* a bare header gets a 400, not a challenge */
     fx_feed(f, c, &b);
 }
 
