@@ -515,6 +515,8 @@ static relay *start_relay(cfg *c, keycache *keys, tls_server *tls)
                        .n_deny_peer = c->n_deny_peer,
                        .user_quota = (uint32_t)c->user_quota,
                        .max_allocations = (uint32_t)c->max_allocations,
+                       .nonce_lifetime_s = (uint32_t)c->nonce_lifetime,
+                       .challenge_rate = (uint32_t)c->challenge_rate,
                        .threads = (unsigned)c->relay_threads,
                        .max_conns = (uint32_t)c->max_conns,
                        .max_conns_per_ip = (uint32_t)c->max_conns_per_ip,

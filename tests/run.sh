@@ -91,7 +91,7 @@ if [ -z "$only" ] || [ "$only" = fuzz ]; then
 fi
 
 if [ -z "$only" ] || [ "$only" = integration ]; then
-  echo "== integration tests (real binary $build/turnkey)"
+  echo "== integration + security tests (real binary $build/turnkey)"
   if [ ! -x "$build/turnkey" ]; then
     fail "$build/turnkey is missing" "integration (node --test)"
   elif ( cd tests/integration && { { [ -d node_modules ] && [ node_modules -nt package-lock.json ]; } || npm ci --no-audit --no-fund --loglevel=error >/dev/null; } ); then
@@ -99,7 +99,7 @@ if [ -z "$only" ] || [ "$only" = integration ]; then
     TURNKEY_BIN="$PWD/$build/turnkey" timeout 1500 node --test --test-concurrency=1 \
       --test-reporter=./tests/integration/lib/count-reporter.mjs --test-reporter-destination=stdout \
       --test-reporter=tap --test-reporter-destination="$tap" \
-      tests/integration/ >"$log" 2>&1; rc=$?
+      tests/integration/ tests/security/ >"$log" 2>&1; rc=$?
     count "$log" "$rc" "integration (node --test)"
     if [ "$rc" -ne 0 ]; then grep -E '^not ok|error:|expected|actual' "$tap" | head -n 60; fi
   else

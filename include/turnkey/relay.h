@@ -43,8 +43,10 @@ typedef struct relay_config {
     size_t n_allow_peer;
     const char *const *deny_peer; /* extra denied CIDRs (--deny-peer) */
     size_t n_deny_peer;
-    uint32_t user_quota;      /* 0 = default (10) */
-    uint32_t max_allocations; /* 0 = default */
+    uint32_t user_quota;       /* 0 = default (10) */
+    uint32_t max_allocations;  /* 0 = default */
+    uint32_t nonce_lifetime_s; /* 0 = default (600) */
+    uint32_t challenge_rate;   /* 401/438 per second per source IP and worker; 0 = no limit */
     keycache *keys;
     tls_server *tls;               /* required when a listener has RELAY_TLS */
     unsigned threads;              /* event-loop threads; 0 = one per online CPU */

@@ -85,8 +85,9 @@ static const opt table[] = {
     {"max-keys", T_INT, O(max_keys), "1000", 1, 1000000, "TURN keys per account"},
     {"user-quota", T_INT, O(user_quota), "10", 1, 1000000,
      "allocations per TURN username (the next one gets 486)"},
-    {"max-allocations", T_INT, O(max_allocations), "100000", 1, 10000000,
-     "allocations per server (the next one gets 508)"},
+    {"max-allocations", T_INT, O(max_allocations), "16384", 1, 10000000,
+     "allocations per server (the next one gets 508; default: the 16384 ports of the default "
+     "--relay-ports)"},
     {"max-conns", T_INT, O(max_conns), "0", 0, 10000000,
      "TURN TCP+TLS connections in total; more are refused (0 = a quarter of the open-file "
      "limit)"},
@@ -109,6 +110,11 @@ static const opt table[] = {
      "on an empty store, create one account and one write token and print them once"},
     {"drain-timeout", T_INT, O(drain_timeout), "30", 0, 86400,
      "seconds SIGTERM waits for live allocations to end (0 = exit at once)"},
+    {"nonce-lifetime", T_INT, O(nonce_lifetime), "600", 10, 86400,
+     "seconds a NONCE stays valid (then 438 and a fresh one)"},
+    {"challenge-rate", T_INT, O(challenge_rate), "100", 0, 1000000,
+     "401/438 answers per second per source IP and relay thread (burst twice that; 0 = no "
+     "limit)"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 

@@ -125,6 +125,7 @@ struct relay {
     relay_quota_entry **quota;
     size_t quota_nb, quota_total;
     uint32_t user_quota, max_allocations;
+    uint32_t nonce_lifetime_s, challenge_rate;
     bool draining; /* relay_drain: refuse every new allocation (under quota_mu) */
     pthread_mutex_t ip_mu;
     relay_ip_entry **ip; /* source address (IPv4, IPv6 /64) -> live TCP/TLS connections */
@@ -144,7 +145,11 @@ struct relay_worker {
     turn_server *turn;
     relay_lsock *ls; /* one per (listener, kind), the same order in every worker */
     size_t n_ls;
-    uint32_t port_cursor;
+    uint32_t rand[64]; /* CSPRNG draws not used yet (relay__random_u32) */
+    size_t n_rand;
+    uint32_t challenge_rate; /* relay_guard.c: 401/438 per second per source, 0 = no limit */
+    struct relay_bucket *buckets;
+    uint64_t guard_key[2];
     ev_timer timer;
     relay_sock **rs; /* alloc_id -> relay socket */
     size_t rs_nb, rs_n;
@@ -244,6 +249,13 @@ void relay__limits_dispose(relay *r);
 /* RELAY_ADMIT_OK (counted; release it with relay__conn_release) or why not. */
 int relay__conn_admit(relay *r, const struct sockaddr_storage *peer);
 void relay__conn_release(relay *r, const struct sockaddr_storage *peer);
+
+/* relay_guard.c: the challenge (401/438) rate limit per source, CSPRNG draws */
+#define RELAY_GUARD_BUCKETS 4096 /* per worker, a power of two: 64 KiB */
+void relay__guard_init(relay_worker *w, uint32_t rate);
+void relay__guard_dispose(relay_worker *w);
+bool relay__challenge_ok(void *ctx, const turn_5tuple *t);
+uint32_t relay__random_u32(relay_worker *w);
 
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);

@@ -143,17 +143,6 @@ out:
     relay__arm_timer(r);
 }
 
-/* xorshift32 on the worker's seed: port choice needs spread, not secrecy. */
-static uint32_t next_random(relay_worker *r)
-{
-    uint32_t x = r->port_cursor ? r->port_cursor : 0x9E3779B9u;
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    r->port_cursor = x;
-    return x;
-}
-
 /* The address an allocation relays on: --relay-ip, else the local address the request
  * reached (never a wildcard: a wildcard UDP listener learns it per datagram). */
 static bool relay_bind_addr(const relay_worker *r, const turn_5tuple *t, int family,
@@ -163,6 +152,33 @@ static bool relay_bind_addr(const relay_worker *r, const turn_5tuple *t, int fam
     relay__unmap(a);
     relay__set_port(a, 0);
     return a->ss_family == family;
+}
+
+/* Binds fd to a random free port of the range: O(1) per Allocate whatever the range's state.
+ * A range of at most RELAY_PORT_BINDS ports is tried whole from a random start; a larger one
+ * gets up to RELAY_PORT_PROBES random ports (CSPRNG), those already live relays of this
+ * server skipped without a system call, and at most RELAY_PORT_BINDS bind() attempts. A
+ * nearly full range may therefore answer 508 a little before its last port is taken. */
+#define RELAY_PORT_BINDS 32
+#define RELAY_PORT_PROBES 256
+static bool pick_port(relay_worker *r, int fd, struct sockaddr_storage *a)
+{
+    unsigned span = (unsigned)(r->shared->port_hi - r->shared->port_lo) + 1;
+    socklen_t alen = relay__addr_len(a->ss_family);
+    unsigned start = relay__random_u32(r) % span, binds = 0;
+    for (unsigned i = 0; i < RELAY_PORT_PROBES && binds < RELAY_PORT_BINDS; i++) {
+        unsigned off = span <= RELAY_PORT_BINDS ? (start + i) % span : relay__random_u32(r) % span;
+        if (span <= RELAY_PORT_BINDS && i >= span)
+            break;
+        relay__set_port(a, (uint16_t)(r->shared->port_lo + off));
+        if (span > RELAY_PORT_BINDS &&
+            peer_relays_live(r->shared->relays, (const struct sockaddr *)a, NULL))
+            continue;
+        binds++;
+        if (bind(fd, (struct sockaddr *)a, alen) == 0)
+            return true;
+    }
+    return false;
 }
 
 static int ops_relay_open(void *ctx, uint64_t alloc_id, int family, const turn_5tuple *t,
@@ -177,18 +193,7 @@ static int ops_relay_open(void *ctx, uint64_t alloc_id, int family, const turn_5
         log_warn_rl(&r->rl_port, "relay", "cannot open a relay socket: %s", strerror(errno));
         return -1;
     }
-    /* Random probes first (the workers share the range, so walking it in order runs into
-     * each other's blocks), then one full sweep so a nearly full range is still found. */
-    unsigned span = (unsigned)(r->shared->port_hi - r->shared->port_lo) + 1;
-    unsigned probes = span < 64 ? 0 : 64;
-    socklen_t alen = relay__addr_len((sa_family_t)family);
-    bool bound = false;
-    uint32_t sweep_from = next_random(r) % span;
-    for (unsigned i = 0; i < probes + span && !bound; i++) {
-        uint32_t off = i < probes ? next_random(r) % span : (sweep_from + (i - probes)) % span;
-        relay__set_port(&a, (uint16_t)(r->shared->port_lo + off));
-        bound = bind(fd, (struct sockaddr *)&a, alen) == 0;
-    }
+    bool bound = pick_port(r, fd, &a);
     relay_sock *s = NULL;
     if (!bound)
         goto fail;
@@ -417,8 +422,15 @@ static void worker_free(relay_worker *w)
         pthread_join(w->thread, NULL);
     }
     relay__conns_close_all(w);
-    if (w->turn)
+    if (w->turn) {
+        turn_stats st;
+        turn_server_stats(w->turn, &st);
+        if (st.challenges_suppressed)
+            log_info("relay", "%llu 401/438 answer(s) suppressed by --challenge-rate",
+                     (unsigned long long)st.challenges_suppressed);
         turn_server_free(w->turn); /* closes every relay socket through ops */
+    }
+    relay__guard_dispose(w);
     for (size_t i = 0; i < w->rs_nb; i++)
         for (relay_sock *s = w->rs[i], *next; s; s = next) {
             next = s->next;
@@ -447,7 +459,7 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
     pthread_mutex_init(&w->q_mu, NULL);
     w->rs_nb = 64;
     w->rs = util_xcalloc(w->rs_nb, sizeof *w->rs);
-    util_random((uint8_t *)&w->port_cursor, sizeof w->port_cursor);
+    relay__guard_init(w, r->challenge_rate);
     if (!(w->loop = ev_loop_new())) {
         *err = util_xasprintf("cannot create a relay event loop: %s", strerror(errno));
         goto fail;
@@ -459,6 +471,7 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
                       .software = "turnkey",
                       .user_quota = r->user_quota,
                       .max_allocations = r->max_allocations,
+                      .nonce_lifetime_s = r->nonce_lifetime_s,
                       .peers = &r->peers};
     memcpy(tc.nonce_secret, r->nonce_secret, sizeof tc.nonce_secret);
     turn_ops ops = {.send_client = ops_send_client,
@@ -468,6 +481,7 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
                     .auth = ops_auth,
                     .quota_acquire = relay__quota_acquire,
                     .quota_release = relay__quota_release,
+                    .challenge_ok = r->challenge_rate ? relay__challenge_ok : NULL,
                     .ctx = w};
     if (!(w->turn = turn_server_new(&tc, &ops))) {
         *err = util_xasprintf("invalid TURN configuration (realm '%s')", tc.realm);
@@ -552,6 +566,14 @@ relay *relay_start(const relay_config *cfg, char **err)
     relay__limits_init(r, cfg->max_conns, cfg->max_conns_per_ip);
     r->handshake_ms =
         cfg->handshake_timeout_ms ? cfg->handshake_timeout_ms : RELAY_DEFAULT_HANDSHAKE_MS;
+    r->nonce_lifetime_s = cfg->nonce_lifetime_s;
+    r->challenge_rate = cfg->challenge_rate;
+    unsigned span = (unsigned)(r->port_hi - r->port_lo) + 1;
+    if (r->max_allocations > span)
+        log_warn("relay",
+                 "--max-allocations %u exceeds the %u ports of --relay-ports %u-%u: "
+                 "Allocate gets 508 once the ports of a relay address run out",
+                 r->max_allocations, span, r->port_lo, r->port_hi);
     util_random(r->nonce_secret, sizeof r->nonce_secret);
     size_t n = cfg->threads;
     if (n == 0) {

@@ -34,7 +34,7 @@
 #define TURN__REPLY_CAP 1536             /* responses are built on the stack in this much */
 #define TURN__SCRATCH_CAP (STUN_HEADER_SIZE + 65535 + 64) /* Data indications / ChannelData */
 #define TURN__TUPLE_KEY_LEN 48
-#define TURN__NONCE_LEN 24 /* 8 hex chars of expiry (s) + 16 hex chars of MAC */
+#define TURN__NONCE_LEN 24 /* hex: expiry (s, 8) + serial (4) + MAC (12) */
 /* A request without integrity shorter than this gets a bare 400, not a 401 challenge. */
 #define TURN__CHALLENGE_MIN 28
 /* An allocation with at most this many permissions (channels) finds them by scanning its own
@@ -192,6 +192,7 @@ struct turn_server {
     turn__hmap by_tuple, by_id, users, perms, chans_by_num, chans_by_peer;
     turn__alloc *allocs; /* list head */
     uint64_t next_id;
+    uint16_t nonce_serial;   /* nonce.c: makes every nonce of this server differ */
     size_t n_perms, n_chans; /* n_chans counts active (not cooling) channels */
     turn_stats stats;
     uint8_t *scratch; /* TURN__SCRATCH_CAP bytes for peer → client messages */
@@ -229,7 +230,7 @@ void turn__reply_error_reason(turn__req *r, int code, const char *reason, int fl
 
 /* ---- nonce.c -------------------------------------------------------------------------- */
 
-void turn__nonce_make(const turn_server *s, const turn_5tuple *t, int64_t now_ms,
+void turn__nonce_make(turn_server *s, const turn_5tuple *t, int64_t now_ms,
                       char out[TURN__NONCE_LEN]);
 bool turn__nonce_check(const turn_server *s, const turn_5tuple *t, int64_t now_ms,
                        const uint8_t *nonce, size_t len);

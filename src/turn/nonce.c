@@ -1,7 +1,9 @@
 /* turn/nonce.c: stateless nonces (RFC 8489 §9.2) and canonical 5-tuple / address keys.
  *
- * NONCE = hex(expiry in Unix seconds, 4 bytes) || hex(8-byte MAC of expiry || canonical
- * 5-tuple): 24 characters (short: it goes into every unauthenticated 401, see
+ * NONCE = hex(expiry in Unix seconds, 4 bytes) || hex(serial, 2 bytes) || hex(6-byte MAC of
+ * expiry || serial || canonical 5-tuple): 24 characters. The serial counts the nonces this
+ * server issued, so two nonces for one 5-tuple within one second still differ (a repeat
+ * needs 65,536 challenges in that second); (short: it goes into every unauthenticated 401, see
  * docs/security.md on amplification). The MAC is SipHash-2-4 (a keyed PRF made for short
  * inputs) under the first 128-bit half of nonce_secret (random from the CSPRNG at start), so
  * nonces cannot be predicted without the secret: it is computed on every request, and a full
@@ -15,8 +17,8 @@
 
 #include <string.h>
 
-#define MAC_LEN 8
-#define EXP_LEN 4
+#define MAC_LEN 6
+#define EXP_LEN 6 /* expiry (4) + serial (2): what the MAC covers */
 
 size_t turn__addr_key(const struct sockaddr *sa, bool with_port, uint8_t *out)
 {
@@ -63,20 +65,23 @@ static void nonce_mac(const turn_server *s, const turn_5tuple *t, const uint8_t 
     uint8_t msg[EXP_LEN + TURN__TUPLE_KEY_LEN];
     memcpy(msg, exp, EXP_LEN);
     turn__tuple_key(t, msg + EXP_LEN);
-    uint64_t a = turn__siphash(s->cfg.nonce_secret, msg, sizeof msg);
+    uint64_t a = turn__siphash(s->cfg.nonce_secret, msg, sizeof msg); /* first 6 bytes used */
     for (int i = 0; i < MAC_LEN; i++)
         mac[i] = (uint8_t)(a >> (8 * i));
 }
 
-void turn__nonce_make(const turn_server *s, const turn_5tuple *t, int64_t now_ms,
+void turn__nonce_make(turn_server *s, const turn_5tuple *t, int64_t now_ms,
                       char out[TURN__NONCE_LEN])
 {
     int64_t exp_s = (now_ms + 999) / 1000 + (int64_t)s->cfg.nonce_lifetime_s;
     uint32_t exp = exp_s < 0 ? 0 : exp_s > UINT32_MAX ? UINT32_MAX : (uint32_t)exp_s;
+    uint16_t serial = s->nonce_serial++;
     uint8_t raw[EXP_LEN + MAC_LEN];
     char hex[2 * sizeof raw + 1];
-    for (int i = 0; i < EXP_LEN; i++)
+    for (int i = 0; i < 4; i++)
         raw[i] = (uint8_t)(exp >> (24 - 8 * i));
+    raw[4] = (uint8_t)(serial >> 8);
+    raw[5] = (uint8_t)serial;
     nonce_mac(s, t, raw, raw + EXP_LEN);
     util_hex_encode(raw, sizeof raw, hex);
     memcpy(out, hex, TURN__NONCE_LEN);
@@ -89,7 +94,7 @@ bool turn__nonce_check(const turn_server *s, const turn_5tuple *t, int64_t now_m
     if (len != TURN__NONCE_LEN || util_hex_decode((const char *)nonce, sizeof raw, raw) != 0)
         return false;
     uint32_t exp = 0;
-    for (int i = 0; i < EXP_LEN; i++)
+    for (int i = 0; i < 4; i++)
         exp = (exp << 8) | raw[i];
     nonce_mac(s, t, raw, mac);
     if (!util_ct_equal(mac, raw + EXP_LEN, MAC_LEN))
