@@ -123,7 +123,8 @@ void turn_server_peer_input_inplace(turn_server *s, uint64_t alloc_id, const str
 /* A TCP/TLS client connection closed: its allocation (if any) is deleted. */
 void turn_server_conn_closed(turn_server *s, const turn_5tuple *t, int64_t now_ms);
 
-/* Timers: the earliest deadline (ms, INT64_MAX if none) and running everything due. */
+/* Timers: the earliest deadline (ms, INT64_MAX if none), and running what is due: at most
+ * 1024 expiries per call (a flood never stalls the caller; the deadline stays due). */
 int64_t turn_server_next_deadline(const turn_server *s);
 void turn_server_tick(turn_server *s, int64_t now_ms);
 

@@ -1,6 +1,8 @@
 /* turn/alloc.c: the allocation table — a hash map keyed by the canonical 5-tuple (client
  * messages) and one keyed by alloc_id (peer datagrams), per-username counts for the quota, a
- * list of all allocations for the rare lifecycle scans — plus removal and the timer loop.
+ * list of all allocations, the allocations of each username and the usernames of each TURN
+ * key (so a revocation or key deletion touches only what it ends, never every allocation) —
+ * plus removal and the timer loop (a bounded number of expiries per tick).
  *
  * Hashes (one lookup per relayed packet in each table):
  *   by_tuple: client addresses are attacker-chosen, so SipHash-1-3 under the server's random
@@ -83,12 +85,61 @@ turn__user *turn__user_get(turn_server *s, const uint8_t *name, size_t len, bool
     return u;
 }
 
+static turn__keyrec *key_get(turn_server *s, const char *id, bool create)
+{
+    size_t len = strnlen(id, sizeof((turn__keyrec *)0)->id - 1);
+    uint64_t h = turn__siphash(s->hash_key, id, len);
+    for (turn__hnode *n = turn__hmap_chain(&s->keys, h); n; n = n->next) {
+        turn__keyrec *k = TURN__CONTAINER_OF(n, turn__keyrec, node);
+        if (n->hash == h && strncmp(k->id, id, sizeof k->id) == 0)
+            return k;
+    }
+    if (!create)
+        return NULL;
+    turn__keyrec *k = util_xcalloc(1, sizeof *k);
+    memcpy(k->id, id, len);
+    turn__hmap_insert(&s->keys, &k->node, h);
+    return k;
+}
+
+static void user_link_key(turn_server *s, turn__user *u, const char *key_id)
+{
+    if (u->key || !key_id || !key_id[0])
+        return;
+    turn__keyrec *k = key_get(s, key_id, true);
+    u->key = k;
+    u->k_next = k->users;
+    if (k->users)
+        k->users->k_prev = u;
+    k->users = u;
+}
+
+static void user_free(turn_server *s, turn__user *u)
+{
+    turn__keyrec *k = u->key;
+    if (k) {
+        if (u->k_prev)
+            u->k_prev->k_next = u->k_next;
+        else
+            k->users = u->k_next;
+        if (u->k_next)
+            u->k_next->k_prev = u->k_prev;
+        if (!k->users) {
+            turn__hmap_remove(&s->keys, &k->node);
+            free(k);
+        }
+    }
+    turn__hmap_remove(&s->users, &u->node);
+    free(u);
+}
+
 bool turn__same_user(const turn__alloc *a, const uint8_t *user, size_t len)
 {
     return a->user->len == len && memcmp(a->user->name, user, len) == 0;
 }
 
-turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user *u)
+turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user *u,
+                                const char *key_id)
 {
     turn__alloc *a = util_xcalloc(1, sizeof *a);
     a->id = s->next_id++;
@@ -96,6 +147,11 @@ turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user
     turn__tkey_load(t, &a->tk);
     a->user = u;
     u->count++;
+    user_link_key(s, u, key_id);
+    a->u_next = u->allocs;
+    if (u->allocs)
+        u->allocs->u_prev = a;
+    u->allocs = a;
     a->timer.kind = TURN__T_ALLOC;
     turn__hmap_insert(&s->by_tuple, &a->by_tuple, hash_tuple(s, &a->tk));
     turn__hmap_insert(&s->by_id, &a->by_id, hash_id(a->id));
@@ -121,14 +177,18 @@ void turn__alloc_remove(turn_server *s, turn__alloc *a, bool relay_opened)
         s->allocs = a->next;
     if (a->next)
         a->next->prev = a->prev;
+    if (a->u_prev)
+        a->u_prev->u_next = a->u_next;
+    else
+        a->user->allocs = a->u_next;
+    if (a->u_next)
+        a->u_next->u_prev = a->u_prev;
     if (relay_opened)
         s->ops.relay_close(s->ops.ctx, a->id);
     if (s->ops.quota_release)
         s->ops.quota_release(s->ops.ctx, a->user->name, a->user->len);
-    if (--a->user->count == 0) {
-        turn__hmap_remove(&s->users, &a->user->node);
-        free(a->user);
-    }
+    if (--a->user->count == 0)
+        user_free(s, a->user);
     explicit_bzero(a->key, sizeof a->key);
     free(a->resp);
     free(a);
@@ -159,7 +219,10 @@ void turn_server_tick(turn_server *s, int64_t now_ms)
 {
     if (!s)
         return;
-    for (timer_entry *e; (e = timer_pop_expired(&s->timers, now_ms)) != NULL;) {
+    /* A bounded number per call: a flood of expiries at one instant never stalls the loop
+     * (the deadline stays in the past, so the caller's timer fires again at once). */
+    size_t budget = TURN__TICK_BUDGET;
+    for (timer_entry *e; budget-- > 0 && (e = timer_pop_expired(&s->timers, now_ms)) != NULL;) {
         turn__timer *t = TURN__CONTAINER_OF(e, turn__timer, e);
         switch (t->kind) {
         case TURN__T_ALLOC:
@@ -174,20 +237,32 @@ void turn_server_tick(turn_server *s, int64_t now_ms)
     }
 }
 
-/* Lifecycle events are rare (an operator deletes a key, revokes a credential): a scan over
- * every allocation is cheaper than keeping two more indexes current on every Allocate. */
+/* Ends every allocation of u; u (and maybe its key record) is freed with the last one. */
+static size_t user_end_all(turn_server *s, turn__user *u)
+{
+    size_t n = u->count;
+    while (u->count > 1)
+        turn__alloc_remove(s, u->allocs, true);
+    turn__alloc_remove(s, u->allocs, true); /* frees u */
+    return n;
+}
+
+/* Lifecycle events visit only what they end: the key's usernames, the username's
+ * allocations (indexes kept on Allocate and removal, O(1) each). The key id of a username
+ * never changes (it is part of the credential), so the key index is set once per user. */
 size_t turn_server_key_deleted(turn_server *s, const char *key_id, int64_t now_ms)
 {
     (void)now_ms;
     size_t n = 0;
     if (!s || !key_id || !key_id[0])
         return 0;
-    for (turn__alloc *a = s->allocs, *next; a; a = next) {
-        next = a->next;
-        if (strcmp(a->info.key_id, key_id) == 0) {
-            turn__alloc_remove(s, a, true);
-            n++;
-        }
+    turn__keyrec *k = key_get(s, key_id, false);
+    while (k) {
+        turn__user *u = k->users;
+        bool last = u->k_next == NULL; /* then k is freed with u */
+        n += user_end_all(s, u);
+        if (last)
+            break;
     }
     return n;
 }
@@ -196,17 +271,10 @@ size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, s
                                       int64_t now_ms)
 {
     (void)now_ms;
-    size_t n = 0;
     if (!s || !username)
         return 0;
-    for (turn__alloc *a = s->allocs, *next; a; a = next) {
-        next = a->next;
-        if (turn__same_user(a, username, len)) {
-            turn__alloc_remove(s, a, true);
-            n++;
-        }
-    }
-    return n;
+    turn__user *u = turn__user_get(s, username, len, false);
+    return u ? user_end_all(s, u) : 0;
 }
 
 size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_sha256_hex,

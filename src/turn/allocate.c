@@ -208,7 +208,7 @@ void turn__handle_allocate(turn__req *r)
     }
     if (!u)
         u = turn__user_get(s, r->user, r->user_len, true);
-    a = turn__alloc_insert(s, r->t, u);
+    a = turn__alloc_insert(s, r->t, u, r->info.key_id);
     code = allocate_open(r, a, family, dual);
     if (code)
         turn__reply_error(r, code, 0);

@@ -28,6 +28,7 @@
 
 /* ---- limits --------------------------------------------------------------------------- */
 
+#define TURN__TICK_BUDGET 1024           /* expiries handled per turn_server_tick */
 #define TURN__MAX_PERMS_PER_ALLOC 512    /* more → 508 on CreatePermission / ChannelBind */
 #define TURN__MAX_CHANS_PER_ALLOC 512    /* channels (cooling ones included); more → 508 */
 #define TURN__CHANNEL_COOLDOWN_MS 300000 /* RFC 8656 §12: number/peer not reusable for 5 min */
@@ -134,10 +135,20 @@ typedef struct turn__timer {
 
 typedef struct turn__user {
     turn__hnode node;
-    size_t count; /* live allocations */
+    size_t count;                       /* live allocations */
+    struct turn__alloc *allocs;         /* ...listed (u_prev/u_next): revocation visits only them */
+    struct turn__keyrec *key;           /* the TURN key of this username (NULL: none) */
+    struct turn__user *k_prev, *k_next; /* the key's users */
     size_t len;
     uint8_t name[]; /* username bytes */
 } turn__user;
+
+/* The usernames of one TURN key with live allocations: a key deletion visits only them. */
+typedef struct turn__keyrec {
+    turn__hnode node;
+    turn__user *users;
+    char id[33];
+} turn__keyrec;
 
 typedef struct turn__perm {
     turn__hnode node;
@@ -160,7 +171,8 @@ typedef struct turn__chan {
 
 typedef struct turn__alloc {
     turn__hnode by_tuple, by_id;
-    struct turn__alloc *prev, *next; /* every allocation (lifecycle scans, free) */
+    struct turn__alloc *prev, *next;     /* every allocation (free) */
+    struct turn__alloc *u_prev, *u_next; /* the user's allocations */
     uint64_t id;
     turn_5tuple tuple;
     turn__tkey tk; /* tuple, canonical */
@@ -189,7 +201,7 @@ struct turn_server {
     uint8_t hash_key[16];
     uint64_t sip_k[2]; /* hash_key as two words, for turn__siphash13_words */
     timer_heap timers;
-    turn__hmap by_tuple, by_id, users, perms, chans_by_num, chans_by_peer;
+    turn__hmap by_tuple, by_id, users, keys, perms, chans_by_num, chans_by_peer;
     turn__alloc *allocs; /* list head */
     uint64_t next_id;
     uint16_t nonce_serial;   /* nonce.c: makes every nonce of this server differ */
@@ -248,7 +260,9 @@ turn__alloc *turn__alloc_find_id(const turn_server *s, uint64_t id);
 /* Quota record of username (creates it when create is set; NULL otherwise if absent). */
 turn__user *turn__user_get(turn_server *s, const uint8_t *name, size_t len, bool create);
 /* A new allocation, inserted in the tables, counted on its user; relay not opened yet. */
-turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user *u);
+/* key_id: the TURN key of the username (indexed for turn_server_key_deleted; "" = none). */
+turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user *u,
+                                const char *key_id);
 /* Removes it from every table, frees its permissions and channels, closes the relay if
  * relay_open had succeeded (relay_opened), releases the quota and frees it. */
 void turn__alloc_remove(turn_server *s, turn__alloc *a, bool relay_opened);

@@ -627,7 +627,17 @@ static void t_many_allocations(void)
     fx_peer_in(&F, 98, "8.8.8.8", 7, "to-97");
     CHECK(fx_addr_eq(&F.out_t.client, &c[97].t.client));
     F.now += 600000;
+    /* one tick handles at most 1024 expiries (31 permissions first, their deadline is the
+     * earliest), then the deadline is still due and the caller ticks again */
     turn_server_tick(F.s, F.now);
+    CHECK_INT(fx_stats(&F).allocations, N - (1024 - (N + 96) / 97));
+    CHECK(turn_server_next_deadline(F.s) <= F.now);
+    int ticks = 1;
+    while (turn_server_next_deadline(F.s) <= F.now && ticks < 100) {
+        turn_server_tick(F.s, F.now);
+        ticks++;
+    }
+    CHECK_INT(ticks, 3);
     CHECK_INT(fx_stats(&F).allocations, (N + 96) / 97);
     F.now += 600000;
     turn_server_tick(F.s, F.now);

@@ -186,8 +186,57 @@ static void t_nonce_lifetime(void)
     fx_free(&F);
 }
 
+/* Revocation and key deletion go through the username and key indexes: the right
+ * allocations end (and only those) whatever the order they were made in, and the indexes
+ * empty out (ASan: nothing leaks, nothing is used after free). */
+static void t_lifecycle_indexes(void)
+{
+    fx_init(&F);
+    enum { USERS = 120 };
+    static client c[USERS][3];
+    size_t k2 = 0, total = 0;
+    for (int i = 0; i < USERS; i++) {
+        char user[16];
+        snprintf(user, sizeof user, "%c%d", i % 3 == 0 ? 'k' : 'u', i); /* 'k…' = key2 */
+        for (int j = 0; j < 1 + i % 3; j++) {
+            char ip[32];
+            snprintf(ip, sizeof ip, "198.51.100.%d", 1 + i);
+            fx_client(&c[i][j], TURN_PROTO_UDP, ip, (uint16_t)(2000 + j), user);
+            CHECK_INT(fx_allocate(&F, &c[i][j]), 0);
+            total++;
+            k2 += i % 3 == 0;
+        }
+    }
+    CHECK_INT(fx_stats(&F).allocations, total);
+    /* revoke u1 (2 allocations) and u2 (3), an unknown user, a prefix of a user */
+    CHECK_INT(turn_server_credential_revoked(F.s, (const uint8_t *)"u1", 2, F.now), 2);
+    CHECK_INT(turn_server_credential_revoked(F.s, (const uint8_t *)"u2", 2, F.now), 3);
+    CHECK_INT(turn_server_credential_revoked(F.s, (const uint8_t *)"u1", 2, F.now), 0);
+    CHECK_INT(turn_server_credential_revoked(F.s, (const uint8_t *)"u", 1, F.now), 0);
+    total -= 5;
+    CHECK_INT(fx_stats(&F).allocations, total);
+    /* revoke one key2 user, then delete key2: the rest of key2 ends, key1 stays */
+    CHECK_INT(turn_server_credential_revoked(F.s, (const uint8_t *)"k3", 2, F.now), 1);
+    k2 -= 1;
+    total -= 1;
+    CHECK_INT(turn_server_key_deleted(F.s, "key2", F.now), k2);
+    total -= k2;
+    CHECK_INT(fx_stats(&F).allocations, total);
+    CHECK_INT(turn_server_key_deleted(F.s, "key2", F.now), 0);
+    /* a user of the deleted key allocates again: indexed afresh */
+    client again;
+    fx_client(&again, TURN_PROTO_UDP, "198.51.100.250", 3000, "k0");
+    CHECK_INT(fx_allocate(&F, &again), 0);
+    CHECK_INT(turn_server_key_deleted(F.s, "key2", F.now), 1);
+    CHECK_INT(turn_server_key_deleted(F.s, "key1", F.now), total);
+    CHECK_INT(fx_stats(&F).allocations, 0);
+    CHECK_INT(F.closes, F.opens);
+    fx_free(&F);
+}
+
 int main(void)
 {
+    TK_RUN(t_lifecycle_indexes);
     TK_RUN(t_bare_request_small_answer);
     TK_RUN(t_challenge_is_small);
     TK_RUN(t_challenge_suppressed);
