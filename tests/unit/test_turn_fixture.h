@@ -331,7 +331,8 @@ FX void fx_challenge(fake *f, client *c)
 {
     stun_builder b;
     fx_begin(c, &b, STUN_METHOD_REFRESH, STUN_CLASS_REQUEST);
-    stun_builder_add_u32(&b, STUN_ATTR_LIFETIME, 600); /* a bare header gets a 400, not a challenge */
+    stun_builder_add_u32(&b, STUN_ATTR_LIFETIME,
+                         600); /* a bare header gets a 400, not a challenge */
     fx_feed(f, c, &b);
 }
 
