@@ -37,8 +37,6 @@ void turn__reply_error_reason(turn__req *r, int code, const char *reason, int fl
     uint8_t buf[TURN__REPLY_CAP];
     stun_builder b;
     turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_ERROR);
-    if (!r->authed && !reason)
-        reason = ""; /* unauthenticated answers stay small: the code says it all */
     stun_builder_add_error_code(&b, code, reason);
     if (code == 420)
         stun_builder_add_unknown_attributes(&b, r->m->unknown,

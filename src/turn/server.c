@@ -3,7 +3,7 @@
  *
  * Authentication order (one decision per request, never cached):
  *   no MESSAGE-INTEGRITY(-SHA256), under 28 bytes (no attribute: an Allocate needs
- *     REQUESTED-TRANSPORT)                  → 400, empty reason (28 bytes: no amplification)
+ *     REQUESTED-TRANSPORT)                  → 400 (40 bytes: no amplification)
  *   no MESSAGE-INTEGRITY(-SHA256)            → 401 + REALM + NONCE (ops.challenge_ok may
  *                                              suppress it and every 438: rate limit)
  *   USERNAME, REALM or NONCE missing         → 400 (no REALM/NONCE, no MI)
@@ -170,7 +170,7 @@ static bool authenticate(turn__req *r)
     bool ok = false;
     if (!m->mi_off && !m->mi256_off) {
         if (m->len < TURN__CHALLENGE_MIN) { /* bare header: a small 400, no challenge */
-            turn__reply_error_reason(r, 400, "", 0);
+            turn__reply_error(r, 400, 0);
             return false;
         }
         goto fail;

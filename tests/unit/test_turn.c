@@ -29,8 +29,6 @@ static bool reason_ok(const fake *f)
     if (stun_get_error_code(&f->rm, &code, &r, &rl) != STUN_OK)
         return false;
     const char *want = stun_error_reason(code);
-    if (f->rm.mi_off == 0 && rl == 0)
-        return true; /* unauthenticated answers carry an empty reason (docs/security.md) */
     return want && rl == strlen(want) && memcmp(r, want, rl) == 0;
 }
 
