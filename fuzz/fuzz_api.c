@@ -163,7 +163,7 @@ static bool under_account(const char *path, const char *acct)
  * token on GET; the other account's routes with its own token; the credential plane with the
  * TURN key's bearer. An expired token, another account's token or the wrong kind of secret
  * never succeeds. */
-static bool may_succeed(const char *method, const char *path, const char *auth)
+static bool may_succeed_norm(const char *method, const char *path, const char *auth)
 {
     size_t n = 0;
     const char *t = presented(auth, &n);
@@ -178,6 +178,43 @@ static bool may_succeed(const char *method, const char *path, const char *auth)
     if (strncmp(path, "/v1/turn/keys/", 14) == 0)
         return is(t, n, S.key);
     return false;
+}
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* The path as the router reads it (independently written): the leading '/' is optional and
+ * %XX escapes stand for their byte. out holds at least strlen(path) + 2 bytes. */
+static void normalise(const char *path, char *out)
+{
+    size_t o = 0;
+    if (path[0] != '/')
+        out[o++] = '/';
+    for (size_t i = 0; path[i]; i++) {
+        int hi = path[i] == '%' && path[i + 1] ? hexval(path[i + 1]) : -1;
+        int lo = hi >= 0 && path[i + 2] ? hexval(path[i + 2]) : -1;
+        if (lo >= 0) {
+            out[o++] = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            out[o++] = path[i];
+        }
+    }
+    out[o] = '\0';
+}
+
+static bool may_succeed(const char *method, const char *raw_path, const char *auth)
+{
+    char *path = util_xmalloc(strlen(raw_path) + 2);
+    normalise(raw_path, path);
+    bool ok = may_succeed_norm(method, path, auth);
+    free(path);
+    return ok;
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
