@@ -1,29 +1,53 @@
 /* libFuzzer target: one turn_server fed a sequence of events cut from the input.
  *
  * Input = records of [op (1 byte)][length (2 bytes, big-endian)][payload]. op & 7:
- *   0, 1  client message, payload as is (on tuple (op >> 3) & 3)
+ *   0, 1  client message, payload as is (on tuple (op >> 3) & 3): STUN or ChannelData
  *   2, 3  client message re-signed by the harness: if the payload parses as STUN, it is rebuilt
  *         with USERNAME (user (op >> 6) & 3 of N_USERS) / REALM / NONCE (the last nonce this
  *         tuple was given; fetched first if none) and a valid MESSAGE-INTEGRITY (+ FINGERPRINT
- *         when op & 0x20), so the fuzzer reaches the authenticated paths
+ *         when op & 0x20), so the fuzzer reaches the authenticated paths (Allocate, Refresh
+ *         with any LIFETIME including 0, CreatePermission, ChannelBind; Send indications pass)
  *   4     peer datagram: payload[0] picks the allocation (last id minus it), payload[1] the peer,
  *         the rest is the data
  *   5     advance the clock by payload[0..3] (ms, big-endian) and run the timers
- *   6     lifecycle: key deleted / credential revoked (key or user from payload[0] >> 3) /
- *         auth failures / credential expiry
+ *   6     lifecycle (payload[0]): 0 key deleted, 1 credential revoked (key or user from
+ *         payload[0] >> 3); 2, 3 every auth fails (reject / expired); 4 auth works again and
+ *         fresh credentials replace the revoked and deleted ones; 5 credentials expire in
+ *         (payload[0] >> 3) * 10 s; 6, 7 no expiry
  *   7     connection closed for tuple (op >> 3) & 3
- * The fake auth accepts N_USERS usernames (users 0, 2 on key 0, users 1, 3 on key 1), one
- * password. The caps are small (CAP total, USER_QUOTA per username, fewer than N_TUPLES) so
- * both can be reached. Invariants after every step: the allocation count stays within CAP and
- * equals the open relays; no username holds more than USER_QUOTA allocations; every relay has
- * an owner; relay_close only for open relays; nothing is sent to a peer the policy denies,
- * or from a closed relay; everything is closed after turn_server_free. */
+ * Tuples 0, 1 are UDP clients, 2 TCP, 3 TLS. The fake auth accepts N_USERS usernames (users
+ * 0, 2 on key 0, users 1, 3 on key 1), one password, and refuses a revoked username or a user
+ * of a deleted key (as the key cache does) until lifecycle 4. The caps are small (CAP total,
+ * USER_QUOTA per username, fewer than N_TUPLES) so both can be reached.
+ *
+ * Every input runs twice: once with the server counting quotas itself (cfg.user_quota /
+ * max_allocations), once through the quota_acquire / quota_release ops the relay uses.
+ *
+ * The harness keeps its own model, built from what the server did through the ops and from
+ * the answers it sent (send_client parses them, matched to the request by transaction id):
+ * the open relays with their owner and 5-tuple, the permissions each successful
+ * CreatePermission / ChannelBind answer installed (peer IP, until now + 300 s), each
+ * allocation's lifetime from its last Allocate / Refresh answer. Invariants, after every step:
+ *   - the allocation count stays within CAP and equals the open relays; no username holds
+ *     more than USER_QUOTA; the quota counts (ops mode) equal the open allocations per user;
+ *     a 486 comes only when the user really holds USER_QUOTA allocations;
+ *   - every relay has an owner (relay_open only inside an authenticated Allocate), at most one
+ *     allocation per 5-tuple, relay_close only for open relays;
+ *   - nothing is sent to a peer the policy denies, nor to a peer without a live permission on
+ *     that allocation, nor from a closed relay, nor from another client's relay; peer data
+ *     reaches the client only from a permitted peer, on the allocation's own 5-tuple;
+ *   - a revoked username or a deleted key holds no allocation afterwards, a Refresh answered
+ *     with LIFETIME 0 or a closed TCP/TLS connection leaves no allocation on its 5-tuple, no
+ *     allocation outlives the lifetime it was given; a closed relay never sends again;
+ *   - everything is closed after turn_server_free.
+ * FUZZ_TURN_VERBOSE=1 prints what the server did (answers, relays, sends) for each input. */
 #include "turnkey/peer.h"
 #include "turnkey/stun.h"
 #include "turnkey/turn.h"
 #include "turnkey/util.h"
 
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,26 +59,70 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define N_USERS 4
 #define CAP 3
 #define USER_QUOTA 2
+#define PERM_MS 300000 /* cfg.permission_s default */
+
+#define REQUIRE(c)                                                                                 \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            fprintf(stderr, "invariant failed: %s (line %d)\n", #c, __LINE__);                     \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
 
 static const char *const users[N_USERS] = {"fuzzuser0", "fuzzuser1", "fuzzuser2", "fuzzuser3"};
 static const char *const keys[2] = {"fuzzkey0", "fuzzkey1"};
 
+typedef struct relay_rec {
+    bool open;
+    signed char owner; /* the user whose authentication opened it */
+    signed char tuple; /* the 5-tuple of its Allocate */
+    int64_t deadline;  /* ms: the lifetime its last Allocate / Refresh answer gave */
+} relay_rec;
+
+typedef struct perm_rec {
+    uint64_t id;
+    int family;
+    uint8_t ip[16];
+    int64_t expires; /* ms */
+} perm_rec;
+
+/* The request being processed, to match its answer. */
+typedef struct pending {
+    bool active;
+    int ti;
+    uint16_t method;
+    uint8_t txid[STUN_TXID_SIZE];
+    size_t n_peers;
+    struct sockaddr_storage peers[STUN_MAX_ATTRS];
+} pending;
+
 typedef struct harness {
     turn_server *s;
+    bool quota_ops; /* quotas through ops->quota_acquire/release */
+    bool verbose;
     turn_5tuple tuples[N_TUPLES];
     char nonce[N_TUPLES][128];
     size_t nonce_len[N_TUPLES];
-    bool *open;
-    signed char *owner; /* per relay id: the user whose authentication opened it */
-    size_t open_cap;
+    relay_rec *relays; /* by relay id */
+    size_t relays_cap;
+    perm_rec *perms;
+    size_t n_perms, perms_cap;
     int last_user; /* user of the last successful auth call, -1 none */
     long per_user[N_USERS];
+    long quota[N_USERS], quota_total; /* what quota_acquire granted and was not released */
+    bool revoked[N_USERS], key_gone[2];
+    bool tuple_must_be_empty[N_TUPLES]; /* Refresh 0 answered / connection closed this step */
     const peer_policy *pol;
     uint64_t last_id;
     long n_open;
     int auth_rc;
     int64_t expires;
     int64_t now;
+    pending req;
+    int cur_ti;                   /* tuple whose message is being processed, -1 none */
+    bool in_peer;                 /* a peer datagram is being processed */
+    uint64_t peer_id;             /* ... on this relay */
+    struct sockaddr_storage peer; /* ... from this peer */
 } harness;
 
 static int tuple_index(const harness *h, const turn_5tuple *t)
@@ -66,6 +134,128 @@ static int tuple_index(const harness *h, const turn_5tuple *t)
     return -1;
 }
 
+static int user_index(const uint8_t *name, size_t len)
+{
+    for (int i = 0; i < N_USERS; i++)
+        if (len == strlen(users[i]) && memcmp(name, users[i], len) == 0)
+            return i;
+    return -1;
+}
+
+static bool is_open(const harness *h, uint64_t id)
+{
+    return id < h->relays_cap && h->relays[id].open;
+}
+
+/* The open allocation of tuple ti, or 0 (relay ids start at 1). */
+static uint64_t alloc_of(const harness *h, int ti)
+{
+    for (uint64_t id = 0; id < h->relays_cap; id++)
+        if (h->relays[id].open && h->relays[id].tuple == ti)
+            return id;
+    return 0;
+}
+
+/* ---- permissions the harness saw granted ---------------------------------------------- */
+
+static void ip_of(const struct sockaddr *sa, int *family, uint8_t ip[16])
+{
+    memset(ip, 0, 16);
+    *family = sa->sa_family;
+    if (sa->sa_family == AF_INET)
+        memcpy(ip, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    else if (sa->sa_family == AF_INET6)
+        memcpy(ip, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, 16);
+}
+
+static perm_rec *perm_find(const harness *h, uint64_t id, const struct sockaddr *peer)
+{
+    int fam;
+    uint8_t ip[16];
+    ip_of(peer, &fam, ip);
+    for (size_t i = 0; i < h->n_perms; i++)
+        if (h->perms[i].id == id && h->perms[i].family == fam && !memcmp(h->perms[i].ip, ip, 16))
+            return &h->perms[i];
+    return NULL;
+}
+
+static bool has_perm(const harness *h, uint64_t id, const struct sockaddr *peer)
+{
+    const perm_rec *p = perm_find(h, id, peer);
+    return p && p->expires > h->now; /* the server's timer fires at deadline <= now */
+}
+
+static void perm_grant(harness *h, uint64_t id, const struct sockaddr *peer)
+{
+    perm_rec *p = perm_find(h, id, peer);
+    if (!p) {
+        if (h->n_perms == h->perms_cap) {
+            h->perms_cap = h->perms_cap ? h->perms_cap * 2 : 16;
+            h->perms = util_xrealloc(h->perms, h->perms_cap * sizeof *h->perms);
+        }
+        p = &h->perms[h->n_perms++];
+        p->id = id;
+        ip_of(peer, &p->family, p->ip);
+    }
+    p->expires = h->now + PERM_MS;
+}
+
+/* ---- answers -------------------------------------------------------------------------- */
+
+/* Data for a client while a peer datagram is processed: only from a permitted peer, to the
+ * 5-tuple of that allocation. */
+static void check_peer_delivery(const harness *h, int ti)
+{
+    REQUIRE(is_open(h, h->peer_id));
+    REQUIRE(h->relays[h->peer_id].tuple == ti);
+    REQUIRE(has_perm(h, h->peer_id, (const struct sockaddr *)&h->peer));
+}
+
+static void success_answer(harness *h, int ti, const stun_msg *m)
+{
+    uint64_t id = alloc_of(h, ti);
+    uint32_t lt = 0;
+    bool has_lt = stun_get_lifetime(m, &lt) == STUN_OK;
+    switch (m->method) {
+    case STUN_METHOD_CREATE_PERMISSION:
+        REQUIRE(id != 0);
+        for (size_t i = 0; i < h->req.n_peers; i++)
+            perm_grant(h, id, (const struct sockaddr *)&h->req.peers[i]);
+        break;
+    case STUN_METHOD_CHANNEL_BIND: /* binds the first XOR-PEER-ADDRESS */
+        REQUIRE(id != 0 && h->req.n_peers > 0);
+        perm_grant(h, id, (const struct sockaddr *)&h->req.peers[0]);
+        break;
+    case STUN_METHOD_REFRESH:
+        REQUIRE(has_lt);
+        if (lt == 0) {
+            h->tuple_must_be_empty[ti] = true;
+        } else {
+            REQUIRE(id != 0);
+            h->relays[id].deadline = h->now + (int64_t)lt * 1000;
+        }
+        break;
+    case STUN_METHOD_ALLOCATE:
+        REQUIRE(id != 0 && has_lt && lt > 0);
+        h->relays[id].deadline = h->now + (int64_t)lt * 1000;
+        break;
+    default: break;
+    }
+}
+
+static void error_answer(harness *h, const stun_msg *m)
+{
+    int code = 0;
+    const uint8_t *reason;
+    size_t rlen;
+    REQUIRE(stun_get_error_code(m, &code, &reason, &rlen) == STUN_OK);
+    /* 486 only for a user who really holds the quota (the counts never drift) */
+    if (code == 486) {
+        REQUIRE(m->method == STUN_METHOD_ALLOCATE && h->last_user >= 0);
+        REQUIRE(h->per_user[h->last_user] >= USER_QUOTA);
+    }
+}
+
 static void send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, size_t len)
 {
     harness *h = ctx;
@@ -73,38 +263,64 @@ static void send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, siz
     const uint8_t *nonce;
     size_t nl;
     int i = tuple_index(h, t);
-    if (i < 0)
-        abort(); /* answered someone who never spoke */
-    if (stun_parse(buf, len, &m) == STUN_OK && stun_get_nonce(&m, &nonce, &nl) == STUN_OK &&
-        nl < sizeof h->nonce[i]) {
+    REQUIRE(i >= 0); /* answered someone who never spoke */
+    if (h->in_peer) {
+        if (h->verbose)
+            fprintf(stderr, "  t%d <- peer data on relay %llu\n", i,
+                    (unsigned long long)h->peer_id);
+        check_peer_delivery(h, i);
+        return;
+    }
+    REQUIRE(i == h->cur_ti); /* answers go to the client that asked */
+    if (stun_parse(buf, len, &m) != STUN_OK)
+        return;
+    if (stun_get_nonce(&m, &nonce, &nl) == STUN_OK && nl < sizeof h->nonce[i]) {
         memcpy(h->nonce[i], nonce, nl);
         h->nonce_len[i] = nl;
     }
+    if (!h->req.active || h->req.ti != i || m.method != h->req.method ||
+        memcmp(m.txid, h->req.txid, STUN_TXID_SIZE) != 0)
+        return;
+    if (h->verbose) {
+        int code = 0;
+        const uint8_t *r;
+        size_t rl;
+        stun_get_error_code(&m, &code, &r, &rl);
+        fprintf(stderr, "  t%d <- method %#x class %d %d\n", i, m.method, m.cls, code);
+    }
+    if (m.cls == STUN_CLASS_SUCCESS)
+        success_answer(h, i, &m);
+    else if (m.cls == STUN_CLASS_ERROR)
+        error_answer(h, &m);
 }
+
+/* ---- ops ------------------------------------------------------------------------------ */
 
 static int relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *t,
                       struct sockaddr_storage *relayed)
 {
     harness *h = ctx;
-    (void)t;
     if (id % 13 == 5)
         return TURN_RELAY_ERR_CAPACITY;
-    if (id >= h->open_cap) {
+    if (id >= h->relays_cap) {
         size_t cap = (id + 1) * 2;
-        h->open = util_xrealloc(h->open, cap);
-        h->owner = util_xrealloc(h->owner, cap);
-        memset(h->open + h->open_cap, 0, cap - h->open_cap);
-        memset(h->owner + h->open_cap, -1, cap - h->open_cap);
-        h->open_cap = cap;
+        h->relays = util_xrealloc(h->relays, cap * sizeof *h->relays);
+        memset(h->relays + h->relays_cap, 0, (cap - h->relays_cap) * sizeof *h->relays);
+        h->relays_cap = cap;
     }
-    if (h->open[id])
-        abort();
-    if (h->last_user < 0)
-        abort(); /* a relay for an allocation nobody authenticated */
-    h->open[id] = true;
-    h->owner[id] = (signed char)h->last_user;
+    int ti = tuple_index(h, t);
+    REQUIRE(!h->relays[id].open);
+    REQUIRE(h->last_user >= 0); /* a relay for an allocation nobody authenticated */
+    REQUIRE(ti >= 0 && ti == h->cur_ti && alloc_of(h, ti) == 0);
+    h->relays[id] = (relay_rec){.open = true,
+                                .owner = (signed char)h->last_user,
+                                .tuple = (signed char)ti,
+                                .deadline = INT64_MAX};
     h->per_user[h->last_user]++;
     h->n_open++;
+    if (h->verbose)
+        fprintf(stderr, "  relay %llu opened for t%d user %d\n", (unsigned long long)id, ti,
+                h->last_user);
     h->last_id = id;
     memset(relayed, 0, sizeof *relayed);
     if (family == AF_INET6) {
@@ -125,11 +341,11 @@ static int relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *t,
 static void relay_close(void *ctx, uint64_t id)
 {
     harness *h = ctx;
-    if (id >= h->open_cap || !h->open[id])
-        abort();
-    h->open[id] = false;
-    h->per_user[h->owner[id]]--;
-    h->owner[id] = -1;
+    REQUIRE(is_open(h, id));
+    if (h->verbose)
+        fprintf(stderr, "  relay %llu closed\n", (unsigned long long)id);
+    h->relays[id].open = false;
+    h->per_user[h->relays[id].owner]--;
     h->n_open--;
 }
 
@@ -138,11 +354,13 @@ static void send_peer(void *ctx, uint64_t id, const struct sockaddr *peer, const
 {
     harness *h = ctx;
     (void)buf;
-    (void)len;
-    if (id >= h->open_cap || !h->open[id])
-        abort(); /* sending from a closed relay */
-    if (!peer_allowed(h->pol, peer))
-        abort(); /* relayed to a peer the policy denies */
+    REQUIRE(!h->in_peer);
+    REQUIRE(is_open(h, id));                   /* sending from a closed relay */
+    REQUIRE(h->relays[id].tuple == h->cur_ti); /* from the sender's own allocation */
+    REQUIRE(peer_allowed(h->pol, peer));       /* relayed to a peer the policy denies */
+    REQUIRE(has_perm(h, id, peer));            /* relayed without a permission */
+    if (h->verbose)
+        fprintf(stderr, "  relay %llu -> peer (%zu bytes)\n", (unsigned long long)id, len);
 }
 
 static int auth(void *ctx, const uint8_t *user, size_t len, int64_t now, char password[128],
@@ -152,11 +370,8 @@ static int auth(void *ctx, const uint8_t *user, size_t len, int64_t now, char pa
     h->last_user = -1;
     if (h->auth_rc)
         return h->auth_rc;
-    int u = -1;
-    for (int i = 0; i < N_USERS; i++)
-        if (len == strlen(users[i]) && memcmp(user, users[i], len) == 0)
-            u = i;
-    if (u < 0)
+    int u = user_index(user, len);
+    if (u < 0 || h->revoked[u] || h->key_gone[u & 1])
         return TURN_AUTH_REJECT;
     h->last_user = u;
     strcpy(password, PASS);
@@ -164,6 +379,31 @@ static int auth(void *ctx, const uint8_t *user, size_t len, int64_t now, char pa
     info->expires = h->expires ? h->expires : now + 3600;
     return TURN_AUTH_OK;
 }
+
+static int quota_acquire(void *ctx, const uint8_t *name, size_t len)
+{
+    harness *h = ctx;
+    int u = user_index(name, len);
+    REQUIRE(u >= 0 && u == h->last_user); /* only for the user just authenticated */
+    if (h->quota[u] >= USER_QUOTA)
+        return TURN_QUOTA_USER;
+    if (h->quota_total >= CAP)
+        return TURN_QUOTA_GLOBAL;
+    h->quota[u]++;
+    h->quota_total++;
+    return TURN_QUOTA_OK;
+}
+
+static void quota_release(void *ctx, const uint8_t *name, size_t len)
+{
+    harness *h = ctx;
+    int u = user_index(name, len);
+    REQUIRE(u >= 0 && h->quota[u] > 0);
+    h->quota[u]--;
+    h->quota_total--;
+}
+
+/* ---- events --------------------------------------------------------------------------- */
 
 static void set_addr(struct sockaddr_storage *ss, uint32_t ip, uint16_t port)
 {
@@ -224,41 +464,69 @@ static size_t resign(harness *h, int ti, const char *user, const uint8_t *msg, s
     return n > 0 ? (size_t)n : 0;
 }
 
+/* Remembers a request so its answer can be matched (and what peers it names). */
+static void note_request(harness *h, int ti, const uint8_t *p, size_t n)
+{
+    stun_msg m;
+    h->req.active = false;
+    if (stun_is_channeldata(p, n) || stun_parse(p, n, &m) != STUN_OK || m.cls != STUN_CLASS_REQUEST)
+        return;
+    h->req.active = true;
+    h->req.ti = ti;
+    h->req.method = m.method;
+    memcpy(h->req.txid, m.txid, STUN_TXID_SIZE);
+    h->req.n_peers = 0;
+    for (const stun_attr *a = stun_msg_find(&m, STUN_ATTR_XOR_PEER_ADDRESS); a;
+         a = stun_msg_find_next(&m, STUN_ATTR_XOR_PEER_ADDRESS, a))
+        if (stun_attr_xor_address(&m, a, &h->req.peers[h->req.n_peers]) == STUN_OK)
+            h->req.n_peers++;
+}
+
+static void input(harness *h, int ti, const uint8_t *p, size_t n)
+{
+    note_request(h, ti, p, n);
+    h->cur_ti = ti;
+    turn_server_input(h->s, &h->tuples[ti], p, n, h->now);
+    h->cur_ti = -1;
+    h->req.active = false;
+}
+
 static void client_msg(harness *h, uint8_t op, const uint8_t *p, size_t n)
 {
     int ti = (op >> 3) & 3;
-    const turn_5tuple *t = &h->tuples[ti];
     if ((op & 7) < 2) {
-        turn_server_input(h->s, t, p, n, h->now);
+        input(h, ti, p, n);
         return;
     }
     if (!h->nonce_len[ti])
-        turn_server_input(h->s, t, p, n, h->now); /* earns a 401 with a nonce */
+        input(h, ti, p, n); /* earns a 401 with a nonce */
     size_t cap = n + 256;
     uint8_t *out = util_xmalloc(cap);
     size_t len = resign(h, ti, users[(op >> 6) & 3], p, n, (op & 0x20) != 0, out, cap);
     if (len)
-        turn_server_input(h->s, t, out, len, h->now);
+        input(h, ti, out, len);
     free(out);
 }
 
 static void peer_msg(harness *h, const uint8_t *p, size_t n)
 {
-    struct sockaddr_storage ss;
     if (n < 2)
         return;
-    peer_addr(&ss, p[1]);
+    peer_addr(&h->peer, p[1]);
     uint64_t id = h->last_id >= p[0] ? h->last_id - p[0] : p[0];
     /* exact-size copy so reads past the datagram (or before its headroom) are caught */
     bool inplace = p[1] & 0x40; /* a bit peer_addr does not use */
     size_t room = inplace ? TURN_PEER_HEADROOM : 0;
     uint8_t *d = util_xmalloc(room + (n - 2 ? n - 2 : 1));
     memcpy(d + room, p + 2, n - 2);
+    h->in_peer = true;
+    h->peer_id = id;
+    const struct sockaddr *sa = (const struct sockaddr *)&h->peer;
     if (inplace)
-        turn_server_peer_input_inplace(h->s, id, (const struct sockaddr *)&ss, d + room, n - 2,
-                                       h->now);
+        turn_server_peer_input_inplace(h->s, id, sa, d + room, n - 2, h->now);
     else
-        turn_server_peer_input(h->s, id, (const struct sockaddr *)&ss, d, n - 2, h->now);
+        turn_server_peer_input(h->s, id, sa, d, n - 2, h->now);
+    h->in_peer = false;
     free(d);
 }
 
@@ -266,25 +534,76 @@ static void lifecycle(harness *h, const uint8_t *p, size_t n)
 {
     uint8_t sel = n ? p[0] : 0;
     switch (sel & 7) {
-    case 0: turn_server_key_deleted(h->s, keys[(sel >> 3) & 1], h->now); break;
+    case 0:
+        h->key_gone[(sel >> 3) & 1] = true;
+        turn_server_key_deleted(h->s, keys[(sel >> 3) & 1], h->now);
+        break;
     case 1: {
         const char *u = users[(sel >> 3) & 3];
+        h->revoked[(sel >> 3) & 3] = true;
         turn_server_credential_revoked(h->s, (const uint8_t *)u, strlen(u), h->now);
         break;
     }
     case 2: h->auth_rc = TURN_AUTH_REJECT; break;
     case 3: h->auth_rc = TURN_AUTH_EXPIRED; break;
-    case 4: h->auth_rc = 0; break;
+    case 4:
+        h->auth_rc = 0;
+        memset(h->revoked, 0, sizeof h->revoked);
+        memset(h->key_gone, 0, sizeof h->key_gone);
+        break;
     case 5: h->expires = h->now / 1000 + (sel >> 3) * 10; break;
     default: h->expires = 0; break;
     }
 }
 
-static void setup(harness *h, turn_config *cfg, peer_policy *pol)
+static void conn_closed(harness *h, int ti)
+{
+    turn_server_conn_closed(h->s, &h->tuples[ti], h->now);
+    if (h->tuples[ti].proto != TURN_PROTO_UDP)
+        h->tuple_must_be_empty[ti] = true;
+}
+
+/* ---- invariants after every step ------------------------------------------------------ */
+
+static void check_state(harness *h)
+{
+    turn_stats st;
+    turn_server_stats(h->s, &st);
+    REQUIRE(st.allocations <= CAP && (long)st.allocations == h->n_open);
+    long per_tuple[N_TUPLES] = {0}, per_user[N_USERS] = {0};
+    for (uint64_t id = 0; id < h->relays_cap; id++) {
+        const relay_rec *r = &h->relays[id];
+        if (!r->open)
+            continue;
+        REQUIRE(r->owner >= 0 && r->owner < N_USERS && r->tuple >= 0 && r->tuple < N_TUPLES);
+        REQUIRE(!h->revoked[r->owner] && !h->key_gone[r->owner & 1]);
+        REQUIRE(!h->tuple_must_be_empty[r->tuple]);
+        REQUIRE(h->now < r->deadline); /* outlived its lifetime */
+        per_tuple[r->tuple]++;
+        per_user[r->owner]++;
+    }
+    for (int t = 0; t < N_TUPLES; t++)
+        REQUIRE(per_tuple[t] <= 1);
+    long total = 0;
+    for (int u = 0; u < N_USERS; u++) {
+        REQUIRE(per_user[u] == h->per_user[u] && per_user[u] <= USER_QUOTA);
+        if (h->quota_ops)
+            REQUIRE(h->quota[u] == per_user[u]);
+        total += per_user[u];
+    }
+    if (h->quota_ops)
+        REQUIRE(h->quota_total == total);
+    memset(h->tuple_must_be_empty, 0, sizeof h->tuple_must_be_empty);
+}
+
+static void setup(harness *h, turn_config *cfg, peer_policy *pol, bool quota_ops)
 {
     memset(h, 0, sizeof *h);
     h->now = 1700000000000LL;
     h->last_user = -1;
+    h->cur_ti = -1;
+    h->quota_ops = quota_ops;
+    h->verbose = getenv("FUZZ_TURN_VERBOSE") != NULL;
     h->pol = pol;
     peer_policy_init(pol);
     peer_cidr c;
@@ -310,17 +629,38 @@ static void setup(harness *h, turn_config *cfg, peer_policy *pol)
                     .send_peer = send_peer,
                     .auth = auth,
                     .ctx = h};
+    if (quota_ops) {
+        ops.quota_acquire = quota_acquire;
+        ops.quota_release = quota_release;
+    }
     h->s = turn_server_new(cfg, &ops);
-    if (!h->s)
-        abort();
+    REQUIRE(h->s != NULL);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static void step(harness *h, uint8_t op, const uint8_t *p, size_t n)
+{
+    switch (op & 7) {
+    case 4: peer_msg(h, p, n); break;
+    case 5: {
+        uint32_t adv = 0;
+        for (size_t i = 0; i < 4 && i < n; i++)
+            adv = (adv << 8) | p[i];
+        h->now += adv;
+        turn_server_tick(h->s, h->now);
+        break;
+    }
+    case 6: lifecycle(h, p, n); break;
+    case 7: conn_closed(h, (op >> 3) & 3); break;
+    default: client_msg(h, op, p, n); break;
+    }
+}
+
+static void run(const uint8_t *data, size_t size, bool quota_ops)
 {
     harness h;
     turn_config cfg;
     peer_policy pol;
-    setup(&h, &cfg, &pol);
+    setup(&h, &cfg, &pol, quota_ops);
     size_t off = 0;
     while (size - off >= 3) {
         uint8_t op = data[off];
@@ -332,34 +672,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t *p = util_xmalloc(n ? n : 1);
         memcpy(p, data + off, n);
         off += n;
-        switch (op & 7) {
-        case 4: peer_msg(&h, p, n); break;
-        case 5: {
-            uint32_t adv = 0;
-            for (size_t i = 0; i < 4 && i < n; i++)
-                adv = (adv << 8) | p[i];
-            h.now += adv;
-            turn_server_tick(h.s, h.now);
-            break;
-        }
-        case 6: lifecycle(&h, p, n); break;
-        case 7: turn_server_conn_closed(h.s, &h.tuples[(op >> 3) & 3], h.now); break;
-        default: client_msg(&h, op, p, n); break;
-        }
+        if (h.verbose)
+            fprintf(stderr, "op %u (kind %u tuple %u) len %zu\n", op, op & 7, (op >> 3) & 3, n);
+        step(&h, op, p, n);
         free(p);
-        turn_stats st;
-        turn_server_stats(h.s, &st);
-        if (st.allocations > CAP || (long)st.allocations != h.n_open)
-            abort();
-        for (int u = 0; u < N_USERS; u++)
-            if (h.per_user[u] > USER_QUOTA || h.per_user[u] < 0)
-                abort();
+        check_state(&h);
     }
     turn_server_free(h.s);
-    if (h.n_open != 0)
-        abort();
-    free(h.open);
-    free(h.owner);
+    REQUIRE(h.n_open == 0);
+    REQUIRE(!quota_ops || h.quota_total == 0);
+    free(h.relays);
+    free(h.perms);
     peer_policy_dispose(&pol);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    run(data, size, false);
+    run(data, size, true);
     return 0;
 }
