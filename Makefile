@@ -27,6 +27,8 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 ifeq ($(MODE),asan)
   CC  ?= cc
   OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+else ifeq ($(MODE),tsan)
+  OPT := -O1 -g -fno-omit-frame-pointer -fsanitize=thread
 else
   OPT := -O2 -g
 endif
@@ -39,7 +41,7 @@ FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 HDRS     := $(wildcard include/turnkey/*.h src/*/*.h tests/unit/*.h)
 
-.PHONY: all build run test deps deps-test unit fuzz bench clean format-check format install uninstall
+.PHONY: all build run test deps deps-test unit fuzz tsan bench clean format-check format install uninstall
 
 all: build
 
@@ -93,10 +95,18 @@ run: deps
 	@exec scripts/run.sh $(BUILD)/turnkey "$(DATA)" "$(API)"
 
 # `make test`: install deps, build with sanitizers, run every test, print one summary line.
+# The tsan tier (ThreadSanitizer build in build/tsan) runs after the ASan tiers.
 test: deps-test
 	@$(MAKE) --no-print-directory unit MODE=asan
 	@$(MAKE) --no-print-directory fuzz
+	@$(MAKE) --no-print-directory unit MODE=tsan
 	@tests/run.sh build/asan
+
+# `make tsan`: only the ThreadSanitizer tier (unit tests and the threaded integration suites
+# against build/tsan/turnkey; see tests/run.sh).
+tsan: deps-test
+	@$(MAKE) --no-print-directory unit MODE=tsan
+	@TK_ONLY=tsan tests/run.sh build/asan
 
 # `make bench`: turnkey vs coturn vs a do-nothing relay, one table (bench/run.sh, < 10 min;
 # TK_BENCH_QUICK=1 for a ~2-minute subset). The load generator links the release library.

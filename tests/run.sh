@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test suite against the binaries in $1 (default build/asan) and prints one
 # summary line at the end: "total: N passed, N failed, N skipped". Exits non-zero if anything failed.
-#   TK_ONLY=unit|fuzz|integration   run one tier only
+#   TK_ONLY=unit|fuzz|integration|tsan   run one tier only
+#   TK_TSAN_BUILD=DIR               the ThreadSanitizer build for the tsan tier (default build/tsan)
 #   TK_FUZZ_SECONDS=N               seconds of fresh fuzzing per target after the corpus replay (default 5)
 #   CI=true                         any skipped test is a failure (CI must run everything)
 # Always a failure: a unit-test source or fuzz target without its built binary, a failing
@@ -104,6 +105,46 @@ if [ -z "$only" ] || [ "$only" = integration ]; then
     if [ "$rc" -ne 0 ]; then grep -E '^not ok|error:|expected|actual' "$tap" | head -n 60; fi
   else
     fail "npm ci failed in tests/integration" "integration (node --test)"
+  fi
+fi
+
+# ThreadSanitizer: every unit test, then the integration suites whose server runs several
+# threads at once (relay workers, HTTP threads, the key cache and quota they share), against
+# the TSan binary. A race report from the server (its log_path files) fails the tier even when
+# every test passed. Suppressions (third-party code only): tests/tsan.supp.
+integration_tsan() { # $1 = binary
+  local tlog=$logdir/tsan-integration.log tdir=$logdir/tsan-reports files f
+  rm -rf "$tdir"; mkdir -p "$tdir"
+  files=$(ls tests/integration/relay_*.test.mjs tests/integration/control_concurrency.test.mjs \
+    tests/integration/cred_*.test.mjs 2>/dev/null)
+  TSAN_OPTIONS="$TSAN_OPTIONS log_path=$PWD/$tdir/turnkey" TURNKEY_BIN="$PWD/$1" \
+    timeout 1500 node --test --test-concurrency=1 \
+    --test-reporter=./tests/integration/lib/count-reporter.mjs --test-reporter-destination=stdout \
+    $files >"$tlog" 2>&1; rc=$?
+  for f in "$tdir"/turnkey.*; do
+    [ -e "$f" ] || continue
+    echo "ThreadSanitizer report from the server: $f" >>"$tlog"; cat "$f" >>"$tlog"; rc=1
+  done
+  count "$tlog" "$rc" "tsan integration (relay, cred, concurrency)"
+}
+
+if [ -z "$only" ] || [ "$only" = tsan ]; then
+  tbuild=${TK_TSAN_BUILD:-build/tsan}
+  echo "== tsan: unit tests and threaded integration suites ($tbuild)"
+  export TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$PWD/tests/tsan.supp"
+  require_bins "$tbuild/tests" 'tests/unit/test_*.c'
+  for t in "$tbuild"/tests/test_*; do
+    [ -x "$t" ] || continue
+    n=$(basename "$t"); log="$logdir/tsan-$n.log"
+    timeout 600 "$t" >"$log" 2>&1; rc=$?
+    count "$log" "$rc" "tsan $n"
+  done
+  if [ ! -x "$tbuild/turnkey" ]; then
+    fail "$tbuild/turnkey is missing" "tsan integration"
+  elif ( cd tests/integration && { { [ -d node_modules ] && [ node_modules -nt package-lock.json ]; } || npm ci --no-audit --no-fund --loglevel=error >/dev/null; } ); then
+    integration_tsan "$tbuild/turnkey"
+  else
+    fail "npm ci failed in tests/integration" "tsan integration"
   fi
 fi
 
