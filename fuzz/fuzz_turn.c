@@ -33,6 +33,8 @@
  *     a 486 comes only when the user really holds USER_QUOTA allocations;
  *   - every relay has an owner (relay_open only inside an authenticated Allocate), at most one
  *     allocation per 5-tuple, relay_close only for open relays;
+ *   - no permission is installed for a peer the policy denies (every XOR-PEER-ADDRESS of a
+ *     successful CreatePermission is checked, the one of a ChannelBind too);
  *   - nothing is sent to a peer the policy denies, nor to a peer without a live permission on
  *     that allocation, nor from a closed relay, nor from another client's relay; peer data
  *     reaches the client only from a permitted peer, on the allocation's own 5-tuple;
@@ -185,8 +187,23 @@ static bool has_perm(const harness *h, uint64_t id, const struct sockaddr *peer)
     return p && p->expires > h->now; /* the server's timer fires at deadline <= now */
 }
 
+/* A permission is never installed for a peer the policy denies (the port does not matter for
+ * a permission: 0 stands for any, checked as port 9 like the server does). */
+static bool perm_peer_allowed(const harness *h, const struct sockaddr *peer)
+{
+    struct sockaddr_storage p;
+    memcpy(&p, peer,
+           peer->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    if (p.ss_family == AF_INET && ((struct sockaddr_in *)&p)->sin_port == 0)
+        ((struct sockaddr_in *)&p)->sin_port = htons(9);
+    if (p.ss_family == AF_INET6 && ((struct sockaddr_in6 *)&p)->sin6_port == 0)
+        ((struct sockaddr_in6 *)&p)->sin6_port = htons(9);
+    return peer_allowed(h->pol, (const struct sockaddr *)&p);
+}
+
 static void perm_grant(harness *h, uint64_t id, const struct sockaddr *peer)
 {
+    REQUIRE(perm_peer_allowed(h, peer)); /* a denied peer got a permission */
     perm_rec *p = perm_find(h, id, peer);
     if (!p) {
         if (h->n_perms == h->perms_cap) {
