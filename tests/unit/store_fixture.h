@@ -121,8 +121,9 @@ static inline void tk_cleanup_stores(void)
     for (int i = 0; i < tk_n_locs; i++) {
         char cmd[600];
         if (strncmp(tk_locs[i], "/tmp/tk-store-", 14) == 0) {
-            snprintf(cmd, sizeof cmd, "rm -rf %s", tk_locs[i]);
-            if (system(cmd) != 0)
+            /* never run rm -rf on a truncated path */
+            if (snprintf(cmd, sizeof cmd, "rm -rf %s", tk_locs[i]) >= (int)sizeof cmd ||
+                system(cmd) != 0)
                 fprintf(stderr, "cannot remove %s\n", tk_locs[i]);
         } else {
             snprintf(cmd, sizeof cmd, "DROP DATABASE IF EXISTS %s WITH (FORCE)",
