@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev zlib1g-dev)
 if [ "${1:-build}" = test ]; then
-  want+=(clang libclang-rt-14-dev nodejs npm coturn sqlite3 openssl chromium nftables iproute2 clang-format postgresql)
+  want+=(clang libclang-rt-14-dev nodejs npm coturn sqlite3 openssl chromium nftables iproute2 clang-format postgresql prometheus)
 fi
 missing=()
 for p in "${want[@]}"; do

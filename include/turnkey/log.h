@@ -4,6 +4,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
@@ -54,5 +55,50 @@ void log_write_rl(enum log_level lvl, const char *module, unsigned suppressed, c
 #define log_error_rl(lim, mod, ...) LOG_AT_RL(lim, LOG_ERROR, mod, __VA_ARGS__)
 #define log_warn_rl(lim, mod, ...) LOG_AT_RL(lim, LOG_WARN, mod, __VA_ARGS__)
 #define log_info_rl(lim, mod, ...) LOG_AT_RL(lim, LOG_INFO, mod, __VA_ARGS__)
+
+/* Output format (--log-format): text (key=value, values quoted and escaped) or JSON (one
+ * object per line). Either way every value is escaped: a value holding quotes, newlines or
+ * other control bytes cannot end the line or forge a field. */
+enum log_format { LOG_TEXT = 0, LOG_JSON = 1 };
+void log_set_format(enum log_format f);
+int log_parse_format(const char *s); /* "text" | "json"; -1 if unknown */
+
+/* Structured records: a message and typed fields. */
+enum { LOG_F_STR = 0, LOG_F_BYTES, LOG_F_INT, LOG_F_UINT };
+typedef struct log_field {
+    const char *key; /* [a-z0-9_]+ (a literal) */
+    int kind;
+    const char *str; /* LOG_F_STR (NUL-terminated) / LOG_F_BYTES (len bytes) */
+    size_t len;
+    int64_t i;
+    uint64_t u;
+} log_field;
+#define LOG_S(k, v) ((log_field){.key = (k), .kind = LOG_F_STR, .str = (v)})
+#define LOG_B(k, p, n)                                                                             \
+    ((log_field){.key = (k), .kind = LOG_F_BYTES, .str = (const char *)(p), .len = (n)})
+#define LOG_I(k, v) ((log_field){.key = (k), .kind = LOG_F_INT, .i = (int64_t)(v)})
+#define LOG_U(k, v) ((log_field){.key = (k), .kind = LOG_F_UINT, .u = (uint64_t)(v)})
+/* Writes one record (suppressed: the rate limiter's count, 0 = none). */
+void log_event(enum log_level lvl, const char *module, unsigned suppressed, const char *msg,
+               const log_field *f, size_t n);
+/* Formats one record into out (cap bytes, NUL-terminated, newline included); its length. */
+size_t log_format_event(char *out, size_t cap, enum log_format fmt, const char *ts,
+                        enum log_level lvl, const char *module, unsigned suppressed,
+                        const char *msg, const log_field *f, size_t n);
+#define log_fields(lvl, mod, msg, ...)                                                             \
+    do {                                                                                           \
+        if ((lvl) <= log_get_level()) {                                                            \
+            const log_field log__f[] = {__VA_ARGS__};                                              \
+            log_event((lvl), (mod), 0, (msg), log__f, sizeof log__f / sizeof log__f[0]);           \
+        }                                                                                          \
+    } while (0)
+#define log_fields_rl(lim, lvl, mod, msg, ...)                                                     \
+    do {                                                                                           \
+        unsigned log__sup;                                                                         \
+        if ((lvl) <= log_get_level() && log_limiter_admit((lim), &log__sup)) {                     \
+            const log_field log__f[] = {__VA_ARGS__};                                              \
+            log_event((lvl), (mod), log__sup, (msg), log__f, sizeof log__f / sizeof log__f[0]);    \
+        }                                                                                          \
+    } while (0)
 
 #endif

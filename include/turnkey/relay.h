@@ -13,6 +13,7 @@
 #include "turnkey/keycache.h"
 #include "turnkey/peer.h"
 #include "turnkey/tls.h"
+#include "turnkey/turn.h"
 
 /* What one listener address carries. */
 enum { RELAY_UDP = 1, RELAY_TCP = 2, RELAY_TLS = 4 };
@@ -80,6 +81,43 @@ void relay_credential_revoked_hash(relay *r, const char *username_sha256_hex);
 void relay_drain(relay *r);
 /* Live allocations over all workers. Thread-safe. */
 size_t relay_allocations(relay *r);
+
+/* --- the outward path (observability, usage accounting) ------------------------------
+ * Each worker thread publishes its counters once a second (and at every lifecycle event)
+ * into its own words of relaxed atomics; relay_stats_read sums them from any thread, without
+ * locks. Ended allocations travel through one bounded single-producer single-consumer ring
+ * per worker: relay_drain_ended is the consumer (one thread only: the main thread); a full
+ * ring drops the record and counts it (relay_stats.ended_dropped). */
+#define RELAY_ENDED_RING 1024 /* records per worker */
+#define RELAY_REVOKE_BUCKETS 10
+/* Upper bounds (seconds) of the revocation-latency histogram buckets (+Inf is implied). */
+extern const double relay_revoke_bounds[RELAY_REVOKE_BUCKETS];
+
+typedef struct relay_stats {
+    turn_stats turn;             /* summed over the workers */
+    uint64_t tls_ok, tls_failed; /* TLS handshakes completed / failed before completing */
+    uint64_t ended_dropped;
+    /* From a key deletion or revocation reaching the relay (right after the store commit)
+     * to the last allocation it ended being closed; one observation per event that ended at
+     * least one allocation. Per bucket (not cumulative); [RELAY_REVOKE_BUCKETS] = +Inf. */
+    uint64_t revoke_hist[RELAY_REVOKE_BUCKETS + 1];
+    uint64_t revoke_count, revoke_sum_us;
+} relay_stats;
+void relay_stats_read(relay *r, relay_stats *out);
+
+typedef struct relay_ended {
+    char key_id[33];
+    char custom_id[65];
+    char username[256]; /* NUL-terminated copy (cut at 255 bytes: username_cut) */
+    bool username_cut;
+    turn_proto transport;
+    int family;
+    int64_t start_ms, end_ms;
+    int reason; /* enum turn_end_reason */
+    turn_traffic traffic;
+} relay_ended;
+/* Calls fn for every ended allocation queued since the last call; returns how many. */
+size_t relay_drain_ended(relay *r, void (*fn)(void *arg, const relay_ended *e), void *arg);
 
 /* Parses "LO-HI" (1..65535, LO <= HI); 0 ok, -1 malformed. */
 int relay_parse_ports(const char *s, uint16_t *lo, uint16_t *hi);

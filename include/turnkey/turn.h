@@ -31,15 +31,76 @@ typedef struct turn_5tuple {
 
 /* What a credential lookup returns (filled by ops->auth). */
 typedef struct turn_auth_info {
-    char key_id[33]; /* "" for credentials not tied to a TURN key (coturn shared secret) */
-    int64_t expires; /* unix seconds; the allocation ends when it passes (<= 0: no cap) */
+    char key_id[33];    /* "" for credentials not tied to a TURN key (coturn shared secret) */
+    int64_t expires;    /* unix seconds; the allocation ends when it passes (<= 0: no cap) */
+    char custom_id[65]; /* the credential's customIdentifier, "" when none */
 } turn_auth_info;
 
+/* Every failure answers 401; the codes only say why (metrics, logs). */
 enum turn_auth_rc {
     TURN_AUTH_OK = 0,
-    TURN_AUTH_REJECT = -1, /* unknown, malformed, wrong key, revoked, deleted: 401 */
-    TURN_AUTH_EXPIRED = -2 /* expired credential: 401 */
+    TURN_AUTH_REJECT = -1,      /* malformed or forged credential */
+    TURN_AUTH_EXPIRED = -2,     /* expired credential */
+    TURN_AUTH_REVOKED = -3,     /* revoked credential */
+    TURN_AUTH_UNKNOWN_KEY = -4, /* no such TURN key */
+    TURN_AUTH_KEY_DELETED = -5  /* the key was deleted while this process ran */
 };
+
+/* Why an authentication failed (turn_stats.auth_failures, ops->auth_failed). */
+enum turn_auth_fail {
+    TURN_AF_BAD_INTEGRITY = 0, /* MESSAGE-INTEGRITY does not match the password */
+    TURN_AF_BAD_CREDENTIAL,    /* TURN_AUTH_REJECT */
+    TURN_AF_UNKNOWN_KEY,
+    TURN_AF_EXPIRED,
+    TURN_AF_REVOKED,
+    TURN_AF_KEY_DELETED,
+    TURN_AF_STALE_NONCE, /* 438 */
+    TURN_AF_WRONG_REALM,
+    TURN_AF__N
+};
+/* "bad_integrity", "unknown_key", ... (the metric label value); "?" out of range. */
+const char *turn_auth_fail_name(int reason);
+
+/* Why an allocation ended. */
+enum turn_end_reason {
+    TURN_END_EXPIRED = 0, /* lifetime (or the credential's expiry) passed */
+    TURN_END_CLIENT,      /* Refresh with LIFETIME 0 */
+    TURN_END_CONN_CLOSED, /* its TCP/TLS connection closed */
+    TURN_END_KEY_DELETED,
+    TURN_END_REVOKED,
+    TURN_END_SHUTDOWN, /* turn_server_free */
+    TURN_END__N
+};
+const char *turn_end_reason_name(int reason); /* "expired", "client", ... */
+
+/* Bytes and packets of one leg in one direction. Client leg: whole TURN messages as on the
+ * wire (ChannelData / Send / Data indication framing included; stream padding included);
+ * peer leg: UDP payloads. Only relayed data is counted (not requests and responses). */
+typedef struct turn_flow {
+    uint64_t bytes, packets;
+} turn_flow;
+
+typedef struct turn_traffic {
+    turn_flow client_rx; /* from the client (to be relayed) */
+    turn_flow client_tx; /* to the client (relayed from a peer) */
+    turn_flow peer_rx;   /* from peers, accepted (permission held) */
+    turn_flow peer_tx;   /* to peers */
+} turn_traffic;
+
+/* The record of one ended allocation (ops->alloc_ended): only allocations whose relay
+ * opened (a successful Allocate) are reported. Pointers are valid during the call only. */
+typedef struct turn_alloc_report {
+    uint64_t alloc_id;
+    const turn_auth_info *info; /* key_id, custom_id of the last authenticated request */
+    const uint8_t *username;
+    size_t username_len;
+    turn_proto transport;
+    int family;       /* AF_INET / AF_INET6 of the relayed address */
+    int64_t start_ms; /* wall clock, ms */
+    int64_t end_ms;
+    int reason; /* enum turn_end_reason */
+    turn_traffic traffic;
+} turn_alloc_report;
 
 /* relay_open failures. */
 enum turn_relay_rc { TURN_RELAY_ERR_CAPACITY = -1, TURN_RELAY_ERR_FAMILY = -2 };
@@ -77,6 +138,12 @@ typedef struct turn_ops {
      * goes to t's client; false = suppressed (rate limit per source, kept by the caller, who
      * owns the clock). Counted in turn_stats.challenges_suppressed. */
     bool (*challenge_ok)(void *ctx, const turn_5tuple *t);
+    /* Optional: an allocation ended (the outward path: logs, metrics, usage accounting). */
+    void (*alloc_ended)(void *ctx, const turn_alloc_report *r);
+    /* Optional: a request failed authentication (reason: enum turn_auth_fail); username
+     * is attacker-controlled bytes (len 0 when absent). */
+    void (*auth_failed)(void *ctx, const turn_5tuple *t, int reason, const uint8_t *username,
+                        size_t len);
     void *ctx;
 } turn_ops;
 
@@ -137,11 +204,69 @@ size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, s
 size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_sha256_hex,
                                            int64_t now_ms);
 
+/* Request methods and results counted in turn_stats.requests. */
+enum {
+    TURN_M_BINDING = 0,
+    TURN_M_ALLOCATE,
+    TURN_M_REFRESH,
+    TURN_M_CREATE_PERMISSION,
+    TURN_M_CHANNEL_BIND,
+    TURN_M_OTHER,
+    TURN_M__N
+};
+/* Results: success, then the error codes turn answers with (TURN_R_* index). */
+enum {
+    TURN_R_SUCCESS = 0,
+    TURN_R_400,
+    TURN_R_401,
+    TURN_R_403,
+    TURN_R_420,
+    TURN_R_437,
+    TURN_R_438,
+    TURN_R_440,
+    TURN_R_441,
+    TURN_R_442,
+    TURN_R_443,
+    TURN_R_486,
+    TURN_R_508,
+    TURN_R_OTHER,
+    TURN_R__N
+};
+const char *turn_method_name(int m); /* "binding", "allocate", ... */
+const char *turn_result_name(int r); /* "success", "400", ..., "other" */
+
+/* Relayed datagrams dropped by the core. */
+enum {
+    TURN_DROP_NO_ALLOCATION = 0, /* Send / ChannelData / peer data for no allocation */
+    TURN_DROP_NO_PERMISSION,     /* no permission for the peer (either direction) */
+    TURN_DROP_NO_CHANNEL,        /* ChannelData on an unbound or cooling channel */
+    TURN_DROP_PEER_POLICY,       /* the peer policy denies the address */
+    TURN_DROP_FAMILY,            /* peer family is not the relay's */
+    TURN_DROP_MALFORMED,         /* a Send indication without peer or data */
+    TURN_DROP_TOO_LARGE,         /* a message that cannot be built */
+    TURN_DROP__N
+};
+const char *turn_drop_name(int d);
+
+/* Counters of one turn_server: monotonic totals and the current gauges. Read by the
+ * server's own thread (turn_server_stats copies them; the relay publishes the copy). */
 typedef struct turn_stats {
     size_t allocations, permissions, channels;
     uint64_t packets_to_peer, packets_to_client, bytes_to_peer, bytes_to_client;
     uint64_t challenges_suppressed; /* 401/438 answers refused by ops.challenge_ok */
+    turn_traffic traffic; /* every allocation's relayed data, live and ended */
+    uint64_t requests[3][TURN_M__N][TURN_R__N]; /* [transport][method][result] */
+    uint64_t auth_failures[TURN_AF__N];
+    uint64_t allocs_created;
+    uint64_t allocs_ended[TURN_END__N];
+    size_t allocs_by[3][2];  /* live, [transport][0 = IPv4, 1 = IPv6] */
+    size_t allocs_active_1m; /* live allocations that relayed data in the last 60 s */
+    uint64_t drops[TURN_DROP__N];
 } turn_stats;
+/* now_ms: for allocs_active_1m (a scan of the allocations: call it about once a second). */
 void turn_server_stats(const turn_server *s, turn_stats *out);
+void turn_server_stats_at(const turn_server *s, int64_t now_ms, turn_stats *out);
+/* The live counters of one allocation (false if there is no such allocation). */
+bool turn_server_alloc_traffic(const turn_server *s, uint64_t alloc_id, turn_traffic *out);
 
 #endif

@@ -10,6 +10,8 @@
 #include <time.h>
 
 static _Atomic int current_level = LOG_INFO;
+static _Atomic int current_format = LOG_TEXT;
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 void log_set_level(enum log_level lvl)
 {
@@ -23,31 +25,33 @@ enum log_level log_get_level(void)
 
 int log_parse_level(const char *s)
 {
-    static const char *names[] = {"error", "warn", "info", "debug"};
     for (int i = 0; i < 4; i++)
-        if (strcmp(s, names[i]) == 0)
+        if (strcmp(s, level_names[i]) == 0)
             return i;
     return -1;
+}
+
+static void timestamp(char ts[32])
+{
+    struct timespec t;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &t);
+    gmtime_r(&t.tv_sec, &tm);
+    size_t n = strftime(ts, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(ts + n, 32 - n, ".%03ldZ", t.tv_nsec / 1000000);
 }
 
 static void vwrite(enum log_level lvl, const char *module, unsigned suppressed, const char *fmt,
                    va_list ap)
 {
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    char line[1024];
-    struct timespec ts;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    gmtime_r(&ts.tv_sec, &tm);
-    int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += snprintf(line + n, sizeof line - (size_t)n, ".%03ldZ level=%s module=%s msg=\"",
-                  ts.tv_nsec / 1000000, names[lvl], module);
-    if (n < (int)sizeof line)
-        n += vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    if (suppressed && n < (int)sizeof line)
-        snprintf(line + n, sizeof line - (size_t)n, " (%u similar messages suppressed)",
-                 suppressed);
-    fprintf(stderr, "%s\"\n", line);
+    char msg[1024], ts[32], line[4096];
+    int n = vsnprintf(msg, sizeof msg, fmt, ap);
+    if (suppressed && n >= 0 && n < (int)sizeof msg)
+        snprintf(msg + n, sizeof msg - (size_t)n, " (%u similar messages suppressed)", suppressed);
+    timestamp(ts);
+    log_format_event(line, sizeof line, (enum log_format)atomic_load(&current_format), ts, lvl,
+                     module, 0, msg, NULL, 0);
+    fputs(line, stderr);
 }
 
 void log_write(enum log_level lvl, const char *module, const char *fmt, ...)
@@ -98,4 +102,131 @@ bool log_limiter_admit(log_limiter *l, unsigned *suppressed)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return log_limiter_admit_at(l, (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, suppressed);
+}
+
+void log_set_format(enum log_format f)
+{
+    atomic_store(&current_format, (int)f);
+}
+
+int log_parse_format(const char *s)
+{
+    return !strcmp(s, "text") ? LOG_TEXT : !strcmp(s, "json") ? LOG_JSON : -1;
+}
+
+void log_event(enum log_level lvl, const char *module, unsigned suppressed, const char *msg,
+               const log_field *f, size_t n)
+{
+    char ts[32], line[4096];
+    timestamp(ts);
+    log_format_event(line, sizeof line, (enum log_format)atomic_load(&current_format), ts, lvl,
+                     module, suppressed, msg, f, n);
+    fputs(line, stderr);
+}
+
+/* An output buffer that never overflows (a record is cut, never split across lines). */
+typedef struct obuf {
+    char *p;
+    size_t cap, n;
+} obuf;
+
+static void put(obuf *b, const char *s, size_t len)
+{
+    for (size_t i = 0; i < len && b->n + 2 < b->cap; i++)
+        b->p[b->n++] = s[i];
+}
+
+static void puts_(obuf *b, const char *s)
+{
+    put(b, s, strlen(s));
+}
+
+/* A value inside double quotes: text escapes \ " and every byte outside printable ASCII
+ * as \xHH (\n, \r, \t by name); JSON escapes as JSON does (bytes >= 0x80 as \u00HH). */
+static void put_escaped(obuf *b, enum log_format fmt, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        char e[8];
+        if (c == '"' || c == '\\') {
+            e[0] = '\\', e[1] = (char)c, e[2] = 0;
+        } else if (c == '\n' || c == '\r' || c == '\t') {
+            e[0] = '\\', e[1] = c == '\n' ? 'n' : c == '\r' ? 'r' : 't', e[2] = 0;
+        } else if (c < 0x20 || c >= 0x7f) {
+            if (fmt == LOG_JSON)
+                snprintf(e, sizeof e, "\\u00%c%c", hex[c >> 4], hex[c & 15]);
+            else
+                snprintf(e, sizeof e, "\\x%c%c", hex[c >> 4], hex[c & 15]);
+        } else {
+            e[0] = (char)c, e[1] = 0;
+        }
+        puts_(b, e);
+    }
+}
+
+static void put_str(obuf *b, enum log_format fmt, const char *key, const char *s, size_t len)
+{
+    puts_(b, fmt == LOG_JSON ? ",\"" : " ");
+    puts_(b, key);
+    puts_(b, fmt == LOG_JSON ? "\":\"" : "=\"");
+    put_escaped(b, fmt, s, len);
+    puts_(b, "\"");
+}
+
+static void put_num(obuf *b, enum log_format fmt, const char *key, const char *num)
+{
+    puts_(b, fmt == LOG_JSON ? ",\"" : " ");
+    puts_(b, key);
+    puts_(b, fmt == LOG_JSON ? "\":" : "=");
+    puts_(b, num);
+}
+
+size_t log_format_event(char *out, size_t cap, enum log_format fmt, const char *ts,
+                        enum log_level lvl, const char *module, unsigned suppressed,
+                        const char *msg, const log_field *f, size_t n)
+{
+    obuf b = {.p = out, .cap = cap};
+    if (cap < 2)
+        return 0;
+    const char *lv = level_names[(unsigned)lvl < 4 ? lvl : 0];
+    if (fmt == LOG_JSON) {
+        puts_(&b, "{\"ts\":\"");
+        puts_(&b, ts);
+        puts_(&b, "\"");
+        put_str(&b, fmt, "level", lv, strlen(lv));
+    } else {
+        puts_(&b, ts);
+        puts_(&b, " level=");
+        puts_(&b, lv);
+    }
+    put_str(&b, fmt, "module", module, strlen(module));
+    put_str(&b, fmt, "msg", msg, strlen(msg));
+    for (size_t i = 0; i < n; i++) {
+        char num[24];
+        switch (f[i].kind) {
+        case LOG_F_STR:
+            put_str(&b, fmt, f[i].key, f[i].str ? f[i].str : "", f[i].str ? strlen(f[i].str) : 0);
+            break;
+        case LOG_F_BYTES: put_str(&b, fmt, f[i].key, f[i].str, f[i].str ? f[i].len : 0); break;
+        case LOG_F_INT:
+            snprintf(num, sizeof num, "%lld", (long long)f[i].i);
+            put_num(&b, fmt, f[i].key, num);
+            break;
+        default:
+            snprintf(num, sizeof num, "%llu", (unsigned long long)f[i].u);
+            put_num(&b, fmt, f[i].key, num);
+            break;
+        }
+    }
+    if (suppressed) {
+        char num[24];
+        snprintf(num, sizeof num, "%u", suppressed);
+        put_num(&b, fmt, "suppressed", num);
+    }
+    if (fmt == LOG_JSON)
+        b.p[b.n++] = '}';
+    b.p[b.n++] = '\n';
+    b.p[b.n] = '\0';
+    return b.n;
 }

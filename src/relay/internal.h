@@ -3,6 +3,7 @@
 #define TURNKEY_RELAY_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -82,17 +83,43 @@ typedef struct relay_conn {
     uint8_t *out;
     size_t out_off, out_len, out_cap;
     bool dead;
+    bool tls_done;     /* the TLS handshake completed (counted once) */
     bool dirty;        /* frames queued since the last flush (on the worker's dirty list) */
     unsigned interest; /* the epoll interest last set */
     relay_worker *owner;
 } relay_conn;
 
+/* One lifecycle event, shared by the copies queued to every worker: the last worker done
+ * with it records the revocation latency (relay_obs.c). */
+typedef struct relay_track {
+    _Atomic size_t pending; /* workers still to handle it */
+    _Atomic bool ended_any;
+    int64_t at_us; /* when it reached the relay (monotonic, microseconds) */
+} relay_track;
+
 enum { RELAY_EV_KEY_DELETED = 1, RELAY_EV_REVOKED = 2, RELAY_EV_REVOKED_HASH = 3 };
+
 typedef struct relay_event {
     struct relay_event *next;
     int kind;
+    relay_track *track;
     char text[];
 } relay_event;
+
+#define RELAY__STAT_WORDS (sizeof(turn_stats) / sizeof(uint64_t))
+
+/* What a worker publishes (relay_obs.c): written by the worker, read by any thread. */
+typedef struct relay_pub {
+    _Atomic uint64_t turn[RELAY__STAT_WORDS];
+    _Atomic uint64_t tls_ok, tls_failed;
+} relay_pub;
+
+typedef struct relay_ring {
+    _Atomic size_t head; /* next to read (consumer) */
+    _Atomic size_t tail; /* next to write (producer) */
+    _Atomic uint64_t dropped;
+    relay_ended slot[RELAY_ENDED_RING];
+} relay_ring;
 
 /* Allocation quotas shared by the workers (taken on Allocate, never per packet). */
 typedef struct relay_quota_entry {
@@ -133,6 +160,10 @@ struct relay {
     uint64_t ip_seed, ip_seed2;
     uint32_t n_conns, max_conns, max_conns_per_ip;
     int64_t handshake_ms;
+    /* revocation latency (relay_obs.c), atomics: written by the last worker of an event */
+    _Atomic uint64_t revoke_hist[RELAY_REVOKE_BUCKETS + 1];
+    _Atomic uint64_t revoke_count, revoke_sum_us;
+    log_limiter auth_log; /* rate limit of the authentication-failure lines */
 };
 
 /* One event-loop thread: its own listeners (SO_REUSEPORT), turn_server, relay sockets and
@@ -161,6 +192,10 @@ struct relay_worker {
     pthread_mutex_t q_mu;
     relay_event *q_head, *q_tail;
     uint64_t send_errors;
+    uint64_t tls_ok, tls_failed;
+    ev_timer pub_timer; /* publishes the counters once a second */
+    relay_pub pub;
+    relay_ring *ended;
     /* Receive buffers for a whole wakeup's reading on one socket (RELAY_READ_BUDGET), each
      * datagram at offset TURN_PEER_HEADROOM: the ChannelData header for a client is written
      * in front of a peer's payload. They stay untouched until the tx queue, which may point
@@ -256,6 +291,16 @@ void relay__guard_init(relay_worker *w, uint32_t rate);
 void relay__guard_dispose(relay_worker *w);
 bool relay__challenge_ok(void *ctx, const turn_5tuple *t);
 uint32_t relay__random_u32(relay_worker *w);
+/* relay_obs.c: the outward path */
+void relay__obs_init(relay_worker *w); /* before the thread starts */
+void relay__obs_dispose(relay_worker *w);
+void relay__publish(relay_worker *w); /* the worker's counters, now */
+void relay__ops_alloc_ended(void *ctx, const turn_alloc_report *rep);
+void relay__ops_auth_failed(void *ctx, const turn_5tuple *t, int reason, const uint8_t *username,
+                            size_t len);
+relay_track *relay__track_new(size_t workers);
+/* A worker handled its copy of ev after ending n allocations. */
+void relay__track_done(relay *r, relay_track *t, size_t n);
 
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);

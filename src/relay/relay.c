@@ -280,9 +280,14 @@ static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
     int rc = cred_verify(&lk, (const char *)username, len, now, &ci, password);
     if (rc == CRED_E_EXPIRED)
         return TURN_AUTH_EXPIRED;
+    if (rc == CRED_E_REVOKED)
+        return TURN_AUTH_REVOKED;
+    if (rc == CRED_E_UNKNOWN_KEY)
+        return TURN_AUTH_UNKNOWN_KEY;
     if (rc != CRED_OK)
         return TURN_AUTH_REJECT;
     memcpy(info->key_id, ci.key_id, sizeof info->key_id);
+    memcpy(info->custom_id, ci.cid, sizeof info->custom_id);
     info->expires = ci.expires;
     return TURN_AUTH_OK;
 }
@@ -362,19 +367,20 @@ static void on_wakeup(ev_loop *loop, void *ctx)
         if (n)
             log_info_rl(&r->rl_event, "relay", "%s: ended %zu allocation(s)",
                         e->kind == RELAY_EV_KEY_DELETED ? "key deleted" : "credential revoked", n);
+        relay__publish(r);
+        relay__track_done(r->shared, e->track, n);
         free(e);
         e = next;
     }
     relay__arm_timer(r);
 }
 
-static void enqueue(relay_worker *r, int kind, const char *text)
+static void enqueue(relay_worker *r, int kind, const char *text, relay_track *track)
 {
-    if (!r)
-        return;
     size_t n = strlen(text);
     relay_event *e = util_xcalloc(1, sizeof *e + n + 1);
     e->kind = kind;
+    e->track = track;
     memcpy(e->text, text, n + 1);
     pthread_mutex_lock(&r->q_mu);
     if (r->q_tail)
@@ -386,22 +392,28 @@ static void enqueue(relay_worker *r, int kind, const char *text)
     ev_wakeup(r->loop);
 }
 
+static void broadcast(relay *r, int kind, const char *text)
+{
+    if (!r || !r->n_workers)
+        return;
+    relay_track *t = relay__track_new(r->n_workers);
+    for (size_t i = 0; i < r->n_workers; i++)
+        enqueue(r->w[i], kind, text, t);
+}
+
 void relay_key_deleted(relay *r, const char *key_uid)
 {
-    for (size_t i = 0; r && i < r->n_workers; i++)
-        enqueue(r->w[i], RELAY_EV_KEY_DELETED, key_uid);
+    broadcast(r, RELAY_EV_KEY_DELETED, key_uid);
 }
 
 void relay_credential_revoked(relay *r, const char *username)
 {
-    for (size_t i = 0; r && i < r->n_workers; i++)
-        enqueue(r->w[i], RELAY_EV_REVOKED, username);
+    broadcast(r, RELAY_EV_REVOKED, username);
 }
 
 void relay_credential_revoked_hash(relay *r, const char *username_sha256_hex)
 {
-    for (size_t i = 0; r && i < r->n_workers; i++)
-        enqueue(r->w[i], RELAY_EV_REVOKED_HASH, username_sha256_hex);
+    broadcast(r, RELAY_EV_REVOKED_HASH, username_sha256_hex);
 }
 
 /* --- start / stop -------------------------------------------------------------------- */
@@ -442,8 +454,10 @@ static void worker_free(relay_worker *w)
     relay__close_listeners(w);
     for (relay_event *e = w->q_head, *next; e; e = next) {
         next = e->next;
+        relay__track_done(w->shared, e->track, 0);
         free(e);
     }
+    relay__obs_dispose(w);
     if (w->loop)
         ev_loop_free(w->loop);
     pthread_mutex_destroy(&w->q_mu);
@@ -482,12 +496,15 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
                     .quota_acquire = relay__quota_acquire,
                     .quota_release = relay__quota_release,
                     .challenge_ok = r->challenge_rate ? relay__challenge_ok : NULL,
+                    .alloc_ended = relay__ops_alloc_ended,
+                    .auth_failed = relay__ops_auth_failed,
                     .ctx = w};
     if (!(w->turn = turn_server_new(&tc, &ops))) {
         *err = util_xasprintf("invalid TURN configuration (realm '%s')", tc.realm);
         goto fail;
     }
     ev_timer_init(&w->timer, on_turn_timer, w);
+    relay__obs_init(w);
     ev_set_wakeup_cb(w->loop, on_wakeup, w);
     for (size_t i = 0; i < w->n_ls; i++) {
         relay_lsock *l = &w->ls[i];
@@ -574,6 +591,7 @@ relay *relay_start(const relay_config *cfg, char **err)
                  "--max-allocations %u exceeds the %u ports of --relay-ports %u-%u: "
                  "Allocate gets 508 once the ports of a relay address run out",
                  r->max_allocations, span, r->port_lo, r->port_hi);
+    log_limiter_init(&r->auth_log);
     util_random(r->nonce_secret, sizeof r->nonce_secret);
     size_t n = cfg->threads;
     if (n == 0) {

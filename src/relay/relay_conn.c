@@ -80,6 +80,8 @@ static void conn_free(relay_worker *r, relay_conn *c, bool notify)
         relay__conn_release(r->shared, &c->t.client);
     ev_del(r->loop, c->fd);
     if (c->ssl) {
+        if (!c->tls_done)
+            r->tls_failed++;
         if (!c->dead)
             SSL_shutdown(c->ssl);
         SSL_free(c->ssl);
@@ -104,6 +106,10 @@ static ssize_t conn_read(relay_conn *c, void *buf, size_t cap)
         return (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) ? IO_AGAIN : IO_FAIL;
     }
     int n = SSL_read(c->ssl, buf, (int)(cap > 65536 ? 65536 : cap));
+    if (!c->tls_done && SSL_is_init_finished(c->ssl)) {
+        c->tls_done = true;
+        c->owner->tls_ok++;
+    }
     if (n > 0)
         return n;
     switch (SSL_get_error(c->ssl, n)) {

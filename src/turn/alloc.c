@@ -205,9 +205,10 @@ void turn_server_conn_closed(turn_server *s, const turn_5tuple *t, int64_t now_m
     (void)now_ms;
     if (!s || !t)
         return;
+    s->now_ms = now_ms;
     turn__alloc *a = turn__alloc_find_tuple(s, t);
     if (a)
-        turn__alloc_remove(s, a, true);
+        turn__alloc_end(s, a, TURN_END_CONN_CLOSED);
 }
 
 int64_t turn_server_next_deadline(const turn_server *s)
@@ -221,12 +222,13 @@ void turn_server_tick(turn_server *s, int64_t now_ms)
         return;
     /* A bounded number per call: a flood of expiries at one instant never stalls the loop
      * (the deadline stays in the past, so the caller's timer fires again at once). */
+    s->now_ms = now_ms;
     size_t budget = TURN__TICK_BUDGET;
     for (timer_entry *e; budget-- > 0 && (e = timer_pop_expired(&s->timers, now_ms)) != NULL;) {
         turn__timer *t = TURN__CONTAINER_OF(e, turn__timer, e);
         switch (t->kind) {
         case TURN__T_ALLOC:
-            turn__alloc_remove(s, TURN__CONTAINER_OF(t, turn__alloc, timer), true);
+            turn__alloc_end(s, TURN__CONTAINER_OF(t, turn__alloc, timer), TURN_END_EXPIRED);
             break;
         case TURN__T_PERM: turn__perm_remove(s, TURN__CONTAINER_OF(t, turn__perm, timer)); break;
         case TURN__T_CHAN:
@@ -237,13 +239,14 @@ void turn_server_tick(turn_server *s, int64_t now_ms)
     }
 }
 
-/* Ends every allocation of u; u (and maybe its key record) is freed with the last one. */
-static size_t user_end_all(turn_server *s, turn__user *u)
+/* Ends every allocation of u (reported with reason); u (and maybe its key record) is freed
+ * with the last one. */
+static size_t user_end_all(turn_server *s, turn__user *u, int reason)
 {
     size_t n = u->count;
     while (u->count > 1)
-        turn__alloc_remove(s, u->allocs, true);
-    turn__alloc_remove(s, u->allocs, true); /* frees u */
+        turn__alloc_end(s, u->allocs, reason);
+    turn__alloc_end(s, u->allocs, reason); /* frees u */
     return n;
 }
 
@@ -252,15 +255,15 @@ static size_t user_end_all(turn_server *s, turn__user *u)
  * never changes (it is part of the credential), so the key index is set once per user. */
 size_t turn_server_key_deleted(turn_server *s, const char *key_id, int64_t now_ms)
 {
-    (void)now_ms;
     size_t n = 0;
     if (!s || !key_id || !key_id[0])
         return 0;
+    s->now_ms = now_ms;
     turn__keyrec *k = key_get(s, key_id, false);
     while (k) {
         turn__user *u = k->users;
         bool last = u->k_next == NULL; /* then k is freed with u */
-        n += user_end_all(s, u);
+        n += user_end_all(s, u, TURN_END_KEY_DELETED);
         if (last)
             break;
     }
@@ -270,41 +273,28 @@ size_t turn_server_key_deleted(turn_server *s, const char *key_id, int64_t now_m
 size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, size_t len,
                                       int64_t now_ms)
 {
-    (void)now_ms;
     if (!s || !username)
         return 0;
+    s->now_ms = now_ms;
     turn__user *u = turn__user_get(s, username, len, false);
-    return u ? user_end_all(s, u) : 0;
+    return u ? user_end_all(s, u, TURN_END_REVOKED) : 0;
 }
 
 size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_sha256_hex,
                                            int64_t now_ms)
 {
-    (void)now_ms;
     size_t n = 0;
     if (!s || !username_sha256_hex)
         return 0;
+    s->now_ms = now_ms;
     for (turn__alloc *a = s->allocs, *next; a; a = next) {
         char h[65];
         next = a->next;
         util_sha256_hex(a->user->name, a->user->len, h);
         if (strcmp(h, username_sha256_hex) == 0) {
-            turn__alloc_remove(s, a, true);
+            turn__alloc_end(s, a, TURN_END_REVOKED);
             n++;
         }
     }
     return n;
-}
-
-void turn_server_stats(const turn_server *s, turn_stats *out)
-{
-    if (!out)
-        return;
-    memset(out, 0, sizeof *out);
-    if (!s)
-        return;
-    *out = s->stats;
-    out->allocations = s->by_id.count;
-    out->permissions = s->n_perms;
-    out->channels = s->n_chans;
 }

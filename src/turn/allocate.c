@@ -159,6 +159,7 @@ static int allocate_open(turn__req *r, turn__alloc *a, int family, bool dual)
         return rc == TURN_RELAY_ERR_FAMILY ? 440 : 508;
     }
     a->family = family;
+    turn__count_opened(s, a);
     a->info = r->info;
     memcpy(a->key, r->key, r->keylen);
     a->keylen = r->keylen;
@@ -245,7 +246,7 @@ void turn__handle_refresh(turn__req *r, turn__alloc *a)
     /* Deleting first: once the client reads the answer, the quota slot is free (another
      * relay thread may already be handling its next Allocate). */
     if (has && lt == 0)
-        turn__alloc_remove(s, a, true);
+        turn__alloc_end(s, a, TURN_END_CLIENT);
     uint8_t buf[TURN__REPLY_CAP];
     stun_builder b;
     turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_SUCCESS);

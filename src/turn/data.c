@@ -23,27 +23,43 @@
 
 #include <string.h>
 
-static bool may_send(const turn_server *s, const turn__alloc *a, const struct sockaddr *peer,
-                     const turn__addr *k)
+static void drop(turn_server *s, int why)
 {
-    return turn__family_ok(a, peer) && turn__perm_find_k(s, a, k) &&
-           peer_allowed(s->cfg.peers, peer);
+    s->stats.drops[why]++;
 }
 
-static void to_peer(turn_server *s, const turn__alloc *a, const struct sockaddr *peer,
-                    const uint8_t *data, size_t len)
+static bool may_send(turn_server *s, const turn__alloc *a, const struct sockaddr *peer,
+                     const turn__addr *k)
+{
+    int why = !turn__family_ok(a, peer)           ? TURN_DROP_FAMILY
+              : !turn__perm_find_k(s, a, k)       ? TURN_DROP_NO_PERMISSION
+              : !peer_allowed(s->cfg.peers, peer) ? TURN_DROP_PEER_POLICY
+                                                  : -1;
+    if (why >= 0)
+        drop(s, why);
+    return why < 0;
+}
+
+/* wire = the client's whole message (client leg), len = the payload sent to the peer. */
+static void to_peer(turn_server *s, turn__alloc *a, const struct sockaddr *peer,
+                    const uint8_t *data, size_t len, size_t wire)
 {
     s->ops.send_peer(s->ops.ctx, a->id, peer, data, len);
     s->stats.packets_to_peer++;
     s->stats.bytes_to_peer += len;
+    turn__flow_add(&a->traffic.client_rx, &s->stats.traffic.client_rx, wire);
+    turn__flow_add(&a->traffic.peer_tx, &s->stats.traffic.peer_tx, len);
+    a->last_data_ms = s->now_ms;
 }
 
-static void to_client(turn_server *s, const turn__alloc *a, const uint8_t *buf, size_t len,
+static void to_client(turn_server *s, turn__alloc *a, const uint8_t *buf, size_t len,
                       size_t payload)
 {
     s->ops.send_client(s->ops.ctx, &a->tuple, buf, len);
     s->stats.packets_to_client++;
     s->stats.bytes_to_client += payload;
+    turn__flow_add(&a->traffic.client_tx, &s->stats.traffic.client_tx, len);
+    a->last_data_ms = s->now_ms;
 }
 
 void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m)
@@ -52,17 +68,25 @@ void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m)
     const uint8_t *data;
     size_t len;
     turn__alloc *a = turn__alloc_find_tuple(s, t);
-    if (!a || stun_get_xor_address(m, STUN_ATTR_XOR_PEER_ADDRESS, &peer) != STUN_OK ||
-        stun_get_data(m, &data, &len) != STUN_OK)
+    if (!a) {
+        drop(s, TURN_DROP_NO_ALLOCATION);
         return;
+    }
     if (stun_msg_find_next(m, STUN_ATTR_XOR_PEER_ADDRESS,
-                           stun_msg_find(m, STUN_ATTR_XOR_PEER_ADDRESS)))
-        return; /* several peers: ambiguous, dropped (never sent to one that was not checked) */
+                           stun_msg_find(m, STUN_ATTR_XOR_PEER_ADDRESS))) {
+        drop(s, TURN_DROP_MALFORMED); /* several peers: ambiguous (never sent to one unchecked) */
+        return;
+    }
+    if (stun_get_xor_address(m, STUN_ATTR_XOR_PEER_ADDRESS, &peer) != STUN_OK ||
+        stun_get_data(m, &data, &len) != STUN_OK) {
+        drop(s, TURN_DROP_MALFORMED);
+        return;
+    }
     const struct sockaddr *pa = (const struct sockaddr *)&peer;
     turn__addr k;
     turn__addr_load(pa, &k);
     if (may_send(s, a, pa, &k))
-        to_peer(s, a, pa, data, len);
+        to_peer(s, a, pa, data, len, m->len);
 }
 
 void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf, size_t len)
@@ -74,11 +98,13 @@ void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_
         return;
     turn__alloc *a = turn__alloc_find_tuple(s, t);
     turn__chan *c = a ? turn__chan_by_num(s, a, num) : NULL;
-    if (!c || c->cooling)
+    if (!c || c->cooling) {
+        drop(s, a ? TURN_DROP_NO_CHANNEL : TURN_DROP_NO_ALLOCATION);
         return;
+    }
     const struct sockaddr *peer = (const struct sockaddr *)&c->peer;
     if (may_send(s, a, peer, &c->peer_k))
-        to_peer(s, a, peer, data, dlen);
+        to_peer(s, a, peer, data, dlen, len);
 }
 
 /* A fresh transaction id for a Data indication: SipHash of a counter under the server's
@@ -93,7 +119,7 @@ static void indication_txid(turn_server *s, uint8_t txid[STUN_TXID_SIZE])
     memcpy(txid + 8, &h2, 4);
 }
 
-static void data_indication(turn_server *s, const turn__alloc *a, const struct sockaddr *peer,
+static void data_indication(turn_server *s, turn__alloc *a, const struct sockaddr *peer,
                             const uint8_t *data, size_t len)
 {
     uint8_t txid[STUN_TXID_SIZE];
@@ -106,6 +132,8 @@ static void data_indication(turn_server *s, const turn__alloc *a, const struct s
     int n = stun_builder_finish(&b);
     if (n > 0)
         to_client(s, a, s->scratch, (size_t)n, len);
+    else
+        drop(s, TURN_DROP_TOO_LARGE);
 }
 
 /* A peer datagram; `room` is buf with TURN_PEER_HEADROOM writable bytes in front (or NULL). */
@@ -115,19 +143,26 @@ static void peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr 
     if (!s || !peer || (!buf && len))
         return;
     turn__alloc *a = turn__alloc_find_id(s, alloc_id);
-    if (!a || !turn__family_ok(a, peer))
+    if (!a || !turn__family_ok(a, peer)) {
+        drop(s, a ? TURN_DROP_FAMILY : TURN_DROP_NO_ALLOCATION);
         return;
+    }
     turn__addr k;
     turn__addr_load(peer, &k);
-    if (!turn__perm_find_k(s, a, &k))
+    if (!turn__perm_find_k(s, a, &k)) {
+        drop(s, TURN_DROP_NO_PERMISSION);
         return;
+    }
+    turn__flow_add(&a->traffic.peer_rx, &s->stats.traffic.peer_rx, len);
     turn__chan *c = turn__chan_by_peer_k(s, a, &k);
     if (!c || c->cooling) {
         data_indication(s, a, peer, buf, len);
         return;
     }
-    if (len > 0xFFFF)
+    if (len > 0xFFFF) {
+        drop(s, TURN_DROP_TOO_LARGE);
         return;
+    }
     if (room && a->tuple.proto == TURN_PROTO_UDP) { /* header rewrite: no copy */
         uint8_t *frame = room - STUN_CHANNELDATA_HEADER_SIZE;
         stun_channeldata_header(frame, STUN_CHANNELDATA_HEADER_SIZE + len, c->number, len);
@@ -138,18 +173,22 @@ static void peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr 
                                    a->tuple.proto != TURN_PROTO_UDP);
     if (n > 0)
         to_client(s, a, s->scratch, (size_t)n, len);
+    else
+        drop(s, TURN_DROP_TOO_LARGE);
 }
 
 void turn_server_peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
                             const uint8_t *buf, size_t len, int64_t now_ms)
 {
-    (void)now_ms;
+    if (s)
+        s->now_ms = now_ms;
     peer_input(s, alloc_id, peer, buf, len, NULL);
 }
 
 void turn_server_peer_input_inplace(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
                                     uint8_t *buf, size_t len, int64_t now_ms)
 {
-    (void)now_ms;
+    if (s)
+        s->now_ms = now_ms;
     peer_input(s, alloc_id, peer, buf, len, buf);
 }

@@ -10,6 +10,7 @@
  *   allocate.c  Allocate and Refresh
  *   perm_chan.c permissions and channels, CreatePermission and ChannelBind
  *   data.c      Send indication, ChannelData, peer input (Data indication / ChannelData out)
+ *   stats.c     counters, their names, turn_server_stats, the allocation-ended report
  *
  * Nothing here calls back into the server from an ops callback: ops must not re-enter the
  * turn_server they were called from. */
@@ -191,6 +192,9 @@ typedef struct turn__alloc {
     turn__chan *chans;
     size_t n_perms;
     size_t n_chans; /* in the chans list, cooling ones included */
+    bool opened;    /* the relay opened: counted in stats.allocs_by, reported when it ends */
+    int64_t start_ms, last_data_ms;
+    turn_traffic traffic;
 } turn__alloc;
 
 struct turn_server {
@@ -207,6 +211,7 @@ struct turn_server {
     uint16_t nonce_serial;   /* nonce.c: makes every nonce of this server differ */
     size_t n_perms, n_chans; /* n_chans counts active (not cooling) channels */
     turn_stats stats;
+    int64_t now_ms;   /* the latest time the server was given (for end reports) */
     uint8_t *scratch; /* TURN__SCRATCH_CAP bytes for peer → client messages */
 };
 
@@ -224,6 +229,7 @@ typedef struct turn__req {
     const uint8_t *user;
     size_t user_len;
     turn_auth_info info;
+    int code; /* the error code being answered (0: success), for the request counters */
 } turn__req;
 
 /* ---- reply.c -------------------------------------------------------------------------- */
@@ -266,6 +272,9 @@ turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user
 /* Removes it from every table, frees its permissions and channels, closes the relay if
  * relay_open had succeeded (relay_opened), releases the quota and frees it. */
 void turn__alloc_remove(turn_server *s, turn__alloc *a, bool relay_opened);
+/* Ends an allocation whose relay is open: counts and reports it (reason: enum
+ * turn_end_reason), then turn__alloc_remove(s, a, true). */
+void turn__alloc_end(turn_server *s, turn__alloc *a, int reason);
 /* (Re)schedules the allocation's expiry. */
 void turn__alloc_schedule(turn_server *s, turn__alloc *a, int64_t expires_ms);
 bool turn__same_user(const turn__alloc *a, const uint8_t *user, size_t len);
@@ -298,6 +307,22 @@ void turn__chan_expired(turn_server *s, turn__chan *c, int64_t now_ms);
 
 void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m);
 void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf, size_t len);
+
+/* ---- stats.c -------------------------------------------------------------------------- */
+
+/* Counts one response to r (r->code: 0 = success, else the error code). */
+void turn__count_reply(turn__req *r);
+/* Counts an authentication failure and tells ops->auth_failed. */
+void turn__auth_failed(turn__req *r, int reason);
+/* An allocation is open (counted live by transport and family). */
+void turn__count_opened(turn_server *s, turn__alloc *a);
+static inline void turn__flow_add(turn_flow *f, turn_flow *total, size_t bytes)
+{
+    f->bytes += bytes;
+    f->packets++;
+    total->bytes += bytes;
+    total->packets++;
+}
 
 /* ---- server.c ------------------------------------------------------------------------- */
 

@@ -22,8 +22,10 @@ int turn__reply_send(turn__req *r, stun_builder *b)
     if (r->m->fp_off)
         stun_builder_add_fingerprint(b);
     int n = stun_builder_finish(b);
-    if (n > 0)
+    if (n > 0) {
         r->s->ops.send_client(r->s->ops.ctx, r->t, b->buf, (size_t)n);
+        turn__count_reply(r);
+    }
     return n;
 }
 
@@ -36,6 +38,7 @@ void turn__reply_error_reason(turn__req *r, int code, const char *reason, int fl
 {
     uint8_t buf[TURN__REPLY_CAP];
     stun_builder b;
+    r->code = code;
     turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_ERROR);
     stun_builder_add_error_code(&b, code, reason);
     if (code == 420)

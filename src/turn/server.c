@@ -93,7 +93,7 @@ void turn_server_free(turn_server *s)
     if (!s)
         return;
     while (s->allocs)
-        turn__alloc_remove(s, s->allocs, true);
+        turn__alloc_end(s, s->allocs, TURN_END_SHUTDOWN);
     turn__hmap_dispose(&s->by_tuple);
     turn__hmap_dispose(&s->by_id);
     turn__hmap_dispose(&s->users);
@@ -158,6 +158,17 @@ static bool password_alg_ok(const stun_msg *m)
     return alg == STUN_PASSWORD_ALG_MD5 || alg == STUN_PASSWORD_ALG_SHA256;
 }
 
+static int auth_fail_reason(int rc)
+{
+    switch (rc) {
+    case TURN_AUTH_EXPIRED: return TURN_AF_EXPIRED;
+    case TURN_AUTH_REVOKED: return TURN_AF_REVOKED;
+    case TURN_AUTH_UNKNOWN_KEY: return TURN_AF_UNKNOWN_KEY;
+    case TURN_AUTH_KEY_DELETED: return TURN_AF_KEY_DELETED;
+    default: return TURN_AF_BAD_CREDENTIAL;
+    }
+}
+
 /* Verifies the credential and the integrity; on failure sends the error and returns false. */
 static bool authenticate(turn__req *r)
 {
@@ -182,10 +193,13 @@ static bool authenticate(turn__req *r)
         flags = 0;
         goto fail;
     }
-    if (rlen != s->realm_len || memcmp(realm, s->realm, rlen) != 0)
+    if (rlen != s->realm_len || memcmp(realm, s->realm, rlen) != 0) {
+        turn__auth_failed(r, TURN_AF_WRONG_REALM);
         goto fail;
+    }
     if (!turn__nonce_check(s, r->t, r->now_ms, nonce, nlen)) {
         code = 438;
+        turn__auth_failed(r, TURN_AF_STALE_NONCE);
         goto fail;
     }
     if (!password_alg_ok(m)) {
@@ -195,18 +209,26 @@ static bool authenticate(turn__req *r)
     }
     memset(&r->info, 0, sizeof r->info);
     int64_t now_s = r->now_ms / 1000;
-    if (s->ops.auth(s->ops.ctx, r->user, r->user_len, now_s, password, &r->info) != TURN_AUTH_OK)
+    int arc = s->ops.auth(s->ops.ctx, r->user, r->user_len, now_s, password, &r->info);
+    if (arc != TURN_AUTH_OK) {
+        turn__auth_failed(r, auth_fail_reason(arc));
         goto fail;
+    }
     password[sizeof password - 1] = '\0';
     r->info.key_id[sizeof r->info.key_id - 1] = '\0';
-    if (r->info.expires > 0 && r->info.expires <= now_s)
+    r->info.custom_id[sizeof r->info.custom_id - 1] = '\0';
+    if (r->info.expires > 0 && r->info.expires <= now_s) {
+        turn__auth_failed(r, TURN_AF_EXPIRED);
         goto fail; /* strict expiry even if the lookup let it through */
+    }
     if (!derive_key(r, password))
         goto fail;
     int rc = m->mi256_off ? stun_check_integrity_sha256(m, r->key, r->keylen)
                           : stun_check_integrity(m, r->key, r->keylen);
-    if (rc != STUN_OK)
+    if (rc != STUN_OK) {
+        turn__auth_failed(r, TURN_AF_BAD_INTEGRITY);
         goto fail;
+    }
     r->authed = true;
     r->mi256 = m->mi256_off != 0;
     ok = true;
@@ -271,6 +293,7 @@ void turn_server_input(turn_server *s, const turn_5tuple *t, const uint8_t *buf,
 {
     if (!s || !t || !buf || len == 0)
         return;
+    s->now_ms = now_ms;
     if (stun_is_channeldata(buf, len)) {
         turn__handle_channeldata(s, t, buf, len);
         return;
