@@ -48,6 +48,11 @@ typedef struct fake {
     /* challenges (401/438): refused by ops.challenge_ok while deny_challenges is set */
     bool deny_challenges;
     int challenge_asks;
+    /* the outward path: ended allocations, authentication failures */
+    int n_ended;
+    turn_alloc_report last_end; /* its pointers are not kept: see last_end_key/cid */
+    char last_end_key[33], last_end_cid[65];
+    int n_auth_failed, last_auth_reason;
     /* server */
     turn_server *s;
     peer_policy pol;
@@ -134,6 +139,7 @@ static int fx_auth(void *ctx, const uint8_t *user, size_t len, int64_t now, char
         return f->auth_rc;
     strcpy(password, FX_PASSWORD);
     strcpy(info->key_id, len > 0 && user[0] == 'k' ? "key2" : "key1");
+    strcpy(info->custom_id, len > 0 && user[0] == 'k' ? "cid-k" : "cid-1");
     info->expires = f->expires ? f->expires : now + 86400;
     return TURN_AUTH_OK;
 }
@@ -144,6 +150,28 @@ static bool fx_challenge_ok(void *ctx, const turn_5tuple *t)
     (void)t;
     f->challenge_asks++;
     return !f->deny_challenges;
+}
+
+static void fx_alloc_ended(void *ctx, const turn_alloc_report *r)
+{
+    fake *f = ctx;
+    f->n_ended++;
+    f->last_end = *r;
+    f->last_end.info = NULL;
+    f->last_end.username = NULL;
+    snprintf(f->last_end_key, sizeof f->last_end_key, "%s", r->info->key_id);
+    snprintf(f->last_end_cid, sizeof f->last_end_cid, "%s", r->info->custom_id);
+}
+
+static void fx_auth_failed(void *ctx, const turn_5tuple *t, int reason, const uint8_t *user,
+                           size_t len)
+{
+    fake *f = ctx;
+    (void)t;
+    (void)user;
+    (void)len;
+    f->n_auth_failed++;
+    f->last_auth_reason = reason;
 }
 
 FX void fx_addr(struct sockaddr_storage *ss, const char *ip, uint16_t port)
@@ -204,6 +232,8 @@ FX void fx_init_cfg(fake *f, bool allow_loopback, void (*tweak)(turn_config *))
                     .send_peer = fx_send_peer,
                     .auth = fx_auth,
                     .challenge_ok = fx_challenge_ok,
+                    .alloc_ended = fx_alloc_ended,
+                    .auth_failed = fx_auth_failed,
                     .ctx = f};
     f->s = turn_server_new(&f->cfg, &ops);
 }
