@@ -21,7 +21,9 @@
 #include "turnkey/feed.h"
 #include "turnkey/http.h"
 #include "turnkey/keycache.h"
+#include "turnkey/audit.h"
 #include "turnkey/log.h"
+#include "turnkey/obs.h"
 #include "turnkey/relay.h"
 #include "turnkey/tls.h"
 #include "turnkey/store.h"
@@ -47,6 +49,7 @@ static void usage(FILE *out)
             "  turnkey key list [--data DIR] --account ID\n"
             "  turnkey store copy --from STORE --to STORE   (copy a store; idempotent)\n"
             "every command takes --store postgres://… or sqlite:FILE in place of --data DIR\n"
+            "  turnkey audit list [--data DIR] --account ID [QUERY (since=...&action.type=...)]\n"
             "  turnkey version\n",
             TURNKEY_VERSION);
 }
@@ -164,6 +167,9 @@ static int cmd_account(const char *sub, const cli_opts *o)
             fprintf(stderr, "turnkey: could not create the account (store error)\n");
             goto out;
         }
+        json_t *nv = json_pack("{s:s, s:s}", "id", a.id, "name", a.name);
+        audit_cli_record(s, a.id, "create", "account", a.id, nv);
+        json_decref(nv);
         fprintf(stderr, "created account '%s'\n", a.name);
         printf("%s\n", a.id);
         store_account_clear(&a);
@@ -218,10 +224,14 @@ static int token_create(store *s, const cli_opts *o)
         fprintf(stderr, "turnkey: could not create the token (store error)\n");
         return 1;
     }
-    char p[32], exp[32] = "never";
+    char p[48], exp[32] = "never";
     store_perms_format(perms, p, sizeof p);
     if (expires)
         util_rfc3339(expires, exp);
+    json_t *nv = json_pack("{s:s, s:s, s:s, s:s}", "id", t.id, "name", t.name, "permissions", p,
+                           "expires", exp);
+    audit_cli_record(s, t.account_id, "create", "token", t.id, nv);
+    json_decref(nv);
     fprintf(stderr, "created token %s for account %s (%s, expires %s); it is shown once:\n", t.id,
             t.account_id, p, exp);
     printf("%s\n", tok);
@@ -241,7 +251,7 @@ static int token_list(store *s, const cli_opts *o)
     printf("%-32s  %-32s  %-22s  %-8s  %-20s  %s\n", "ID", "ACCOUNT", "PERMISSIONS", "STATUS",
            "EXPIRES", "NAME");
     for (size_t i = 0; i < n; i++) {
-        char p[32], exp[32] = "never";
+        char p[48], exp[32] = "never";
         store_perms_format(list[i].perms, p, sizeof p);
         if (list[i].expires)
             util_rfc3339(list[i].expires, exp);
@@ -253,6 +263,33 @@ static int token_list(store *s, const cli_opts *o)
     }
     store_token_array_free(list, n);
     return 0;
+}
+
+/* The account of token id (for its audit record); "" when not found. */
+static void token_account(store *s, const char *id, char acct[STORE_ID_LEN + 1])
+{
+    store_token *list;
+    size_t n;
+    if (store_token_list(s, NULL, &list, &n) != STORE_OK)
+        return;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(list[i].id, id))
+            snprintf(acct, STORE_ID_LEN + 1, "%s", list[i].account_id);
+    store_token_array_free(list, n);
+}
+
+static int cmd_audit(const char *sub, const cli_opts *o)
+{
+    if (strcmp(sub, "list") || !o->account) {
+        fprintf(stderr, "turnkey: usage: turnkey audit list --account ID [--data DIR] [QUERY]\n");
+        return 2;
+    }
+    store *s = open_store(o->data, o->store, false);
+    if (!s)
+        return 1;
+    int rc = audit_cli_list(s, o->account, o->positional, stdout, stderr);
+    store_close(s);
+    return rc;
 }
 
 static int cmd_token(const char *sub, const cli_opts *o)
@@ -274,7 +311,11 @@ static int cmd_token(const char *sub, const cli_opts *o)
     else if (!strcmp(sub, "list"))
         rc = token_list(s, o);
     else {
+        char acct[STORE_ID_LEN + 1] = "";
+        token_account(s, o->positional, acct);
         int r = store_token_revoke(s, o->positional, util_now());
+        if (r == STORE_OK && acct[0])
+            audit_cli_record(s, acct, "revoke", "token", o->positional, NULL);
         if (r == STORE_NOT_FOUND)
             fprintf(stderr, "turnkey: no active token %s\n", o->positional);
         else if (r != STORE_OK)
@@ -615,6 +656,7 @@ typedef struct serving {
     tls_server *tls;
     relay *rel;
     api_server *api;
+    obs *ob;
     int64_t drain_until_ms; /* 0 = not draining */
 } serving;
 
@@ -663,6 +705,7 @@ static bool start_drain(serving *sv)
     if (!sv->rel || sv->c->drain_timeout == 0)
         return false;
     api_set_draining(sv->api);
+    obs_set_draining(sv->ob);
     relay_drain(sv->rel);
     sv->drain_until_ms = util_now_ms() + sv->c->drain_timeout * 1000;
     log_warn("main",
@@ -721,16 +764,68 @@ static void serve_loop(serving *sv)
         struct timespec tick = {.tv_sec = sv->drain_until_ms ? 0 : 1,
                                 .tv_nsec = sv->drain_until_ms ? 100000000 : 0};
         int sig = sigtimedwait(sv->sigs, NULL, &tick);
+        obs_tick(sv->ob); /* at least once a second: ended allocations */
         if (sig > 0 && on_signal(sv, sig))
             return;
         if (util_now() >= next_purge) {
             size_t purged = 0;
             if (store_revoke_purge(sv->s, util_now(), &purged) == STORE_OK && purged)
                 log_info("main", "purged %zu expired revocations", purged);
+            int64_t keep_ms = (int64_t)sv->c->audit_retention_days * 86400 * 1000;
+            if (store_audit_purge(sv->s, util_now_ms() - keep_ms, &purged) == STORE_OK && purged)
+                log_info("main", "purged %zu audit records older than %ld days", purged,
+                         sv->c->audit_retention_days);
             keycache_purge(sv->keys, util_now());
             next_purge = util_now() + 60;
         }
     }
+}
+
+/* --metrics-listen: a second HTTP listener that answers only /metrics, /healthz, /readyz. */
+static http_server *start_metrics(cfg *c, api_server *api)
+{
+    char *err = NULL;
+    http_config mc = {.listen = c->metrics_listen, .threads = 1, .metrics_only = true};
+    http_server *h = http_start(&mc, api, &err);
+    if (!h) {
+        fprintf(stderr, "turnkey: --metrics-listen: %s\n", err);
+        free(err);
+        return NULL;
+    }
+    set_port(&c->metrics_listen, http_port(h));
+    printf("turnkey: metrics listening on %s\n", c->metrics_listen);
+    return h;
+}
+
+/* The start-up summary: what an operator checks first when something does not connect. */
+static void log_summary(const cfg *c, const char *api_url, relay *rel, http_server *mhttp)
+{
+    char listeners[512] = "", external[256] = "";
+    size_t o = 0, e = 0;
+    for (size_t i = 0; rel && i < n_listeners(c); i++) {
+        unsigned kinds;
+        char **slot = listener_slot((cfg *)c, i, &kinds);
+        o += (size_t)snprintf(listeners + o, o < sizeof listeners ? sizeof listeners - o : 0,
+                              "%s%s/%s", i ? " " : "", *slot,
+                              kinds == RELAY_TLS   ? "tls"
+                              : kinds == RELAY_UDP ? "udp"
+                              : kinds == RELAY_TCP ? "tcp"
+                                                   : "udp+tcp");
+        if (o >= sizeof listeners)
+            break;
+    }
+    for (size_t i = 0; i < c->n_external_ip && e < sizeof external; i++)
+        e += (size_t)snprintf(external + e, sizeof external - e, "%s%s", i ? " " : "",
+                              c->external_ip[i]);
+    log_fields(LOG_INFO, "main", "configuration", LOG_S("api", api_url),
+               LOG_S("metrics", mhttp ? c->metrics_listen : "api"), LOG_S("listeners", listeners),
+               LOG_S("external_ip", external), LOG_S("relay_ip", c->relay_ip),
+               LOG_S("relay_ports", c->relay_ports), LOG_S("realm", c->realm),
+               LOG_U("relay_threads", rel ? relay_threads(rel) : 0),
+               LOG_I("user_quota", c->user_quota), LOG_I("max_allocations", c->max_allocations),
+               LOG_I("max_keys", c->max_keys), LOG_I("drain_timeout_s", c->drain_timeout),
+               LOG_I("audit_retention_days", c->audit_retention_days),
+               LOG_S("log_format", c->log_format));
 }
 
 static int cmd_serve(int argc, char **argv)
@@ -755,7 +850,8 @@ static int cmd_serve(int argc, char **argv)
     rc = 1;
     store *s = NULL;
     api_server *api = NULL;
-    http_server *http = NULL;
+    http_server *http = NULL, *mhttp = NULL;
+    obs *ob = NULL;
     keycache *keys = NULL;
     relay *rel = NULL;
     feed *fd = NULL;
@@ -769,6 +865,12 @@ static int cmd_serve(int argc, char **argv)
     }
     log_set_level((enum log_level)lvl);
     fd_plan fds = plan_fds(&c);
+    int fmt = log_parse_format(c.log_format);
+    if (fmt < 0) {
+        fprintf(stderr, "turnkey: --log-format must be text or json\n");
+        goto out;
+    }
+    log_set_format((enum log_format)fmt);
     if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0) /* validates early */
         goto out;
     bool api_role = !strcmp(c.role, "api"), relay_role = !strcmp(c.role, "relay");
@@ -823,6 +925,9 @@ static int cmd_serve(int argc, char **argv)
         if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
             goto out;
     }
+    ob = obs_new(&(obs_config){
+        .version = TURNKEY_VERSION, .st = s, .rel = rel, .n_listeners = rel ? n_listeners(&c) : 0});
+    api_obs obs_hooks = obs_api_hooks(ob);
     api_hooks hooks = {
         .key_deleted = hook_key_deleted, .credential_revoked = hook_revoked, .ctx = rel};
     api_config acfg = {.max_keys = (size_t)c.max_keys,
@@ -833,8 +938,10 @@ static int cmd_serve(int argc, char **argv)
                        .n_turn = n_turn,
                        .health_only = relay_role,
                        .store_problem = store_problem,
-                       .store_problem_ctx = fd};
+                       .store_problem_ctx = fd,
+                       .obs = &obs_hooks};
     api = api_new(s, &acfg, rel ? &hooks : NULL);
+    obs_set_api(ob, api);
     http_config hcfg = {.listen = c.api_listen,
                         .threads = (unsigned)c.api_threads,
                         .timeout_s = (unsigned)c.api_timeout,
@@ -846,6 +953,8 @@ static int cmd_serve(int argc, char **argv)
         free(err);
         goto out;
     }
+    if (c.metrics_listen[0] && !(mhttp = start_metrics(&c, api)))
+        goto out;
     char host[128];
     const char *colon = strrchr(c.api_listen, ':');
     snprintf(host, sizeof host, "%.*s", (int)(colon - c.api_listen), c.api_listen);
@@ -857,6 +966,7 @@ static int cmd_serve(int argc, char **argv)
     }
     if (rel)
         show_listeners(&c, rel, true);
+    log_summary(&c, api_url, rel, mhttp);
     char *where = store_describe(*c.store ? c.store : c.data);
     printf("turnkey: API listening on %s (%s: %s)\n", api_url, *c.store ? "store" : "data", where);
     free(where);
@@ -870,14 +980,19 @@ static int cmd_serve(int argc, char **argv)
                   .keys = keys,
                   .tls = tls,
                   .rel = rel,
-                  .api = api};
+                  .api = api,
+                  .ob = ob};
     report_fds(&c, &fds);
     serve_loop(&sv);
     rc = 0;
 out:
+    http_stop(mhttp);
     http_stop(http);
     feed_stop(fd);
+    if (ob)
+        obs_tick(ob); /* the last ended allocations get their lines */
     relay_stop(rel);
+    obs_free(ob);
     tls_server_free(tls);
     api_free(api);
     keycache_free(keys);
@@ -903,7 +1018,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "serve"))
         return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "account") || !strcmp(cmd, "token") || !strcmp(cmd, "key") ||
-        !strcmp(cmd, "store")) {
+        !strcmp(cmd, "store") || !strcmp(cmd, "audit")) {
         if (argc < 3) {
             fprintf(stderr, "turnkey: '%s' needs a subcommand (see turnkey help)\n", cmd);
             return 2;
@@ -918,6 +1033,8 @@ int main(int argc, char **argv)
             return cmd_token(argv[2], &o);
         if (!strcmp(cmd, "store"))
             return cmd_store(argv[2], &o);
+        if (!strcmp(cmd, "audit"))
+            return cmd_audit(argv[2], &o);
         return cmd_key(argv[2], &o);
     }
     fprintf(stderr, "turnkey: unknown command '%s' (see turnkey help)\n", cmd);

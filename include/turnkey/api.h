@@ -18,6 +18,15 @@
 #define API_TTL_DEFAULT 86400 /* credential lifetime when the request gives none */
 #define API_TTL_MAX 172800
 
+/* Observability hooks (all optional): the whole /metrics text, and readiness. */
+typedef struct api_obs {
+    /* GET /metrics: the exposition text (heap, free()); NULL = 503. */
+    char *(*metrics)(void *ctx);
+    /* GET /readyz (when not draining): true if ready; else a reason written into reason. */
+    bool (*ready)(void *ctx, char *reason, size_t cap);
+    void *ctx;
+} api_obs;
+
 typedef struct api_config {
     size_t max_keys;              /* TURN keys per account (default 1000) */
     const char *const *stun_urls; /* "stun:host:3478", ... */
@@ -29,6 +38,7 @@ typedef struct api_config {
     /* Store health for /readyz: NULL = healthy, else the reason it answers 503 with. */
     const char *(*store_problem)(void *ctx);
     void *store_problem_ctx;
+    const api_obs *obs; /* NULL: /metrics answers 503, /readyz only checks draining */
 } api_config;
 
 /* Optional observer of control-plane changes that live state must follow (a relay ending
@@ -56,7 +66,9 @@ typedef struct api_request {
     const char *x_auth_email;
     const uint8_t *body;
     size_t body_len;
-    bool body_too_large; /* the server discarded a body over API_MAX_BODY */
+    bool body_too_large;     /* the server discarded a body over API_MAX_BODY */
+    const char *query;       /* raw query string without '?', or NULL */
+    const char *remote_addr; /* the client's address ("192.0.2.1", "2001:db8::1"), or NULL */
 } api_request;
 
 typedef struct api_response {
@@ -65,11 +77,19 @@ typedef struct api_response {
     const char *content_type;     /* static; NULL when there is no body */
     const char *allow;            /* static; set on 405 */
     const char *www_authenticate; /* static; set on 401 */
+    const char *route;            /* static: the templated route ("/metrics", "other") */
 } api_response;
 
 /* Handles one request. now_ms = wall clock in milliseconds. Never fails: every outcome,
  * including store faults (500), is a response. */
 void api_handle(api_server *a, const api_request *req, int64_t now_ms, api_response *out);
 void api_response_clear(api_response *r);
+
+/* Counts one answered request (route template x method x status class) and its duration
+ * (measured by the HTTP server). Thread-safe, lock-free. */
+void api_observe(api_server *a, const char *method, const api_response *r, int64_t duration_us);
+struct metrics_buf;
+/* The api's own metrics: HTTP requests and durations, credentials minted and revoked. */
+void api_metrics(api_server *a, struct metrics_buf *b);
 
 #endif

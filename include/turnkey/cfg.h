@@ -52,12 +52,15 @@ typedef struct cfg {
     long api_threads;
     long relay_threads; /* 0 = one per CPU */
     char *log_level;
-    bool bootstrap;      /* first run on an empty store: create an account and a token */
-    long nonce_lifetime; /* seconds a NONCE is valid */
-    long challenge_rate; /* 401/438 per second per source IP and relay thread; 0 = no limit */
-    long drain_timeout;  /* seconds SIGTERM waits for allocations to end; 0 = at once */
-    int layer_;          /* cfg_load internals: which source is being read, and which source */
-    int list_layer_[8];  /* last set each layered list */
+    bool bootstrap;       /* first run on an empty store: create an account and a token */
+    long nonce_lifetime;  /* seconds a NONCE is valid */
+    long challenge_rate;  /* 401/438 per second per source IP and relay thread; 0 = no limit */
+    long drain_timeout;   /* seconds SIGTERM waits for allocations to end; 0 = at once */
+    char *log_format;     /* text | json */
+    char *metrics_listen; /* "" = /metrics only on the API listener */
+    long audit_retention_days;
+    int layer_;         /* cfg_load internals: which source is being read, and which source */
+    int list_layer_[8]; /* last set each layered list */
 } cfg;
 
 /* Fills c from defaults, file, environment and argv (argv[0] is the subcommand name).

@@ -4,6 +4,7 @@
 #ifndef TURNKEY_HTTP_H
 #define TURNKEY_HTTP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "turnkey/api.h"
@@ -14,6 +15,7 @@ typedef struct http_config {
     unsigned timeout_s;       /* idle connection timeout (default 30) */
     unsigned max_connections; /* default 1024 */
     unsigned max_per_ip;      /* connections per client address; 0 = no limit */
+    bool metrics_only;        /* answer only /metrics, /healthz, /readyz (404 otherwise) */
 } http_config;
 
 typedef struct http_server http_server;

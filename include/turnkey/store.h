@@ -26,7 +26,8 @@ enum store_rc {
 #define STORE_ID_LEN 32     /* account id, key uid, token id: 32 lowercase hex */
 #define STORE_SECRET_LEN 32 /* per-key credential secret */
 
-enum store_perm { STORE_PERM_READ = 1, STORE_PERM_WRITE = 2 };
+/* calls:read, calls:write; audit:read reads the audit log only (issue 12). */
+enum store_perm { STORE_PERM_READ = 1, STORE_PERM_WRITE = 2, STORE_PERM_AUDIT_READ = 4 };
 
 typedef struct store_account {
     char id[STORE_ID_LEN + 1];
@@ -56,6 +57,34 @@ typedef struct store_key {
 } store_key;
 
 typedef struct store store;
+
+/* One audit-log record: a control-plane change (Cloudflare's audit-log shape). Strings are
+ * NUL-terminated; old_value/new_value/metadata are JSON texts or NULL and never hold a
+ * secret (no bearer key, token, credential secret or password). */
+#define STORE_AUDIT_TEXT 64
+typedef struct store_audit {
+    char id[STORE_ID_LEN + 1]; /* random, set by store_audit_add */
+    char account_id[STORE_ID_LEN + 1];
+    int64_t when;                           /* milliseconds since the epoch */
+    char action[STORE_AUDIT_TEXT];          /* "create", "update", "delete", "revoke" */
+    bool result;                            /* the change happened */
+    char actor_type[16];                    /* "user" (an API token) or "admin" (the CLI) */
+    char actor_id[STORE_AUDIT_TEXT];        /* token id, or "cli" */
+    char actor_ip[STORE_AUDIT_TEXT];        /* source address; "" for the CLI */
+    char interface[8];                      /* "API" or "CLI" */
+    char resource_type[STORE_AUDIT_TEXT];   /* "turn_key", "turn_credential", "account", "token" */
+    char resource_id[256];                  /* key uid, credential username, ... */
+    char *old_value, *new_value, *metadata; /* JSON or NULL */
+} store_audit;
+
+/* A query of the audit log: account_id required; other fields 0/NULL = no filter. */
+typedef struct store_audit_query {
+    const char *account_id;
+    int64_t since, before; /* when >= since, when < before (ms) */
+    const char *action, *resource_id, *id;
+    bool ascending;       /* oldest first (default newest first) */
+    size_t offset, limit; /* limit 0 = none */
+} store_audit_query;
 
 /* The change log: every change the nodes' caches must follow, numbered by a revision that
  * only grows, written in the transaction of the change itself. */
@@ -126,6 +155,15 @@ typedef struct store_ops {
     /* Waits up to timeout_ms for a doorbell (another node committed a change): 1 rang,
      * 0 timed out, STORE_ERROR (the caller polls anyway). */
     int (*changes_wait)(void *ctx, int timeout_ms);
+    /* audit log (issue 12): three small ops. */
+    /* Inserts e (its id already set) in one transaction. */
+    int (*audit_add)(void *ctx, const store_audit *e);
+    /* Matching records, ordered by (when, id) in q's direction, skipping q->offset and at
+     * most q->limit; *total = every match (for pagination). */
+    int (*audit_list)(void *ctx, const store_audit_query *q, store_audit **out, size_t *n,
+                      size_t *total);
+    /* Deletes records with when < before_ms. */
+    int (*audit_purge)(void *ctx, int64_t before_ms, size_t *purged);
 } store_ops;
 
 struct store {
@@ -184,6 +222,14 @@ int store_changes_since(store *s, int64_t after, size_t max, store_change **out,
 int store_changes_prune(store *s, int64_t before, size_t *pruned);
 int store_changes_wait(store *s, int timeout_ms);
 
+/* Audit log: add sets e->id (random) and e->when if 0 (to now_ms). A backend without the
+ * audit ops answers STORE_ERROR. */
+int store_audit_add(store *s, store_audit *e, int64_t now_ms);
+int store_audit_list(store *s, const store_audit_query *q, store_audit **out, size_t *n,
+                     size_t *total);
+int store_audit_purge(store *s, int64_t before_ms, size_t *purged);
+void store_audit_array_free(store_audit *a, size_t n);
+
 /* Release the heap parts of records and arrays returned above. */
 void store_account_clear(store_account *a);
 void store_token_clear(store_token *t);
@@ -194,7 +240,7 @@ void store_key_array_free(store_key *k, size_t n);
 
 /* Parses "calls:read,calls:write" into STORE_PERM_* bits; 0 if malformed or empty. */
 unsigned store_perms_parse(const char *s);
-/* Formats bits as "calls:read,calls:write" into out (>= 32 bytes). */
+/* Formats bits as "calls:read,calls:write,audit:read" into out (>= 48 bytes). */
 void store_perms_format(unsigned perms, char *out, size_t cap);
 
 /* Copies every account, token, key and live revocation of `from` into `to`, skipping
@@ -218,5 +264,10 @@ void *store__sqlite_open(const char *file, const char *dir, char **err);
 bool store__sqlite_exists(const char *file);
 const store_ops *store__pg_ops(void);
 void *store__pg_open(const char *url, char **err);
+/* store_sqlite_audit.c: the audit ops of the SQLite backend (ctx = its connection). */
+int store__sqlite_audit_add(void *ctx, const store_audit *e);
+int store__sqlite_audit_list(void *ctx, const store_audit_query *q, store_audit **out,
+                             size_t *n, size_t *total);
+int store__sqlite_audit_purge(void *ctx, int64_t before_ms, size_t *purged);
 
 #endif

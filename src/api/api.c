@@ -223,6 +223,11 @@ static void method_not_allowed(api_response *r, const char *allow)
     r->allow = allow;
 }
 
+void api__method_not_allowed(api_response *r, const char *allow)
+{
+    method_not_allowed(r, allow);
+}
+
 int api__parse_body(const api_request *req, json_t **obj, api_response *r)
 {
     *obj = NULL;
@@ -342,7 +347,14 @@ static void key_not_found(api_response *r)
     api__error(r, 404, E_NOT_FOUND, "TURN key not found", NULL);
 }
 
-static void keys_create(api_server *a, const char *acct, json_t *body, int64_t now, api_response *r)
+/* What the audit log keeps of a key: never the bearer key or the secret. */
+static json_t *key_audit(const store_key *k)
+{
+    return json_pack("{s:s, s:s}", "uid", k->uid, "name", k->name ? k->name : "");
+}
+
+static void keys_create(api_server *a, const api_request *req, const store_token *tok,
+                        const char *acct, json_t *body, int64_t now, api_response *r)
 {
     const char *name;
     bool present;
@@ -362,7 +374,11 @@ static void keys_create(api_server *a, const char *acct, json_t *body, int64_t n
         internal_error(r);
         return;
     }
+    json_t *nv = key_audit(&k);
+    api__audit(a, req, "user", tok->id, acct, "create", "turn_key", k.uid, NULL, nv, now);
+    json_decref(nv);
     api__ok(r, 201, key_json(&k, bearer), NULL);
+    explicit_bzero(bearer, sizeof bearer);
     store_key_clear(&k);
 }
 
@@ -381,10 +397,12 @@ static void keys_list(api_server *a, const char *acct, api_response *r)
     api__ok(r, 200, arr, NULL);
 }
 
-static void key_item(api_server *a, const char *method, const char *acct, const char *uid,
-                     json_t *body, int64_t now, api_response *r)
+static void key_item(api_server *a, const api_request *req, const store_token *tok,
+                     const char *acct, const char *uid, json_t *body, int64_t now, api_response *r)
 {
+    const char *method = req->method;
     store_key k;
+    json_t *old = NULL;
     int rc;
     if (strcmp(method, "GET") == 0) {
         rc = store_key_get(a->st, acct, uid, &k);
@@ -393,16 +411,29 @@ static void key_item(api_server *a, const char *method, const char *acct, const 
         bool present;
         if (parse_name(body, &name, &present, r) != 0)
             return;
+        store_key before;
+        if (present && store_key_get(a->st, acct, uid, &before) == STORE_OK) {
+            old = key_audit(&before);
+            store_key_clear(&before);
+        }
         rc = present ? store_key_rename(a->st, acct, uid, name, now, &k)
                      : store_key_get(a->st, acct, uid, &k);
+        if (rc == STORE_OK && present) {
+            json_t *nv = key_audit(&k);
+            api__audit(a, req, "user", tok->id, acct, "update", "turn_key", uid, old, nv, now);
+            json_decref(nv);
+        }
     } else {
         rc = store_key_delete(a->st, acct, uid, &k);
         if (rc == STORE_OK) {
             keycache_forget(a->keys, uid);
             if (a->hooks.key_deleted)
                 a->hooks.key_deleted(a->hooks.ctx, uid);
+            old = key_audit(&k);
+            api__audit(a, req, "user", tok->id, acct, "delete", "turn_key", uid, old, NULL, now);
         }
     }
+    json_decref(old);
     if (rc == STORE_NOT_FOUND) {
         key_not_found(r);
         return;
@@ -413,6 +444,24 @@ static void key_item(api_server *a, const char *method, const char *acct, const 
     }
     api__ok(r, 200, key_json(&k, NULL), NULL);
     store_key_clear(&k);
+}
+
+static bool valid_account_id(const char *s);
+
+int api__authenticate(api_server *a, const api_request *req, int64_t now_ms, store_token *tok,
+                      api_response *r)
+{
+    return authenticate(a, req, now_ms, tok, r, false);
+}
+
+bool api__account_id_ok(const char *s)
+{
+    return valid_account_id(s);
+}
+
+void api__bad_identifier(api_response *r, const char *path)
+{
+    bad_identifier(r, path);
 }
 
 static bool valid_account_id(const char *s)
@@ -459,18 +508,20 @@ static void route_turn_keys(api_server *a, const api_request *req, const api__pa
         /* error written */
     } else if (!item) {
         if (!strcmp(m, "POST"))
-            keys_create(a, acct, body, now, r);
+            keys_create(a, req, &tok, acct, body, now, r);
         else
             keys_list(a, acct, r);
     } else {
-        key_item(a, m, acct, uid, body, now, r);
+        key_item(a, req, &tok, acct, uid, body, now, r);
     }
     json_decref(body);
     store_token_clear(&tok);
 }
 
-static void route_verify(api_server *a, const api_request *req, int64_t now, api_response *r)
+static void route_verify(api_server *a, const api_request *req, const api__path *p, int64_t now,
+                         api_response *r)
 {
+    (void)p;
     if (strcmp(req->method, "GET") != 0) {
         method_not_allowed(r, "GET");
         return;
@@ -490,44 +541,79 @@ static void route_verify(api_server *a, const api_request *req, int64_t now, api
     store_token_clear(&tok);
 }
 
-void api_set_draining(api_server *a)
+/* --- the route table ------------------------------------------------------------------
+ * Segments are literals or "*" (one segment of any value); a prefix route matches any path
+ * that starts with its segments (its handler answers the rest). First match wins. The
+ * template names the route in metrics (never the values: they are unbounded). */
+typedef void (*route_fn)(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
+                         api_response *r);
+
+typedef struct route {
+    const char *segs[8];
+    size_t n;
+    bool prefix;
+    route_fn fn;
+} route;
+
+static void route_no_route(api_server *a, const api_request *req, const api__path *p,
+                           int64_t now_ms, api_response *r)
 {
-    atomic_store(&a->draining, true);
+    (void)a, (void)req, (void)p, (void)now_ms;
+    no_route(r);
+}
+
+/* Indexed like api__route_names (the last name, "other", has no entry). */
+static const route routes[API__N_ROUTES - 1] = {
+    {{"client", "v4", "accounts", "*", "calls", "turn_keys"}, 6, false, route_turn_keys},
+    {{"client", "v4", "accounts", "*", "calls", "turn_keys", "*"}, 7, false, route_turn_keys},
+    {{"client", "v4", "user", "tokens", "verify"}, 5, false, route_verify},
+    {{"client", "v4", "accounts", "*", "audit_logs"}, 5, false, api__route_audit},
+    {{"client", "v4"}, 2, true, route_no_route},
+    {{"v1", "turn", "keys"}, 3, true, api__cred_route},
+    {{"healthz"}, 1, false, api__route_health},
+    {{"readyz"}, 1, false, api__route_health},
+    {{"metrics"}, 1, false, api__route_metrics},
+};
+
+const char *const api__route_names[API__N_ROUTES] = {
+    "/client/v4/accounts/{account_id}/calls/turn_keys",
+    "/client/v4/accounts/{account_id}/calls/turn_keys/{key_id}",
+    "/client/v4/user/tokens/verify",
+    "/client/v4/accounts/{account_id}/audit_logs",
+    "/client/v4/other",
+    "/v1/turn/keys/{key_id}/credentials",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "other",
+};
+
+static bool route_match(const route *rt, const api__path *p)
+{
+    if (p->n < rt->n || (!rt->prefix && p->n != rt->n))
+        return false;
+    for (size_t i = 0; i < rt->n; i++)
+        if (strcmp(rt->segs[i], "*") != 0 && !seg_is(p, i, rt->segs[i]))
+            return false;
+    return true;
 }
 
 void api_handle(api_server *a, const api_request *req, int64_t now_ms, api_response *out)
 {
     memset(out, 0, sizeof *out);
+    out->route = api__route_names[API__N_ROUTES - 1];
     api__path p;
-    const char *why;
     split_path(req->path, &p);
-    if (p.too_many) {
+    bool health = p.n == 1 && (seg_is(&p, 0, "healthz") || seg_is(&p, 0, "readyz"));
+    if (p.too_many || (a->cfg.health_only && !health)) { /* a relay-role node: health only */
         no_route(out);
-    } else if (a->cfg.health_only &&
-               !(p.n == 1 && (seg_is(&p, 0, "healthz") || seg_is(&p, 0, "readyz")))) {
-        no_route(out);
-    } else if (seg_is(&p, 0, "client") && seg_is(&p, 1, "v4")) {
-        if ((p.n == 6 || p.n == 7) && seg_is(&p, 2, "accounts") && seg_is(&p, 4, "calls") &&
-            seg_is(&p, 5, "turn_keys"))
-            route_turn_keys(a, req, &p, now_ms, out);
-        else if (p.n == 5 && seg_is(&p, 2, "user") && seg_is(&p, 3, "tokens") &&
-                 seg_is(&p, 4, "verify"))
-            route_verify(a, req, now_ms, out);
-        else
-            no_route(out);
-    } else if (seg_is(&p, 0, "v1") && seg_is(&p, 1, "turn") && seg_is(&p, 2, "keys")) {
-        api__cred_route(a, req, &p, now_ms, out);
-    } else if (p.n == 1 && (seg_is(&p, 0, "healthz") || seg_is(&p, 0, "readyz"))) {
-        if (strcmp(req->method, "GET") != 0 && strcmp(req->method, "HEAD") != 0)
-            method_not_allowed(out, "GET");
-        else if (seg_is(&p, 0, "readyz") && atomic_load(&a->draining))
-            respond(out, 503, json_pack("{s:s}", "status", "draining"));
-        else if (seg_is(&p, 0, "readyz") && a->cfg.store_problem &&
-                 (why = a->cfg.store_problem(a->cfg.store_problem_ctx)) != NULL)
-            respond(out, 503, json_pack("{s:s,s:s}", "status", "unavailable", "reason", why));
-        else
-            respond(out, 200, json_pack("{s:s}", "status", "ok"));
-    } else {
-        no_route(out);
+        return;
     }
+    for (size_t i = 0; i < API__N_ROUTES - 1; i++)
+        if (route_match(&routes[i], &p)) {
+            out->route = api__route_names[i];
+            routes[i].fn(a, req, &p, now_ms, out);
+            return;
+        }
+    no_route(out);
 }

@@ -131,14 +131,31 @@ static void mint(api_server *a, const api_request *req, const char *uid, const u
         doc = json_pack("{s:o}", "iceServers", servers);
     }
     OPENSSL_cleanse(pass, sizeof pass);
+    atomic_fetch_add_explicit(&a->ctr.minted[legacy ? 1 : 0], 1, memory_order_relaxed);
     r->status = 201;
     r->body = json_dumps(doc, JSON_COMPACT);
     r->content_type = "application/json";
     json_decref(doc);
 }
 
-static void revoke(api_server *a, const api__path *p, const char *uid, const uint8_t *secret,
-                   int64_t now_ms, api_response *r)
+/* The key's account owns the record; the actor is the key (its bearer authenticated). */
+static void audit_revoke(api_server *a, const api_request *req, const char *uid, const char *user,
+                         int64_t expires, int64_t now_ms)
+{
+    store_key k;
+    if (store_key_by_uid(a->st, uid, &k) != STORE_OK)
+        return;
+    char exp[32];
+    util_rfc3339(expires, exp);
+    json_t *nv = json_pack("{s:s, s:s, s:s}", "key_uid", uid, "username", user, "expires", exp);
+    api__audit(a, req, "turn_key", uid, k.account_id, "revoke", "turn_credential", user, NULL, nv,
+               now_ms);
+    json_decref(nv);
+    store_key_clear(&k);
+}
+
+static void revoke(api_server *a, const api_request *req, const api__path *p, const char *uid,
+                   const uint8_t *secret, int64_t now_ms, api_response *r)
 {
     char user[CRED_USERNAME_MAX];
     cred_info info;
@@ -159,6 +176,8 @@ static void revoke(api_server *a, const api__path *p, const char *uid, const uin
             return;
         }
         keycache_revoke(a->keys, user, strlen(user), info.expires);
+        atomic_fetch_add_explicit(&a->ctr.revoked, 1, memory_order_relaxed);
+        audit_revoke(a, req, uid, user, info.expires, now_ms);
         if (a->hooks.credential_revoked)
             a->hooks.credential_revoked(a->hooks.ctx, uid, user, info.expires);
     }
@@ -191,6 +210,6 @@ void api__cred_route(api_server *a, const api_request *req, const api__path *p, 
     if (is_mint)
         mint(a, req, uid, secret, p->len[5] == 8, now_ms, r);
     else
-        revoke(a, p, uid, secret, now_ms, r);
+        revoke(a, req, p, uid, secret, now_ms, r);
     OPENSSL_cleanse(secret, sizeof secret);
 }

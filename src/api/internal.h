@@ -8,6 +8,18 @@
 #include "turnkey/api.h"
 
 #define API__MAX_SEGS 12
+#define API__N_ROUTES 10  /* templated routes, "other" included (api.c) */
+#define API__N_METHODS 6  /* GET POST PUT DELETE HEAD other */
+#define API__N_BUCKETS 10 /* request-duration histogram */
+
+/* Lock-free counters (api_obs.c). */
+typedef struct api__counters {
+    _Atomic uint64_t http[API__N_ROUTES][API__N_METHODS][5]; /* status class 1xx..5xx */
+    _Atomic uint64_t dur[API__N_ROUTES][API__N_BUCKETS + 1];
+    _Atomic uint64_t dur_sum_us[API__N_ROUTES];
+    _Atomic uint64_t minted[2]; /* generate-ice-servers, generate */
+    _Atomic uint64_t revoked;
+} api__counters;
 
 struct api_server {
     store *st;
@@ -16,7 +28,11 @@ struct api_server {
     keycache *keys;
     bool own_keys;
     _Atomic bool draining; /* api_set_draining: /readyz answers 503 */
+    api__counters ctr;
 };
+
+/* The templated routes, by index (api.c); the last is "other". */
+extern const char *const api__route_names[API__N_ROUTES];
 
 /* A request path split into raw (percent-encoded) segments. */
 typedef struct api__path {
@@ -37,6 +53,29 @@ int api__decode_segment(const char *seg, size_t len, char *out, size_t cap);
 int api__parse_body(const api_request *req, json_t **obj, api_response *r);
 /* Extracts the token of "Authorization: Bearer <token>": 0 ok, -1 malformed. */
 int api__bearer(const char *authorization, const char **tok, size_t *len);
+
+/* api_obs.c: GET /metrics and GET /readyz|/healthz (path.n == 1). */
+void api__route_metrics(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
+                        api_response *r);
+void api__route_health(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
+                       api_response *r);
+void api__method_not_allowed(api_response *r, const char *allow);
+
+/* Control-plane authentication (API token): 0 and *tok filled (store_token_clear it), or
+ * -1 with the error written. */
+int api__authenticate(api_server *a, const api_request *req, int64_t now_ms, store_token *tok,
+                      api_response *r);
+bool api__account_id_ok(const char *s);
+void api__bad_identifier(api_response *r, const char *path);
+
+/* Records one control-plane change made through the API (and logs it); old/new borrowed. */
+void api__audit(api_server *a, const api_request *req, const char *actor_type, const char *actor_id,
+                const char *account_id, const char *action, const char *resource_type,
+                const char *resource_id, json_t *old_value, json_t *new_value, int64_t now_ms);
+
+/* api_audit.c: GET /client/v4/accounts/{account_id}/audit_logs */
+void api__route_audit(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
+                      api_response *r);
 
 /* Credential plane: /v1/turn/keys/{key_id}/credentials/... (path.seg[0..2] = v1,turn,keys) */
 void api__cred_route(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,

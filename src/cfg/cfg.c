@@ -115,6 +115,12 @@ static const opt table[] = {
     {"challenge-rate", T_INT, O(challenge_rate), "100", 0, 1000000,
      "401/438 answers per second per source IP and relay thread (burst twice that; 0 = no "
      "limit)"},
+    {"log-format", T_STR, O(log_format), "text", 0, 0,
+     "text (key=\"value\" pairs) or json (one object per line)"},
+    {"metrics-listen", T_STR, O(metrics_listen), "", 0, 0,
+     "also serve GET /metrics (and /healthz, /readyz) on this private ADDR:PORT"},
+    {"audit-retention-days", T_INT, O(audit_retention_days), "365", 1, 36500,
+     "days audit-log records are kept"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "turnkey/log.h"
@@ -24,9 +25,11 @@ struct http_server {
     api_server *api;
     uint16_t port;
     log_limiter rl; /* libmicrohttpd's messages: clients trigger most of them (caps, resets) */
+    bool metrics_only;
 };
 
 typedef struct req_ctx {
+    int64_t start_us; /* monotonic, when the request's headers arrived */
     uint8_t *body;
     size_t len, cap;
     size_t discarded;
@@ -44,6 +47,60 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s)
     (void)cls;
     (void)c;
     return strlen(s);
+}
+
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+typedef struct qbuf {
+    char *p;
+    size_t cap, n;
+    bool cut;
+} qbuf;
+
+/* The arguments come raw (no_unescape): joined again, they are the query string. */
+static enum MHD_Result add_arg(void *cls, enum MHD_ValueKind kind, const char *key,
+                               const char *value)
+{
+    qbuf *q = cls;
+    (void)kind;
+    int n = snprintf(q->p + q->n, q->cap - q->n, "%s%s%s%s", q->n ? "&" : "", key, value ? "=" : "",
+                     value ? value : "");
+    if (n < 0 || (size_t)n >= q->cap - q->n) {
+        q->cut = true;
+        return MHD_NO;
+    }
+    q->n += (size_t)n;
+    return MHD_YES;
+}
+
+static void raw_query(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    qbuf q = {.p = out, .cap = cap};
+    out[0] = '\0';
+    MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, add_arg, &q);
+    if (q.cut)
+        snprintf(out, cap, "%s", "%"); /* too long: malformed on purpose (400) */
+}
+
+static void remote_addr(struct MHD_Connection *conn, char *out, size_t cap)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    out[0] = '\0';
+    if (!ci || !ci->client_addr)
+        return;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr, out,
+                  (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr, out,
+                  (socklen_t)cap);
 }
 
 static enum MHD_Result send_answer(struct MHD_Connection *conn, const api_response *ar,
@@ -76,6 +133,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     req_ctx *rc = *con_cls;
     if (!rc) {
         rc = util_xcalloc(1, sizeof *rc);
+        rc->start_us = mono_us();
         *con_cls = rc;
         return MHD_YES;
     }
@@ -99,7 +157,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (rc->discarded < DISCARD_LIMIT)
             return MHD_YES;
     }
+    char query[2048], peer[INET6_ADDRSTRLEN];
+    raw_query(conn, query, sizeof query);
+    remote_addr(conn, peer, sizeof peer);
     api_request req = {
+        .query = query[0] ? query : NULL,
+        .remote_addr = peer[0] ? peer : NULL,
         .method = method,
         .path = url,
         .authorization = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Authorization"),
@@ -110,7 +173,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         .body_too_large = rc->too_large,
     };
     api_response ar;
+    if (h->metrics_only && strcmp(url, "/metrics") && strcmp(url, "/healthz") &&
+        strcmp(url, "/readyz"))
+        req.path = "/metrics-listener-serves-only-metrics"; /* answered 400 no route */
     api_handle(h->api, &req, util_now_ms(), &ar);
+    api_observe(h->api, method, &ar, mono_us() - rc->start_us);
     log_debug("http", "%s %s -> %d", method, url, ar.status);
     enum MHD_Result r = send_answer(conn, &ar, rc->too_large);
     api_response_clear(&ar);
@@ -168,6 +235,7 @@ http_server *http_start(const http_config *cfg, api_server *api, char **err)
     http_server *h = util_xcalloc(1, sizeof *h);
     h->api = api;
     log_limiter_init(&h->rl);
+    h->metrics_only = cfg->metrics_only;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;

@@ -391,6 +391,8 @@ unsigned store_perms_parse(const char *s)
             perms |= STORE_PERM_READ;
         else if (len == 11 && strncmp(p, "calls:write", 11) == 0)
             perms |= STORE_PERM_WRITE;
+        else if (len == 10 && strncmp(p, "audit:read", 10) == 0)
+            perms |= STORE_PERM_AUDIT_READ;
         else
             return 0;
         if (!comma)
@@ -407,4 +409,8 @@ void store_perms_format(unsigned perms, char *out, size_t cap)
     snprintf(out, cap, "%s%s%s", (perms & STORE_PERM_READ) ? "calls:read" : "",
              (perms & STORE_PERM_READ) && (perms & STORE_PERM_WRITE) ? "," : "",
              (perms & STORE_PERM_WRITE) ? "calls:write" : "");
+    if (perms & STORE_PERM_AUDIT_READ) {
+        size_t n = strlen(out);
+        snprintf(out + n, cap - n, "%saudit:read", n ? "," : "");
+    }
 }

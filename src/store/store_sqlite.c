@@ -14,20 +14,7 @@
 #include "turnkey/store.h"
 #include "turnkey/util.h"
 
-#define STMT_CACHE 48
-
-/* Prepared statements are kept for the life of the connection, keyed by the address of
- * their (static) SQL text: no statement is compiled twice on the request path. */
-typedef struct sq {
-    sqlite3 *db;
-    pthread_mutex_t mu;
-    struct {
-        const char *sql;
-        sqlite3_stmt *st;
-    } cache[STMT_CACHE];
-    int n_cache;
-    log_limiter rl; /* errors on the request path: API clients can make them repeat */
-} sq;
+#include "sqlite_internal.h"
 
 /* Migrations: index i brings the schema from version i to i+1. Append only. */
 static const char *const migrations[] = {
@@ -52,6 +39,14 @@ static const char *const migrations[] = {
     "  key_uid TEXT NOT NULL, username_hash TEXT NOT NULL DEFAULT '',"
     "  expires INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX changes_by_at ON changes(at);",
+    /* 3: the audit log (issue 12) */
+    "CREATE TABLE audit_log ("
+    "  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, at INTEGER NOT NULL,"
+    "  action TEXT NOT NULL, result INTEGER NOT NULL, actor_type TEXT NOT NULL,"
+    "  actor_id TEXT NOT NULL, actor_ip TEXT NOT NULL, interface TEXT NOT NULL,"
+    "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL,"
+    "  old_value TEXT, new_value TEXT, metadata TEXT);"
+    "CREATE INDEX audit_log_by_account ON audit_log(account_id, at);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -828,6 +823,9 @@ static const store_ops sqlite_ops = {
     .changes_since = sq_changes_since,
     .changes_prune = sq_changes_prune,
     .changes_wait = sq_changes_wait,
+    .audit_add = store__sqlite_audit_add,
+    .audit_list = store__sqlite_audit_list,
+    .audit_purge = store__sqlite_audit_purge,
 };
 
 const store_ops *store__sqlite_ops(void)
