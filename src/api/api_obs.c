@@ -41,7 +41,7 @@ void api__route_health(api_server *a, const api_request *req, const api__path *p
     char reason[256] = "";
     const char *why = NULL;
     if (readyz && atomic_load(&a->draining))
-        respond_json(r, 503, json_pack("{s:s, s:s}", "status", "draining", "reason", "draining"));
+        respond_json(r, 503, json_pack("{s:s}", "status", "draining")); /* the reason */
     else if (readyz && a->cfg.store_problem &&
              (why = a->cfg.store_problem(a->cfg.store_problem_ctx)) != NULL)
         respond_json(r, 503, json_pack("{s:s,s:s}", "status", "unavailable", "reason", why));
