@@ -124,25 +124,37 @@ void log_event(enum log_level lvl, const char *module, unsigned suppressed, cons
     fputs(line, stderr);
 }
 
-/* An output buffer that never overflows (a record is cut, never split across lines). */
+/* An output buffer that never overflows: content stays within lim = cap - 3, which keeps
+ * room for the closing "}" (JSON), "\n" and the NUL. Pieces are written whole or not at
+ * all, so a record that does not fit is cut between escapes, never inside one, and every
+ * quoted value still gets its closing quote. */
 typedef struct obuf {
     char *p;
-    size_t cap, n;
+    size_t lim, n;
 } obuf;
 
-static void put(obuf *b, const char *s, size_t len)
+static bool fits(const obuf *b, size_t len, size_t keep)
 {
-    for (size_t i = 0; i < len && b->n + 2 < b->cap; i++)
-        b->p[b->n++] = s[i];
+    return b->n + len + keep <= b->lim;
 }
 
-static void puts_(obuf *b, const char *s)
+static bool put(obuf *b, const char *s, size_t len, size_t keep)
 {
-    put(b, s, strlen(s));
+    if (!fits(b, len, keep))
+        return false;
+    memcpy(b->p + b->n, s, len);
+    b->n += len;
+    return true;
 }
 
-/* A value inside double quotes: text escapes \ " and every byte outside printable ASCII
- * as \xHH (\n, \r, \t by name); JSON escapes as JSON does (bytes >= 0x80 as \u00HH). */
+static bool puts_(obuf *b, const char *s)
+{
+    return put(b, s, strlen(s), 0);
+}
+
+/* A value inside double quotes: text escapes \\ " and every byte outside printable ASCII
+ * as \\xHH (\\n, \\r, \\t by name); JSON escapes as JSON does (bytes >= 0x80 as
+ * \\u00HH). Stops (cut) where the next escape and the closing quote no longer fit. */
 static void put_escaped(obuf *b, enum log_format fmt, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -161,44 +173,46 @@ static void put_escaped(obuf *b, enum log_format fmt, const char *s, size_t len)
         } else {
             e[0] = (char)c, e[1] = 0;
         }
-        puts_(b, e);
+        if (!put(b, e, strlen(e), 1))
+            return;
     }
 }
 
 static void put_str(obuf *b, enum log_format fmt, const char *key, const char *s, size_t len)
 {
-    puts_(b, fmt == LOG_JSON ? ",\"" : " ");
-    puts_(b, key);
-    puts_(b, fmt == LOG_JSON ? "\":\"" : "=\"");
+    char head[80];
+    snprintf(head, sizeof head, fmt == LOG_JSON ? ",\"%s\":\"" : " %s=\"", key);
+    if (!put(b, head, strlen(head), 1))
+        return;
     put_escaped(b, fmt, s, len);
-    puts_(b, "\"");
+    b->p[b->n++] = '"'; /* kept free by every put above */
 }
 
 static void put_num(obuf *b, enum log_format fmt, const char *key, const char *num)
 {
-    puts_(b, fmt == LOG_JSON ? ",\"" : " ");
-    puts_(b, key);
-    puts_(b, fmt == LOG_JSON ? "\":" : "=");
-    puts_(b, num);
+    char f[112];
+    snprintf(f, sizeof f, fmt == LOG_JSON ? ",\"%s\":%s" : " %s=%s", key, num);
+    puts_(b, f);
 }
 
 size_t log_format_event(char *out, size_t cap, enum log_format fmt, const char *ts,
                         enum log_level lvl, const char *module, unsigned suppressed,
                         const char *msg, const log_field *f, size_t n)
 {
-    obuf b = {.p = out, .cap = cap};
-    if (cap < 2)
+    if (cap < 16)
         return 0;
+    obuf b = {.p = out, .lim = cap - 3};
     const char *lv = level_names[(unsigned)lvl < 4 ? lvl : 0];
     if (fmt == LOG_JSON) {
-        puts_(&b, "{\"ts\":\"");
-        puts_(&b, ts);
-        puts_(&b, "\"");
+        if (put(&b, "{\"ts\":\"", 7, 1)) {
+            put_escaped(&b, fmt, ts, strlen(ts));
+            b.p[b.n++] = '"';
+        }
         put_str(&b, fmt, "level", lv, strlen(lv));
     } else {
-        puts_(&b, ts);
-        puts_(&b, " level=");
-        puts_(&b, lv);
+        put_escaped(&b, fmt, ts, strlen(ts));
+        if (puts_(&b, " level="))
+            puts_(&b, lv);
     }
     put_str(&b, fmt, "module", module, strlen(module));
     put_str(&b, fmt, "msg", msg, strlen(msg));

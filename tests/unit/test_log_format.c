@@ -65,6 +65,21 @@ static void t_cut_record_stays_one_line(void)
     CHECK(line[n - 1] == '\n');
 }
 
+static void t_cut_json_still_parses(void)
+{
+    for (size_t cap = 16; cap < 200; cap += 7) {
+        char line[200];
+        log_field f[] = {LOG_S("name", evil), LOG_U("bytes", 42), LOG_S("more", evil)};
+        size_t n = log_format_event(line, cap, LOG_JSON, "2026-01-01T00:00:00.000Z", LOG_INFO,
+                                    "api", 0, "a message", f, 3);
+        CHECK(n > 0 && n < cap);
+        CHECK_INT(count_char(line, '\n'), 1);
+        json_t *o = json_loads(line, 0, NULL);
+        CHECK(o != NULL);
+        json_decref(o);
+    }
+}
+
 static void t_parse_format(void)
 {
     CHECK_INT(log_parse_format("text"), LOG_TEXT);
@@ -77,6 +92,7 @@ int main(void)
     TK_RUN(t_text_escapes_every_value);
     TK_RUN(t_json_is_one_object);
     TK_RUN(t_cut_record_stays_one_line);
+    TK_RUN(t_cut_json_still_parses);
     TK_RUN(t_parse_format);
     return tk_test_summary();
 }
