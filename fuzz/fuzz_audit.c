@@ -28,8 +28,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char line[512];
     log_field f[] = {LOG_B("v", data, size)};
     for (int fmt = LOG_TEXT; fmt <= LOG_JSON; fmt++) {
-        size_t n = log_format_event(line, sizeof line, (enum log_format)fmt, "T", LOG_INFO, "m",
-                                    0, s, f, 1);
+        size_t n = log_format_event(line, sizeof line, (enum log_format)fmt, "T", LOG_INFO, "m", 0,
+                                    s, f, 1);
         if (n == 0 || line[n - 1] != '\n' || memchr(line, '\n', n - 1) || strlen(line) != n)
             abort();
     }

@@ -101,7 +101,10 @@ static void t_metrics_route_and_http_counters(void)
                        "calls/turn_keys/{key_id}\",method=\"GET\",code=\"4xx\"} 1\n") != NULL);
     CHECK(strstr(text, "turnkey_http_requests_total{route=\"other\",method=\"other\","
                        "code=\"4xx\"} 1\n") != NULL);
-    CHECK(strstr(text, "turnkey_http_request_duration_seconds_bucket{route=\"other\",le=\"0.0005\"} 1\n") != NULL);
+    CHECK(
+        strstr(text,
+               "turnkey_http_request_duration_seconds_bucket{route=\"other\",le=\"0.0005\"} 1\n") !=
+        NULL);
     CHECK(strstr(text, "abc") == NULL); /* never the id */
     free(text);
     api_free(a);

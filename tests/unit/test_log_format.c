@@ -41,8 +41,8 @@ static void t_json_is_one_object(void)
 {
     char line[2048];
     log_field f[] = {LOG_S("name", evil), LOG_U("bytes", 42)};
-    log_format_event(line, sizeof line, LOG_JSON, "2026-01-01T00:00:00.000Z", LOG_WARN, "api",
-                     3, "key renamed", f, 2);
+    log_format_event(line, sizeof line, LOG_JSON, "2026-01-01T00:00:00.000Z", LOG_WARN, "api", 3,
+                     "key renamed", f, 2);
     CHECK_INT(count_char(line, '\n'), 1);
     json_error_t err;
     json_t *o = json_loads(line, 0, &err);

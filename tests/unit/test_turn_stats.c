@@ -17,8 +17,8 @@ static uint64_t setup(client *c)
 static void channeldata(client *c, uint16_t ch, const char *data)
 {
     uint8_t buf[256];
-    int len = stun_channeldata_build(buf, sizeof buf, ch, (const uint8_t *)data, strlen(data),
-                                     false);
+    int len =
+        stun_channeldata_build(buf, sizeof buf, ch, (const uint8_t *)data, strlen(data), false);
     turn_server_input(F.s, &c->t, buf, (size_t)len, F.now);
 }
 
@@ -146,8 +146,8 @@ static void t_drops(void)
     fx_send_ind(&F, &c, "8.8.8.8", 5000, "x"); /* no permission */
     fx_client(&d, TURN_PROTO_UDP, "198.51.100.30", 40000, "zed");
     fx_send_ind(&F, &d, "8.8.8.8", 5000, "x"); /* no allocation */
-    channeldata(&c, 0x4001, "x");               /* no channel */
-    fx_peer_in(&F, id, "9.9.9.9", 1, "x");      /* no permission, peer side */
+    channeldata(&c, 0x4001, "x");              /* no channel */
+    fx_peer_in(&F, id, "9.9.9.9", 1, "x");     /* no permission, peer side */
     CHECK_INT(fx_permit(&F, &c, "8.8.8.8", 1), 0);
     fx_send_ind(&F, &c, "8.8.8.8", 0, "x"); /* port 0: the peer policy */
     turn_stats st = fx_stats(&F);
