@@ -81,6 +81,17 @@ void peer_policy_set_relays(peer_policy *p, const struct peer_relays *relays);
 
 /* May the relay send to this peer (sockaddr_in or sockaddr_in6)? See the rules above. */
 bool peer_allowed(const peer_policy *p, const struct sockaddr *sa);
+/* The same decision with the rule that denied (for metrics): PEER_ALLOWED or the class. */
+enum peer_deny {
+    PEER_ALLOWED = 0,
+    PEER_DENY_INVALID,  /* rule 1: port 0, no address, another family */
+    PEER_DENY_SELF,     /* rule 3: one of the server's own addresses */
+    PEER_DENY_OPERATOR, /* rule 5: --deny-peer */
+    PEER_DENY_BUILTIN,  /* rule 6: the built-in deny list */
+    PEER_DENY__N
+};
+int peer_deny_class(const peer_policy *p, const struct sockaddr *sa);
+const char *peer_deny_name(int cls); /* "invalid", "self", "operator", "builtin"; "?" */
 
 /* --- relay addresses in use (hairpin) ---------------------------------------------------
  * A fixed set of relay bind addresses ("slots", registered before the relay threads start)

@@ -262,6 +262,8 @@ typedef struct turn_stats {
     size_t allocs_by[3][2];  /* live, [transport][0 = IPv4, 1 = IPv6] */
     size_t allocs_active_1m; /* live allocations that relayed data in the last 60 s */
     uint64_t drops[TURN_DROP__N];
+    uint64_t peer_denials[PEER_DENY__N]; /* by enum peer_deny class ([0] unused): relayed
+                                          * datagrams, CreatePermission and ChannelBind */
 } turn_stats;
 /* now_ms: for allocs_active_1m (a scan of the allocations: call it about once a second). */
 void turn_server_stats(const turn_server *s, turn_stats *out);

@@ -150,6 +150,13 @@ static void traffic(metrics_buf *b, const turn_stats *t)
         snprintf(lab, sizeof lab, "leg=\"%s\",direction=\"%s\"", flows[i].leg, flows[i].dir);
         metrics_u64(b, "turnkey_relayed_packets_total", lab, flows[i].f->packets);
     }
+    metrics_family(b, "turnkey_peer_denials_total", "counter",
+                   "Peers the policy denied (relayed datagrams, CreatePermission and ChannelBind "
+                   "peers), by the rule that denied: invalid, self, operator, builtin.");
+    for (int c = PEER_ALLOWED + 1; c < PEER_DENY__N; c++) {
+        snprintf(lab, sizeof lab, "class=\"%s\"", peer_deny_name(c));
+        metrics_u64(b, "turnkey_peer_denials_total", lab, t->peer_denials[c]);
+    }
     metrics_family(b, "turnkey_dropped_packets_total", "counter",
                    "Datagrams the relay dropped, by reason (peer_policy = peer-policy denials).");
     for (int d = 0; d < TURN_DROP__N; d++) {

@@ -323,14 +323,30 @@ int peer_policy_add_self(peer_policy *p, const struct sockaddr *sa)
     return 0;
 }
 
-bool peer_allowed(const peer_policy *p, const struct sockaddr *sa)
+int peer_deny_class(const peer_policy *p, const struct sockaddr *sa)
 {
     struct addr a;
     if (!peer__from_sockaddr(sa, &a) || a.port == 0)
-        return false;
+        return PEER_DENY_INVALID;
     if (is_self(p, &a))
-        return host_allowed(p, &a) || (p->relays && peer_relays_live(p->relays, sa, NULL));
+        return host_allowed(p, &a) || (p->relays && peer_relays_live(p->relays, sa, NULL))
+                   ? PEER_ALLOWED
+                   : PEER_DENY_SELF;
     if (in_list(p->allow, p->n_allow, a.family, a.a))
-        return true;
-    return !operator_denied(p, &a) && !denied(&a);
+        return PEER_ALLOWED;
+    return operator_denied(p, &a) ? PEER_DENY_OPERATOR
+           : denied(&a)           ? PEER_DENY_BUILTIN
+                                  : PEER_ALLOWED;
+}
+
+bool peer_allowed(const peer_policy *p, const struct sockaddr *sa)
+{
+    return peer_deny_class(p, sa) == PEER_ALLOWED;
+}
+
+const char *peer_deny_name(int cls)
+{
+    static const char *const n[PEER_DENY__N] = {"allowed", "invalid", "self", "operator",
+                                                "builtin"};
+    return cls >= 0 && cls < PEER_DENY__N ? n[cls] : "?";
 }

@@ -31,10 +31,10 @@ static void drop(turn_server *s, int why)
 static bool may_send(turn_server *s, const turn__alloc *a, const struct sockaddr *peer,
                      const turn__addr *k)
 {
-    int why = !turn__family_ok(a, peer)           ? TURN_DROP_FAMILY
-              : !turn__perm_find_k(s, a, k)       ? TURN_DROP_NO_PERMISSION
-              : !peer_allowed(s->cfg.peers, peer) ? TURN_DROP_PEER_POLICY
-                                                  : -1;
+    int why = !turn__family_ok(a, peer)      ? TURN_DROP_FAMILY
+              : !turn__perm_find_k(s, a, k)  ? TURN_DROP_NO_PERMISSION
+              : !turn__peer_allowed(s, peer) ? TURN_DROP_PEER_POLICY
+                                             : -1;
     if (why >= 0)
         drop(s, why);
     return why < 0;

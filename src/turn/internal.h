@@ -314,6 +314,8 @@ void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_
 void turn__count_reply(turn__req *r);
 /* Counts an authentication failure and tells ops->auth_failed. */
 void turn__auth_failed(turn__req *r, int reason);
+/* peer_allowed, counting a denial by its class. */
+bool turn__peer_allowed(turn_server *s, const struct sockaddr *peer);
 /* An allocation is open (counted live by transport and family). */
 void turn__count_opened(turn_server *s, turn__alloc *a);
 static inline void turn__flow_add(turn_flow *f, turn_flow *total, size_t bytes)

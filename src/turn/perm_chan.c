@@ -201,7 +201,7 @@ static turn__chan *chan_create(turn_server *s, turn__alloc *a, uint16_t num,
 }
 
 /* Policy check for a permission: the port does not matter, so port 0 is replaced. */
-static bool perm_peer_allowed(const turn_server *s, const struct sockaddr_storage *peer)
+static bool perm_peer_allowed(turn_server *s, const struct sockaddr_storage *peer)
 {
     struct sockaddr_storage p = *peer;
     if (p.ss_family == AF_INET) {
@@ -213,7 +213,7 @@ static bool perm_peer_allowed(const turn_server *s, const struct sockaddr_storag
         if (s6->sin6_port == 0)
             s6->sin6_port = htons(9);
     }
-    return peer_allowed(s->cfg.peers, (const struct sockaddr *)&p);
+    return turn__peer_allowed(s, (const struct sockaddr *)&p);
 }
 
 static void reply_empty_success(turn__req *r)
@@ -279,7 +279,7 @@ static int bind_checks(turn__req *r, turn__alloc *a, uint16_t *num, struct socka
     turn__chan *by_peer = turn__chan_by_peer(r->s, a, pa);
     if (by_num != by_peer)
         return 400; /* number taken by another peer, or peer on another number */
-    if (!peer_allowed(r->s->cfg.peers, pa))
+    if (!turn__peer_allowed(r->s, pa))
         return 403;
     if (!turn__family_ok(a, pa))
         return 443;

@@ -85,6 +85,14 @@ void turn__auth_failed(turn__req *r, int reason)
         s->ops.auth_failed(s->ops.ctx, r->t, reason, r->user, r->user ? r->user_len : 0);
 }
 
+bool turn__peer_allowed(turn_server *s, const struct sockaddr *peer)
+{
+    int cls = peer_deny_class(s->cfg.peers, peer);
+    if (cls > PEER_ALLOWED && cls < PEER_DENY__N)
+        s->stats.peer_denials[cls]++;
+    return cls == PEER_ALLOWED;
+}
+
 static size_t *by_slot(turn_server *s, const turn__alloc *a)
 {
     unsigned proto = (unsigned)a->tuple.proto < 3 ? (unsigned)a->tuple.proto : 0;

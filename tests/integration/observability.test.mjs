@@ -67,7 +67,7 @@ describe('metrics', () => {
       'turnkey_auth_failures_total', 'turnkey_allocations', 'turnkey_allocations_active_1m',
       'turnkey_allocations_created_total', 'turnkey_allocations_ended_total', 'turnkey_permissions',
       'turnkey_channels', 'turnkey_relayed_bytes_total', 'turnkey_relayed_packets_total',
-      'turnkey_dropped_packets_total', 'turnkey_credentials_minted_total', 'turnkey_credentials_revoked_total',
+      'turnkey_dropped_packets_total', 'turnkey_peer_denials_total', 'turnkey_credentials_minted_total', 'turnkey_credentials_revoked_total',
       'turnkey_keys', 'turnkey_http_requests_total', 'turnkey_http_request_duration_seconds',
       'turnkey_tls_handshakes_total', 'turnkey_revocation_close_seconds', 'turnkey_process_cpu_seconds_total',
       'turnkey_process_resident_memory_bytes', 'turnkey_process_open_fds']) {

@@ -155,6 +155,12 @@ static void t_drops(void)
     CHECK_INT(st.drops[TURN_DROP_NO_ALLOCATION], 1);
     CHECK_INT(st.drops[TURN_DROP_NO_CHANNEL], 1);
     CHECK_INT(st.drops[TURN_DROP_PEER_POLICY], 1);
+    CHECK_INT(st.peer_denials[PEER_DENY_INVALID], 1);
+    CHECK_INT(fx_permit(&F, &c, "10.0.0.1", 1), 403); /* the built-in deny list */
+    CHECK_INT(fx_bind(&F, &c, 0x4000, "192.168.1.1", 53), 403);
+    st = fx_stats(&F);
+    CHECK_INT(st.peer_denials[PEER_DENY_BUILTIN], 2);
+    CHECK_INT(st.requests[TURN_PROTO_UDP][TURN_M_CREATE_PERMISSION][TURN_R_403], 1);
     CHECK_INT(F.n_peer, 0);
     fx_free(&F);
 }
@@ -167,6 +173,19 @@ static void t_names(void)
     CHECK_STR(turn_result_name(TURN_R_486), "486");
     CHECK_STR(turn_drop_name(TURN_DROP_PEER_POLICY), "peer_policy");
     CHECK_STR(turn_drop_name(99), "?");
+    CHECK_STR(peer_deny_name(PEER_DENY_OPERATOR), "operator");
+    peer_policy p;
+    peer_policy_init(&p);
+    peer_cidr c;
+    CHECK_INT(peer_cidr_parse("8.8.8.0/24", &c), 0);
+    CHECK_INT(peer_policy_add_deny(&p, &c), 0);
+    struct sockaddr_storage ss;
+    CHECK_INT(peer_deny_class(&p, fx_sa(&ss, "8.8.8.8", 53)), PEER_DENY_OPERATOR);
+    CHECK_INT(peer_deny_class(&p, fx_sa(&ss, "127.0.0.1", 53)), PEER_DENY_BUILTIN);
+    CHECK_INT(peer_deny_class(&p, fx_sa(&ss, "1.1.1.1", 0)), PEER_DENY_INVALID);
+    CHECK_INT(peer_deny_class(&p, fx_sa(&ss, "1.1.1.1", 53)), PEER_ALLOWED);
+    CHECK(peer_allowed(&p, fx_sa(&ss, "1.1.1.1", 53)));
+    peer_policy_dispose(&p);
 }
 
 int main(void)
