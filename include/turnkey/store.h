@@ -266,8 +266,8 @@ const store_ops *store__pg_ops(void);
 void *store__pg_open(const char *url, char **err);
 /* store_sqlite_audit.c: the audit ops of the SQLite backend (ctx = its connection). */
 int store__sqlite_audit_add(void *ctx, const store_audit *e);
-int store__sqlite_audit_list(void *ctx, const store_audit_query *q, store_audit **out,
-                             size_t *n, size_t *total);
+int store__sqlite_audit_list(void *ctx, const store_audit_query *q, store_audit **out, size_t *n,
+                             size_t *total);
 int store__sqlite_audit_purge(void *ctx, int64_t before_ms, size_t *purged);
 
 #endif
