@@ -254,7 +254,7 @@ typedef struct turn_stats {
     size_t allocations, permissions, channels;
     uint64_t packets_to_peer, packets_to_client, bytes_to_peer, bytes_to_client;
     uint64_t challenges_suppressed; /* 401/438 answers refused by ops.challenge_ok */
-    turn_traffic traffic; /* every allocation's relayed data, live and ended */
+    turn_traffic traffic;           /* every allocation's relayed data, live and ended */
     uint64_t requests[3][TURN_M__N][TURN_R__N]; /* [transport][method][result] */
     uint64_t auth_failures[TURN_AF__N];
     uint64_t allocs_created;
