@@ -21,6 +21,10 @@ char *util_xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 void util_hex_encode(const uint8_t *in, size_t n, char *out);
 /* Decodes exactly 2n hex chars (either case) into n bytes; -1 on a bad char. */
 int util_hex_decode(const char *in, size_t n, uint8_t *out);
+/* Percent-decodes [s, s+len) into out (cap bytes, NUL-terminated); with plus_is_space a '+'
+ * is a space (query strings). -1 if an escape is malformed, a NUL results or out is too
+ * small. */
+int util_percent_decode(const char *s, size_t len, bool plus_is_space, char *out, size_t cap);
 /* True if s is exactly len chars of lowercase hex. */
 bool util_is_lower_hex(const char *s, size_t len);
 

@@ -141,34 +141,9 @@ static bool seg_is(const api__path *p, size_t i, const char *lit)
     return i < p->n && p->len[i] == strlen(lit) && memcmp(p->seg[i], lit, p->len[i]) == 0;
 }
 
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
 int api__decode_segment(const char *seg, size_t len, char *out, size_t cap)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int c = (unsigned char)seg[i];
-        if (c == '%') {
-            if (i + 2 >= len)
-                return -1;
-            int hi = hexv(seg[i + 1]), lo = hexv(seg[i + 2]);
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = hi << 4 | lo;
-            i += 2;
-        }
-        if (c == 0 || o + 1 >= cap)
-            return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return 0;
+    return util_percent_decode(seg, len, false, out, cap);
 }
 
 int api__bearer(const char *h, const char **tok, size_t *len)

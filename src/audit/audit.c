@@ -79,37 +79,6 @@ json_t *audit_to_json(const store_audit *e)
 
 /* --- the query string ---------------------------------------------------------------- */
 
-static int hexv(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = (char)(c | 0x20);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
-
-/* Percent- and '+'-decodes [s, s+len) into out; -1 if malformed, too long or has a NUL. */
-static int decode(const char *s, size_t len, char *out, size_t cap)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '+') {
-            c = ' ';
-        } else if (c == '%') {
-            int hi = i + 1 < len ? hexv(s[i + 1]) : -1, lo = i + 2 < len ? hexv(s[i + 2]) : -1;
-            if (hi < 0 || lo < 0)
-                return -1;
-            c = hi << 4 | lo;
-            i += 2;
-        }
-        if (c == 0 || o + 1 >= cap)
-            return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = '\0';
-    return 0;
-}
-
 static int parse_int(const char *s, long lo, long hi, size_t *out)
 {
     char *end;
@@ -231,9 +200,9 @@ int audit_params_parse(const char *query, const char *account_id, audit_params *
         size_t len = amp ? (size_t)(amp - s) : strlen(s);
         const char *eq = memchr(s, '=', len);
         char k[64], v[256];
-        if (len && (decode(s, eq ? (size_t)(eq - s) : len, k, sizeof k) != 0 ||
-                    decode(eq ? eq + 1 : s + len, eq ? len - (size_t)(eq - s) - 1 : 0, v,
-                           sizeof v) != 0)) {
+        if (len && (util_percent_decode(s, eq ? (size_t)(eq - s) : len, true, k, sizeof k) != 0 ||
+                    util_percent_decode(eq ? eq + 1 : s + len, eq ? len - (size_t)(eq - s) - 1 : 0,
+                                        true, v, sizeof v) != 0)) {
             snprintf(err, cap, "malformed query string");
             return -1;
         }

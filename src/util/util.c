@@ -88,6 +88,30 @@ static int hexval(char c)
     return -1;
 }
 
+int util_percent_decode(const char *s, size_t len, bool plus_is_space, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len; i++) {
+        int c = (unsigned char)s[i];
+        if (c == '+' && plus_is_space) {
+            c = ' ';
+        } else if (c == '%') {
+            if (i + 2 >= len)
+                return -1;
+            int hi = hexval(s[i + 1]), lo = hexval(s[i + 2]);
+            if (hi < 0 || lo < 0)
+                return -1;
+            c = hi << 4 | lo;
+            i += 2;
+        }
+        if (c == 0 || o + 1 >= cap)
+            return -1;
+        out[o++] = (char)c;
+    }
+    out[o] = '\0';
+    return 0;
+}
+
 int util_hex_decode(const char *in, size_t n, uint8_t *out)
 {
     for (size_t i = 0; i < n; i++) {
