@@ -108,6 +108,53 @@ typedef struct store_feed {
     int64_t oldest, latest; /* 0, 0: the log is empty */
 } store_feed;
 
+/* Usage accounting (issue 14). One delta adds to the row of (minute, key, customIdentifier,
+ * username, node); rows of several nodes add up in queries. Minute rows older than the
+ * retention are rolled up into hour rows (minute = the hour's first second). */
+#define STORE_USAGE_NODE_LEN 64
+typedef struct store_usage_delta {
+    int64_t minute; /* unix seconds, a multiple of 60 */
+    char account_id[STORE_ID_LEN + 1];
+    char key_uid[STORE_ID_LEN + 1];
+    char custom_id[65];
+    char username[256];
+    char node[STORE_USAGE_NODE_LEN];
+    uint64_t egress_bytes;  /* to the client, TURN framing included (Cloudflare's billing) */
+    uint64_t ingress_bytes; /* from the client, TURN framing included */
+    uint64_t alloc_ms;      /* allocation-milliseconds inside the minute */
+    uint64_t peak_allocs;   /* peak concurrent allocations in the minute (merged by max) */
+} store_usage_delta;
+
+/* What a usage query groups by (bits); the time bucket is always a dimension. */
+enum store_usage_group {
+    STORE_USAGE_BY_KEY = 1,
+    STORE_USAGE_BY_CUSTOM_ID = 2,
+    STORE_USAGE_BY_USERNAME = 4,
+    STORE_USAGE_BY_NODE = 8,
+};
+
+/* A usage query: account_id required; NULL filters match everything. */
+typedef struct store_usage_filter {
+    const char *account_id;
+    const char *key_uid, *custom_id, *username;
+    int64_t since, until; /* minute >= since, minute < until (unix seconds) */
+    int64_t step;         /* bucket width in seconds (60, 300, 900, 3600, 86400); 0 = one bucket */
+    unsigned group_by;    /* STORE_USAGE_BY_* */
+    size_t offset, limit; /* over the result rows, ordered by (bucket, key, custom_id, username,
+                             node); limit 0 = none */
+} store_usage_filter;
+
+/* One result row: sums over the bucket (peak_allocs: the sum over nodes of each node's peak,
+ * the largest over the bucket's minutes). Fields not grouped by are "". */
+typedef struct store_usage_row {
+    int64_t bucket; /* start of the bucket (unix seconds; since when step is 0) */
+    char key_uid[STORE_ID_LEN + 1];
+    char custom_id[65];
+    char username[256];
+    char node[STORE_USAGE_NODE_LEN];
+    uint64_t egress_bytes, ingress_bytes, alloc_ms, peak_allocs;
+} store_usage_row;
+
 /* Callback of revoke_each: one stored revocation. */
 typedef void (*store_revoke_fn)(void *arg, const char *key_uid, const char *username_hash,
                                 int64_t expires);
@@ -164,6 +211,15 @@ typedef struct store_ops {
                       size_t *total);
     /* Deletes records with when < before_ms. */
     int (*audit_purge)(void *ctx, int64_t before_ms, size_t *purged);
+    /* usage accounting (issue 14). */
+    /* Adds n deltas in one transaction: sums add, peak_allocs merges by max. */
+    int (*usage_add)(void *ctx, const store_usage_delta *d, size_t n);
+    /* Matching rows (see store_usage_filter); *total = every row before offset/limit. */
+    int (*usage_query)(void *ctx, const store_usage_filter *q, store_usage_row **out, size_t *n,
+                       size_t *total);
+    /* Rolls minute rows with minute < before up into hour rows, deletes hour rows with
+     * minute < drop_before (0 = keep); *rolled = minute rows folded. */
+    int (*usage_rollup)(void *ctx, int64_t before, int64_t drop_before, size_t *rolled);
 } store_ops;
 
 struct store {
@@ -229,6 +285,12 @@ int store_audit_list(store *s, const store_audit_query *q, store_audit **out, si
                      size_t *total);
 int store_audit_purge(store *s, int64_t before_ms, size_t *purged);
 void store_audit_array_free(store_audit *a, size_t n);
+
+/* Usage (see store_ops). A backend without the usage ops answers STORE_ERROR. */
+int store_usage_add(store *s, const store_usage_delta *d, size_t n);
+int store_usage_query(store *s, const store_usage_filter *q, store_usage_row **out, size_t *n,
+                      size_t *total);
+int store_usage_rollup(store *s, int64_t before, int64_t drop_before, size_t *rolled);
 
 /* Release the heap parts of records and arrays returned above. */
 void store_account_clear(store_account *a);
