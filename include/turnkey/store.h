@@ -26,8 +26,14 @@ enum store_rc {
 #define STORE_ID_LEN 32     /* account id, key uid, token id: 32 lowercase hex */
 #define STORE_SECRET_LEN 32 /* per-key credential secret */
 
-/* calls:read, calls:write; audit:read reads the audit log only (issue 12). */
-enum store_perm { STORE_PERM_READ = 1, STORE_PERM_WRITE = 2, STORE_PERM_AUDIT_READ = 4 };
+/* calls:read, calls:write; audit:read reads the audit log only (issue 12); analytics:read
+ * reads usage only (issue 14, Cloudflare's "Account Analytics Read"). */
+enum store_perm {
+    STORE_PERM_READ = 1,
+    STORE_PERM_WRITE = 2,
+    STORE_PERM_AUDIT_READ = 4,
+    STORE_PERM_ANALYTICS_READ = 8,
+};
 
 typedef struct store_account {
     char id[STORE_ID_LEN + 1];
@@ -302,7 +308,8 @@ void store_key_array_free(store_key *k, size_t n);
 
 /* Parses "calls:read,calls:write" into STORE_PERM_* bits; 0 if malformed or empty. */
 unsigned store_perms_parse(const char *s);
-/* Formats bits as "calls:read,calls:write,audit:read" into out (>= 48 bytes). */
+/* Formats bits as "calls:read,calls:write,audit:read,analytics:read" into out (>= 64
+ * bytes; a shorter buffer gets a cut list). */
 void store_perms_format(unsigned perms, char *out, size_t cap);
 
 /* Copies every account, token, key and live revocation of `from` into `to`, skipping

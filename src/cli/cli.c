@@ -206,7 +206,7 @@ static int token_create(store *s, const cli_opts *o)
         fprintf(stderr, "turnkey: could not create the token (store error)\n");
         return 1;
     }
-    char p[48], exp[32] = "never";
+    char p[64], exp[32] = "never";
     store_perms_format(perms, p, sizeof p);
     if (expires)
         util_rfc3339(expires, exp);
@@ -233,7 +233,7 @@ static int token_list(store *s, const cli_opts *o)
     printf("%-32s  %-32s  %-22s  %-8s  %-20s  %s\n", "ID", "ACCOUNT", "PERMISSIONS", "STATUS",
            "EXPIRES", "NAME");
     for (size_t i = 0; i < n; i++) {
-        char p[48], exp[32] = "never";
+        char p[64], exp[32] = "never";
         store_perms_format(list[i].perms, p, sizeof p);
         if (list[i].expires)
             util_rfc3339(list[i].expires, exp);

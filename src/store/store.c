@@ -378,6 +378,25 @@ void store_key_array_free(store_key *k, size_t n)
     free(k);
 }
 
+/* The permission names, in the order store_perms_format writes them. */
+static const struct {
+    const char *name;
+    unsigned bit;
+} perm_names[] = {
+    {"calls:read", STORE_PERM_READ},
+    {"calls:write", STORE_PERM_WRITE},
+    {"audit:read", STORE_PERM_AUDIT_READ},
+    {"analytics:read", STORE_PERM_ANALYTICS_READ},
+};
+
+static unsigned perm_bit(const char *p, size_t len)
+{
+    for (size_t i = 0; i < sizeof perm_names / sizeof perm_names[0]; i++)
+        if (strlen(perm_names[i].name) == len && strncmp(p, perm_names[i].name, len) == 0)
+            return perm_names[i].bit;
+    return 0;
+}
+
 unsigned store_perms_parse(const char *s)
 {
     unsigned perms = 0;
@@ -387,14 +406,10 @@ unsigned store_perms_parse(const char *s)
     while (*p) {
         const char *comma = strchr(p, ',');
         size_t len = comma ? (size_t)(comma - p) : strlen(p);
-        if (len == 10 && strncmp(p, "calls:read", 10) == 0)
-            perms |= STORE_PERM_READ;
-        else if (len == 11 && strncmp(p, "calls:write", 11) == 0)
-            perms |= STORE_PERM_WRITE;
-        else if (len == 10 && strncmp(p, "audit:read", 10) == 0)
-            perms |= STORE_PERM_AUDIT_READ;
-        else
+        unsigned bit = perm_bit(p, len);
+        if (!bit)
             return 0;
+        perms |= bit;
         if (!comma)
             break;
         p = comma + 1;
@@ -406,11 +421,12 @@ unsigned store_perms_parse(const char *s)
 
 void store_perms_format(unsigned perms, char *out, size_t cap)
 {
-    snprintf(out, cap, "%s%s%s", (perms & STORE_PERM_READ) ? "calls:read" : "",
-             (perms & STORE_PERM_READ) && (perms & STORE_PERM_WRITE) ? "," : "",
-             (perms & STORE_PERM_WRITE) ? "calls:write" : "");
-    if (perms & STORE_PERM_AUDIT_READ) {
-        size_t n = strlen(out);
-        snprintf(out + n, cap - n, "%saudit:read", n ? "," : "");
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < sizeof perm_names / sizeof perm_names[0]; i++) {
+        if (!(perms & perm_names[i].bit) || n >= cap)
+            continue;
+        int w = snprintf(out + n, cap - n, "%s%s", n ? "," : "", perm_names[i].name);
+        n += w > 0 ? (size_t)w : 0;
     }
 }

@@ -650,8 +650,10 @@ static void t_copy_sqlite_to_pg_and_back(void)
 
 static void t_perms(void)
 {
-    char buf[32];
+    char buf[64];
     CHECK_INT(store_perms_parse("calls:read"), STORE_PERM_READ);
+    CHECK_INT(store_perms_parse("analytics:read"), STORE_PERM_ANALYTICS_READ);
+    CHECK_INT(store_perms_parse("calls:read,analytics:reads"), 0);
     CHECK_INT(store_perms_parse("calls:read,calls:write"), STORE_PERM_READ | STORE_PERM_WRITE);
     CHECK_INT(store_perms_parse("calls:write"), STORE_PERM_WRITE);
     CHECK_INT(store_perms_parse("calls:read,"), 0);
@@ -659,6 +661,12 @@ static void t_perms(void)
     CHECK_INT(store_perms_parse(""), 0);
     store_perms_format(STORE_PERM_READ | STORE_PERM_WRITE, buf, sizeof buf);
     CHECK_STR(buf, "calls:read,calls:write");
+    store_perms_format(STORE_PERM_AUDIT_READ | STORE_PERM_ANALYTICS_READ, buf, sizeof buf);
+    CHECK_STR(buf, "audit:read,analytics:read");
+    store_perms_format(STORE_PERM_READ | STORE_PERM_WRITE | STORE_PERM_AUDIT_READ |
+                           STORE_PERM_ANALYTICS_READ,
+                       buf, sizeof buf);
+    CHECK_STR(buf, "calls:read,calls:write,audit:read,analytics:read");
 }
 
 int main(void)
