@@ -75,7 +75,9 @@ static const char *const users[N_USERS] = {"fuzzuser0", "fuzzuser1", "fuzzuser2"
 static const char *const keys[2] = {"fuzzkey0", "fuzzkey1"};
 
 typedef struct relay_rec {
-    bool open;
+    bool open;         /* the allocation lives: at least one of its relays is open */
+    bool gone1;        /* its first relay closed, its second still open (dual) */
+    bool open2;        /* the IPv6 relay of a dual allocation (id | TURN_RELAY_ID_DUAL) */
     signed char owner; /* the user whose authentication opened it */
     signed char tuple; /* the 5-tuple of its Allocate */
     int64_t deadline;  /* ms: the lifetime its last Allocate / Refresh answer gave */
@@ -144,9 +146,19 @@ static int user_index(const uint8_t *name, size_t len)
     return -1;
 }
 
+/* Relay id → the allocation's record id (a dual's second relay shares its record). */
+static uint64_t base_id(uint64_t id)
+{
+    return id & ~TURN_RELAY_ID_DUAL;
+}
+
 static bool is_open(const harness *h, uint64_t id)
 {
-    return id < h->relays_cap && h->relays[id].open;
+    uint64_t b = base_id(id);
+    if (b >= h->relays_cap)
+        return false;
+    const relay_rec *r = &h->relays[b];
+    return r->open && ((id & TURN_RELAY_ID_DUAL) ? r->open2 : !r->gone1);
 }
 
 /* The open allocation of tuple ti, or 0 (relay ids start at 1). */
@@ -224,8 +236,8 @@ static void perm_grant(harness *h, uint64_t id, const struct sockaddr *peer)
 static void check_peer_delivery(const harness *h, int ti)
 {
     REQUIRE(is_open(h, h->peer_id));
-    REQUIRE(h->relays[h->peer_id].tuple == ti);
-    REQUIRE(has_perm(h, h->peer_id, (const struct sockaddr *)&h->peer));
+    REQUIRE(h->relays[base_id(h->peer_id)].tuple == ti);
+    REQUIRE(has_perm(h, base_id(h->peer_id), (const struct sockaddr *)&h->peer));
 }
 
 static void success_answer(harness *h, int ti, const stun_msg *m)
@@ -313,10 +325,45 @@ static void send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, siz
 
 /* ---- ops ------------------------------------------------------------------------------ */
 
+static void fill_relayed(struct sockaddr_storage *relayed, int family, uint16_t port)
+{
+    memset(relayed, 0, sizeof *relayed);
+    if (family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)relayed;
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons(port);
+        s6->sin6_addr.s6_addr[0] = 0x20;
+        s6->sin6_addr.s6_addr[15] = 5;
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)relayed;
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons(port);
+        s4->sin_addr.s_addr = htonl(0xCB007105); /* 203.0.113.5 */
+    }
+}
+
+/* The second (IPv6) relay of a dual allocation: only for an open first relay of the tuple
+ * being served; some fail (the allocation must stand with its first family). */
+static int relay_open_second(harness *h, uint64_t id, int family, const turn_5tuple *t,
+                             struct sockaddr_storage *relayed)
+{
+    uint64_t b = base_id(id);
+    REQUIRE(family == AF_INET6);
+    REQUIRE(b < h->relays_cap && h->relays[b].open && !h->relays[b].open2);
+    REQUIRE(h->relays[b].tuple == tuple_index(h, t));
+    if (b % 7 == 3)
+        return TURN_RELAY_ERR_FAMILY;
+    h->relays[b].open2 = true;
+    fill_relayed(relayed, AF_INET6, (uint16_t)(45000 + b));
+    return 0;
+}
+
 static int relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *t,
                       struct sockaddr_storage *relayed)
 {
     harness *h = ctx;
+    if (id & TURN_RELAY_ID_DUAL)
+        return relay_open_second(h, id, family, t, relayed);
     if (id % 13 == 5)
         return TURN_RELAY_ERR_CAPACITY;
     if (id >= h->relays_cap) {
@@ -339,19 +386,7 @@ static int relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *t,
         fprintf(stderr, "  relay %llu opened for t%d user %d\n", (unsigned long long)id, ti,
                 h->last_user);
     h->last_id = id;
-    memset(relayed, 0, sizeof *relayed);
-    if (family == AF_INET6) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)relayed;
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)(40000 + id));
-        s6->sin6_addr.s6_addr[0] = 0x20;
-        s6->sin6_addr.s6_addr[15] = 5;
-    } else {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)relayed;
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)(40000 + id));
-        s4->sin_addr.s_addr = htonl(0xCB007105); /* 203.0.113.5 */
-    }
+    fill_relayed(relayed, family, (uint16_t)(40000 + id));
     return 0;
 }
 
@@ -361,8 +396,15 @@ static void relay_close(void *ctx, uint64_t id)
     REQUIRE(is_open(h, id));
     if (h->verbose)
         fprintf(stderr, "  relay %llu closed\n", (unsigned long long)id);
-    h->relays[id].open = false;
-    h->per_user[h->relays[id].owner]--;
+    relay_rec *r = &h->relays[base_id(id)];
+    if (id & TURN_RELAY_ID_DUAL)
+        r->open2 = false;
+    else
+        r->gone1 = true;
+    if (r->open2 || !r->gone1)
+        return; /* the other relay of a dual allocation still serves it */
+    r->open = false;
+    h->per_user[r->owner]--;
     h->n_open--;
 }
 
@@ -372,10 +414,13 @@ static void send_peer(void *ctx, uint64_t id, const struct sockaddr *peer, const
     harness *h = ctx;
     (void)buf;
     REQUIRE(!h->in_peer);
-    REQUIRE(is_open(h, id));                   /* sending from a closed relay */
-    REQUIRE(h->relays[id].tuple == h->cur_ti); /* from the sender's own allocation */
-    REQUIRE(peer_allowed(h->pol, peer));       /* relayed to a peer the policy denies */
-    REQUIRE(has_perm(h, id, peer));            /* relayed without a permission */
+    REQUIRE(is_open(h, id));                            /* sending from a closed relay */
+    REQUIRE(h->relays[base_id(id)].tuple == h->cur_ti); /* from the sender's own allocation */
+    REQUIRE(peer_allowed(h->pol, peer));                /* relayed to a peer the policy denies */
+    REQUIRE(has_perm(h, base_id(id), peer));            /* relayed without a permission */
+    /* from the relay of the peer's family (a dual's IPv6 relay for IPv6 peers) */
+    REQUIRE(((id & TURN_RELAY_ID_DUAL) != 0) ==
+            (peer->sa_family == AF_INET6 && h->relays[base_id(id)].open2));
     if (h->verbose)
         fprintf(stderr, "  relay %llu -> peer (%zu bytes)\n", (unsigned long long)id, len);
 }
@@ -531,6 +576,8 @@ static void peer_msg(harness *h, const uint8_t *p, size_t n)
         return;
     peer_addr(&h->peer, p[1]);
     uint64_t id = h->last_id >= p[0] ? h->last_id - p[0] : p[0];
+    if (p[1] & 0x20) /* a bit peer_addr does not use: the dual allocation's IPv6 relay */
+        id |= TURN_RELAY_ID_DUAL;
     /* exact-size copy so reads past the datagram (or before its headroom) are caught */
     bool inplace = p[1] & 0x40; /* a bit peer_addr does not use */
     size_t room = inplace ? TURN_PEER_HEADROOM : 0;
@@ -590,6 +637,8 @@ static void check_state(harness *h)
     long per_tuple[N_TUPLES] = {0}, per_user[N_USERS] = {0};
     for (uint64_t id = 0; id < h->relays_cap; id++) {
         const relay_rec *r = &h->relays[id];
+        REQUIRE(r->open || !r->open2);              /* a second relay outlived its allocation */
+        REQUIRE(!r->open || !r->gone1 || r->open2); /* alive without a relay */
         if (!r->open)
             continue;
         REQUIRE(r->owner >= 0 && r->owner < N_USERS && r->tuple >= 0 && r->tuple < N_TUPLES);

@@ -102,6 +102,10 @@ typedef struct turn_alloc_report {
     turn_traffic traffic;
 } turn_alloc_report;
 
+/* The relay of a dual allocation's second (IPv6) family is opened, used and closed under
+ * this id: alloc_id | TURN_RELAY_ID_DUAL (the I/O layer just passes it back in peer input). */
+#define TURN_RELAY_ID_DUAL (UINT64_C(1) << 63)
+
 /* relay_open failures. */
 enum turn_relay_rc { TURN_RELAY_ERR_CAPACITY = -1, TURN_RELAY_ERR_FAMILY = -2 };
 

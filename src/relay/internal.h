@@ -144,8 +144,11 @@ struct relay {
     tls_server *tls;
     relay_laddr *lst;
     size_t n_lst;
-    struct sockaddr_storage relay_addr; /* --relay-ip (port 0), when has_relay_ip */
-    bool has_relay_ip;
+    /* Relay bind addresses by family (0 IPv4, 1 IPv6): --relay-ip (port 0) when
+     * has_relay_ip[f]; else the address a request reached; else (the other family asked for,
+     * e.g. a dual allocation) the first specific listener address of that family. */
+    struct sockaddr_storage relay_addr[2], fallback_addr[2];
+    bool has_relay_ip[2], has_fallback[2];
     uint16_t port_lo, port_hi;
     uint8_t nonce_secret[32];
     pthread_mutex_t quota_mu;

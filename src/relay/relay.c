@@ -143,15 +143,25 @@ out:
     relay__arm_timer(r);
 }
 
-/* The address an allocation relays on: --relay-ip, else the local address the request
- * reached (never a wildcard: a wildcard UDP listener learns it per datagram). */
+/* The address an allocation relays on: --relay-ip of that family, else the local address
+ * the request reached (never a wildcard: a wildcard UDP listener learns it per datagram),
+ * else a specific listener address of that family (an IPv6 relay for an IPv4 client). */
 static bool relay_bind_addr(const relay_worker *r, const turn_5tuple *t, int family,
                             struct sockaddr_storage *a)
 {
-    *a = r->shared->has_relay_ip ? r->shared->relay_addr : t->server;
+    const relay *sh = r->shared;
+    int f = family == AF_INET6;
+    if (sh->has_relay_ip[f]) {
+        *a = sh->relay_addr[f];
+        return true;
+    }
+    *a = t->server;
     relay__unmap(a);
     relay__set_port(a, 0);
-    return a->ss_family == family;
+    if (a->ss_family == family)
+        return true;
+    *a = sh->fallback_addr[f];
+    return sh->has_fallback[f];
 }
 
 /* Binds fd to a random free port of the range: O(1) per Allocate whatever the range's state.
@@ -522,26 +532,55 @@ fail:
     return NULL;
 }
 
+/* --relay-ip: one address, or two of different families separated by a comma. */
+static int parse_relay_ips(relay *r, const char *list, char **err)
+{
+    char *dup = util_xstrdup(list ? list : ""), *save = NULL;
+    int rc = 0;
+    for (char *ip = strtok_r(dup, ",", &save); ip && rc == 0; ip = strtok_r(NULL, ",", &save)) {
+        char tmp[160];
+        unsigned len;
+        struct sockaddr_storage a;
+        snprintf(tmp, sizeof tmp, strchr(ip, ':') ? "[%s]:0" : "%s:0", ip);
+        bool ok = util_parse_addr(tmp, &a, &len) == 0 && strcmp(ip, "0.0.0.0") && strcmp(ip, "::");
+        int f = a.ss_family == AF_INET6;
+        if (!ok || r->has_relay_ip[f]) {
+            *err = util_xasprintf("invalid --relay-ip '%s' (one specific address, or one IPv4 and "
+                                  "one IPv6 address separated by a comma; leave it unset to relay "
+                                  "on the address each client reached)",
+                                  list);
+            rc = -1;
+            break;
+        }
+        r->relay_addr[f] = a;
+        r->has_relay_ip[f] = true;
+    }
+    free(dup);
+    return rc;
+}
+
+/* The first specific listener address of each family (see relay.fallback_addr). */
+static void set_fallbacks(relay *r)
+{
+    for (size_t i = 0; i < r->n_lst; i++) {
+        struct sockaddr_storage a = r->lst[i].addr;
+        relay__unmap(&a);
+        int f = a.ss_family == AF_INET6;
+        if (r->lst[i].wildcard || r->has_fallback[f])
+            continue;
+        relay__set_port(&a, 0);
+        r->fallback_addr[f] = a;
+        r->has_fallback[f] = true;
+    }
+}
+
 static int setup_addresses(relay *r, const relay_config *cfg, char **err)
 {
     if (relay__setup_listeners(r, cfg, err) != 0)
         return -1;
     r->tls = cfg->tls;
-    const char *rip = cfg->relay_ip && *cfg->relay_ip ? cfg->relay_ip : NULL;
-    if (rip) {
-        char tmp[160];
-        unsigned len;
-        snprintf(tmp, sizeof tmp, strchr(rip, ':') ? "[%s]:0" : "%s:0", rip);
-        if (util_parse_addr(tmp, &r->relay_addr, &len) != 0 || !strcmp(rip, "0.0.0.0") ||
-            !strcmp(rip, "::")) {
-            *err = util_xasprintf("invalid --relay-ip '%s' (a specific address; leave it unset "
-                                  "to relay on the address each client reached)",
-                                  rip);
-            return -1;
-        }
-        r->has_relay_ip = true;
-    }
-    return 0;
+    set_fallbacks(r);
+    return parse_relay_ips(r, cfg->relay_ip, err);
 }
 
 /* Parses and adds one operator CIDR list (--allow-peer, --deny-peer). */

@@ -316,13 +316,16 @@ static int add_interface_addrs(relay *r, const relay_laddr *la, char **err)
 
 int relay__setup_own_addresses(relay *r, const relay_config *cfg, char **err)
 {
-    if (r->has_relay_ip)
-        add_relay_addr(r, &r->relay_addr);
+    for (int f = 0; f < 2; f++)
+        if (r->has_relay_ip[f])
+            add_relay_addr(r, &r->relay_addr[f]);
     for (size_t i = 0; i < r->n_lst; i++) {
         const relay_laddr *la = &r->lst[i];
         if (!la->wildcard) {
-            /* without --relay-ip, relays bind where the request arrived: a listener address */
-            if (r->has_relay_ip)
+            /* without --relay-ip of its family, relays bind where the request arrived */
+            struct sockaddr_storage u = la->addr;
+            relay__unmap(&u);
+            if (r->has_relay_ip[u.ss_family == AF_INET6])
                 peer_policy_add_self(&r->peers, (const struct sockaddr *)&la->addr);
             else
                 add_relay_addr(r, &la->addr);

@@ -183,8 +183,10 @@ void turn__alloc_remove(turn_server *s, turn__alloc *a, bool relay_opened)
         a->user->allocs = a->u_next;
     if (a->u_next)
         a->u_next->u_prev = a->u_prev;
-    if (relay_opened)
+    if (relay_opened && (a->open & TURN__OPEN_FIRST))
         s->ops.relay_close(s->ops.ctx, a->id);
+    if (relay_opened && (a->open & TURN__OPEN_SECOND))
+        s->ops.relay_close(s->ops.ctx, a->id | TURN_RELAY_ID_DUAL);
     if (s->ops.quota_release)
         s->ops.quota_release(s->ops.ctx, a->user->name, a->user->len);
     if (--a->user->count == 0)

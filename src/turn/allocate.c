@@ -14,9 +14,10 @@
  *   the user's allocations >= user_quota → 486; allocations >= max_allocations → 508;
  *   quota_acquire says the server is draining → 508 "Server Draining";
  *   relay_open: TURN_RELAY_ERR_FAMILY → 440, any other failure → 508.
- * ADDITIONAL-ADDRESS-FAMILY (dual allocation) is answered with an IPv4 relay only and an
- * ADDRESS-ERROR-CODE 440 for IPv6 in the success response, as §7.2 allows when the server
- * cannot provide the second family: the ops table opens one relay per allocation.
+ * ADDITIONAL-ADDRESS-FAMILY (dual allocation) opens a second, IPv6 relay under the relay id
+ * id | TURN_RELAY_ID_DUAL; when it cannot be opened the allocation stands with IPv4 only and
+ * an ADDRESS-ERROR-CODE (440 / 508) for IPv6 in the success response (§7.2). Refresh with
+ * LIFETIME 0 and REQUESTED-ADDRESS-FAMILY closes one relay of a dual allocation.
  *
  * Lifetimes (§7.2, §8): min(requested, max); below the default → the default; the result is
  * finally capped at max (so a configured max below the default wins), and the allocation
@@ -127,24 +128,44 @@ static void add_address_error(stun_builder *b, uint8_t family, int code)
     memcpy(p + 4, reason, rlen);
 }
 
-static void allocate_success(turn__req *r, turn__alloc *a, uint32_t lifetime_s, bool dual)
+/* dual_code: 0 = no second family asked; 1 = the IPv6 relay opened (a second
+ * XOR-RELAYED-ADDRESS); else the ADDRESS-ERROR-CODE for IPv6 (440 or 508). */
+static void allocate_success(turn__req *r, turn__alloc *a, uint32_t lifetime_s, int dual_code)
 {
     uint8_t buf[TURN__REPLY_CAP];
     stun_builder b;
     turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_SUCCESS);
     stun_builder_add_xor_address(&b, STUN_ATTR_XOR_RELAYED_ADDRESS,
                                  (const struct sockaddr *)&a->relayed);
+    if (dual_code == 1)
+        stun_builder_add_xor_address(&b, STUN_ATTR_XOR_RELAYED_ADDRESS,
+                                     (const struct sockaddr *)&a->relayed2);
     stun_builder_add_u32(&b, STUN_ATTR_LIFETIME, lifetime_s);
     stun_builder_add_xor_address(&b, STUN_ATTR_XOR_MAPPED_ADDRESS,
                                  (const struct sockaddr *)&r->t->client);
-    if (dual)
-        add_address_error(&b, STUN_FAMILY_IPV6, 440);
+    if (dual_code > 1)
+        add_address_error(&b, STUN_FAMILY_IPV6, dual_code);
     int n = turn__reply_send(r, &b);
     if (n > 0) {
         a->resp = util_xmalloc((size_t)n);
         memcpy(a->resp, buf, (size_t)n);
         a->resp_len = (size_t)n;
     }
+}
+
+/* The IPv6 relay of a dual allocation: 1 opened, else the ADDRESS-ERROR-CODE to report
+ * (440: no IPv6 relay address here, 508: no port). The allocation stands either way. */
+static int open_second(turn_server *s, turn__alloc *a, const turn_5tuple *t)
+{
+    uint64_t rid = a->id | TURN_RELAY_ID_DUAL;
+    int rc = s->ops.relay_open(s->ops.ctx, rid, AF_INET6, t, &a->relayed2);
+    if (rc == 0 && a->relayed2.ss_family == AF_INET6) {
+        a->open |= TURN__OPEN_SECOND;
+        return 1;
+    }
+    if (rc == 0)
+        s->ops.relay_close(s->ops.ctx, rid);
+    return rc == TURN_RELAY_ERR_FAMILY ? 440 : 508;
 }
 
 /* Opens the relay and completes the allocation; returns 0 or an error code (a is freed). */
@@ -159,6 +180,8 @@ static int allocate_open(turn__req *r, turn__alloc *a, int family, bool dual)
         return rc == TURN_RELAY_ERR_FAMILY ? 440 : 508;
     }
     a->family = family;
+    a->open = TURN__OPEN_FIRST;
+    int dual_code = dual ? open_second(s, a, r->t) : 0;
     turn__count_opened(s, a);
     a->info = r->info;
     memcpy(a->key, r->key, r->keylen);
@@ -169,7 +192,7 @@ static int allocate_open(turn__req *r, turn__alloc *a, int family, bool dual)
     bool has = lifetime_attr(r->m, &lt, &bad);
     int64_t d = deadline(r, turn__lifetime(s, has, lt));
     turn__alloc_schedule(s, a, d);
-    allocate_success(r, a, seconds_left(d, r->now_ms), dual);
+    allocate_success(r, a, seconds_left(d, r->now_ms), dual_code);
     return 0;
 }
 
@@ -215,6 +238,26 @@ void turn__handle_allocate(turn__req *r)
         turn__reply_error(r, code, 0);
 }
 
+static void refresh_success(turn__req *r, uint32_t left)
+{
+    uint8_t buf[TURN__REPLY_CAP];
+    stun_builder b;
+    turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_SUCCESS);
+    stun_builder_add_u32(&b, STUN_ATTR_LIFETIME, left);
+    turn__reply_send(r, &b);
+}
+
+/* Closes one relay of a dual allocation whose both relays are open (its permissions and
+ * channels of that family stay, unused); false when that would leave none. */
+static bool close_one(turn_server *s, turn__alloc *a, int family)
+{
+    if (a->open != (TURN__OPEN_FIRST | TURN__OPEN_SECOND))
+        return false;
+    s->ops.relay_close(s->ops.ctx, turn__relay_id(a, family));
+    a->open &= (uint8_t)(family == a->family ? ~TURN__OPEN_FIRST : ~TURN__OPEN_SECOND);
+    return true;
+}
+
 void turn__handle_refresh(turn__req *r, turn__alloc *a)
 {
     turn_server *s = r->s;
@@ -226,16 +269,22 @@ void turn__handle_refresh(turn__req *r, turn__alloc *a)
         turn__reply_error(r, 400, 0);
         return;
     }
+    int only = 0; /* REQUESTED-ADDRESS-FAMILY: the one family of a dual allocation to delete */
     if (stun_has_attr(r->m, STUN_ATTR_REQUESTED_ADDRESS_FAMILY)) {
         if (stun_get_address_family(r->m, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, &fam) != STUN_OK) {
             turn__reply_error(r, 400, 0);
             return;
         }
-        if ((fam == STUN_FAMILY_IPV6 ? AF_INET6 : AF_INET) != a->family ||
-            (fam != STUN_FAMILY_IPV4 && fam != STUN_FAMILY_IPV6)) {
+        only = fam == STUN_FAMILY_IPV6 ? AF_INET6 : fam == STUN_FAMILY_IPV4 ? AF_INET : -1;
+        struct sockaddr_storage probe = {.ss_family = (sa_family_t)(only > 0 ? only : 0)};
+        if (only < 0 || !turn__family_ok(a, (const struct sockaddr *)&probe)) {
             turn__reply_error(r, 443, 0);
             return;
         }
+    }
+    if (has && lt == 0 && only && close_one(r->s, a, only)) {
+        refresh_success(r, 0);
+        return;
     }
     uint32_t left = 0;
     if (!(has && lt == 0)) {
@@ -247,9 +296,5 @@ void turn__handle_refresh(turn__req *r, turn__alloc *a)
      * relay thread may already be handling its next Allocate). */
     if (has && lt == 0)
         turn__alloc_end(s, a, TURN_END_CLIENT);
-    uint8_t buf[TURN__REPLY_CAP];
-    stun_builder b;
-    turn__reply_begin(r, &b, buf, sizeof buf, STUN_CLASS_SUCCESS);
-    stun_builder_add_u32(&b, STUN_ATTR_LIFETIME, left);
-    turn__reply_send(r, &b);
+    refresh_success(r, left);
 }

@@ -44,7 +44,7 @@ static bool may_send(turn_server *s, const turn__alloc *a, const struct sockaddr
 static void to_peer(turn_server *s, turn__alloc *a, const struct sockaddr *peer,
                     const uint8_t *data, size_t len, size_t wire)
 {
-    s->ops.send_peer(s->ops.ctx, a->id, peer, data, len);
+    s->ops.send_peer(s->ops.ctx, turn__relay_id(a, peer->sa_family), peer, data, len);
     s->stats.packets_to_peer++;
     s->stats.bytes_to_peer += len;
     turn__flow_add(&a->traffic.client_rx, &s->stats.traffic.client_rx, wire);
@@ -142,8 +142,8 @@ static void peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr 
 {
     if (!s || !peer || (!buf && len))
         return;
-    turn__alloc *a = turn__alloc_find_id(s, alloc_id);
-    if (!a || !turn__family_ok(a, peer)) {
+    turn__alloc *a = turn__alloc_find_id(s, alloc_id & ~TURN_RELAY_ID_DUAL);
+    if (!a || !turn__family_ok(a, peer) || turn__relay_id(a, peer->sa_family) != alloc_id) {
         drop(s, a ? TURN_DROP_FAMILY : TURN_DROP_NO_ALLOCATION);
         return;
     }

@@ -177,8 +177,13 @@ typedef struct turn__alloc {
     uint64_t id;
     turn_5tuple tuple;
     turn__tkey tk; /* tuple, canonical */
-    int family;    /* of the relayed address */
+    int family;    /* of the (first) relayed address */
     struct sockaddr_storage relayed;
+    /* A dual allocation (ADDITIONAL-ADDRESS-FAMILY, RFC 8656 §7.2) also holds an IPv6 relay,
+     * relay id = id | TURN_RELAY_ID_DUAL. open: which relays are open (TURN__OPEN_*); a
+     * Refresh with LIFETIME 0 and REQUESTED-ADDRESS-FAMILY closes one of the two. */
+    struct sockaddr_storage relayed2;
+    uint8_t open;
     turn__user *user; /* quota record, also holds the username */
     turn_auth_info info;
     uint8_t key[32]; /* long-term key of the last authenticated request */
@@ -329,6 +334,10 @@ static inline void turn__flow_add(turn_flow *f, turn_flow *total, size_t bytes)
 /* ---- server.c ------------------------------------------------------------------------- */
 
 /* Peer address family matches the allocation's relay. */
+enum { TURN__OPEN_FIRST = 1, TURN__OPEN_SECOND = 2 };
+/* The peer's family is one the allocation relays (an open relay of that family). */
 bool turn__family_ok(const turn__alloc *a, const struct sockaddr *peer);
+/* The relay id that reaches peers of `family` (the first relay's unless dual and IPv6). */
+uint64_t turn__relay_id(const turn__alloc *a, int family);
 
 #endif

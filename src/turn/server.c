@@ -110,7 +110,14 @@ void turn_server_free(turn_server *s)
 
 bool turn__family_ok(const turn__alloc *a, const struct sockaddr *peer)
 {
-    return peer->sa_family == a->family;
+    if (peer->sa_family == a->family)
+        return (a->open & TURN__OPEN_FIRST) != 0;
+    return peer->sa_family == AF_INET6 && (a->open & TURN__OPEN_SECOND);
+}
+
+uint64_t turn__relay_id(const turn__alloc *a, int family)
+{
+    return family == a->family ? a->id : a->id | TURN_RELAY_ID_DUAL;
 }
 
 static void handle_binding(turn__req *r)

@@ -344,6 +344,92 @@ static void t_allocate_attribute_errors(void)
     fx_free(&F);
 }
 
+/* XOR-RELAYED-ADDRESS attributes in the last response; the i-th (0-based) into out. */
+static int relayed_nth(const fake *f, int i, struct sockaddr_storage *out)
+{
+    int n = 0;
+    for (size_t k = 0; k < f->rm.n_attrs; k++) {
+        const stun_attr *a = &f->rm.attrs[k];
+        if (a->type != STUN_ATTR_XOR_RELAYED_ADDRESS)
+            continue;
+        if (n++ == i && out)
+            stun_attr_xor_address(&f->rm, a, out);
+    }
+    return n;
+}
+
+static int relayed_count(const fake *f)
+{
+    return relayed_nth(f, -1, NULL);
+}
+
+static void add_refresh_family(stun_builder *b, void *arg)
+{
+    const uint8_t *v = arg; /* lifetime (0 or 1 for 600), family */
+    stun_builder_add_u32(b, STUN_ATTR_LIFETIME, v[0] ? 600 : 0);
+    stun_builder_add_address_family(b, STUN_ATTR_REQUESTED_ADDRESS_FAMILY, v[1]);
+}
+
+/* RFC 8656 §7.2 dual allocation: two relays, each family's peers through its own relay; a
+ * Refresh with LIFETIME 0 and REQUESTED-ADDRESS-FAMILY closes one of them only. */
+static void t_dual_allocation(void)
+{
+    fx_init(&F);
+    client c;
+    fx_client(&c, TURN_PROTO_UDP, "198.51.100.20", 40000, "alice");
+    uint8_t fam = STUN_FAMILY_IPV6;
+    CHECK_INT(fx_req(&F, &c, STUN_METHOD_ALLOCATE, add_dual, &fam), 0);
+    CHECK_INT(relayed_count(&F), 2);
+    struct sockaddr_storage r4, r6;
+    relayed_nth(&F, 0, &r4);
+    relayed_nth(&F, 1, &r6);
+    CHECK_INT(r4.ss_family, AF_INET);
+    CHECK_INT(r6.ss_family, AF_INET6);
+    CHECK(!stun_has_attr(&F.rm, STUN_ATTR_ADDRESS_ERROR_CODE));
+    uint64_t id = F.last_open_id & ~TURN_RELAY_ID_DUAL;
+    CHECK(F.open[id] && F.open2[id]);
+    CHECK_INT(fx_stats(&F).allocations, 1);
+    /* both families' peers get permissions; each is reached through its own relay */
+    CHECK_INT(fx_permit(&F, &c, "2606:4700::7", 5000), 0);
+    CHECK_INT(fx_permit(&F, &c, "192.0.2.99", 5000), 403); /* still the peer policy */
+    CHECK_INT(fx_permit(&F, &c, "8.8.4.4", 5000), 0);
+    fx_send_ind(&F, &c, "2606:4700::7", 5000, "six");
+    CHECK(F.peer_alloc == (id | TURN_RELAY_ID_DUAL));
+    fx_send_ind(&F, &c, "8.8.4.4", 5000, "four");
+    CHECK(F.peer_alloc == id);
+    /* peer data comes in on the relay of its family only */
+    int before = F.n_client;
+    fx_peer_in(&F, id | TURN_RELAY_ID_DUAL, "2606:4700::7", 5000, "hi6");
+    CHECK_INT(F.n_client, before + 1);
+    fx_peer_in(&F, id, "2606:4700::7", 5000, "wrong socket");
+    CHECK_INT(F.n_client, before + 1);
+    /* delete the IPv6 relay only: IPv6 peers are refused, IPv4 ones still relayed */
+    uint8_t del6[2] = {0, STUN_FAMILY_IPV6};
+    CHECK_INT(fx_req(&F, &c, STUN_METHOD_REFRESH, add_refresh_family, del6), 0);
+    CHECK(F.open[id] && !F.open2[id]);
+    CHECK_INT(fx_stats(&F).allocations, 1);
+    CHECK_INT(fx_permit(&F, &c, "2606:4700::8", 5000), 443);
+    uint8_t ref6[2] = {1, STUN_FAMILY_IPV6};
+    CHECK_INT(fx_req(&F, &c, STUN_METHOD_REFRESH, add_refresh_family, ref6), 443);
+    fx_send_ind(&F, &c, "8.8.4.4", 5000, "still");
+    CHECK(F.peer_alloc == id && F.peer_len == 5);
+    /* the last family deleted ends the allocation */
+    uint8_t del4[2] = {0, STUN_FAMILY_IPV4};
+    CHECK_INT(fx_req(&F, &c, STUN_METHOD_REFRESH, add_refresh_family, del4), 0);
+    CHECK(!F.open[id]);
+    CHECK_INT(fx_stats(&F).allocations, 0);
+    /* a new dual allocation ended as a whole closes both relays */
+    client d;
+    fx_client(&d, TURN_PROTO_UDP, "198.51.100.20", 40001, "alice");
+    CHECK_INT(fx_req(&F, &d, STUN_METHOD_ALLOCATE, add_dual, &fam), 0);
+    id = F.last_open_id & ~TURN_RELAY_ID_DUAL;
+    int closes = F.closes;
+    CHECK_INT(fx_refresh(&F, &d, 0), 0);
+    CHECK_INT(F.closes, closes + 2);
+    CHECK(!F.open[id] && !F.open2[id]);
+    fx_free(&F);
+}
+
 static void t_allocate_families(void)
 {
     fx_init(&F);
@@ -357,13 +443,16 @@ static void t_allocate_families(void)
     struct sockaddr_storage relayed;
     CHECK_INT(stun_get_xor_address(&F.rm, STUN_ATTR_XOR_RELAYED_ADDRESS, &relayed), 0);
     CHECK_INT(relayed.ss_family, AF_INET6);
-    /* dual: IPv4 only plus ADDRESS-ERROR-CODE 440 for IPv6 */
+    /* dual, but no IPv6 relay here: IPv4 only plus ADDRESS-ERROR-CODE 440 for IPv6 */
+    F.open6_rc = TURN_RELAY_ERR_FAMILY;
     CHECK_INT(fx_req(&F, &d, STUN_METHOD_ALLOCATE, add_dual, &fam), 0);
-    CHECK_INT(F.last_family, AF_INET);
+    F.open6_rc = 0;
+    CHECK_INT(relayed_count(&F), 1);
     const uint8_t *v;
     size_t vl;
     CHECK_INT(stun_get_bytes(&F.rm, STUN_ATTR_ADDRESS_ERROR_CODE, &v, &vl), 0);
     CHECK(vl >= 4 && v[0] == STUN_FAMILY_IPV6 && v[2] == 4 && v[3] == 40);
+    CHECK_INT(fx_permit(&F, &d, "2606:4700::7", 5000), 443); /* IPv6 peers: no relay */
     /* relay has no address of that family → 440 */
     F.open_rc = TURN_RELAY_ERR_FAMILY;
     CHECK_INT(fx_req(&F, &e, STUN_METHOD_ALLOCATE, add_family, &fam), 440);
@@ -657,6 +746,7 @@ int main(void)
     TK_RUN(t_allocate_mismatch_and_retransmit);
     TK_RUN(t_allocate_attribute_errors);
     TK_RUN(t_allocate_families);
+    TK_RUN(t_dual_allocation);
     TK_RUN(t_wrong_username_441);
     TK_RUN(t_quota_486);
     TK_RUN(t_global_cap_508);

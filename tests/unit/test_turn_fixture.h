@@ -37,10 +37,12 @@ typedef struct fake {
     int n_peer;
     /* relay sockets */
     int opens, closes, open_rc;
+    int open6_rc; /* when set, what an IPv6 relay_open answers (a dual's second relay) */
     int last_family;
     uint64_t last_open_id, last_closed_id;
     uint16_t next_port;
     bool open[FX_MAX_OPEN];
+    bool open2[FX_MAX_OPEN]; /* the IPv6 relays of dual allocations (TURN_RELAY_ID_DUAL) */
     /* auth */
     int auth_rc, auth_calls;
     int64_t expires; /* 0 = now + 1 day */
@@ -73,6 +75,15 @@ static void fx_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, 
     f->rm_ok = stun_parse(f->out, len, &f->rm) == STUN_OK;
 }
 
+/* The open-flag of relay id (a dual's second relay has its own); NULL: out of range. */
+static bool *fx_open_slot(fake *f, uint64_t id)
+{
+    uint64_t i = id & ~TURN_RELAY_ID_DUAL;
+    if (i >= FX_MAX_OPEN)
+        return NULL;
+    return (id & TURN_RELAY_ID_DUAL) ? &f->open2[i] : &f->open[i];
+}
+
 static int fx_relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *t,
                          struct sockaddr_storage *relayed)
 {
@@ -81,9 +92,12 @@ static int fx_relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *
     f->last_family = family;
     if (f->open_rc)
         return f->open_rc;
-    if (id >= FX_MAX_OPEN || f->open[id])
+    if (family == AF_INET6 && f->open6_rc)
+        return f->open6_rc;
+    bool *slot = fx_open_slot(f, id);
+    if (!slot || *slot)
         abort(); /* ids are fresh */
-    f->open[id] = true;
+    *slot = true;
     f->opens++;
     f->last_open_id = id;
     memset(relayed, 0, sizeof *relayed);
@@ -105,9 +119,10 @@ static int fx_relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *
 static void fx_relay_close(void *ctx, uint64_t id)
 {
     fake *f = ctx;
-    if (id >= FX_MAX_OPEN || !f->open[id])
+    bool *slot = fx_open_slot(f, id);
+    if (!slot || !*slot)
         abort(); /* closing what was never opened */
-    f->open[id] = false;
+    *slot = false;
     f->closes++;
     f->last_closed_id = id;
 }
@@ -116,7 +131,8 @@ static void fx_send_peer(void *ctx, uint64_t id, const struct sockaddr *peer, co
                          size_t len)
 {
     fake *f = ctx;
-    if (id >= FX_MAX_OPEN || !f->open[id] || len > sizeof f->peer_out)
+    bool *slot = fx_open_slot(f, id);
+    if (!slot || !*slot || len > sizeof f->peer_out)
         abort();
     memcpy(f->peer_out, buf, len);
     f->peer_len = len;
