@@ -246,7 +246,8 @@ enum {
     TURN_DROP_NO_CHANNEL,        /* ChannelData on an unbound or cooling channel */
     TURN_DROP_PEER_POLICY,       /* the peer policy denies the address */
     TURN_DROP_FAMILY,            /* peer family is not the relay's */
-    TURN_DROP_MALFORMED,         /* a Send indication without peer or data */
+    TURN_DROP_MALFORMED,         /* a Send indication without peer or data, with several peers
+                                    or an unknown comprehension-required attribute */
     TURN_DROP_TOO_LARGE,         /* a message that cannot be built */
     TURN_DROP__N
 };

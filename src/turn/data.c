@@ -72,6 +72,10 @@ void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m)
         drop(s, TURN_DROP_NO_ALLOCATION);
         return;
     }
+    if (m->n_unknown) {
+        drop(s, TURN_DROP_MALFORMED); /* RFC 8489 §6.3.2: unknown comprehension-required */
+        return;
+    }
     if (stun_msg_find_next(m, STUN_ATTR_XOR_PEER_ADDRESS,
                            stun_msg_find(m, STUN_ATTR_XOR_PEER_ADDRESS))) {
         drop(s, TURN_DROP_MALFORMED); /* several peers: ambiguous (never sent to one unchecked) */

@@ -430,6 +430,33 @@ static void t_dual_allocation(void)
     fx_free(&F);
 }
 
+/* RFC 8489 §6.3.2: an indication with an unknown comprehension-required attribute is
+ * discarded (a Send is not relayed); an unknown comprehension-optional one is ignored. */
+static void t_send_unknown_attribute(void)
+{
+    fx_init(&F);
+    client c;
+    fx_client(&c, TURN_PROTO_UDP, "198.51.100.20", 40000, "alice");
+    CHECK_INT(fx_allocate(&F, &c), 0);
+    CHECK_INT(fx_permit(&F, &c, "8.8.4.4", 5000), 0);
+    for (int required = 1; required >= 0; required--) {
+        stun_builder b;
+        struct sockaddr_storage ss;
+        fx_addr(&ss, "8.8.4.4", 5000);
+        fx_begin(&c, &b, STUN_METHOD_SEND, STUN_CLASS_INDICATION);
+        stun_builder_add_xor_address(&b, STUN_ATTR_XOR_PEER_ADDRESS, (const struct sockaddr *)&ss);
+        stun_builder_add(&b, STUN_ATTR_DATA, "unknown", 7);
+        stun_builder_add(&b, required ? 0x7F33 : 0xBF33, "x", 1);
+        int n = stun_builder_finish(&b);
+        int before = F.n_peer;
+        uint64_t malformed = fx_stats(&F).drops[TURN_DROP_MALFORMED];
+        turn_server_input(F.s, &c.t, c.buf, (size_t)n, F.now);
+        CHECK_INT(F.n_peer, before + (required ? 0 : 1));
+        CHECK_INT((int)(fx_stats(&F).drops[TURN_DROP_MALFORMED] - malformed), required ? 1 : 0);
+    }
+    fx_free(&F);
+}
+
 static void t_allocate_families(void)
 {
     fx_init(&F);
@@ -747,6 +774,7 @@ int main(void)
     TK_RUN(t_allocate_attribute_errors);
     TK_RUN(t_allocate_families);
     TK_RUN(t_dual_allocation);
+    TK_RUN(t_send_unknown_attribute);
     TK_RUN(t_wrong_username_441);
     TK_RUN(t_quota_486);
     TK_RUN(t_global_cap_508);
