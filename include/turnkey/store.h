@@ -338,5 +338,10 @@ int store__sqlite_audit_add(void *ctx, const store_audit *e);
 int store__sqlite_audit_list(void *ctx, const store_audit_query *q, store_audit **out, size_t *n,
                              size_t *total);
 int store__sqlite_audit_purge(void *ctx, int64_t before_ms, size_t *purged);
+/* store_sqlite_usage.c: the usage ops of the SQLite backend. */
+int store__sqlite_usage_add(void *ctx, const store_usage_delta *d, size_t n);
+int store__sqlite_usage_query(void *ctx, const store_usage_filter *q, store_usage_row **out,
+                              size_t *n, size_t *total);
+int store__sqlite_usage_rollup(void *ctx, int64_t before, int64_t drop_before, size_t *rolled);
 
 #endif

@@ -47,6 +47,21 @@ static const char *const migrations[] = {
     "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL,"
     "  old_value TEXT, new_value TEXT, metadata TEXT);"
     "CREATE INDEX audit_log_by_account ON audit_log(account_id, at);",
+    /* 4: usage minute and hour rows (issue 14) */
+    "CREATE TABLE usage_minute ("
+    "  minute INTEGER NOT NULL, account_id TEXT NOT NULL, key_uid TEXT NOT NULL,"
+    "  custom_id TEXT NOT NULL, username TEXT NOT NULL, node TEXT NOT NULL,"
+    "  egress INTEGER NOT NULL, ingress INTEGER NOT NULL, alloc_ms INTEGER NOT NULL,"
+    "  peak INTEGER NOT NULL,"
+    "  PRIMARY KEY (minute, account_id, key_uid, custom_id, username, node));"
+    "CREATE INDEX usage_minute_by_account ON usage_minute(account_id, minute);"
+    "CREATE TABLE usage_hour ("
+    "  minute INTEGER NOT NULL, account_id TEXT NOT NULL, key_uid TEXT NOT NULL,"
+    "  custom_id TEXT NOT NULL, username TEXT NOT NULL, node TEXT NOT NULL,"
+    "  egress INTEGER NOT NULL, ingress INTEGER NOT NULL, alloc_ms INTEGER NOT NULL,"
+    "  peak INTEGER NOT NULL,"
+    "  PRIMARY KEY (minute, account_id, key_uid, custom_id, username, node));"
+    "CREATE INDEX usage_hour_by_account ON usage_hour(account_id, minute);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -826,6 +841,9 @@ static const store_ops sqlite_ops = {
     .audit_add = store__sqlite_audit_add,
     .audit_list = store__sqlite_audit_list,
     .audit_purge = store__sqlite_audit_purge,
+    .usage_add = store__sqlite_usage_add,
+    .usage_query = store__sqlite_usage_query,
+    .usage_rollup = store__sqlite_usage_rollup,
 };
 
 const store_ops *store__sqlite_ops(void)
