@@ -66,4 +66,10 @@ int store__pg_get_all(store__pg *p, const char *sql, const store__pg_params *pp,
 void store__pg_copy_id(char dst[STORE_ID_LEN + 1], const char *src);
 int64_t store__pg_col_int(PGresult *r, int row, int col);
 
+/* store_pg_usage.c: the usage ops (ctx = the store__pg). */
+int store__pg_usage_add(void *ctx, const store_usage_delta *d, size_t n);
+int store__pg_usage_query(void *ctx, const store_usage_filter *q, store_usage_row **out, size_t *n,
+                          size_t *total);
+int store__pg_usage_rollup(void *ctx, int64_t before, int64_t drop_before, size_t *rolled);
+
 #endif

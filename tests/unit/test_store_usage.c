@@ -258,11 +258,11 @@ static void t_reopen_keeps_usage(void)
 
 int main(void)
 {
-    TK_RUN_ON(&tk_sqlite, t_add_sums_and_merges_peaks);
-    TK_RUN_ON(&tk_sqlite, t_groups_steps_and_filters);
-    TK_RUN_ON(&tk_sqlite, t_pagination);
-    TK_RUN_ON(&tk_sqlite, t_rollup_keeps_totals);
-    TK_RUN_ON(&tk_sqlite, t_reopen_keeps_usage);
+    TK_RUN_BOTH(t_add_sums_and_merges_peaks);
+    TK_RUN_BOTH(t_groups_steps_and_filters);
+    TK_RUN_BOTH(t_pagination);
+    TK_RUN_BOTH(t_rollup_keeps_totals);
+    TK_RUN_BOTH(t_reopen_keeps_usage);
     tk_cleanup_stores();
     tk_pg_teardown();
     return tk_test_summary();
