@@ -87,6 +87,15 @@ typedef struct turn_traffic {
     turn_flow peer_tx;   /* to peers */
 } turn_traffic;
 
+/* Usage progress (issue 14): what an allocation accrued since it was last reported by
+ * turn_server_usage (or since it opened): client-leg bytes as in turn_flow (TURN framing
+ * included) and the milliseconds it was open. */
+typedef struct turn_usage {
+    uint64_t egress_bytes;  /* client_tx: to the client */
+    uint64_t ingress_bytes; /* client_rx: from the client */
+    uint64_t alloc_ms;
+} turn_usage;
+
 /* The record of one ended allocation (ops->alloc_ended): only allocations whose relay
  * opened (a successful Allocate) are reported. Pointers are valid during the call only. */
 typedef struct turn_alloc_report {
@@ -100,6 +109,7 @@ typedef struct turn_alloc_report {
     int64_t end_ms;
     int reason; /* enum turn_end_reason */
     turn_traffic traffic;
+    turn_usage unreported; /* accrued since the last turn_server_usage report (issue 14) */
 } turn_alloc_report;
 
 /* The relay of a dual allocation's second (IPv6) family is opened, used and closed under
@@ -275,5 +285,11 @@ void turn_server_stats(const turn_server *s, turn_stats *out);
 void turn_server_stats_at(const turn_server *s, int64_t now_ms, turn_stats *out);
 /* The live counters of one allocation (false if there is no such allocation). */
 bool turn_server_alloc_traffic(const turn_server *s, uint64_t alloc_id, turn_traffic *out);
+
+/* Usage progress: calls fn for every open allocation with what it accrued since its last
+ * report (r->reason is -1, r->end_ms is now_ms; r->unreported is u), then moves its marks to
+ * now; the end report carries what accrued after the last call. Once a second is enough. */
+typedef void (*turn_usage_fn)(void *arg, const turn_alloc_report *r, const turn_usage *u);
+void turn_server_usage(turn_server *s, int64_t now_ms, turn_usage_fn fn, void *arg);
 
 #endif

@@ -200,6 +200,8 @@ typedef struct turn__alloc {
     bool opened;    /* the relay opened: counted in stats.allocs_by, reported when it ends */
     int64_t start_ms, last_data_ms;
     turn_traffic traffic;
+    uint64_t usage_egress, usage_ingress; /* client-leg bytes reported (turn_server_usage) */
+    int64_t usage_ms;                     /* allocation time reported up to here */
 } turn__alloc;
 
 struct turn_server {

@@ -103,8 +103,47 @@ void turn__count_opened(turn_server *s, turn__alloc *a)
 {
     a->opened = true;
     a->start_ms = s->now_ms;
+    a->usage_ms = s->now_ms;
     s->stats.allocs_created++;
     (*by_slot(s, a))++;
+}
+
+/* What a accrued since its marks; the marks move to now. */
+static turn_usage take_usage(turn__alloc *a, int64_t now_ms)
+{
+    turn_usage u = {.egress_bytes = a->traffic.client_tx.bytes - a->usage_egress,
+                    .ingress_bytes = a->traffic.client_rx.bytes - a->usage_ingress,
+                    .alloc_ms = now_ms > a->usage_ms ? (uint64_t)(now_ms - a->usage_ms) : 0};
+    a->usage_egress = a->traffic.client_tx.bytes;
+    a->usage_ingress = a->traffic.client_rx.bytes;
+    if (now_ms > a->usage_ms)
+        a->usage_ms = now_ms;
+    return u;
+}
+
+static turn_alloc_report report_of(const turn__alloc *a, int reason, int64_t end_ms)
+{
+    return (turn_alloc_report){.alloc_id = a->id,
+                               .info = &a->info,
+                               .username = a->user->name,
+                               .username_len = a->user->len,
+                               .transport = a->tuple.proto,
+                               .family = a->family,
+                               .start_ms = a->start_ms,
+                               .end_ms = end_ms,
+                               .reason = reason,
+                               .traffic = a->traffic};
+}
+
+void turn_server_usage(turn_server *s, int64_t now_ms, turn_usage_fn fn, void *arg)
+{
+    for (turn__alloc *a = s ? s->allocs : NULL; a; a = a->next) {
+        if (!a->opened)
+            continue;
+        turn_alloc_report rep = report_of(a, -1, now_ms);
+        rep.unreported = take_usage(a, now_ms);
+        fn(arg, &rep, &rep.unreported);
+    }
 }
 
 void turn__alloc_end(turn_server *s, turn__alloc *a, int reason)
@@ -114,16 +153,8 @@ void turn__alloc_end(turn_server *s, turn__alloc *a, int reason)
         if (reason >= 0 && reason < TURN_END__N)
             s->stats.allocs_ended[reason]++;
         if (s->ops.alloc_ended) {
-            turn_alloc_report rep = {.alloc_id = a->id,
-                                     .info = &a->info,
-                                     .username = a->user->name,
-                                     .username_len = a->user->len,
-                                     .transport = a->tuple.proto,
-                                     .family = a->family,
-                                     .start_ms = a->start_ms,
-                                     .end_ms = s->now_ms,
-                                     .reason = reason,
-                                     .traffic = a->traffic};
+            turn_alloc_report rep = report_of(a, reason, s->now_ms);
+            rep.unreported = take_usage(a, s->now_ms);
             s->ops.alloc_ended(s->ops.ctx, &rep);
         }
     }

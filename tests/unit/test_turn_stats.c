@@ -165,6 +165,61 @@ static void t_drops(void)
     fx_free(&F);
 }
 
+typedef struct usage_seen {
+    int calls;
+    turn_usage sum;
+    char user[64];
+} usage_seen;
+
+static void on_usage(void *arg, const turn_alloc_report *r, const turn_usage *u)
+{
+    usage_seen *seen = arg;
+    seen->calls++;
+    CHECK_INT(r->reason, -1);
+    seen->sum.egress_bytes += u->egress_bytes;
+    seen->sum.ingress_bytes += u->ingress_bytes;
+    seen->sum.alloc_ms += u->alloc_ms;
+    snprintf(seen->user, sizeof seen->user, "%.*s", (int)r->username_len, r->username);
+}
+
+/* Usage progress: each report holds only what accrued since the last one; the end report
+ * holds the rest, so the reports add up to the allocation's totals exactly. */
+static void t_usage_progress_adds_up(void)
+{
+    client c;
+    uint64_t id = setup(&c);
+    CHECK(id != 0);
+    int64_t t0 = F.now;
+    CHECK_INT(fx_bind(&F, &c, 0x4000, "8.8.8.8", 5000), 0);
+    channeldata(&c, 0x4000, "hello");                  /* ingress 9 */
+    fx_peer_in(&F, id, "8.8.8.8", 5000, "0123456789"); /* egress 14 */
+    usage_seen seen = {0};
+    turn_server_usage(F.s, t0 + 1000, on_usage, &seen);
+    CHECK_INT(seen.calls, 1);
+    CHECK_STR(seen.user, "alice");
+    CHECK_INT(seen.sum.egress_bytes, 14);
+    CHECK_INT(seen.sum.ingress_bytes, 9);
+    CHECK_INT(seen.sum.alloc_ms, 1000);
+    /* nothing new: zero bytes, only time */
+    usage_seen again = {0};
+    turn_server_usage(F.s, t0 + 1500, on_usage, &again);
+    CHECK_INT(again.sum.egress_bytes, 0);
+    CHECK_INT(again.sum.ingress_bytes, 0);
+    CHECK_INT(again.sum.alloc_ms, 500);
+    F.now = t0 + 2000;
+    fx_peer_in(&F, id, "8.8.8.8", 5000, "xy"); /* egress 4 + 2 */
+    CHECK_INT(fx_refresh(&F, &c, 0), 0);       /* ends it */
+    CHECK_INT(F.n_ended, 1);
+    CHECK_INT(F.last_end.unreported.egress_bytes, 6);
+    CHECK_INT(F.last_end.unreported.ingress_bytes, 0);
+    CHECK_INT(F.last_end.unreported.alloc_ms, 500);
+    CHECK_INT(F.last_end.traffic.client_tx.bytes, 14 + 6);
+    usage_seen after = {0};
+    turn_server_usage(F.s, t0 + 3000, on_usage, &after);
+    CHECK_INT(after.calls, 0);
+    fx_free(&F);
+}
+
 static void t_names(void)
 {
     CHECK_STR(turn_auth_fail_name(TURN_AF_STALE_NONCE), "stale_nonce");
@@ -196,5 +251,6 @@ int main(void)
     TK_RUN(t_request_and_auth_counters);
     TK_RUN(t_drops);
     TK_RUN(t_names);
+    TK_RUN(t_usage_progress_adds_up);
     return tk_test_summary();
 }
