@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "turnkey/api.h"
 #include "turnkey/cfg.h"
@@ -28,6 +29,7 @@
 #include "turnkey/obs.h"
 #include "turnkey/relay.h"
 #include "turnkey/tls.h"
+#include "turnkey/usage.h"
 #include "turnkey/store.h"
 #include "turnkey/util.h"
 
@@ -170,7 +172,9 @@ static void report_fds(const cfg *c, const fd_plan *p)
                  c->max_allocations, p->nofile, p->room);
 }
 
-static relay *start_relay(cfg *c, keycache *keys, tls_server *tls)
+static void usage_record_in(void *arg, size_t worker, const usage_record *u);
+
+static relay *start_relay(cfg *c, keycache *keys, tls_server *tls, usage_agg *ua)
 {
     uint16_t lo, hi;
     relay *r = NULL;
@@ -207,7 +211,10 @@ static relay *start_relay(cfg *c, keycache *keys, tls_server *tls)
                        .max_conns_per_ip = (uint32_t)c->max_conns_per_ip,
                        .handshake_timeout_ms = (uint32_t)c->handshake_timeout * 1000u,
                        .tls = tls,
-                       .keys = keys};
+                       .keys = keys,
+                       .usage = ua != NULL,
+                       .usage_last = usage_record_in,
+                       .usage_ctx = ua};
     char *err = NULL;
     if (!(r = relay_start(&rc, &err))) {
         fprintf(stderr, "turnkey: %s\n", err);
@@ -301,6 +308,8 @@ typedef struct serving {
     relay *rel;
     api_server *api;
     obs *ob;
+    usage_agg *ua;          /* NULL: no relay here, nothing to count */
+    int64_t next_flush_ms;  /* the next usage batch */
     int64_t drain_until_ms; /* 0 = not draining */
 } serving;
 
@@ -397,18 +406,93 @@ static bool on_signal(serving *sv, int sig)
     }
 }
 
+/* --- usage accounting (issue 14): the relay's records into rows, batches into the store */
+
+static int usage_account_of(void *ctx, const char *key_id, char account_id[STORE_ID_LEN + 1])
+{
+    store_key k;
+    int rc = store_key_by_uid(ctx, key_id, &k);
+    if (rc == STORE_NOT_FOUND)
+        return -1;
+    if (rc != STORE_OK)
+        return -2;
+    memcpy(account_id, k.account_id, STORE_ID_LEN + 1);
+    store_key_clear(&k);
+    return 0;
+}
+
+static void usage_record_in(void *arg, size_t worker, const usage_record *u)
+{
+    usage_agg_add(arg, worker, u);
+}
+
+static int64_t usage_as_of(void *ctx)
+{
+    return usage_agg_as_of(ctx);
+}
+
+static usage_agg *usage_start(cfg *c, store *s)
+{
+    char host[STORE_USAGE_NODE_LEN] = "";
+    if (!c->node_name[0] && gethostname(host, sizeof host - 1) != 0)
+        snprintf(host, sizeof host, "node");
+    usage_agg *ua =
+        usage_agg_new(&(usage_agg_config){.n_workers = 64, /* the most relay threads */
+                                          .node = c->node_name[0] ? c->node_name : host,
+                                          .max_rows = (size_t)c->usage_max_pending,
+                                          .as_of_lag = 1000, /* a worker pushes once a second */
+                                          .account_of = usage_account_of,
+                                          .ctx = s});
+    return ua;
+}
+
+/* Drains the workers' rings (four times a second), writes a batch every
+ * --usage-flush-interval, and rolls old minute rows up once a day. */
+static void usage_tick(serving *sv)
+{
+    if (!sv->ua)
+        return;
+    if (sv->rel)
+        relay_drain_usage(sv->rel, usage_record_in, sv->ua);
+    usage_agg_peaks(sv->ua);
+    int64_t now = util_now_ms();
+    if (now < sv->next_flush_ms)
+        return;
+    usage_agg_flush(sv->ua, sv->s, now);
+    sv->next_flush_ms = now + sv->c->usage_flush_interval * 1000;
+}
+
+static void usage_rollup(serving *sv)
+{
+    int64_t now = util_now();
+    int64_t before = now - sv->c->usage_retention_days * 86400;
+    before -= before % 3600;
+    int64_t drop =
+        sv->c->usage_hour_retention_days ? now - sv->c->usage_hour_retention_days * 86400 : 0;
+    size_t rolled = 0;
+    if (store_usage_rollup(sv->s, before, drop, &rolled) != STORE_OK)
+        log_error("main", "usage rollup failed (retried tomorrow)");
+    else if (rolled)
+        log_info("main", "rolled %zu usage minute rows older than %ld days up into hour rows",
+                 rolled, sv->c->usage_retention_days);
+}
+
 static void serve_loop(serving *sv)
 {
     log_info("main", "serving; SIGTERM drains and stops, SIGINT stops, SIGHUP reloads");
-    int64_t next_purge = util_now();
+    int64_t next_purge = util_now(), next_rollup = util_now();
     for (;;) {
         if (sv->drain_until_ms && drain_done(sv))
             return;
-        /* while draining, look at the allocation count ten times a second */
-        struct timespec tick = {.tv_sec = sv->drain_until_ms ? 0 : 1,
-                                .tv_nsec = sv->drain_until_ms ? 100000000 : 0};
+        /* four times a second (usage rings); while draining, ten times a second */
+        struct timespec tick = {.tv_sec = 0, .tv_nsec = sv->drain_until_ms ? 100000000 : 250000000};
         int sig = sigtimedwait(sv->sigs, NULL, &tick);
         obs_tick(sv->ob); /* at least once a second: ended allocations */
+        usage_tick(sv);
+        if (util_now() >= next_rollup) {
+            usage_rollup(sv);
+            next_rollup = util_now() + 86400;
+        }
         if (sig > 0 && on_signal(sv, sig))
             return;
         if (util_now() >= next_purge) {
@@ -496,6 +580,7 @@ static int cmd_serve(int argc, char **argv)
     api_server *api = NULL;
     http_server *http = NULL, *mhttp = NULL;
     obs *ob = NULL;
+    usage_agg *ua = NULL;
     keycache *keys = NULL;
     relay *rel = NULL;
     feed *fd = NULL;
@@ -552,7 +637,9 @@ static int cmd_serve(int argc, char **argv)
             goto out;
         }
     }
-    if (!api_role && !(rel = start_relay(&c, keys, tls)))
+    if (!api_role)
+        ua = usage_start(&c, s);
+    if (!api_role && !(rel = start_relay(&c, keys, tls, ua)))
         goto out;
     feed_hooks fh = {.key_deleted = hook_key_deleted, .revoked = hook_revoked_hash, .ctx = rel};
     feed_config fc = {.poll_ms = 1000, .keep_seconds = API_TTL_MAX};
@@ -583,7 +670,10 @@ static int cmd_serve(int argc, char **argv)
                        .health_only = relay_role,
                        .store_problem = store_problem,
                        .store_problem_ctx = fd,
-                       .obs = &obs_hooks};
+                       .obs = &obs_hooks,
+                       .usage_as_of = ua ? usage_as_of : NULL,
+                       .usage_ctx = ua,
+                       .usage_lag_ms = (c.usage_flush_interval + 2) * 1000};
     api = api_new(s, &acfg, rel ? &hooks : NULL);
     obs_set_api(ob, api);
     http_config hcfg = {.listen = c.api_listen,
@@ -625,7 +715,9 @@ static int cmd_serve(int argc, char **argv)
                   .tls = tls,
                   .rel = rel,
                   .api = api,
-                  .ob = ob};
+                  .ob = ob,
+                  .ua = ua,
+                  .next_flush_ms = util_now_ms() + c.usage_flush_interval * 1000};
     report_fds(&c, &fds);
     serve_loop(&sv);
     rc = 0;
@@ -635,7 +727,15 @@ out:
     feed_stop(fd);
     if (ob)
         obs_tick(ob); /* the last ended allocations get their lines */
-    relay_stop(rel);
+    if (ua && rel)
+        relay_drain_usage(rel, usage_record_in, ua);
+    relay_stop(rel); /* the workers' last usage records reach ua */
+    if (ua) {
+        usage_agg_peaks(ua);
+        if (s && usage_agg_flush(ua, s, util_now_ms()) != STORE_OK)
+            log_error("main", "the last usage batch could not be written");
+        usage_agg_free(ua);
+    }
     obs_free(ob);
     tls_server_free(tls);
     api_free(api);

@@ -39,6 +39,12 @@ typedef struct api_config {
     const char *(*store_problem)(void *ctx);
     void *store_problem_ctx;
     const api_obs *obs; /* NULL: /metrics answers 503, /readyz only checks draining */
+    /* Usage API (issue 14): result_info.as_of is usage_as_of(usage_ctx) (ms: this node's
+     * last usage batch), or now - usage_lag_ms when that is NULL or 0 (nothing flushed here:
+     * the other nodes' batches are at most that old). */
+    int64_t (*usage_as_of)(void *ctx);
+    void *usage_ctx;
+    int64_t usage_lag_ms;
 } api_config;
 
 /* Optional observer of control-plane changes that live state must follow (a relay ending

@@ -59,6 +59,9 @@ typedef struct cfg {
     char *log_format;     /* text | json */
     char *metrics_listen; /* "" = /metrics only on the API listener */
     long audit_retention_days;
+    char *node_name; /* usage rows' node ("" = the host name) */
+    long usage_flush_interval, usage_retention_days, usage_hour_retention_days;
+    long usage_max_pending;
     int layer_;         /* cfg_load internals: which source is being read, and which source */
     int list_layer_[8]; /* last set each layered list */
 } cfg;

@@ -14,6 +14,7 @@
 #include "turnkey/peer.h"
 #include "turnkey/tls.h"
 #include "turnkey/turn.h"
+#include "turnkey/usage.h"
 
 /* What one listener address carries. */
 enum { RELAY_UDP = 1, RELAY_TCP = 2, RELAY_TLS = 4 };
@@ -54,6 +55,14 @@ typedef struct relay_config {
     uint32_t max_conns;            /* TCP+TLS connections in total; 0 = default (10000) */
     uint32_t max_conns_per_ip;     /* per source IPv4 address / IPv6 /64; 0 = default (100) */
     uint32_t handshake_timeout_ms; /* to the first valid STUN message; 0 = default (5000) */
+    /* Usage accounting (issue 14): each worker reports what its allocations accrued once a
+     * second through its ring (relay_drain_usage); usage_ring = records per worker (0 =
+     * USAGE_RING_DEFAULT). usage_last receives the last records of each worker while
+     * relay_stop runs (in the stopping thread), so nothing is lost at shutdown. */
+    bool usage;
+    size_t usage_ring;
+    void (*usage_last)(void *ctx, size_t worker, const usage_record *r);
+    void *usage_ctx;
 } relay_config;
 
 typedef struct relay relay;
@@ -102,6 +111,7 @@ typedef struct relay_stats {
      * least one allocation. Per bucket (not cumulative); [RELAY_REVOKE_BUCKETS] = +Inf. */
     uint64_t revoke_hist[RELAY_REVOKE_BUCKETS + 1];
     uint64_t revoke_count, revoke_sum_us;
+    uint64_t usage_refused; /* usage records a full ring refused (they stayed, went later) */
 } relay_stats;
 void relay_stats_read(relay *r, relay_stats *out);
 
@@ -118,6 +128,11 @@ typedef struct relay_ended {
 } relay_ended;
 /* Calls fn for every ended allocation queued since the last call; returns how many. */
 size_t relay_drain_ended(relay *r, void (*fn)(void *arg, const relay_ended *e), void *arg);
+
+/* Calls fn for every usage record the workers pushed since the last call (one consumer
+ * thread: the main thread); returns how many. */
+size_t relay_drain_usage(relay *r, void (*fn)(void *arg, size_t worker, const usage_record *u),
+                         void *arg);
 
 /* Parses "LO-HI" (1..65535, LO <= HI); 0 ok, -1 malformed. */
 int relay_parse_ports(const char *s, uint16_t *lo, uint16_t *hi);

@@ -99,4 +99,23 @@ int usage_agg_flush(usage_agg *a, store *s, int64_t now_ms);
 void usage_agg_stats_read(const usage_agg *a, usage_agg_stats *out);
 int64_t usage_agg_as_of(const usage_agg *a);
 
+/* --- the REST query (usage_params.c) ----------------------------------------------- */
+#define USAGE_PER_PAGE_DEFAULT 100
+#define USAGE_PER_PAGE_MAX 1000
+#define USAGE_RANGE_DEFAULT 86400 /* since defaults to until minus a day */
+
+typedef struct usage_params {
+    store_usage_filter f; /* account_id and key_uid are left to the caller */
+    size_t page, per_page;
+} usage_params;
+
+/* Parses the raw (percent-encoded) query string of GET .../usage (NULL = empty): since,
+ * until (RFC 3339, or unix seconds; until defaults to the end of the current minute, since
+ * to a day before until), step (1m, 5m, 15m, 1h, 1d; default 1h), group_by (a comma list of
+ * customIdentifier, username, and keyId when allow_key; default none), page (>= 1),
+ * per_page (1..1000, default 100). Unknown or repeated parameters are errors. 0, or -1
+ * with a message naming the parameter in err. */
+int usage_params_parse(const char *query, int64_t now_s, bool allow_key, usage_params *p, char *err,
+                       size_t cap);
+
 #endif

@@ -122,6 +122,17 @@ static const opt table[] = {
      "also serve GET /metrics (and /healthz, /readyz) on this private ADDR:PORT"},
     {"audit-retention-days", T_INT, O(audit_retention_days), "365", 1, 36500,
      "days audit-log records are kept"},
+    {"node-name", T_STR, O(node_name), "", 0, 0,
+     "this node's name in usage rows (empty = the host name)"},
+    {"usage-flush-interval", T_INT, O(usage_flush_interval), "10", 1, 3600,
+     "seconds between usage batches written to the store (what kill -9 can lose)"},
+    {"usage-retention-days", T_INT, O(usage_retention_days), "30", 1, 36500,
+     "days per-minute usage rows are kept; older ones are rolled up into hour rows"},
+    {"usage-hour-retention-days", T_INT, O(usage_hour_retention_days), "0", 0, 36500,
+     "days hour usage rows are kept (0 = forever)"},
+    {"usage-max-pending", T_INT, O(usage_max_pending), "65536", 16, 10000000,
+     "usage rows held while the store fails; beyond, usage of new identities is dropped "
+     "(counted)"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 

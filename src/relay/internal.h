@@ -167,6 +167,11 @@ struct relay {
     _Atomic uint64_t revoke_hist[RELAY_REVOKE_BUCKETS + 1];
     _Atomic uint64_t revoke_count, revoke_sum_us;
     log_limiter auth_log; /* rate limit of the authentication-failure lines */
+    /* usage accounting (relay_usage.c) */
+    bool usage;
+    size_t usage_ring;
+    void (*usage_last)(void *ctx, size_t worker, const usage_record *r);
+    void *usage_ctx;
 };
 
 /* One event-loop thread: its own listeners (SO_REUSEPORT), turn_server, relay sockets and
@@ -199,6 +204,11 @@ struct relay_worker {
     ev_timer pub_timer; /* publishes the counters once a second */
     relay_pub pub;
     relay_ring *ended;
+    size_t index;               /* in relay.w */
+    struct usage_carry *ucarry; /* relay_usage.c: NULL when usage accounting is off */
+    struct usage_ring *uring;
+    ev_timer usage_timer;
+    unsigned usage_ticks;
     /* Receive buffers for a whole wakeup's reading on one socket (RELAY_READ_BUDGET), each
      * datagram at offset TURN_PEER_HEADROOM: the ChannelData header for a client is written
      * in front of a peer's payload. They stay untouched until the tx queue, which may point
@@ -305,6 +315,12 @@ relay_track *relay__track_new(size_t workers);
 /* A worker handled its copy of ev after ending n allocations. */
 void relay__track_done(relay *r, relay_track *t, size_t n);
 
+/* relay_usage.c: usage accounting (issue 14) */
+void relay__usage_init(relay_worker *w); /* before the thread starts */
+/* After turn_server_free (every remainder is in the carry): the last push, handed to
+ * usage_last; then frees. */
+void relay__usage_dispose(relay_worker *w);
+void relay__usage_ended(relay_worker *w, const turn_alloc_report *rep);
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);
 void relay__quota_dispose(relay *r);

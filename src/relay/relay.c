@@ -452,6 +452,7 @@ static void worker_free(relay_worker *w)
                      (unsigned long long)st.challenges_suppressed);
         turn_server_free(w->turn); /* closes every relay socket through ops */
     }
+    relay__usage_dispose(w);
     relay__guard_dispose(w);
     for (size_t i = 0; i < w->rs_nb; i++)
         for (relay_sock *s = w->rs[i], *next; s; s = next) {
@@ -476,10 +477,11 @@ static void worker_free(relay_worker *w)
 
 /* Creates worker i: listeners (the shared addresses get their real ports from worker 0),
  * loop, turn_server. The thread is started later, once every worker exists. */
-static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
+static relay_worker *worker_new(relay *r, size_t index, const relay_config *cfg, char **err)
 {
     relay_worker *w = util_xcalloc(1, sizeof *w);
     w->shared = r;
+    w->index = index;
     pthread_mutex_init(&w->q_mu, NULL);
     w->rs_nb = 64;
     w->rs = util_xcalloc(w->rs_nb, sizeof *w->rs);
@@ -515,6 +517,7 @@ static relay_worker *worker_new(relay *r, const relay_config *cfg, char **err)
     }
     ev_timer_init(&w->timer, on_turn_timer, w);
     relay__obs_init(w);
+    relay__usage_init(w);
     ev_set_wakeup_cb(w->loop, on_wakeup, w);
     for (size_t i = 0; i < w->n_ls; i++) {
         relay_lsock *l = &w->ls[i];
@@ -631,6 +634,10 @@ relay *relay_start(const relay_config *cfg, char **err)
                  "Allocate gets 508 once the ports of a relay address run out",
                  r->max_allocations, span, r->port_lo, r->port_hi);
     log_limiter_init(&r->auth_log);
+    r->usage = cfg->usage;
+    r->usage_ring = cfg->usage_ring;
+    r->usage_last = cfg->usage_last;
+    r->usage_ctx = cfg->usage_ctx;
     util_random(r->nonce_secret, sizeof r->nonce_secret);
     size_t n = cfg->threads;
     if (n == 0) {
@@ -643,7 +650,7 @@ relay *relay_start(const relay_config *cfg, char **err)
         goto fail;
     r->w = util_xcalloc(n, sizeof *r->w);
     for (size_t i = 0; i < n; i++) {
-        if (!(r->w[i] = worker_new(r, cfg, err)))
+        if (!(r->w[i] = worker_new(r, i, cfg, err)))
             goto fail;
         r->n_workers++;
         if (i == 0 && setup_policy(r, cfg, err) != 0) /* worker 0 fixed the real ports */

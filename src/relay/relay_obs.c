@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "turnkey/usage.h"
 #include "turnkey/util.h"
 
 _Static_assert(sizeof(turn_stats) % sizeof(uint64_t) == 0 && sizeof(size_t) == sizeof(uint64_t),
@@ -65,6 +66,8 @@ void relay_stats_read(relay *r, relay_stats *out)
         out->tls_failed += atomic_load_explicit(&w->pub.tls_failed, memory_order_relaxed);
         if (w->ended)
             out->ended_dropped += atomic_load_explicit(&w->ended->dropped, memory_order_relaxed);
+        if (w->uring)
+            out->usage_refused += usage_ring_refused(w->uring);
     }
     memcpy(&out->turn, sum, sizeof sum);
     if (!r)
@@ -81,6 +84,7 @@ void relay__ops_alloc_ended(void *ctx, const turn_alloc_report *rep)
 {
     relay_worker *w = ctx;
     relay_ring *q = w->ended;
+    relay__usage_ended(w, rep);
     size_t tail = atomic_load_explicit(&q->tail, memory_order_relaxed);
     size_t head = atomic_load_explicit(&q->head, memory_order_acquire);
     if (tail - head >= RELAY_ENDED_RING) {
