@@ -437,7 +437,7 @@ static usage_agg *usage_start(cfg *c, store *s)
     if (!c->node_name[0] && gethostname(host, sizeof host - 1) != 0)
         snprintf(host, sizeof host, "node");
     usage_agg *ua =
-        usage_agg_new(&(usage_agg_config){.n_workers = 64, /* the most relay threads */
+        usage_agg_new(&(usage_agg_config){.n_workers = 64, /* until the relay has started */
                                           .node = c->node_name[0] ? c->node_name : host,
                                           .max_rows = (size_t)c->usage_max_pending,
                                           .as_of_lag = 1000, /* a worker pushes once a second */
@@ -641,6 +641,8 @@ static int cmd_serve(int argc, char **argv)
         ua = usage_start(&c, s);
     if (!api_role && !(rel = start_relay(&c, keys, tls, ua)))
         goto out;
+    if (ua)
+        usage_agg_set_workers(ua, relay_threads(rel));
     feed_hooks fh = {.key_deleted = hook_key_deleted, .revoked = hook_revoked_hash, .ctx = rel};
     feed_config fc = {.poll_ms = 1000, .keep_seconds = API_TTL_MAX};
     char *ferr = NULL;
@@ -656,8 +658,11 @@ static int cmd_serve(int argc, char **argv)
         if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
             goto out;
     }
-    ob = obs_new(&(obs_config){
-        .version = TURNKEY_VERSION, .st = s, .rel = rel, .n_listeners = rel ? n_listeners(&c) : 0});
+    ob = obs_new(&(obs_config){.version = TURNKEY_VERSION,
+                               .st = s,
+                               .rel = rel,
+                               .n_listeners = rel ? n_listeners(&c) : 0,
+                               .usage = ua});
     api_obs obs_hooks = obs_api_hooks(ob);
     api_hooks hooks = {
         .key_deleted = hook_key_deleted, .credential_revoked = hook_revoked, .ctx = rel};

@@ -21,6 +21,7 @@ typedef struct obs_config {
     /* optional consumer of every ended allocation (main thread), after its log line */
     void (*on_ended)(void *ctx, const relay_ended *e);
     void *ctx;
+    const struct usage_agg *usage; /* NULL: no turnkey_usage_* metrics (issue 14) */
 } obs_config;
 
 typedef struct obs obs;

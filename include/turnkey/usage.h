@@ -88,6 +88,8 @@ typedef struct usage_agg_stats {
 
 usage_agg *usage_agg_new(const usage_agg_config *cfg);
 void usage_agg_free(usage_agg *a);
+/* The number of workers, once known (before the first record). */
+void usage_agg_set_workers(usage_agg *a, size_t n_workers);
 /* One record from worker w (< n_workers). */
 void usage_agg_add(usage_agg *a, size_t w, const usage_record *r);
 /* After a drain of every worker: the concurrency of this instant goes into the rows' peaks. */
@@ -98,6 +100,9 @@ int usage_agg_flush(usage_agg *a, store *s, int64_t now_ms);
 /* Thread-safe reads (metrics, the API's as_of). */
 void usage_agg_stats_read(const usage_agg *a, usage_agg_stats *out);
 int64_t usage_agg_as_of(const usage_agg *a);
+/* The turnkey_usage_* metrics (ring_refused: relay_stats.usage_refused). */
+struct metrics_buf;
+void usage_agg_metrics(const usage_agg *a, uint64_t ring_refused, struct metrics_buf *b);
 
 /* --- the REST query (usage_params.c) ----------------------------------------------- */
 #define USAGE_PER_PAGE_DEFAULT 100

@@ -2,6 +2,7 @@
  * comes from a fixed set (turn_*_name, transports, families): none is a username,
  * customIdentifier, address or id. */
 #include "turnkey/obs.h"
+#include "turnkey/usage.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -220,6 +221,11 @@ char *obs_metrics(void *ctx)
     metrics_u64(&b, "turnkey_draining", NULL, atomic_load(&o->draining));
     if (o->cfg.rel)
         relay_metrics(o, &b);
+    if (o->cfg.usage) {
+        relay_stats rs;
+        relay_stats_read(o->cfg.rel, &rs);
+        usage_agg_metrics(o->cfg.usage, rs.usage_refused, &b);
+    }
     api_server *api = atomic_load(&o->api);
     if (api)
         api_metrics(api, &b);

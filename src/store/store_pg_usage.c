@@ -12,6 +12,7 @@
 #include "turnkey/store.h"
 #include "turnkey/util.h"
 
+#define ROLLUP_LOCK "7432003" /* pg_advisory_xact_lock key: usage rollups */
 #define USAGE_KEY "minute, account_id, key_uid, custom_id, username, node"
 #define USAGE_MERGE(t)                                                                             \
     " ON CONFLICT(" USAGE_KEY ") DO UPDATE SET egress = " t ".egress + excluded.egress,"           \
@@ -144,7 +145,9 @@ int store__pg_usage_rollup(void *ctx, int64_t before, int64_t drop_before, size_
     int rc = store__pg_begin(p);
     if (rc != STORE_OK)
         goto out;
-    if (store__pg_run(p,
+    /* nodes rolling up at once take turns: the second then finds the minute rows gone */
+    if (store__pg_exec(p, "SELECT pg_advisory_xact_lock(" ROLLUP_LOCK ")") != STORE_OK ||
+        store__pg_run(p,
                       "INSERT INTO usage_hour(" USAGE_KEY ", egress, ingress, alloc_ms, peak)"
                       " SELECT minute - minute % 3600, account_id, key_uid, custom_id, username,"
                       " node, sum(egress), sum(ingress), sum(alloc_ms), max(peak)"

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "turnkey/log.h"
+#include "turnkey/metrics.h"
 #include "turnkey/usage.h"
 #include "turnkey/util.h"
 
@@ -147,6 +148,12 @@ void usage_agg_free(usage_agg *a)
         free(ts[i]->b);
     }
     free(a);
+}
+
+void usage_agg_set_workers(usage_agg *a, size_t n_workers)
+{
+    if (a->idents.n == 0 && n_workers > 0)
+        a->cfg.n_workers = n_workers;
 }
 
 /* --- accounts ------------------------------------------------------------------------- */
@@ -379,4 +386,32 @@ void usage_agg_stats_read(const usage_agg *a, usage_agg_stats *out)
 int64_t usage_agg_as_of(const usage_agg *a)
 {
     return atomic_load_explicit(&((usage_agg *)a)->as_of_ms, memory_order_relaxed);
+}
+
+void usage_agg_metrics(const usage_agg *a, uint64_t ring_refused, metrics_buf *b)
+{
+    usage_agg_stats st;
+    usage_agg_stats_read(a, &st);
+    metrics_family(b, "turnkey_usage_flushes_total", "counter",
+                   "Usage batches written to the store (ok) or kept for the next one (failed).");
+    metrics_u64(b, "turnkey_usage_flushes_total", "result=\"ok\"", st.flushes);
+    metrics_u64(b, "turnkey_usage_flushes_total", "result=\"failed\"", st.flush_failures);
+    metrics_family(b, "turnkey_usage_rows_written_total", "counter",
+                   "Usage rows (minute, key, customIdentifier, username) written.");
+    metrics_u64(b, "turnkey_usage_rows_written_total", NULL, st.rows_written);
+    metrics_family(b, "turnkey_usage_pending_rows", "gauge",
+                   "Usage rows waiting for the next batch (bounded by --usage-max-pending).");
+    metrics_u64(b, "turnkey_usage_pending_rows", NULL, st.pending_rows);
+    metrics_family(b, "turnkey_usage_dropped_bytes_total", "counter",
+                   "Relayed bytes not accounted because --usage-max-pending rows were pending.");
+    metrics_u64(b, "turnkey_usage_dropped_bytes_total", NULL, st.dropped_bytes);
+    metrics_family(b, "turnkey_usage_unattributed_bytes_total", "counter",
+                   "Relayed bytes of keys the store does not know (never written).");
+    metrics_u64(b, "turnkey_usage_unattributed_bytes_total", NULL, st.unattributed_bytes);
+    metrics_family(b, "turnkey_usage_ring_full_total", "counter",
+                   "Usage reports a full worker ring refused (kept by the worker, sent later).");
+    metrics_u64(b, "turnkey_usage_ring_full_total", NULL, ring_refused);
+    metrics_family(b, "turnkey_usage_as_of_timestamp_seconds", "gauge",
+                   "Time up to which this node's usage is in the store (0: no batch yet).");
+    metrics_f64(b, "turnkey_usage_as_of_timestamp_seconds", NULL, (double)st.as_of_ms / 1000.0);
 }
