@@ -105,6 +105,13 @@ void api__ok(api_response *r, int status, json_t *result, json_t *messages)
                       messages ? messages : json_array(), "result", result));
 }
 
+void api__ok_info(api_response *r, json_t *result, json_t *result_info)
+{
+    respond(r, 200,
+            json_pack("{s:b, s:[], s:[], s:o, s:o}", "success", 1, "errors", "messages", "result",
+                      result, "result_info", result_info));
+}
+
 static void internal_error(api_response *r)
 {
     api__error(r, 500, E_INTERNAL, "Internal server error", NULL);

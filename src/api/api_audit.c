@@ -46,15 +46,7 @@ static void list(api_server *a, const api_request *req, const char *acct, api_re
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, audit_to_json(&rows[i]));
     store_audit_array_free(rows, n);
-    api__ok(r, 200, arr, NULL);
-    /* api__ok wrote the envelope: add result_info to it */
-    json_t *doc = json_loads(r->body, 0, NULL);
-    if (doc) {
-        json_object_set_new(doc, "result_info", result_info(&ap, n, total));
-        free(r->body);
-        r->body = json_dumps(doc, JSON_COMPACT);
-        json_decref(doc);
-    }
+    api__ok_info(r, arr, result_info(&ap, n, total));
 }
 
 void api__route_audit(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,

@@ -84,14 +84,7 @@ static void answer(api_server *a, const api_request *req, const char *acct, cons
     for (size_t i = 0; i < n; i++)
         json_array_append_new(arr, row_json(&rows[i], &up, key != NULL));
     free(rows);
-    api__ok(r, 200, arr, NULL);
-    json_t *doc = json_loads(r->body, 0, NULL); /* api__ok wrote the envelope: add to it */
-    if (doc) {
-        json_object_set_new(doc, "result_info", result_info(&up, n, total, as_of));
-        free(r->body);
-        r->body = json_dumps(doc, JSON_COMPACT);
-        json_decref(doc);
-    }
+    api__ok_info(r, arr, result_info(&up, n, total, as_of));
 }
 
 void api__route_usage(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,

@@ -46,6 +46,8 @@ typedef struct api__path {
 void api__error(api_response *r, int status, int code, const char *msg, const char *pointer);
 /* Takes ownership of result. */
 void api__ok(api_response *r, int status, json_t *result, json_t *messages);
+/* 200 with result and result_info (pagination); takes ownership of both. */
+void api__ok_info(api_response *r, json_t *result, json_t *result_info);
 /* Percent-decodes seg into out (cap bytes incl. NUL); -1 if malformed, too long or has NUL. */
 int api__decode_segment(const char *seg, size_t len, char *out, size_t cap);
 /* Parses an optional JSON object body. *obj = NULL for an empty body. Returns 0, or -1

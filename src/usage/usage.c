@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "turnkey/log.h"
 #include "turnkey/metrics.h"
 #include "turnkey/usage.h"
@@ -15,16 +16,8 @@
 #define NOT_SEEN UINT32_MAX /* ident.cur[w]: no record from worker w in this drain */
 #define MAX_ACCOUNTS 65536  /* cached key -> account entries (cleared when full) */
 
-/* A small chained hash table; every element starts with a node. */
-typedef struct node {
-    struct node *next;
-    uint64_t hash;
-} node;
-
-typedef struct table {
-    node **b;
-    size_t nb, n;
-} table;
+typedef usage__node node;
+typedef usage__table table;
 
 typedef struct row {
     node n;
@@ -57,16 +50,16 @@ struct usage_agg {
     _Atomic int64_t as_of_ms;
 };
 
-/* --- the table ------------------------------------------------------------------------ */
+/* --- the table (also the carry's) ---------------------------------------------------- */
 
-static void table_init(table *t)
+void usage__table_init(table *t)
 {
     t->nb = 64;
     t->n = 0;
     t->b = util_xcalloc(t->nb, sizeof *t->b);
 }
 
-static void table_clear(table *t)
+void usage__table_clear(table *t)
 {
     for (size_t i = 0; i < t->nb; i++)
         for (node *x = t->b[i], *next; x; x = next) {
@@ -77,9 +70,17 @@ static void table_clear(table *t)
     t->n = 0;
 }
 
-static void table_insert(table *t, node *x)
+void usage__table_free(table *t)
 {
-    if (t->n >= t->nb) {
+    usage__table_clear(t);
+    free(t->b);
+    t->b = NULL;
+}
+
+bool usage__table_insert(table *t, node *x)
+{
+    bool grew = t->n >= t->nb;
+    if (grew) {
         size_t nb = t->nb * 2;
         node **b = util_xcalloc(nb, sizeof *b);
         for (size_t i = 0; i < t->nb; i++)
@@ -92,26 +93,23 @@ static void table_insert(table *t, node *x)
         t->b = b;
         t->nb = nb;
     }
-    x->next = t->b[x->hash & (t->nb - 1)];
-    t->b[x->hash & (t->nb - 1)] = x;
+    node **head = usage__table_bucket(t, x->hash);
+    x->next = *head;
+    *head = x;
     t->n++;
+    return grew;
 }
 
-static node *table_first(const table *t, uint64_t h)
-{
-    return t->b[h & (t->nb - 1)];
-}
-
-static uint64_t fnv(uint64_t h, const char *s)
+uint64_t usage__hash_str(uint64_t h, const char *s)
 {
     for (; *s; s++)
         h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return (h ^ 0xff) * 1099511628211ull;
+    return (h ^ 0xff) * 1099511628211ull; /* a separator: "ab"+"c" differs from "a"+"bc" */
 }
 
-static uint64_t hash_id(const char *key, const char *cid, const char *user)
+uint64_t usage__hash_id(const char *key, const char *cid, const char *user)
 {
-    return fnv(fnv(fnv(14695981039346656037ull, key), cid), user);
+    return usage__hash_str(usage__hash_str(usage__hash_str(USAGE__HASH_SEED, key), cid), user);
 }
 
 static bool same_id(const char *k1, const char *c1, const char *u1, const usage_record *r)
@@ -131,9 +129,9 @@ usage_agg *usage_agg_new(const usage_agg_config *cfg)
         a->cfg.n_workers = 1;
     snprintf(a->node_name, sizeof a->node_name, "%s", cfg->node ? cfg->node : "");
     a->cfg.node = a->node_name;
-    table_init(&a->rows);
-    table_init(&a->idents);
-    table_init(&a->accounts);
+    usage__table_init(&a->rows);
+    usage__table_init(&a->idents);
+    usage__table_init(&a->accounts);
     log_limiter_init(&a->rl);
     return a;
 }
@@ -142,11 +140,9 @@ void usage_agg_free(usage_agg *a)
 {
     if (!a)
         return;
-    table *ts[] = {&a->rows, &a->idents, &a->accounts};
-    for (size_t i = 0; i < 3; i++) {
-        table_clear(ts[i]);
-        free(ts[i]->b);
-    }
+    usage__table_free(&a->rows);
+    usage__table_free(&a->idents);
+    usage__table_free(&a->accounts);
     free(a);
 }
 
@@ -161,8 +157,8 @@ void usage_agg_set_workers(usage_agg *a, size_t n_workers)
 /* 0 found (account_id filled), -1 unknown key, -2 not known yet (store error). */
 static int account_lookup(usage_agg *a, const char *key_id, char account_id[STORE_ID_LEN + 1])
 {
-    uint64_t h = fnv(14695981039346656037ull, key_id);
-    for (node *x = table_first(&a->accounts, h); x; x = x->next) {
+    uint64_t h = usage__hash_str(USAGE__HASH_SEED, key_id);
+    for (node *x = *usage__table_bucket(&a->accounts, h); x; x = x->next) {
         account *ac = (account *)x;
         if (x->hash == h && !strcmp(ac->key_id, key_id)) {
             memcpy(account_id, ac->account_id, STORE_ID_LEN + 1);
@@ -176,12 +172,12 @@ static int account_lookup(usage_agg *a, const char *key_id, char account_id[STOR
     if (rc != 0)
         account_id[0] = '\0';
     if (a->accounts.n >= MAX_ACCOUNTS)
-        table_clear(&a->accounts);
+        usage__table_clear(&a->accounts);
     account *ac = util_xcalloc(1, sizeof *ac);
     ac->n.hash = h;
     snprintf(ac->key_id, sizeof ac->key_id, "%s", key_id);
     memcpy(ac->account_id, account_id, sizeof ac->account_id);
-    table_insert(&a->accounts, &ac->n);
+    usage__table_insert(&a->accounts, &ac->n);
     return rc == 0 ? 0 : -1;
 }
 
@@ -189,9 +185,10 @@ static int account_lookup(usage_agg *a, const char *key_id, char account_id[STOR
 
 static row *row_find(usage_agg *a, int64_t minute, const usage_record *r, uint64_t *hash)
 {
-    uint64_t h = hash_id(r->key_id, r->custom_id, r->username) ^ ((uint64_t)minute * 0x9e37ull);
+    uint64_t h =
+        usage__hash_id(r->key_id, r->custom_id, r->username) ^ ((uint64_t)minute * 0x9e37ull);
     *hash = h;
-    for (node *x = table_first(&a->rows, h); x; x = x->next) {
+    for (node *x = *usage__table_bucket(&a->rows, h); x; x = x->next) {
         row *w = (row *)x;
         if (x->hash == h && w->minute == minute && same_id(w->key_id, w->custom_id, w->username, r))
             return w;
@@ -212,15 +209,15 @@ static row *row_get(usage_agg *a, int64_t minute, const usage_record *r)
     memcpy(w->key_id, r->key_id, sizeof w->key_id);
     memcpy(w->custom_id, r->custom_id, sizeof w->custom_id);
     memcpy(w->username, r->username, sizeof w->username);
-    table_insert(&a->rows, &w->n);
+    usage__table_insert(&a->rows, &w->n);
     atomic_store_explicit(&a->pending_rows, a->rows.n, memory_order_relaxed);
     return w;
 }
 
 static ident *ident_get(usage_agg *a, const usage_record *r)
 {
-    uint64_t h = hash_id(r->key_id, r->custom_id, r->username);
-    for (node *x = table_first(&a->idents, h); x; x = x->next) {
+    uint64_t h = usage__hash_id(r->key_id, r->custom_id, r->username);
+    for (node *x = *usage__table_bucket(&a->idents, h); x; x = x->next) {
         ident *d = (ident *)x;
         if (x->hash == h && same_id(d->key_id, d->custom_id, d->username, r))
             return d;
@@ -233,7 +230,7 @@ static ident *ident_get(usage_agg *a, const usage_record *r)
     memcpy(d->username, r->username, sizeof d->username);
     for (size_t w = 0; w < n; w++)
         d->v[w] = NOT_SEEN;
-    table_insert(&a->idents, &d->n);
+    usage__table_insert(&a->idents, &d->n);
     return d;
 }
 
@@ -356,7 +353,7 @@ int usage_agg_flush(usage_agg *a, store *s, int64_t now_ms)
     int rc = build_batch(a, &batch, &n) == 0 ? store_usage_add(s, batch, n) : STORE_ERROR;
     free(batch);
     if (rc == STORE_OK) {
-        table_clear(&a->rows);
+        usage__table_clear(&a->rows);
         atomic_fetch_add_explicit(&a->rows_written, n, memory_order_relaxed);
         atomic_fetch_add_explicit(&a->flushes, 1, memory_order_relaxed);
         atomic_store_explicit(&a->as_of_ms, now_ms - a->cfg.as_of_lag, memory_order_relaxed);

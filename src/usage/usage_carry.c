@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "turnkey/usage.h"
 #include "turnkey/util.h"
 
@@ -93,8 +94,7 @@ uint64_t usage_ring_refused(const usage_ring *q)
 /* --- the carry ------------------------------------------------------------------------ */
 
 typedef struct entry {
-    struct entry *next;
-    uint64_t hash;
+    usage__node n;
     usage_record rec; /* identity + what accrued since the last push */
     uint32_t live;    /* alive at the current sample */
     uint32_t ended;   /* ended since the last push */
@@ -102,16 +102,14 @@ typedef struct entry {
 } entry;
 
 struct usage_carry {
-    entry **b;
-    size_t nb, n;
+    usage__table t;
     size_t cursor; /* the bucket the last push stopped at (a full ring starves nobody) */
 };
 
 usage_carry *usage_carry_new(void)
 {
     usage_carry *c = util_xcalloc(1, sizeof *c);
-    c->nb = 64;
-    c->b = util_xcalloc(c->nb, sizeof *c->b);
+    usage__table_init(&c->t);
     return c;
 }
 
@@ -119,21 +117,8 @@ void usage_carry_free(usage_carry *c)
 {
     if (!c)
         return;
-    for (size_t i = 0; i < c->nb; i++)
-        for (entry *e = c->b[i], *next; e; e = next) {
-            next = e->next;
-            free(e);
-        }
-    free(c->b);
+    usage__table_free(&c->t);
     free(c);
-}
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *s = p;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ s[i]) * 1099511628211ull;
-    return (h ^ 0xff) * 1099511628211ull; /* a separator: "ab"+"c" differs from "a"+"bc" */
 }
 
 /* The username as stored: itself when it is clean UTF-8, else "0x" + hex (cut). */
@@ -149,50 +134,31 @@ static void clean_username(const uint8_t *user, size_t len, char out[256])
     util_hex_encode(user, n, out + 2);
 }
 
-static void grow(usage_carry *c)
-{
-    size_t nb = c->nb * 2;
-    entry **b = util_xcalloc(nb, sizeof *b);
-    for (size_t i = 0; i < c->nb; i++)
-        for (entry *e = c->b[i], *next; e; e = next) {
-            next = e->next;
-            e->next = b[e->hash & (nb - 1)];
-            b[e->hash & (nb - 1)] = e;
-        }
-    free(c->b);
-    c->b = b;
-    c->nb = nb;
-    c->cursor = 0;
-}
-
 static entry *find_or_add(usage_carry *c, const char *key_id, const char *custom_id,
                           const char *user)
 {
-    uint64_t h = fnv(14695981039346656037ull, key_id, strlen(key_id));
-    h = fnv(h, custom_id, strlen(custom_id));
-    h = fnv(h, user, strlen(user));
-    for (entry *e = c->b[h & (c->nb - 1)]; e; e = e->next)
-        if (e->hash == h && !strcmp(e->rec.key_id, key_id) &&
+    uint64_t h = usage__hash_id(key_id, custom_id, user);
+    for (usage__node *x = *usage__table_bucket(&c->t, h); x; x = x->next) {
+        entry *e = (entry *)x;
+        if (x->hash == h && !strcmp(e->rec.key_id, key_id) &&
             !strcmp(e->rec.custom_id, custom_id) && !strcmp(e->rec.username, user))
             return e;
-    if (c->n >= c->nb)
-        grow(c);
+    }
     entry *e = util_xcalloc(1, sizeof *e);
-    e->hash = h;
+    e->n.hash = h;
     snprintf(e->rec.key_id, sizeof e->rec.key_id, "%s", key_id);
     snprintf(e->rec.custom_id, sizeof e->rec.custom_id, "%s", custom_id);
     snprintf(e->rec.username, sizeof e->rec.username, "%s", user);
-    e->next = c->b[h & (c->nb - 1)];
-    c->b[h & (c->nb - 1)] = e;
-    c->n++;
+    if (usage__table_insert(&c->t, &e->n))
+        c->cursor = 0;
     return e;
 }
 
 void usage_carry_begin(usage_carry *c)
 {
-    for (size_t i = 0; i < c->nb; i++)
-        for (entry *e = c->b[i]; e; e = e->next)
-            e->live = 0;
+    for (size_t i = 0; i < c->t.nb; i++)
+        for (usage__node *x = c->t.b[i]; x; x = x->next)
+            ((entry *)x)->live = 0;
 }
 
 void usage_carry_add(usage_carry *c, const char *key_id, const char *custom_id, const uint8_t *user,
@@ -233,10 +199,10 @@ static bool push_one(entry *e, usage_ring *q, int64_t now_ms, bool final)
 size_t usage_carry_push(usage_carry *c, usage_ring *q, int64_t now_ms, bool final)
 {
     size_t pushed = 0;
-    for (size_t k = 0; k < c->nb; k++) {
-        size_t i = (c->cursor + k) & (c->nb - 1);
-        for (entry **pp = &c->b[i]; *pp;) {
-            entry *e = *pp;
+    for (size_t k = 0; k < c->t.nb; k++) {
+        size_t i = (c->cursor + k) & (c->t.nb - 1);
+        for (usage__node **pp = &c->t.b[i]; *pp;) {
+            entry *e = (entry *)*pp;
             if (e->dirty) {
                 if (!push_one(e, q, now_ms, final)) {
                     c->cursor = i;
@@ -245,12 +211,12 @@ size_t usage_carry_push(usage_carry *c, usage_ring *q, int64_t now_ms, bool fina
                 pushed++;
             }
             if (e->live == 0 && !e->dirty) { /* nothing of it left on this worker */
-                *pp = e->next;
+                *pp = e->n.next;
                 free(e);
-                c->n--;
+                c->t.n--;
                 continue;
             }
-            pp = &e->next;
+            pp = &e->n.next;
         }
     }
     return pushed;
@@ -258,5 +224,5 @@ size_t usage_carry_push(usage_carry *c, usage_ring *q, int64_t now_ms, bool fina
 
 size_t usage_carry_size(const usage_carry *c)
 {
-    return c->n;
+    return c->t.n;
 }
