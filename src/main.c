@@ -213,6 +213,7 @@ static relay *start_relay(cfg *c, keycache *keys, tls_server *tls, usage_agg *ua
                        .tls = tls,
                        .keys = keys,
                        .usage = ua != NULL,
+                       .usage_ring = (size_t)c->usage_ring_size,
                        .usage_last = usage_record_in,
                        .usage_ctx = ua};
     char *err = NULL;

@@ -133,6 +133,9 @@ static const opt table[] = {
     {"usage-max-pending", T_INT, O(usage_max_pending), "65536", 16, 10000000,
      "usage rows held while the store fails; beyond, usage of new identities is dropped "
      "(counted)"},
+    {"usage-ring-size", T_INT, O(usage_ring_size), "4096", 1, 1048576,
+     "usage records per relay thread towards the main thread (a full ring delays, never "
+     "drops)"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 

@@ -176,6 +176,43 @@ describe('usage accounting', () => {
   });
 });
 
+describe('a relay thread whose usage ring holds one record loses nothing', () => {
+  test('six allocations through --usage-ring-size 1: every byte arrives, the refusals are counted', async () => {
+    const f = await fixture({ extraArgs: ['--allow-peer', '127.0.0.1/32', '--usage-flush-interval', '1', '--usage-ring-size', '1', '--relay-threads', '1'] });
+    const peer = await echoPeer();
+    try {
+      const key = await createTurnKey(f, 'tiny');
+      const clients = [];
+      let want = 0;
+      for (let i = 0; i < 6; i++) {
+        const c = new TurnClient({ port: f.turnPort });
+        await c.ready;
+        const m = meter(c);
+        assert.equal((await c.allocate(await mintTurn(f, key, { prefix: 'tiny' }))).cls, CLASS.SUCCESS);
+        await c.channelBind(0x4000, { address: '127.0.0.1', port: peer.port });
+        for (let j = 0; j <= i; j++) await c.sendChannel(0x4000, Buffer.alloc(20 + i));
+        await waitFor('the echoes', () => m.frames === i + 1);
+        want += 2 * (i + 1) * (24 + i);
+        clients.push({ c, m });
+      }
+      const sum = async () => (await httpRequest(`${f.base}/accounts/${f.account}/calls/turn_keys/${key.uid}/usage?step=1d&group_by=username`, { token: f.token }))
+        .json.result.reduce((s, r) => s + r.egressBytes + r.ingressBytes, 0);
+      await waitFor('every byte while the allocations are open', async () => (await sum()) === want);
+      for (const { c } of clients) { await c.refresh(0); await c.close(); }
+      await sleep(2500); // the end reports pass through the one-record ring too
+      assert.equal(await sum(), want);
+      const metrics = await (await fetch(`${f.url}/metrics`)).text();
+      const refused = Number(metrics.match(/^turnkey_usage_ring_full_total (\d+)$/m)[1]);
+      assert.ok(refused > 0, 'the ring was full at times');
+      assert.match(metrics, /^turnkey_usage_dropped_bytes_total 0$/m);
+    } finally {
+      await peer.close();
+      const r = await f.close();
+      assert.equal(r.code, 0, f.stderr());
+    }
+  });
+});
+
 describe('usage survives kill -9 up to the last batch; old minute rows roll up', () => {
   test('kill -9 after a flushed batch: the restarted server shows every byte', async () => {
     const data = freshDataDir();
