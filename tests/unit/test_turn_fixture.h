@@ -43,6 +43,7 @@ typedef struct fake {
     uint16_t next_port;
     bool open[FX_MAX_OPEN];
     bool open2[FX_MAX_OPEN]; /* the IPv6 relays of dual allocations (TURN_RELAY_ID_DUAL) */
+    int n_live;              /* ids with open[] or open2[] set: allocations holding a relay */
     /* auth */
     int auth_rc, auth_calls;
     int64_t expires; /* 0 = now + 1 day */
@@ -97,6 +98,8 @@ static int fx_relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *
     bool *slot = fx_open_slot(f, id);
     if (!slot || *slot)
         abort(); /* ids are fresh */
+    uint64_t i = id & ~TURN_RELAY_ID_DUAL;
+    f->n_live += !f->open[i] && !f->open2[i];
     *slot = true;
     f->opens++;
     f->last_open_id = id;
@@ -123,6 +126,8 @@ static void fx_relay_close(void *ctx, uint64_t id)
     if (!slot || !*slot)
         abort(); /* closing what was never opened */
     *slot = false;
+    uint64_t i = id & ~TURN_RELAY_ID_DUAL;
+    f->n_live -= !f->open[i] && !f->open2[i];
     f->closes++;
     f->last_closed_id = id;
 }
