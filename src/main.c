@@ -73,7 +73,10 @@ static int tls_paths(cfg *c)
     c->tls_cert = util_xasprintf("%s/tls-selfsigned-cert.pem", c->data);
     c->tls_key = util_xasprintf("%s/tls-selfsigned-key.pem", c->data);
     char host[256] = "localhost";
-    const char *src = c->public_host[0] ? c->public_host : c->tls_listen[0];
+    const char *lst = c->n_tls_listen           ? c->tls_listen[0]
+                      : c->shared_tls_listen[0] ? c->shared_tls_listen
+                                                : c->api_listen;
+    const char *src = c->public_host[0] ? c->public_host : lst;
     size_t n = strcspn(src, c->public_host[0] ? "," : "");
     if (!c->public_host[0]) {
         const char *colon = strrchr(src, ':');
@@ -110,7 +113,8 @@ static char **listener_slot(cfg *c, size_t i, unsigned *kinds)
     } g[] = {{c->turn_listen, c->n_turn_listen, RELAY_UDP | RELAY_TCP},
              {c->udp_listen, c->n_udp_listen, RELAY_UDP},
              {c->tcp_listen, c->n_tcp_listen, RELAY_TCP},
-             {c->tls_listen, c->n_tls_listen, RELAY_TLS}};
+             {c->tls_listen, c->n_tls_listen, RELAY_TLS},
+             {&c->shared_tls_listen, c->shared_tls_listen[0] ? 1 : 0, RELAY_MUX}};
     for (size_t k = 0; k < sizeof g / sizeof g[0]; i -= g[k].n, k++)
         if (i < g[k].n) {
             *kinds = g[k].kinds;
@@ -121,7 +125,8 @@ static char **listener_slot(cfg *c, size_t i, unsigned *kinds)
 
 static size_t n_listeners(const cfg *c)
 {
-    return c->n_turn_listen + c->n_udp_listen + c->n_tcp_listen + c->n_tls_listen;
+    return c->n_turn_listen + c->n_udp_listen + c->n_tcp_listen + c->n_tls_listen +
+           (c->shared_tls_listen[0] ? 1 : 0);
 }
 
 /* Descriptors kept aside for listeners, epoll and eventfds, the store, stdio. */
@@ -174,7 +179,34 @@ static void report_fds(const cfg *c, const fd_plan *p)
 
 static void usage_record_in(void *arg, size_t worker, const usage_record *u);
 
-static relay *start_relay(cfg *c, keycache *keys, tls_server *tls, usage_agg *ua)
+/* Where the relay hands HTTP connections of the shared TLS port: the API server once it
+ * runs, none (closed) before it starts and after it stops. */
+typedef struct adopt_target {
+    pthread_mutex_t mu;
+    http_server *http;
+} adopt_target;
+
+static void adopt_http(void *ctx, int fd, struct ssl_st *ssl, const uint8_t *pre, size_t n,
+                       const struct sockaddr_storage *peer)
+{
+    adopt_target *t = ctx;
+    pthread_mutex_lock(&t->mu);
+    if (t->http)
+        http_adopt_tls(t->http, fd, ssl, pre, n, peer);
+    else
+        tls_conn_close(ssl, fd);
+    pthread_mutex_unlock(&t->mu);
+}
+
+static void set_adopt_target(adopt_target *t, http_server *h)
+{
+    pthread_mutex_lock(&t->mu);
+    t->http = h;
+    pthread_mutex_unlock(&t->mu);
+}
+
+static relay *start_relay(cfg *c, keycache *keys, tls_server *tls, usage_agg *ua,
+                          tls_server *mux_tls, adopt_target *adopt)
 {
     uint16_t lo, hi;
     relay *r = NULL;
@@ -215,7 +247,10 @@ static relay *start_relay(cfg *c, keycache *keys, tls_server *tls, usage_agg *ua
                        .usage = ua != NULL,
                        .usage_ring = (size_t)c->usage_ring_size,
                        .usage_last = usage_record_in,
-                       .usage_ctx = ua};
+                       .usage_ctx = ua,
+                       .mux_tls = mux_tls,
+                       .http_adopt = adopt_http,
+                       .http_ctx = adopt};
     char *err = NULL;
     if (!(r = relay_start(&rc, &err))) {
         fprintf(stderr, "turnkey: %s\n", err);
@@ -236,6 +271,9 @@ static void show_listeners(cfg *c, relay *r, bool print)
             set_port(slot, relay_listener_port(r, i));
         } else if (kinds == RELAY_TLS) {
             printf("turnkey: TURN/TLS listening on %s (certificate %s)\n", *slot, c->tls_cert);
+        } else if (kinds == RELAY_MUX) {
+            printf("turnkey: HTTPS API and TURN/TLS share https://%s (certificate %s)\n", *slot,
+                   c->tls_cert);
         } else {
             printf("turnkey: TURN listening on %s %s (realm %s)\n", *slot,
                    kinds == RELAY_UDP   ? "udp"
@@ -244,6 +282,37 @@ static void show_listeners(cfg *c, relay *r, bool print)
                    c->realm);
         }
     }
+}
+
+/* The TLS contexts: the TURN listeners', the shared port's (ALPN stun.turn or http/1.1, the
+ * TURN pair) and the HTTPS API's (ALPN http/1.1; its own pair or the TURN pair). */
+static int start_tls(cfg *c, bool api_role, bool relay_role, tls_server **tls, tls_server **mux,
+                     tls_server **api)
+{
+    bool shared = c->shared_tls_listen[0], own = c->api_tls_cert[0] || c->api_tls_key[0];
+    if (own && (!c->api_tls_cert[0] || !c->api_tls_key[0])) {
+        fprintf(stderr, "turnkey: --api-tls-cert and --api-tls-key go together\n");
+        return -1;
+    }
+    if (shared && (api_role || relay_role)) {
+        fprintf(stderr, "turnkey: --shared-tls-listen needs --role all (one process serves "
+                        "the API and TURN on it)\n");
+        return -1;
+    }
+    if (((c->n_tls_listen && !api_role) || shared || (c->api_tls && !own)) && tls_paths(c) != 0)
+        return -1;
+    char *err = NULL;
+    if ((c->n_tls_listen && !api_role && !(*tls = tls_server_new(c->tls_cert, c->tls_key, &err))) ||
+        (shared && !(*mux = tls_server_new_alpn(c->tls_cert, c->tls_key,
+                                                TLS_ALPN_TURN | TLS_ALPN_HTTP, &err))) ||
+        (c->api_tls &&
+         !(*api = tls_server_new_alpn(own ? c->api_tls_cert : c->tls_cert,
+                                      own ? c->api_tls_key : c->tls_key, TLS_ALPN_HTTP, &err)))) {
+        fprintf(stderr, "turnkey: %s\n", err);
+        free(err);
+        return -1;
+    }
+    return 0;
 }
 
 static int bootstrap(store *s, const char *api_url)
@@ -305,7 +374,7 @@ typedef struct serving {
     const sigset_t *sigs;
     store *s;
     keycache *keys;
-    tls_server *tls;
+    tls_server *tls, *mux_tls, *api_tls; /* TURN TLS, the shared port, HTTPS */
     relay *rel;
     api_server *api;
     obs *ob;
@@ -314,19 +383,31 @@ typedef struct serving {
     int64_t drain_until_ms; /* 0 = not draining */
 } serving;
 
-static void reload_certificate(serving *sv, const char *why)
+static void reload_one(tls_server *t, const char *cert, const char *key, const char *why)
 {
-    if (!sv->tls) {
-        log_info("main", "%s: TLS is off, no certificate to reload", why);
-        return;
-    }
     char *err = NULL;
-    if (tls_server_reload(sv->tls, sv->c->tls_cert, sv->c->tls_key, &err) == 0) {
-        log_info("main", "%s: reloaded the TLS certificate %s", why, sv->c->tls_cert);
+    if (tls_server_reload(t, cert, key, &err) == 0) {
+        log_info("main", "%s: reloaded the TLS certificate %s", why, cert);
     } else {
         log_error("main", "%s: keeping the old TLS certificate: %s", why, err);
         free(err);
     }
+}
+
+static void reload_certificate(serving *sv, const char *why)
+{
+    const cfg *c = sv->c;
+    if (!sv->tls && !sv->mux_tls && !sv->api_tls) {
+        log_info("main", "%s: TLS is off, no certificate to reload", why);
+        return;
+    }
+    if (sv->tls)
+        reload_one(sv->tls, c->tls_cert, c->tls_key, why);
+    if (sv->mux_tls)
+        reload_one(sv->mux_tls, c->tls_cert, c->tls_key, why);
+    if (sv->api_tls)
+        reload_one(sv->api_tls, c->api_tls_cert[0] ? c->api_tls_cert : c->tls_cert,
+                   c->api_tls_cert[0] ? c->api_tls_key : c->tls_key, why);
 }
 
 /* SIGHUP: the configuration is read again (file, environment, flags); of it, the reloadable
@@ -537,6 +618,7 @@ static void log_summary(const cfg *c, const char *api_url, relay *rel, http_serv
         o += (size_t)snprintf(listeners + o, o < sizeof listeners ? sizeof listeners - o : 0,
                               "%s%s/%s", i ? " " : "", *slot,
                               kinds == RELAY_TLS   ? "tls"
+                              : kinds == RELAY_MUX ? "tls+https"
                               : kinds == RELAY_UDP ? "udp"
                               : kinds == RELAY_TCP ? "tcp"
                                                    : "udp+tcp");
@@ -585,7 +667,9 @@ static int cmd_serve(int argc, char **argv)
     keycache *keys = NULL;
     relay *rel = NULL;
     feed *fd = NULL;
-    tls_server *tls = NULL;
+    tls_server *tls = NULL, *mux_tls = NULL, *api_tls = NULL;
+    adopt_target adopt = {.http = NULL};
+    pthread_mutex_init(&adopt.mu, NULL);
     char **stun = NULL, **turn = NULL;
     size_t n_stun = 0, n_turn = 0;
     int lvl = log_parse_level(c.log_level);
@@ -624,23 +708,16 @@ static int cmd_serve(int argc, char **argv)
                         "minted iceServers would name no server\n");
         goto out;
     }
-    if (!c.n_turn_listen && !c.n_udp_listen && !c.n_tcp_listen && c.n_tls_listen) {
+    if (!c.n_turn_listen && !c.n_udp_listen && !c.n_tcp_listen &&
+        (c.n_tls_listen || c.shared_tls_listen[0])) {
         fprintf(stderr, "turnkey: --tls-listen needs --turn-listen (one relay serves both)\n");
         goto out;
     }
-    if (c.n_tls_listen && !api_role) {
-        char *terr = NULL;
-        if (tls_paths(&c) != 0)
-            goto out;
-        if (!(tls = tls_server_new(c.tls_cert, c.tls_key, &terr))) {
-            fprintf(stderr, "turnkey: %s\n", terr);
-            free(terr);
-            goto out;
-        }
-    }
+    if (start_tls(&c, api_role, relay_role, &tls, &mux_tls, &api_tls) != 0)
+        goto out;
     if (!api_role)
         ua = usage_start(&c, s);
-    if (!api_role && !(rel = start_relay(&c, keys, tls, ua)))
+    if (!api_role && !(rel = start_relay(&c, keys, tls, ua, mux_tls, &adopt)))
         goto out;
     if (ua)
         usage_agg_set_workers(ua, relay_threads(rel));
@@ -686,19 +763,22 @@ static int cmd_serve(int argc, char **argv)
                         .threads = (unsigned)c.api_threads,
                         .timeout_s = (unsigned)c.api_timeout,
                         .max_connections = (unsigned)c.api_max_conns,
-                        .max_per_ip = (unsigned)c.api_max_conns_per_ip};
+                        .max_per_ip = (unsigned)c.api_max_conns_per_ip,
+                        .tls = api_tls,
+                        .adopt = mux_tls != NULL};
     char *err = NULL;
     if (!(http = http_start(&hcfg, api, &err))) {
         fprintf(stderr, "turnkey: %s\n", err);
         free(err);
         goto out;
     }
+    set_adopt_target(&adopt, http);
     if (c.metrics_listen[0] && !(mhttp = start_metrics(&c, api)))
         goto out;
     char host[128];
     const char *colon = strrchr(c.api_listen, ':');
     snprintf(host, sizeof host, "%.*s", (int)(colon - c.api_listen), c.api_listen);
-    char *api_url = util_xasprintf("http://%s:%u", host, http_port(http));
+    char *api_url = util_xasprintf("%s://%s:%u", api_tls ? "https" : "http", host, http_port(http));
     if (c.bootstrap && bootstrap(s, api_url) != 0) {
         fprintf(stderr, "turnkey: could not initialise the store\n");
         free(api_url);
@@ -719,6 +799,8 @@ static int cmd_serve(int argc, char **argv)
                   .s = s,
                   .keys = keys,
                   .tls = tls,
+                  .mux_tls = mux_tls,
+                  .api_tls = api_tls,
                   .rel = rel,
                   .api = api,
                   .ob = ob,
@@ -729,6 +811,7 @@ static int cmd_serve(int argc, char **argv)
     rc = 0;
 out:
     http_stop(mhttp);
+    set_adopt_target(&adopt, NULL); /* the shared port's HTTP connections are closed now */
     http_stop(http);
     feed_stop(fd);
     if (ob)
@@ -744,6 +827,9 @@ out:
     }
     obs_free(ob);
     tls_server_free(tls);
+    tls_server_free(mux_tls);
+    tls_server_free(api_tls);
+    pthread_mutex_destroy(&adopt.mu);
     api_free(api);
     keycache_free(keys);
     store_close(s);

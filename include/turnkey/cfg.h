@@ -62,8 +62,12 @@ typedef struct cfg {
     char *node_name; /* usage rows' node ("" = the host name) */
     long usage_flush_interval, usage_retention_days, usage_hour_retention_days;
     long usage_max_pending, usage_ring_size;
-    int layer_;         /* cfg_load internals: which source is being read, and which source */
-    int list_layer_[8]; /* last set each layered list */
+    bool api_tls;       /* the API listener speaks HTTPS */
+    char *api_tls_cert; /* "" = the TURN pair (tls_cert/tls_key) */
+    char *api_tls_key;
+    char *shared_tls_listen; /* ADDR:PORT serving HTTPS and TURN over TLS; "" = off */
+    int layer_;              /* cfg_load internals: which source is being read, and which source */
+    int list_layer_[8];      /* last set each layered list */
 } cfg;
 
 /* Fills c from defaults, file, environment and argv (argv[0] is the subcommand name).
@@ -85,7 +89,7 @@ int cfg_parse_external(const char *s, struct sockaddr_storage *pub, struct socka
 /* Builds the iceServers URL lists from the enabled listeners, in Cloudflare's order:
  * stun:H:P for each --turn-listen port; then turn:H:P?transport=udp for --turn-listen and
  * --udp-listen ports; turn:H:P?transport=tcp for --turn-listen and --tcp-listen ports;
- * turns:H:P?transport=tcp for --tls-listen ports (each group in the order configured,
+ * turns:H:P?transport=tcp for --tls-listen and --shared-tls-listen ports (each group in the order configured,
  * duplicates once). H: each --public-host name, else each --external-ip PUBLIC address, else
  * each listener's own address; a wildcard listener without --public-host/--external-ip is an
  * error (no URL could reach it). Returns 0 or -1 (message on err). Free with cfg_free_urls. */

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "turnkey/api.h"
+#include "turnkey/tls.h"
 
 typedef struct http_config {
     const char *listen;       /* "127.0.0.1:8080", "[::1]:8080", port 0 = ephemeral */
@@ -16,6 +17,10 @@ typedef struct http_config {
     unsigned max_connections; /* default 1024 */
     unsigned max_per_ip;      /* connections per client address; 0 = no limit */
     bool metrics_only;        /* answer only /metrics, /healthz, /readyz (404 otherwise) */
+    /* HTTPS: TLS ends in turnkey (OpenSSL, src/http/http_tls.c) and libmicrohttpd gets the
+     * plaintext; the handshake has timeout_s, the caps above count TLS connections too. */
+    tls_server *tls;
+    bool adopt; /* also take connections from http_adopt_tls (the shared TLS port) */
 } http_config;
 
 typedef struct http_server http_server;
@@ -25,6 +30,13 @@ http_server *http_start(const http_config *cfg, api_server *api, char **err);
 /* The port actually bound (useful with port 0). */
 uint16_t http_port(const http_server *h);
 void http_stop(http_server *h);
+/* Serves HTTP on a TLS connection another thread accepted and finished the handshake of
+ * (the TLS port shared with TURN): fd and ssl belong to h from now on, pre[0..n) is the
+ * plaintext already read (at most 8 KiB). Needs http_config.adopt. Thread-safe. */
+struct ssl_st;
+struct sockaddr_storage;
+void http_adopt_tls(http_server *h, int fd, struct ssl_st *ssl, const uint8_t *pre, size_t n,
+                    const struct sockaddr_storage *peer);
 
 /* Parses "host:port", "[v6]:port" or ":port" into a sockaddr; 0 ok, -1 malformed. */
 struct sockaddr_storage;

@@ -17,11 +17,13 @@
 #include "turnkey/usage.h"
 
 /* What one listener address carries. */
-enum { RELAY_UDP = 1, RELAY_TCP = 2, RELAY_TLS = 4 };
+enum { RELAY_UDP = 1, RELAY_TCP = 2, RELAY_TLS = 4, RELAY_MUX = 8 };
+
+struct ssl_st;
 
 typedef struct relay_listener {
     const char *addr; /* "ADDR:PORT"; 0.0.0.0 / [::] = every local address ([::] dual-stack) */
-    unsigned kinds;   /* RELAY_UDP | RELAY_TCP (one port for both), or RELAY_TLS alone */
+    unsigned kinds;   /* RELAY_UDP | RELAY_TCP (one port for both), RELAY_TLS or RELAY_MUX alone */
 } relay_listener;
 
 /* --external-ip PUBLIC[/PRIVATE] (at most one per family). */
@@ -63,6 +65,14 @@ typedef struct relay_config {
     size_t usage_ring;
     void (*usage_last)(void *ctx, size_t worker, const usage_record *r);
     void *usage_ctx;
+    /* RELAY_MUX listeners: TLS shared by TURN and the HTTPS API (relay_mux.c). After the
+     * handshake, ALPN "stun.turn" or a STUN/ChannelData start stays TURN; ALPN "http/1.1" or
+     * an HTTP method goes to http_adopt (called on a relay thread: it owns fd and ssl from
+     * then on; pre[0..n) is the plaintext read so far); anything else is closed. */
+    tls_server *mux_tls;
+    void (*http_adopt)(void *ctx, int fd, struct ssl_st *ssl, const uint8_t *pre, size_t n,
+                       const struct sockaddr_storage *peer);
+    void *http_ctx;
 } relay_config;
 
 typedef struct relay relay;

@@ -136,6 +136,14 @@ static const opt table[] = {
     {"usage-ring-size", T_INT, O(usage_ring_size), "4096", 1, 1048576,
      "usage records per relay thread towards the main thread (a full ring delays, never "
      "drops)"},
+    {"api-tls", T_BOOL, O(api_tls), "false", 0, 0,
+     "serve the API on --api-listen over HTTPS (TLS 1.2+, OpenSSL; reloaded on SIGHUP)"},
+    {"api-tls-cert", T_STR, O(api_tls_cert), "", 0, 0,
+     "HTTPS certificate chain (PEM); empty = the TURN pair (--tls-cert/--tls-key)"},
+    {"api-tls-key", T_STR, O(api_tls_key), "", 0, 0, "HTTPS private key (PEM)"},
+    {"shared-tls-listen", T_STR, O(shared_tls_listen), "", 0, 0,
+     "one TLS port for HTTPS (the API) and TURN over TLS, ADDR:PORT (e.g. 0.0.0.0:443; "
+     "ALPN or the first bytes tell them apart; TURN certificate; empty = off)"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 
@@ -685,10 +693,10 @@ int cfg_ice_urls(const cfg *c, char ***stun, size_t *n_stun, char ***turn, size_
          {c->n_turn_listen, c->n_tcp_listen},
          "turn:%s:%ld?transport=tcp",
          {"--turn-listen", "--tcp-listen"}},
-        {{c->tls_listen, NULL},
-         {c->n_tls_listen, 0},
+        {{c->tls_listen, &c->shared_tls_listen},
+         {c->n_tls_listen, c->shared_tls_listen && *c->shared_tls_listen ? 1 : 0},
          "turns:%s:%ld?transport=tcp",
-         {"--tls-listen"}},
+         {"--tls-listen", "--shared-tls-listen"}},
     };
     char *hosts = url_hosts(c), *save = NULL;
     int rc = 0;

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal.h"
 #include "turnkey/log.h"
 #include "turnkey/util.h"
 
@@ -22,6 +23,8 @@
 
 struct http_server {
     struct MHD_Daemon *d;
+    http_front *front; /* HTTPS (cfg->tls) and connections adopted from the relay */
+    bool proxied;      /* connections come from the front (set before the daemon starts) */
     api_server *api;
     uint16_t port;
     log_limiter rl; /* libmicrohttpd's messages: clients trigger most of them (caps, resets) */
@@ -198,14 +201,23 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     }
 }
 
+/* libmicrohttpd sets TCP options on every connection; on the socketpair of an HTTPS
+ * connection (http_tls.c) they fail, harmlessly: not worth a warning. */
+static bool socketpair_noise(const char *msg)
+{
+    return !strncmp(msg, "Setting TCP_", 12) || !strncmp(msg, "Failed to push the data", 23);
+}
+
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
     http_server *h = cls;
     unsigned suppressed;
-    if (LOG_WARN > log_get_level() || !log_limiter_admit(&h->rl, &suppressed))
-        return;
     char buf[512];
     vsnprintf(buf, sizeof buf, fmt, ap);
+    if (h->proxied && socketpair_noise(buf))
+        return;
+    if (LOG_WARN > log_get_level() || !log_limiter_admit(&h->rl, &suppressed))
+        return;
     size_t n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = '\0';
@@ -236,12 +248,20 @@ http_server *http_start(const http_config *cfg, api_server *api, char **err)
     h->api = api;
     log_limiter_init(&h->rl);
     h->metrics_only = cfg->metrics_only;
+    h->proxied = cfg->tls || cfg->adopt;
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
+    if (cfg->tls || cfg->adopt)
+        flags |= MHD_USE_ITC; /* MHD_add_connection from the HTTPS front */
+    if (cfg->tls)
+        flags |= MHD_USE_NO_LISTEN_SOCKET; /* the front owns the listener */
+    struct MHD_OptionItem listen_opt[] = {
+        {cfg->tls ? MHD_OPTION_END : MHD_OPTION_LISTEN_SOCKET, fd, NULL},
+        {MHD_OPTION_END, 0, NULL}};
     h->d = MHD_start_daemon(
         flags, 0, NULL, NULL, on_request, h, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, h,
-        MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_THREAD_POOL_SIZE,
+        MHD_OPTION_ARRAY, listen_opt, MHD_OPTION_THREAD_POOL_SIZE,
         (unsigned)(cfg->threads ? cfg->threads : 2), MHD_OPTION_CONNECTION_TIMEOUT,
         (unsigned)(cfg->timeout_s ? cfg->timeout_s : 30), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(cfg->max_connections ? cfg->max_connections : 1024),
@@ -254,9 +274,31 @@ http_server *http_start(const http_config *cfg, api_server *api, char **err)
         free(h);
         return NULL;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info ? info->port : 0;
+    socklen_t got = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &got);
+    h->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                            : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    if (!cfg->tls && !cfg->adopt)
+        return h;
+    http_front_config fc = {.d = h->d,
+                            .listen_fd = cfg->tls ? fd : -1,
+                            .tls = cfg->tls,
+                            .max_conns = cfg->max_connections,
+                            .max_per_ip = cfg->max_per_ip,
+                            .timeout_s = cfg->timeout_s};
+    if (!(h->front = http__front_start(&fc, err))) {
+        if (cfg->tls)
+            close(fd);
+        http_stop(h);
+        return NULL;
+    }
     return h;
+}
+
+void http_adopt_tls(http_server *h, int fd, struct ssl_st *ssl, const uint8_t *pre, size_t n,
+                    const struct sockaddr_storage *peer)
+{
+    http__front_adopt(h->front, fd, ssl, pre, n, peer);
 }
 
 uint16_t http_port(const http_server *h)
@@ -268,6 +310,7 @@ void http_stop(http_server *h)
 {
     if (!h)
         return;
+    http__front_stop(h->front);
     MHD_stop_daemon(h->d);
     free(h);
 }

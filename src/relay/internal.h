@@ -76,6 +76,8 @@ typedef struct relay_conn {
     int fd;
     struct ssl_st *ssl;  /* TLS connections only */
     bool tls_want_write; /* OpenSSL needs the socket writable to go on */
+    bool mux;            /* on a RELAY_MUX listener, not yet told TURN from HTTP */
+    bool handoff;        /* HTTP: conn_free hands fd and ssl to the HTTPS side */
     uint64_t id;
     turn_5tuple t;
     uint8_t *in;
@@ -142,6 +144,10 @@ struct relay {
     size_t n_external;
     keycache *keys;
     tls_server *tls;
+    tls_server *mux_tls; /* RELAY_MUX listeners, and where their HTTP connections go */
+    void (*http_adopt)(void *ctx, int fd, struct ssl_st *ssl, const uint8_t *pre, size_t n,
+                       const struct sockaddr_storage *peer);
+    void *http_ctx;
     relay_laddr *lst;
     size_t n_lst;
     /* Relay bind addresses by family (0 IPv4, 1 IPv6): --relay-ip (port 0) when
@@ -264,6 +270,7 @@ size_t relay__put_pktinfo(uint8_t *buf, const struct sockaddr_storage *src);
 void relay__tx_flush(relay_worker *r);
 void relay__on_accept(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__on_accept_tls(ev_loop *loop, int fd, unsigned events, void *ctx);
+void relay__on_accept_mux(ev_loop *loop, int fd, unsigned events, void *ctx);
 void relay__conn_send(relay_worker *r, uint64_t conn_id, const uint8_t *buf, size_t len);
 /* Timers and log limiters of a worker's connections (before any accept). */
 void relay__conns_init(relay_worker *r);
@@ -321,6 +328,14 @@ void relay__usage_init(relay_worker *w); /* before the thread starts */
  * usage_last; then frees. */
 void relay__usage_dispose(relay_worker *w);
 void relay__usage_ended(relay_worker *w, const turn_alloc_report *rep);
+
+/* relay_mux.c: the TLS port shared with HTTPS. On an undecided c (c->mux): 0 = TURN (mux
+ * cleared), 1 = wait for more bytes, 2 = HTTP (c->dead and c->handoff set), -1 = neither. */
+int relay__mux_step(relay_conn *c);
+/* From conn_free of a handed-off c: gives fd, ssl and the bytes read to r->http_adopt;
+ * c->fd = -1 and c->ssl = NULL afterwards. */
+void relay__mux_handoff(relay_worker *r, relay_conn *c);
+
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);
 void relay__quota_dispose(relay *r);

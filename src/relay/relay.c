@@ -523,6 +523,7 @@ static relay_worker *worker_new(relay *r, size_t index, const relay_config *cfg,
         relay_lsock *l = &w->ls[i];
         int rc = l->kind == RELAY_UDP   ? ev_add(w->loop, l->fd, EV_READ, on_udp_readable, l)
                  : l->kind == RELAY_TCP ? ev_add(w->loop, l->fd, EV_READ, relay__on_accept, w)
+                 : l->kind == RELAY_MUX ? ev_add(w->loop, l->fd, EV_READ, relay__on_accept_mux, w)
                                         : ev_add(w->loop, l->fd, EV_READ, relay__on_accept_tls, w);
         if (rc != 0) {
             *err = util_xasprintf("cannot register the TURN listeners");
@@ -582,6 +583,9 @@ static int setup_addresses(relay *r, const relay_config *cfg, char **err)
     if (relay__setup_listeners(r, cfg, err) != 0)
         return -1;
     r->tls = cfg->tls;
+    r->mux_tls = cfg->mux_tls;
+    r->http_adopt = cfg->http_adopt;
+    r->http_ctx = cfg->http_ctx;
     set_fallbacks(r);
     return parse_relay_ips(r, cfg->relay_ip, err);
 }

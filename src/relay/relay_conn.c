@@ -75,10 +75,13 @@ static void hs_arm(relay_worker *r)
 
 static void conn_free(relay_worker *r, relay_conn *c, bool notify)
 {
+    int fd = c->fd;
     hs_unlink(r, c);
     if (c->admitted)
         relay__conn_release(r->shared, &c->t.client);
-    ev_del(r->loop, c->fd);
+    ev_del(r->loop, fd);
+    if (c->handoff)
+        relay__mux_handoff(r, c); /* HTTP on the shared TLS port: fd and ssl move on */
     if (c->ssl) {
         if (!c->tls_done)
             r->tls_failed++;
@@ -87,8 +90,9 @@ static void conn_free(relay_worker *r, relay_conn *c, bool notify)
         SSL_free(c->ssl);
         ERR_clear_error();
     }
-    close(c->fd);
-    r->conns[c->fd] = NULL;
+    if (c->fd >= 0)
+        close(c->fd);
+    r->conns[fd] = NULL;
     if (notify)
         turn_server_conn_closed(r->turn, &c->t, util_now_ms());
     free(c->in);
@@ -243,7 +247,9 @@ static void prove(relay_worker *r, relay_conn *c, const uint8_t *frame, size_t l
 static int drain_frames(relay_worker *r, relay_conn *c, int *budget)
 {
     size_t off = 0;
-    int rc = 0;
+    int rc = c->mux ? relay__mux_step(c) : 0;
+    if (rc != 0)
+        return rc < 0 ? -1 : 0; /* neither TURN nor HTTP / wait for bytes, or handed off */
     while (off<c->in_len && * budget> 0) {
         size_t flen = 0, consumed = 0;
         int k = stun_frame_next(c->in + off, c->in_len - off, &flen, &consumed);
@@ -442,7 +448,7 @@ static bool admit(relay_worker *r, const struct sockaddr_storage *peer)
     return false;
 }
 
-static void accept_all(relay_worker *r, int lfd, turn_proto proto)
+static void accept_all(relay_worker *r, int lfd, turn_proto proto, bool mux)
 {
     for (int i = 0; i < RELAY_READ_BUDGET; i++) {
         struct sockaddr_storage peer;
@@ -482,7 +488,9 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto)
         relay__unmap(&c->t.client); /* dual-stack [::]: IPv4 clients as IPv4 */
         relay__unmap(&c->t.server);
         r->conns[fd] = c;
-        if (proto == TURN_PROTO_TLS && !(c->ssl = tls_server_ssl(r->shared->tls, fd))) {
+        c->mux = mux;
+        if (proto == TURN_PROTO_TLS &&
+            !(c->ssl = tls_server_ssl(mux ? r->shared->mux_tls : r->shared->tls, fd))) {
             c->dead = true;
             conn_free(r, c, false);
             continue;
@@ -501,14 +509,21 @@ void relay__on_accept(ev_loop *loop, int lfd, unsigned events, void *ctx)
 {
     (void)loop;
     (void)events;
-    accept_all(ctx, lfd, TURN_PROTO_TCP);
+    accept_all(ctx, lfd, TURN_PROTO_TCP, false);
 }
 
 void relay__on_accept_tls(ev_loop *loop, int lfd, unsigned events, void *ctx)
 {
     (void)loop;
     (void)events;
-    accept_all(ctx, lfd, TURN_PROTO_TLS);
+    accept_all(ctx, lfd, TURN_PROTO_TLS, false);
+}
+
+void relay__on_accept_mux(ev_loop *loop, int lfd, unsigned events, void *ctx)
+{
+    (void)loop;
+    (void)events;
+    accept_all(ctx, lfd, TURN_PROTO_TLS, true);
 }
 
 void relay__conns_init(relay_worker *r)

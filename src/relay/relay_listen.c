@@ -76,7 +76,8 @@ int relay__setup_listeners(relay *r, const relay_config *cfg, char **err)
             *err = util_xasprintf("invalid listener address '%s' (want ADDR:PORT)", la->text);
             return -1;
         }
-        if ((la->kinds & RELAY_TLS) && !cfg->tls) {
+        if (((la->kinds & RELAY_TLS) && !cfg->tls) ||
+            ((la->kinds & RELAY_MUX) && (!cfg->mux_tls || !cfg->http_adopt))) {
             *err = util_xasprintf("TLS listener %s without a certificate", la->text);
             return -1;
         }
@@ -179,12 +180,13 @@ static const struct {
     const char *what;
 } kinds[] = {{RELAY_UDP, SOCK_DGRAM, "UDP"},
              {RELAY_TCP, SOCK_STREAM, "TCP"},
-             {RELAY_TLS, SOCK_STREAM, "TLS"}};
+             {RELAY_TLS, SOCK_STREAM, "TLS"},
+             {RELAY_MUX, SOCK_STREAM, "shared TLS"}};
 
 /* Opens every socket kind of listener la for worker w. 0, or -1 with errno and *err. */
 static int open_kinds(relay_worker *w, relay_laddr *la, bool first, char **err)
 {
-    for (size_t k = 0; k < 3; k++) {
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         if (!(la->kinds & kinds[k].kind))
             continue;
         int fd = open_one(la, kinds[k].type, kinds[k].what, first, err);

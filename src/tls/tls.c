@@ -9,6 +9,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +21,37 @@
 struct tls_server {
     pthread_mutex_t mu;
     SSL_CTX *ctx;
+    unsigned alpn; /* TLS_ALPN_* the server selects */
 };
+
+static const struct {
+    unsigned flag;
+    const char *name;
+} alpn_names[] = {{TLS_ALPN_TURN, "stun.turn"}, {TLS_ALPN_HTTP, "http/1.1"}}; /* preference */
+
+/* The ALPN choice: the first protocol of ours (in our order) the client offers; none (no
+ * ALPN in the answer) when there is no overlap. h2 is never chosen: it is not served. */
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned inlen, void *arg)
+{
+    unsigned mode = (unsigned)(uintptr_t)arg;
+    (void)ssl;
+    for (size_t k = 0; k < sizeof alpn_names / sizeof alpn_names[0]; k++) {
+        size_t len = strlen(alpn_names[k].name);
+        if (!(mode & alpn_names[k].flag))
+            continue;
+        for (unsigned i = 0; i < inlen; i += 1u + in[i]) {
+            if (i + 1u + in[i] > inlen)
+                break; /* malformed list: OpenSSL checks it, but stay inside it anyway */
+            if (in[i] == len && memcmp(in + i + 1, alpn_names[k].name, len) == 0) {
+                *out = in + i + 1;
+                *outlen = in[i];
+                return SSL_TLSEXT_ERR_OK;
+            }
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK;
+}
 
 static char *ssl_error(const char *what, const char *file)
 {
@@ -32,7 +63,7 @@ static char *ssl_error(const char *what, const char *file)
     return util_xasprintf("%s %s: %s", what, file, buf[0] ? buf : "unknown error");
 }
 
-static SSL_CTX *make_ctx(const char *cert_file, const char *key_file, char **err)
+static SSL_CTX *make_ctx(const char *cert_file, const char *key_file, unsigned alpn, char **err)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
     if (!ctx) {
@@ -55,28 +86,37 @@ static SSL_CTX *make_ctx(const char *cert_file, const char *key_file, char **err
         *err = ssl_error("the TLS key does not match the certificate", cert_file);
         goto fail;
     }
+    if (alpn)
+        SSL_CTX_set_alpn_select_cb(ctx, select_alpn, (void *)(uintptr_t)alpn);
     return ctx;
 fail:
     SSL_CTX_free(ctx);
     return NULL;
 }
 
-tls_server *tls_server_new(const char *cert_file, const char *key_file, char **err)
+tls_server *tls_server_new_alpn(const char *cert_file, const char *key_file, unsigned alpn,
+                                char **err)
 {
     *err = NULL;
-    SSL_CTX *ctx = make_ctx(cert_file, key_file, err);
+    SSL_CTX *ctx = make_ctx(cert_file, key_file, alpn, err);
     if (!ctx)
         return NULL;
     tls_server *t = util_xcalloc(1, sizeof *t);
     pthread_mutex_init(&t->mu, NULL);
     t->ctx = ctx;
+    t->alpn = alpn;
     return t;
+}
+
+tls_server *tls_server_new(const char *cert_file, const char *key_file, char **err)
+{
+    return tls_server_new_alpn(cert_file, key_file, 0, err);
 }
 
 int tls_server_reload(tls_server *t, const char *cert_file, const char *key_file, char **err)
 {
     *err = NULL;
-    SSL_CTX *ctx = make_ctx(cert_file, key_file, err);
+    SSL_CTX *ctx = make_ctx(cert_file, key_file, t->alpn, err);
     if (!ctx)
         return -1;
     pthread_mutex_lock(&t->mu);
@@ -97,6 +137,13 @@ SSL *tls_server_ssl(tls_server *t, int fd)
     SSL_set_fd(ssl, fd);
     SSL_set_accept_state(ssl);
     return ssl;
+}
+
+void tls_conn_close(SSL *ssl, int fd)
+{
+    SSL_free(ssl);
+    ERR_clear_error();
+    close(fd);
 }
 
 void tls_server_free(tls_server *t)
