@@ -59,7 +59,7 @@ export async function startServer({ data = freshDataDir(), extraArgs = [], env =
     const timer = setTimeout(() => reject(new Error(`server did not start in 15 s\nstdout: ${out}\nstderr: ${err}`)), 15000);
     proc.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/API listening on (http:\/\/[^\s]+)/);
+      const m = out.match(/API listening on (https?:\/\/[^\s]+)/);
       if (m) { clearTimeout(timer); resolve(m[1]); }
     });
     proc.on('exit', (code) => { clearTimeout(timer); reject(new Error(`server exited ${code}\nstderr: ${err}`)); });
@@ -67,10 +67,12 @@ export async function startServer({ data = freshDataDir(), extraArgs = [], env =
   const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
   const tm = out.match(/TURN listening on ([0-9.]+|\[[0-9a-f:]+\]):(\d+)/);
   const tlsm = out.match(/TURN\/TLS listening on ([0-9.]+|\[[0-9a-f:]+\]):(\d+)/);
+  const sharedm = out.match(/HTTPS API and TURN\/TLS share https:\/\/([0-9.]+|\[[0-9a-f:]+\]):(\d+)/);
   return {
     url, port: Number(new URL(url).port), proc, data,
     turnHost: tm ? tm[1] : null, turnPort: tm ? Number(tm[2]) : null,
     tlsPort: tlsm ? Number(tlsm[2]) : null,
+    sharedPort: sharedm ? Number(sharedm[2]) : null,
     stderr: () => err,
     stdout: () => out,
     // Graceful stop; resolves with the exit status (the sanitizer build reports leaks as non-zero).

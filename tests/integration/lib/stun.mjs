@@ -411,12 +411,14 @@ export class StunTimeoutError extends Error {}
 //                 localAddress, connect}) — localAddress: the UDP socket's bind address (default
 // loopback); connect: a connected UDP socket (datagrams from any other source are dropped)
 // ('tls' accepts any certificate: the tests' servers use self-signed ones; .tlsInfo has the
-// negotiated protocol and the server certificate's subject once ready.)
+// negotiated protocol and the server certificate's subject once ready; alpn: the ALPN
+// protocols offered, e.g. ['stun.turn'] (none by default); .tlsInfo.alpn is the one chosen.)
 // Events: 'data' {via: 'indication'|'channel', peer?, channel?, data, at}, 'message' (every
 // decoded STUN message that matched no transaction), 'malformed' (Buffer, error).
 export class TurnClient extends EventEmitter {
-  constructor({ host = '127.0.0.1', port, transport = 'udp', timeoutMs = 2000, fingerprint = false, localAddress, connect = false } = {}) {
+  constructor({ host = '127.0.0.1', port, transport = 'udp', timeoutMs = 2000, fingerprint = false, localAddress, connect = false, alpn } = {}) {
     super();
+    this.alpn = alpn;
     this.localAddress = localAddress;
     this.connected = connect;
     if (!port) throw new Error('TurnClient needs a port');
@@ -459,7 +461,7 @@ export class TurnClient extends EventEmitter {
       const tcp = net.connect({ host: this.host, port: this.port });
       tcp.setNoDelay(true);
       this.sock = this.transport === 'tls'
-        ? tls.connect({ socket: tcp, rejectUnauthorized: false, servername: net.isIP(this.host) ? undefined : this.host })
+        ? tls.connect({ socket: tcp, rejectUnauthorized: false, servername: net.isIP(this.host) ? undefined : this.host, ...(this.alpn ? { ALPNProtocols: this.alpn } : {}) })
         : tcp;
       let acc = Buffer.alloc(0);
       this.sock.on('data', (d) => {
@@ -475,7 +477,7 @@ export class TurnClient extends EventEmitter {
       this.sock.once(this.transport === 'tls' ? 'secureConnect' : 'connect', () => {
         this.sock.off('error', reject);
         this.local = { address: tcp.localAddress, port: tcp.localPort, family: tcp.localFamily };
-        if (this.transport === 'tls') this.tlsInfo = { protocol: this.sock.getProtocol(), subject: this.sock.getPeerCertificate()?.subject };
+        if (this.transport === 'tls') this.tlsInfo = { protocol: this.sock.getProtocol(), subject: this.sock.getPeerCertificate()?.subject, alpn: this.sock.alpnProtocol };
         resolve();
       });
     });
