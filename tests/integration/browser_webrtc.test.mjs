@@ -2,14 +2,17 @@
 // WebRTC data-channel traffic through the real relay, relay-only, over each TURN transport
 // (UDP, TCP, TLS) in turn, with credentials minted by the real API. A revoked credential fails.
 // Chromium never reaches the internet: see shared/notes/chromium.md for the flags.
+// Issue 15 §3: the official cloudflare SDK talks HTTPS (custom CA) to the TLS port shared by
+// the API and TURN (--shared-tls-listen), and Chromium relays over turns: on that same port.
 // TK_BROWSER_DEBUG=1 starts the server with --log-level debug and prints its stderr on failure.
 import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixture } from './lib/server.mjs';
+import { makeCa, makeCaSignedPair, sdkTurnRoundTrip, tlsHttp } from './lib/tools.mjs';
 
 const CHROMIUM = '/usr/bin/chromium';
 const haveChromium = existsSync(CHROMIUM);
@@ -136,7 +139,7 @@ function withTimeout(promise, ms, what) {
 }
 
 describe('browser WebRTC through the relay (headless Chromium)', { skip: !haveChromium && `${CHROMIUM} not installed (apt-get install chromium; scripts/deps.sh test)` }, () => {
-  let f, key, http, pageUrl, context, page, profile, chromium;
+  let f, key, http, pageUrl, context, page, profile, chromium, certDir, ca;
   const t0 = Date.now();
 
   const mint = async (ttl = 600) => {
@@ -160,7 +163,12 @@ describe('browser WebRTC through the relay (headless Chromium)', { skip: !haveCh
   const diag = (res) => `browser: ${JSON.stringify(res, null, 1)}${DEBUG ? `\nserver stderr:\n${f.stderr().slice(-8000)}` : ''}`;
 
   before(async () => {
-    f = await fixture({ extraArgs: ['--allow-peer', '127.0.0.1/32', ...(DEBUG ? ['--log-level', 'debug'] : [])] });
+    certDir = mkdtempSync(join(tmpdir(), 'turnkey-browser-ca-'));
+    ca = makeCa(certDir);
+    const pair = makeCaSignedPair(certDir, ca, 'srv', 'turnkey.test');
+    f = await fixture({ extraArgs: ['--allow-peer', '127.0.0.1/32', '--tls-cert', pair.cert, '--tls-key', pair.key,
+      '--shared-tls-listen', '127.0.0.1:0', ...(DEBUG ? ['--log-level', 'debug'] : [])] });
+    assert.ok(f.sharedPort, 'server printed its shared HTTPS/TURN port');
     assert.ok(f.turnPort && f.tlsPort, 'server printed its TURN and TURN/TLS ports');
     const r = await fetch(`${f.base}/accounts/${f.account}/calls/turn_keys`, {
       method: 'POST', headers: { authorization: `Bearer ${f.token}`, 'content-type': 'application/json' }, body: '{"name":"browser"}',
@@ -189,6 +197,7 @@ describe('browser WebRTC through the relay (headless Chromium)', { skip: !haveCh
     } finally {
       await withTimeout(context?.close() ?? Promise.resolve(), 15000, 'browser close').catch((e) => console.error(e));
       if (profile) rmSync(profile, { recursive: true, force: true });
+      if (certDir) rmSync(certDir, { recursive: true, force: true });
       if (http) { http.closeAllConnections(); await new Promise((r) => http.close(r)); }
       const r = await f?.close();
       if (r) assert.equal(r.code, 0, `server exit status (sanitizers) — stderr:\n${f.stderr()}`);
@@ -199,10 +208,10 @@ describe('browser WebRTC through the relay (headless Chromium)', { skip: !haveCh
   for (const [name, re, proto] of [
     ['UDP', /^turn:.*\?transport=udp$/, 'udp'],
     ['TCP', /^turn:.*\?transport=tcp$/, 'tcp'],
-    ['TLS', /^turns:.*\?transport=tcp$/, 'tls'],
+    ['TLS', () => new RegExp(`^turns:.*:${f.tlsPort}\\?transport=tcp$`), 'tls'],
   ]) {
     test(`${name}: data channel opens, 20 messages echoed, selected pair relay/relay, relayProtocol ${proto}`, { timeout: 30000 }, async () => {
-      const res = await run({ label: name, iceServers: only(await mint(), re) });
+      const res = await run({ label: name, iceServers: only(await mint(), typeof re === 'function' ? re() : re) });
       assert.equal(res.exception, null, diag(res));
       assert.equal(res.opened, true, `data channel did not open — ${diag(res)}`);
       assert.equal(res.echoed, 20, diag(res));
@@ -214,6 +223,28 @@ describe('browser WebRTC through the relay (headless Chromium)', { skip: !haveCh
       }
     });
   }
+
+  test('shared TLS port: the cloudflare SDK over HTTPS (custom CA), then Chromium relays over turns: on the same port', { timeout: 60000 }, async () => {
+    const sdk = await sdkTurnRoundTrip({ baseURL: `https://127.0.0.1:${f.sharedPort}/client/v4`, token: f.token, account: f.account, caFile: ca.cert });
+    assert.equal(sdk.code, 0, `SDK over HTTPS: ${sdk.stderr}`);
+    const c = await tlsHttp(f.sharedPort, { ca: readFileSync(ca.cert) });
+    const body = '{"ttl":600}';
+    const r = await c.request(`POST /v1/turn/keys/${sdk.out.uid}/credentials/generate-ice-servers HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+      `Authorization: Bearer ${sdk.out.key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+    c.close();
+    assert.equal(r.status, 201, r.body);
+    const turn = JSON.parse(r.body).iceServers.find((s) => s.username);
+    const res = await run({ label: 'TLS on the HTTPS port', iceServers: only(turn, new RegExp(`^turns:127\\.0\\.0\\.1:${f.sharedPort}\\?transport=tcp$`)) });
+    assert.equal(res.exception, null, diag(res));
+    assert.equal(res.opened, true, `data channel did not open — ${diag(res)}`);
+    assert.equal(res.echoed, 20, diag(res));
+    for (const p of [res.pair1, res.pair2]) {
+      assert.ok(p, `a selected candidate pair — ${diag(res)}`);
+      assert.equal(p.local.candidateType, 'relay', diag(res));
+      assert.equal(p.remote.candidateType, 'relay', diag(res));
+      assert.equal(p.local.relayProtocol, 'tls', diag(res));
+    }
+  });
 
   test('a revoked credential is refused: no data channel, icecandidateerror 401', { timeout: 30000 }, async () => {
     const cred = await mint();
