@@ -329,8 +329,14 @@ void relay__usage_init(relay_worker *w); /* before the thread starts */
 void relay__usage_dispose(relay_worker *w);
 void relay__usage_ended(relay_worker *w, const turn_alloc_report *rep);
 
-/* relay_mux.c: the TLS port shared with HTTPS. On an undecided c (c->mux): 0 = TURN (mux
- * cleared), 1 = wait for more bytes, 2 = HTTP (c->dead and c->handoff set), -1 = neither. */
+/* relay_mux.c: the TLS port shared with HTTPS. */
+enum { RELAY_MUX_BAD = -1, RELAY_MUX_TURN = 0, RELAY_MUX_WAIT = 1, RELAY_MUX_HTTP = 2 };
+/* What the first plaintext bytes in[0..n) are: TURN (a STUN header with the magic cookie, or
+ * ChannelData), HTTP (an HTTP/1.1 method and its space), WAIT (a prefix of either) or BAD.
+ * Stable: once it is not WAIT, more bytes never change the answer. */
+int relay__mux_sniff(const uint8_t *in, size_t n);
+/* On an undecided c (c->mux), from ALPN or relay__mux_sniff: TURN (mux cleared), WAIT, HTTP
+ * (c->dead and c->handoff set) or BAD. */
 int relay__mux_step(relay_conn *c);
 /* From conn_free of a handed-off c: gives fd, ssl and the bytes read to r->http_adopt;
  * c->fd = -1 and c->ssl = NULL afterwards. */

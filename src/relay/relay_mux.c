@@ -16,64 +16,62 @@
 
 #include "internal.h"
 
-enum { MUX_TURN = 0, MUX_WAIT = 1, MUX_HTTP = 2, MUX_BAD = -1 };
-
 /* HTTP/1.1 request methods (RFC 9110 §9, PATCH: RFC 5789), each with its space. */
 static const char *const methods[] = {"GET ",   "HEAD ",    "POST ",    "PUT ",  "DELETE ",
                                       "PATCH ", "OPTIONS ", "CONNECT ", "TRACE "};
 
-/* MUX_HTTP for a method, MUX_WAIT while in[0..n) is a proper prefix of one, else MUX_BAD. */
+/* RELAY_MUX_HTTP for a method, RELAY_MUX_WAIT while in[0..n) is a proper prefix of one, else RELAY_MUX_BAD. */
 static int sniff_http(const uint8_t *in, size_t n)
 {
-    int rc = MUX_BAD;
+    int rc = RELAY_MUX_BAD;
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
         size_t len = strlen(methods[i]);
         size_t k = n < len ? n : len;
         if (memcmp(in, methods[i], k) != 0)
             continue;
         if (n >= len)
-            return MUX_HTTP;
-        rc = MUX_WAIT;
+            return RELAY_MUX_HTTP;
+        rc = RELAY_MUX_WAIT;
     }
     return rc;
 }
 
-static int sniff(const uint8_t *in, size_t n)
+int relay__mux_sniff(const uint8_t *in, size_t n)
 {
     static const uint8_t cookie[4] = {0x21, 0x12, 0xA4, 0x42};
     if (n == 0)
-        return MUX_WAIT;
+        return RELAY_MUX_WAIT;
     if ((in[0] & 0xC0) == 0) { /* a STUN message */
         if (n < 8)
-            return MUX_WAIT;
-        return memcmp(in + 4, cookie, 4) == 0 ? MUX_TURN : MUX_BAD;
+            return RELAY_MUX_WAIT;
+        return memcmp(in + 4, cookie, 4) == 0 ? RELAY_MUX_TURN : RELAY_MUX_BAD;
     }
     int http = sniff_http(in, n);
-    if (http != MUX_BAD)
+    if (http != RELAY_MUX_BAD)
         return http;
-    return (in[0] & 0xF0) == 0x40 ? MUX_TURN : MUX_BAD; /* ChannelData 0x4000-0x4FFF */
+    return (in[0] & 0xF0) == 0x40 ? RELAY_MUX_TURN : RELAY_MUX_BAD; /* ChannelData 0x4000-0x4FFF */
 }
 
 static int classify(relay_conn *c)
 {
     if (!c->tls_done)
-        return MUX_WAIT;
+        return RELAY_MUX_WAIT;
     const unsigned char *p = NULL;
     unsigned len = 0;
     SSL_get0_alpn_selected(c->ssl, &p, &len);
     if (len == 9 && !memcmp(p, "stun.turn", 9))
-        return MUX_TURN;
+        return RELAY_MUX_TURN;
     if (len == 8 && !memcmp(p, "http/1.1", 8))
-        return MUX_HTTP;
-    return sniff(c->in, c->in_len);
+        return RELAY_MUX_HTTP;
+    return relay__mux_sniff(c->in, c->in_len);
 }
 
 int relay__mux_step(relay_conn *c)
 {
     int k = classify(c);
-    if (k == MUX_TURN)
+    if (k == RELAY_MUX_TURN)
         c->mux = false;
-    else if (k == MUX_HTTP)
+    else if (k == RELAY_MUX_HTTP)
         c->dead = c->handoff = true; /* conn_free hands it over */
     return k;
 }
