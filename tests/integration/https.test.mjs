@@ -85,6 +85,22 @@ describe('HTTPS API and the TLS port shared with TURN', () => {
     assert.equal(plain.status, 0, 'no HTTP answer in clear text on the HTTPS port');
   });
 
+  test('large requests and answers cross the 8 KiB proxy buffers whole, both ways', async () => {
+    for (const port of [apiPort, f.sharedPort]) {
+      const c = await tlsHttp(port, { ca: ca.pem, timeoutMs: 10000 });
+      const big = JSON.stringify({ name: 'x'.repeat(60000) });
+      const r = await c.request(post(`/client/v4/accounts/${f.account}/calls/turn_keys`, f.token, big));
+      assert.equal(r.status, 400, `a 60 KB body reached the API whole and got its answer: ${r.body.slice(0, 200)}`);
+      assert.equal(JSON.parse(r.body).success, false);
+      const m = await c.request(get('/metrics', f.token));
+      assert.equal(m.status, 200);
+      const len = Number(m.head.match(/\r\ncontent-length:\s*(\d+)/i)[1]);
+      assert.equal(Buffer.byteLength(m.body), len);
+      assert.ok(len > 8192, `the metrics page is larger than one buffer (${len} bytes)`);
+      c.close();
+    }
+  });
+
   test('the official cloudflare SDK works over HTTPS with a custom CA (NODE_EXTRA_CA_CERTS), on the API and on the shared port', async () => {
     for (const port of [apiPort, f.sharedPort]) {
       const r = await sdkTurnRoundTrip({ baseURL: `https://127.0.0.1:${port}/client/v4`, token: f.token, account: f.account, caFile: ca.cert });
@@ -125,6 +141,9 @@ describe('HTTPS API and the TLS port shared with TURN', () => {
     const r = await h.request(get(`/client/v4/accounts/${f.account}/calls/turn_keys`, f.token));
     assert.equal(r.status, 200, r.body);
     h.close();
+    const both = await tlsHttp(f.sharedPort, { ca: ca.pem, alpn: ['h2', 'http/1.1'] });
+    assert.equal(both.alpn, 'http/1.1', 'h2 is not chosen on the shared port either');
+    both.close();
     const viaAlpn = await tlsHttp(f.sharedPort, { ca: ca.pem, alpn: ['http/1.1'] });
     assert.equal(viaAlpn.alpn, 'http/1.1');
     assert.equal((await viaAlpn.request(get('/healthz'))).status, 200);
