@@ -42,6 +42,7 @@ typedef struct fconn {
     int64_t hs_deadline; /* monotonic ms; 0 once the handshake is done */
     int64_t last_io;
     bool handshaken, client_eof, mhd_eof, sp_shut, want_write;
+    bool sp_hup; /* libmicrohttpd closed its end: sp is off epoll, its rest read on demand */
     unsigned fd_interest, sp_interest;
     size_t up_len;             /* decrypted bytes for libmicrohttpd */
     size_t down_off, down_len; /* libmicrohttpd's answer, to encrypt */
@@ -119,7 +120,8 @@ static void conn_close(fconn *c)
     f->n--;
     ev_del(f->loop, c->fd);
     if (c->sp >= 0) {
-        ev_del(f->loop, c->sp);
+        if (!c->sp_hup)
+            ev_del(f->loop, c->sp);
         close(c->sp);
     }
     if (c->handshaken)
@@ -222,7 +224,8 @@ static int downstream(fconn *c, bool *moved)
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
             break;
         c->mhd_eof = true; /* libmicrohttpd closed the connection: no more to read or write */
-        ev_del(c->f->loop, c->sp);
+        if (!c->sp_hup)
+            ev_del(c->f->loop, c->sp);
         close(c->sp);
         c->sp = -1;
         *moved = true;
@@ -243,7 +246,7 @@ static int downstream(fconn *c, bool *moved)
         }
         break;
     }
-    if (c->down_off > 0 && c->down_off < c->down_len) {
+    if (c->down_off > 0) { /* room at the end again (set_interest reads sp only then) */
         memmove(c->down, c->down + c->down_off, c->down_len - c->down_off);
         c->down_len -= c->down_off;
         c->down_off = 0;
@@ -253,11 +256,13 @@ static int downstream(fconn *c, bool *moved)
 
 static void set_interest(fconn *c)
 {
+    /* after sp_hup, the client's writability drives reading the rest of the answer */
+    bool pull = c->sp_hup && c->sp >= 0;
     unsigned fdw = (!c->handshaken || (!c->client_eof && c->up_len < sizeof c->up) ? EV_READ : 0) |
-                   (c->want_write ? EV_WRITE : 0);
+                   (c->want_write || pull ? EV_WRITE : 0);
     if (fdw != c->fd_interest && ev_mod(c->f->loop, c->fd, fdw) == 0)
         c->fd_interest = fdw;
-    if (c->sp < 0)
+    if (c->sp < 0 || c->sp_hup)
         return;
     unsigned spw = (c->down_len < sizeof c->down ? EV_READ : 0) | (c->up_len ? EV_WRITE : 0);
     if (spw != c->sp_interest && ev_mod(c->f->loop, c->sp, spw) == 0)
@@ -300,10 +305,14 @@ static void on_fd(ev_loop *loop, int fd, unsigned events, void *ctx)
 
 static void on_sp(ev_loop *loop, int fd, unsigned events, void *ctx)
 {
-    (void)loop;
-    (void)fd;
-    (void)events;
-    step(ctx);
+    fconn *c = ctx;
+    if ((events & EV_ERROR) && !c->sp_hup) {
+        /* Hung up: epoll would report it on every wait while the rest of the answer waits
+         * for a slow client, so sp leaves epoll and downstream() reads it as room appears. */
+        c->sp_hup = true;
+        ev_del(loop, fd);
+    }
+    step(c);
 }
 
 static void conn_new(http_front *f, int fd, SSL *ssl, const struct sockaddr_storage *peer,

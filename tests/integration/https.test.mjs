@@ -3,6 +3,7 @@
 // bytes after the handshake. Certificates come from a throw-away CA: clients verify them.
 import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import { copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +99,27 @@ describe('HTTPS API and the TLS port shared with TURN', () => {
       assert.equal(Buffer.byteLength(m.body), len);
       assert.ok(len > 8192, `the metrics page is larger than one buffer (${len} bytes)`);
       c.close();
+    }
+  });
+
+  test('a client that stops reading gets every pipelined answer once it reads again, and costs no CPU meanwhile', async () => {
+    const cpu = () => { const f2 = readFileSync(`/proc/${f.proc.pid}/stat`, 'utf8').split(') ')[1].split(' '); return (Number(f2[11]) + Number(f2[12])) / 100; };
+    for (const port of [apiPort, f.sharedPort]) {
+      const n = 200; // about 2 MB of /metrics answers: far more than the kernel and proxy buffers
+      const got = await new Promise((resolve, reject) => {
+        let bytes = 0, answers = 0, cpuPaused;
+        const s = tls.connect({ host: '127.0.0.1', port, ca: ca.pem, ALPNProtocols: ['http/1.1'] }, () => {
+          s.pause();
+          s.write('GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(n - 1) + 'GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+          setTimeout(() => { const c0 = cpu(); setTimeout(() => { cpuPaused = cpu() - c0; s.resume(); }, 2000); }, 500);
+        });
+        s.on('data', (d) => { bytes += d.length; answers += (d.toString('latin1').match(/HTTP\/1\.1 200 OK/g) || []).length; });
+        s.on('error', reject);
+        s.on('close', () => resolve({ bytes, answers, cpuPaused }));
+        setTimeout(() => reject(new Error(`stalled: ${answers} answers, ${bytes} bytes`)), 30000).unref();
+      });
+      assert.equal(got.answers, n, `every answer arrived (${got.bytes} bytes)`);
+      assert.ok(got.cpuPaused < 1, `the server did not spin while the client paused (${got.cpuPaused} s CPU in 2 s)`);
     }
   });
 
