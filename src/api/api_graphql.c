@@ -22,7 +22,7 @@
 static void respond(api_response *r, int status, json_t *doc)
 {
     r->status = status;
-    r->body = json_dumps(doc, JSON_COMPACT);
+    r->body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(15)); /* 0.2, not 0.2000…01 */
     if (!r->body)
         abort(); /* only on OOM: every string in doc is valid UTF-8 */
     r->content_type = "application/json";
