@@ -20,6 +20,7 @@
 #define MAX_LIMIT 10000  /* Cloudflare's maxPageSize */
 #define MAX_ORDER 8
 #define MAX_AND_DEPTH 8
+#define MAX_COMBOS 64               /* store queries for the _in lists of one dataset field */
 #define NO_END_MS 253402300800000LL /* 10000-01-01: no upper time bound */
 
 enum dim_kind { D_TIME, D_KEY, D_CUSTOM, D_USER, D_NODE, D_NULL };
@@ -68,7 +69,8 @@ typedef struct sortkey {
 
 typedef struct plan {
     int64_t since_ms, until_ms; /* the row's time in [since, until) */
-    char *eq[3];                /* keyId, customIdentifier, username filters (or NULL) */
+    json_t *vals[3];            /* keyId, customIdentifier, username: the allowed values (an
+                                   array of distinct strings), NULL = any */
     bool empty;                 /* the filter matches nothing */
     int64_t step;               /* seconds; 0 = no time dimension */
     unsigned group;
@@ -246,26 +248,69 @@ static int time_filter(api__gx *x, const gql_value *at, const dim *d, const char
     return x->failed ? -1 : 0;
 }
 
+static bool has_value(json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (strcmp(json_string_value(v), s) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The field's allowed values become those also in allowed (AND of equality and _in). */
+static void restrict_values(plan *p, size_t slot, json_t *allowed)
+{
+    json_t *next = json_array(), *cur = p->vals[slot], *v;
+    size_t i;
+    json_array_foreach(allowed, i, v)
+    {
+        const char *s = json_string_value(v);
+        if (!has_value(next, s) && (!cur || has_value(cur, s)))
+            json_array_append(next, v);
+    }
+    json_decref(cur);
+    p->vals[slot] = next;
+}
+
+static bool all_strings(json_t *arr)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v)
+    {
+        if (!json_is_string(v))
+            return false;
+    }
+    return json_is_array(arr);
+}
+
 static int eq_filter(api__gx *x, const gql_value *at, const dim *d, const char *op, const char *key,
                      json_t *v, plan *p)
 {
-    if (*op || (d->kind != D_KEY && d->kind != D_CUSTOM && d->kind != D_USER)) {
+    bool in = !strcmp(op, "in");
+    if ((*op && !in) || (d->kind != D_KEY && d->kind != D_CUSTOM && d->kind != D_USER)) {
         api__gx_fail(x, 400, at->line, at->col,
                      "the filter \"%s\" is not supported (keyId, customIdentifier and username "
-                     "take equality only)",
+                     "take equality and _in)",
                      key);
         return -1;
     }
-    if (!json_is_string(v)) {
-        api__gx_fail(x, 400, at->line, at->col, "error parsing args: %s must be a string", key);
-        return -1;
+    json_t *allowed = in ? json_incref(v) : json_pack("[O]", v);
+    int rc = 0;
+    if (!all_strings(allowed)) {
+        api__gx_fail(x, 400, at->line, at->col,
+                     in ? "error parsing args: %s must be a list of strings"
+                        : "error parsing args: %s must be a string",
+                     key);
+        rc = -1;
+    } else {
+        restrict_values(p, (size_t)(d->kind - D_KEY), allowed);
     }
-    char **slot = &p->eq[d->kind - D_KEY];
-    if (*slot && strcmp(*slot, json_string_value(v)) != 0)
-        p->empty = true; /* keyId: a AND keyId: b */
-    else if (!*slot)
-        *slot = util_xstrdup(json_string_value(v));
-    return 0;
+    json_decref(allowed);
+    return rc;
 }
 
 static int apply_filter(api__gx *x, const gql_value *at, json_t *obj, plan *p, int depth);
@@ -523,39 +568,108 @@ static json_t *group_json(const gql_field *f, const group *g)
     return o;
 }
 
+/* The store's order of rows (bucket, then the grouping fields). */
+static int cmp_rows(const void *va, const void *vb)
+{
+    const store_usage_row *a = va, *b = vb;
+    int c = (a->bucket > b->bucket) - (a->bucket < b->bucket);
+    if (!c)
+        c = strcmp(a->key_uid, b->key_uid);
+    if (!c)
+        c = strcmp(a->custom_id, b->custom_id);
+    if (!c)
+        c = strcmp(a->username, b->username);
+    return c ? c : strcmp(a->node, b->node);
+}
+
+/* Rows of several queries (one per combination of _in values) as one set of groups: in the
+ * store's order, equal groups added up. Returns the new count. */
+static size_t merge_rows(store_usage_row *r, size_t n)
+{
+    qsort(r, n, sizeof *r, cmp_rows);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (o > 0 && cmp_rows(&r[o - 1], &r[i]) == 0) {
+            r[o - 1].egress_bytes += r[i].egress_bytes;
+            r[o - 1].ingress_bytes += r[i].ingress_bytes;
+            r[o - 1].alloc_ms += r[i].alloc_ms;
+            r[o - 1].peak_allocs += r[i].peak_allocs;
+        } else {
+            r[o++] = r[i];
+        }
+    }
+    return o;
+}
+
+/* One store query per combination of the allowed values; -1 with the error set. */
+static int fetch(api__gx *x, const gql_field *f, const plan *p, const char *acct,
+                 store_usage_row **all, size_t *n)
+{
+    size_t counts[3], combos = 1;
+    for (size_t s = 0; s < 3; s++) {
+        counts[s] = p->vals[s] ? json_array_size(p->vals[s]) : 1;
+        combos *= counts[s];
+        if (combos > MAX_COMBOS) {
+            api__gx_fail(x, 400, f->line, f->col,
+                         "the _in filters allow at most %d combinations of values", MAX_COMBOS);
+            return -1;
+        }
+    }
+    for (size_t c = 0; c < combos; c++) {
+        const char *v[3];
+        for (size_t s = 0, rest = c; s < 3; rest /= counts[s], s++)
+            v[s] =
+                p->vals[s] ? json_string_value(json_array_get(p->vals[s], rest % counts[s])) : NULL;
+        store_usage_filter q = {.account_id = acct,
+                                .key_uid = v[0],
+                                .custom_id = v[1],
+                                .username = v[2],
+                                .since = p->since_ms / 1000,
+                                .until = p->until_ms / 1000,
+                                .step = p->step,
+                                .group_by = p->group,
+                                .limit = MAX_GROUPS + 1};
+        store_usage_row *rows = NULL;
+        size_t k = 0, total = 0;
+        if (store_usage_query(x->st, &q, &rows, &k, &total) != STORE_OK) {
+            free(rows);
+            api__gx_fail(x, 500, 0, 0, "Internal server error");
+            return -1;
+        }
+        if (*n + k > MAX_GROUPS) {
+            free(rows);
+            api__gx_fail(x, 400, f->line, f->col,
+                         "the query matches more than %d groups: narrow the filter or the time "
+                         "range",
+                         MAX_GROUPS);
+            return -1;
+        }
+        *all = util_xrealloc(*all, (*n + k + 1) * sizeof **all);
+        if (k)
+            memcpy(*all + *n, rows, k * sizeof *rows);
+        *n += k;
+        free(rows);
+    }
+    if (combos > 1)
+        *n = merge_rows(*all, *n);
+    return 0;
+}
+
 static json_t *answer(api__gx *x, const gql_field *f, const plan *p, const char *acct)
 {
-    json_t *out = json_array();
     if (p->empty || p->since_ms >= p->until_ms)
-        return out;
-    store_usage_filter q = {.account_id = acct,
-                            .key_uid = p->eq[0],
-                            .custom_id = p->eq[1],
-                            .username = p->eq[2],
-                            .since = p->since_ms / 1000,
-                            .until = p->until_ms / 1000,
-                            .step = p->step,
-                            .group_by = p->group,
-                            .limit = MAX_GROUPS + 1};
+        return json_array();
     store_usage_row *rows = NULL;
-    size_t n = 0, total = 0;
-    if (store_usage_query(x->st, &q, &rows, &n, &total) != STORE_OK) {
-        json_decref(out);
+    size_t n = 0;
+    if (fetch(x, f, p, acct, &rows, &n) != 0) {
         free(rows);
-        return api__gx_fail(x, 500, 0, 0, "Internal server error");
-    }
-    if (n > MAX_GROUPS) {
-        json_decref(out);
-        free(rows);
-        return api__gx_fail(x, 400, f->line, f->col,
-                            "the query matches more than %d groups: narrow the filter or the "
-                            "time range",
-                            MAX_GROUPS);
+        return NULL;
     }
     group *g = util_xcalloc(n ? n : 1, sizeof *g);
     for (size_t i = 0; i < n; i++)
         g[i] = (group){.r = &rows[i], .avg = p->avg ? avg_of(p, &rows[i]) : 0, .idx = i};
     qsort_r(g, n, sizeof *g, cmp_groups, (void *)p);
+    json_t *out = json_array();
     for (size_t i = 0; i < n && i < p->limit; i++)
         json_array_append_new(out, group_json(f, &g[i]));
     free(g);
@@ -579,6 +693,6 @@ json_t *api__gql_usage(api__gx *x, const gql_field *f, const char *account_id)
     out = answer(x, f, &p, account_id);
 done:
     for (size_t i = 0; i < 3; i++)
-        free(p.eq[i]);
+        json_decref(p.vals[i]);
     return out;
 }

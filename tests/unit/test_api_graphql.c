@@ -450,6 +450,39 @@ static void t_filter_translation(void)
     fx_close(&f);
 }
 
+/* _in: one store query per combination of values, the groups of all added up. */
+static void t_in_filters(void)
+{
+    fx f;
+    CHECK(fx_open(&f));
+    store_usage_row rows[] = {row(0, "", "", "", 10, 1, 0)};
+    set_rows(rows, 1);
+    int st;
+    const char *q = "{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { "
+                    "callsTurnUsageAdaptiveGroups(filter: {keyId_in: [\"a\", \"b\", \"a\"], "
+                    "customIdentifier_in: [\"x\", \"y\"]}) { sum { egressBytes ingressBytes } } } "
+                    "} }";
+    json_t *doc = post(&f, f.token, q, NULL, &st);
+    CHECK_INT(st, 200);
+    char *s = dump(json_object_get(doc, "data"));
+    json_decref(doc);
+    /* 2 keys x 2 custom identifiers: four queries, each answering the row, added up */
+    CHECK_STR(s, "{\"viewer\":{\"accounts\":[{\"callsTurnUsageAdaptiveGroups\":[{\"sum\":{"
+                 "\"egressBytes\":40,\"ingressBytes\":4}}]}]}}");
+    free(s);
+    CHECK_INT(rec.calls, 4);
+    CHECK_STR(rec.key, "b"); /* the last combination */
+    CHECK_STR(rec.custom, "y");
+    /* equality AND _in: the intersection; an empty intersection queries nothing */
+    CHECK_INT(run_filter(&f, "{keyId_in: [\"a\", \"b\"], keyId: \"b\"}", &st), 1);
+    CHECK_STR(rec.key, "b");
+    CHECK_INT(run_filter(&f, "{keyId_in: [\"a\", \"b\"], AND: [{keyId_in: [\"c\"]}]}", &st), 0);
+    CHECK_INT(st, 200);
+    CHECK_INT(run_filter(&f, "{keyId_in: []}", &st), 0);
+    CHECK_INT(st, 200);
+    fx_close(&f);
+}
+
 /* --- refusals, each naming what is unsupported or wrong ------------------------------------------ */
 
 static void t_refusals(void)
@@ -462,10 +495,21 @@ static void t_refusals(void)
          "filter: {OR: [{keyId: \"a\"}]}) { sum { egressBytes } } } } }",
          "the filter OR is not supported", 400},
         {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
-         "filter: {keyId_in: [\"a\"]}) { sum { egressBytes } } } } }",
-         "the filter \"keyId_in\" is not supported (keyId, customIdentifier and username take "
-         "equality only)",
+         "filter: {keyId_like: \"a%\"}) { sum { egressBytes } } } } }",
+         "the filter \"keyId_like\" is not supported (keyId, customIdentifier and username take "
+         "equality and _in)",
          400},
+        {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
+         "filter: {keyId_in: \"a\"}) { sum { egressBytes } } } } }",
+         "error parsing args: keyId_in must be a list of strings", 400},
+        {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
+         "filter: {keyId: 5}) { sum { egressBytes } } } } }",
+         "error parsing args: keyId must be a string", 400},
+        {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
+         "filter: {keyId_in: [\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\"], "
+         "username_in: [\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\"]}) { sum { "
+         "egressBytes } } } } }",
+         "the _in filters allow at most 64 combinations of values", 400},
         {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
          "filter: {datetime_neq: \"2025-01-01T00:00:00Z\"}) { sum { egressBytes } } } } }",
          "the filter operator of \"datetime_neq\" is not supported (only _geq, _gt, _leq, _lt "
@@ -474,7 +518,7 @@ static void t_refusals(void)
         {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
          "filter: {datacenterCity: \"x\"}) { sum { egressBytes } } } } }",
          "the filter \"datacenterCity\" is not supported (keyId, customIdentifier and username "
-         "take equality only)",
+         "take equality and _in)",
          400},
         {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
          "filter: {date_geq: \"2025-02-31\"}) { sum { egressBytes } } } } }",
@@ -784,6 +828,7 @@ int main(void)
     TK_RUN(t_geographic_breakdown);
     TK_RUN(t_declared_variables_and_filter_variable);
     TK_RUN(t_filter_translation);
+    TK_RUN(t_in_filters);
     TK_RUN(t_refusals);
     TK_RUN(t_error_shape);
     TK_RUN(t_http_auth_and_body);

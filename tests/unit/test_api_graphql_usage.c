@@ -223,8 +223,8 @@ static void t_hours_by_datacenter(void)
     fx_close(&f);
 }
 
-/* Minute boundaries on stored rows: _gt/_lt of an unaligned time, _geq/_leq of an aligned one,
- * and username equality. */
+/* Minute boundaries on stored rows: _gt/_lt of an unaligned time, _geq/_leq of an aligned one;
+ * username equality, AND, and _in lists (one store query per combination, added up). */
 static void t_minute_boundaries(void)
 {
     fx f;
@@ -241,6 +241,10 @@ static void t_minute_boundaries(void)
         {"datetimeMinute: \"2025-12-01T00:07:00Z\"", "7"},
         {"username: \"1764600000:tango\", date: \"2025-12-01\"", "1507"},
         {"AND: [{keyId: \"" KEY_B "\"}, {customIdentifier: \"foxtrot\"}]", "90000"},
+        {"keyId_in: [\"" KEY_A "\", \"" KEY_B "\"]", "91757"},
+        {"customIdentifier_in: [\"tango\", \"foxtrot\", \"none\"]", "91507"},
+        {"customIdentifier_in: [\"tango\", \"\"], keyId_in: [\"" KEY_A "\", \"" KEY_B "\"]",
+         "1757"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char *q = util_xasprintf("query { viewer { accounts(filter: { accountTag: $accountId }) "
