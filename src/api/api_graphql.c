@@ -6,6 +6,7 @@
  * This file: HTTP, authentication, variables and the viewer/accounts levels; the dataset is
  * in api_gql_usage.c. */
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,7 +70,7 @@ static json_t *gx_path(const api__gx *x)
     if (x->depth == 0)
         return NULL;
     json_t *p = json_array();
-    for (size_t i = 0; i < x->depth; i++)
+    for (size_t i = 0; i < x->depth && i < API__GX_PATH; i++)
         json_array_append_new(p, json_string(x->path[i]));
     return p;
 }
@@ -127,6 +128,8 @@ static json_t *number(api__gx *x, const gql_value *v)
         return json_integer(n);
     }
     double d = strtod(v->s, &end);
+    if (!isfinite(d))
+        return api__gx_fail(x, 400, v->line, v->col, "Float cannot represent the value %s", v->s);
     return json_real(d);
 }
 
@@ -249,6 +252,8 @@ static json_t *account_object(api__gx *x, const gql_field *f, const char *acct)
                          MAX_DATASETS);
         else
             v = api__gql_usage(x, c, acct);
+        if (!v && !x->failed)
+            api__gx_fail(x, 500, c->line, c->col, "Internal server error");
         if (v)
             json_object_set_new(o, gql_response_key(c), v);
         if (!x->failed)
@@ -290,6 +295,8 @@ static json_t *viewer(api__gx *x, const gql_field *f, const char *token_account)
                          "zones are not supported: turnkey answers account-scoped queries");
         else
             api__gx_fail(x, 400, c->line, c->col, "unknown field \"%s\" on viewer", c->name);
+        if (!v && !x->failed)
+            api__gx_fail(x, 500, c->line, c->col, "Internal server error");
         if (v)
             json_object_set_new(o, gql_response_key(c), v);
         if (!x->failed)
@@ -313,6 +320,8 @@ static json_t *execute(api__gx *x, const char *token_account)
         else
             api__gx_fail(x, 400, f->line, f->col, "unknown field \"%s\" on the query root",
                          f->name);
+        if (!v && !x->failed)
+            api__gx_fail(x, 500, f->line, f->col, "Internal server error");
         if (v)
             json_object_set_new(data, gql_response_key(f), v);
         if (!x->failed)

@@ -601,6 +601,12 @@ static void t_refusals(void)
         {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
          "limit: 3000000000) { sum { egressBytes } } } } }",
          "Int cannot represent non 32-bit signed integer value: 3000000000", 400},
+        {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
+         "limit: 1e999) { sum { egressBytes } } } } }",
+         "Float cannot represent the value 1e999", 400},
+        {"{ viewer { accounts(filter: {accountTag: \"ACCT\"}) { callsTurnUsageAdaptiveGroups("
+         "limit: 2.5) { sum { egressBytes } } } } }",
+         "limit must be positive number and not greater than 10000", 400},
         {"{ viewer { ...F } } fragment F on viewer { accounts }",
          "fragments (fragment spreads and inline fragments) are not supported", 400},
         {"mutation { deleteTurnKey }", "mutations are not supported", 400},
