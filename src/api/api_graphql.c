@@ -236,23 +236,16 @@ done:
     return tag;
 }
 
-static json_t *account_object(api__gx *x, const gql_field *f, const char *acct)
+typedef json_t *(*resolve_fn)(api__gx *x, const gql_field *f, const char *ctx);
+
+/* The object of a selection set: each field's value under its response key. */
+static json_t *object_of(api__gx *x, const gql_field *sel, resolve_fn fn, const char *ctx)
 {
     json_t *o = json_object();
-    for (const gql_field *c = f->sel; c && !x->failed; c = c->next) {
+    for (const gql_field *c = sel; c && !x->failed; c = c->next) {
         push(x, gql_response_key(c));
-        json_t *v = NULL;
-        if (strcmp(c->name, "callsTurnUsageAdaptiveGroups") != 0)
-            api__gx_fail(x, 400, c->line, c->col,
-                         "unknown field \"%s\" on accounts: turnkey has one dataset, "
-                         "callsTurnUsageAdaptiveGroups",
-                         c->name);
-        else if (++x->datasets > MAX_DATASETS)
-            api__gx_fail(x, 400, c->line, c->col, "a request may query at most %d datasets",
-                         MAX_DATASETS);
-        else
-            v = api__gql_usage(x, c, acct);
-        if (!v && !x->failed)
+        json_t *v = fn(x, c, ctx);
+        if (!v && !x->failed) /* every NULL must come with its error: never a dropped key */
             api__gx_fail(x, 500, c->line, c->col, "Internal server error");
         if (v)
             json_object_set_new(o, gql_response_key(c), v);
@@ -260,6 +253,19 @@ static json_t *account_object(api__gx *x, const gql_field *f, const char *acct)
             pop(x);
     }
     return o;
+}
+
+static json_t *account_field(api__gx *x, const gql_field *c, const char *acct)
+{
+    if (strcmp(c->name, "callsTurnUsageAdaptiveGroups") != 0)
+        return api__gx_fail(x, 400, c->line, c->col,
+                            "unknown field \"%s\" on accounts: turnkey has one dataset, "
+                            "callsTurnUsageAdaptiveGroups",
+                            c->name);
+    if (++x->datasets > MAX_DATASETS)
+        return api__gx_fail(x, 400, c->line, c->col, "a request may query at most %d datasets",
+                            MAX_DATASETS);
+    return api__gql_usage(x, c, acct);
 }
 
 static json_t *accounts(api__gx *x, const gql_field *f, const char *token_account)
@@ -273,60 +279,38 @@ static json_t *accounts(api__gx *x, const gql_field *f, const char *token_accoun
         return NULL;
     }
     push(x, "0");
-    json_t *o = account_object(x, f, acct);
+    json_t *o = object_of(x, f->sel, account_field, acct);
     if (!x->failed)
         pop(x);
     free(acct);
     return json_pack("[o]", o);
 }
 
-static json_t *viewer(api__gx *x, const gql_field *f, const char *token_account)
+static json_t *viewer_field(api__gx *x, const gql_field *c, const char *token_account)
 {
-    if (no_args(x, f) != 0)
-        return NULL;
-    json_t *o = json_object();
-    for (const gql_field *c = f->sel; c && !x->failed; c = c->next) {
-        push(x, gql_response_key(c));
-        json_t *v = NULL;
-        if (strcmp(c->name, "accounts") == 0)
-            v = accounts(x, c, token_account);
-        else if (strcmp(c->name, "zones") == 0)
-            api__gx_fail(x, 400, c->line, c->col,
-                         "zones are not supported: turnkey answers account-scoped queries");
-        else
-            api__gx_fail(x, 400, c->line, c->col, "unknown field \"%s\" on viewer", c->name);
-        if (!v && !x->failed)
-            api__gx_fail(x, 500, c->line, c->col, "Internal server error");
-        if (v)
-            json_object_set_new(o, gql_response_key(c), v);
-        if (!x->failed)
-            pop(x);
-    }
-    return o;
+    if (strcmp(c->name, "accounts") == 0)
+        return accounts(x, c, token_account);
+    if (strcmp(c->name, "zones") == 0)
+        return api__gx_fail(x, 400, c->line, c->col,
+                            "zones are not supported: turnkey answers account-scoped queries");
+    return api__gx_fail(x, 400, c->line, c->col, "unknown field \"%s\" on viewer", c->name);
+}
+
+static json_t *root_field(api__gx *x, const gql_field *f, const char *token_account)
+{
+    if (strcmp(f->name, "viewer") == 0)
+        return no_args(x, f) == 0 ? object_of(x, f->sel, viewer_field, token_account) : NULL;
+    if (f->name[0] == '_' && f->name[1] == '_')
+        return api__gx_fail(x, 400, f->line, f->col, "introspection (%s) is not supported",
+                            f->name);
+    return api__gx_fail(x, 400, f->line, f->col, "unknown field \"%s\" on the query root", f->name);
 }
 
 static json_t *execute(api__gx *x, const char *token_account)
 {
     if (api__gx_unique_keys(x, x->doc->sel) != 0)
         return NULL;
-    json_t *data = json_object();
-    for (const gql_field *f = x->doc->sel; f && !x->failed; f = f->next) {
-        push(x, gql_response_key(f));
-        json_t *v = NULL;
-        if (strcmp(f->name, "viewer") == 0)
-            v = viewer(x, f, token_account);
-        else if (f->name[0] == '_' && f->name[1] == '_')
-            api__gx_fail(x, 400, f->line, f->col, "introspection (%s) is not supported", f->name);
-        else
-            api__gx_fail(x, 400, f->line, f->col, "unknown field \"%s\" on the query root",
-                         f->name);
-        if (!v && !x->failed)
-            api__gx_fail(x, 500, f->line, f->col, "Internal server error");
-        if (v)
-            json_object_set_new(data, gql_response_key(f), v);
-        if (!x->failed)
-            pop(x);
-    }
+    json_t *data = object_of(x, x->doc->sel, root_field, token_account);
     if (x->failed) {
         json_decref(data);
         return NULL;

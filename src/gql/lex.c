@@ -155,6 +155,17 @@ static char *copy(gql__lexer *lx, const char *s, size_t n)
     return p;
 }
 
+/* One or more digits. */
+static int digits(gql__lexer *lx)
+{
+    if (!digit(peek(lx, 0)))
+        return gql__fail(lx->err, lx->line, lx->col,
+                         "Syntax Error: Invalid number, expected digit");
+    while (digit(peek(lx, 0)))
+        adv(lx);
+    return 0;
+}
+
 static int lex_number(gql__lexer *lx, gql__tok *t)
 {
     if (peek(lx, 0) == '-')
@@ -164,32 +175,22 @@ static int lex_number(gql__lexer *lx, gql__tok *t)
         if (digit(peek(lx, 0)))
             return gql__fail(lx->err, lx->line, lx->col,
                              "Syntax Error: Invalid number, unexpected digit after 0");
-    } else if (digit(peek(lx, 0))) {
-        while (digit(peek(lx, 0)))
-            adv(lx);
-    } else {
-        return gql__fail(lx->err, lx->line, lx->col,
-                         "Syntax Error: Invalid number, expected digit");
+    } else if (digits(lx) != 0) {
+        return -1;
     }
     t->kind = TK_INT;
     if (peek(lx, 0) == '.') {
         adv(lx);
-        if (!digit(peek(lx, 0)))
-            return gql__fail(lx->err, lx->line, lx->col,
-                             "Syntax Error: Invalid number, expected digit");
-        while (digit(peek(lx, 0)))
-            adv(lx);
+        if (digits(lx) != 0)
+            return -1;
         t->kind = TK_FLOAT;
     }
     if (peek(lx, 0) == 'e' || peek(lx, 0) == 'E') {
         adv(lx);
         if (peek(lx, 0) == '+' || peek(lx, 0) == '-')
             adv(lx);
-        if (!digit(peek(lx, 0)))
-            return gql__fail(lx->err, lx->line, lx->col,
-                             "Syntax Error: Invalid number, expected digit");
-        while (digit(peek(lx, 0)))
-            adv(lx);
+        if (digits(lx) != 0)
+            return -1;
         t->kind = TK_FLOAT;
     }
     if (peek(lx, 0) == '.' || name_start(peek(lx, 0)))
