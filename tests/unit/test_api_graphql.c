@@ -164,6 +164,14 @@ static char *dump(json_t *j)
     return json_dumps(j, JSON_COMPACT);
 }
 
+/* The groups of the first dataset of viewer.accounts[0]. */
+static json_t *groups_of(json_t *doc)
+{
+    json_t *acc =
+        json_object_get(json_object_get(json_object_get(doc, "data"), "viewer"), "accounts");
+    return json_object_get(json_array_get(acc, 0), "callsTurnUsageAdaptiveGroups");
+}
+
 /* The first error's message ("" if none). */
 static const char *err_msg(json_t *doc)
 {
@@ -313,11 +321,7 @@ static void t_timeseries_sorted(void)
                        "\"2025-12-01\"}",
                        &st);
     CHECK_INT(st, 200);
-    json_t *g = json_object_get(
-        json_array_get(
-            json_object_get(json_object_get(json_object_get(doc, "data"), "viewer"), "accounts"),
-            0),
-        "callsTurnUsageAdaptiveGroups");
+    json_t *g = groups_of(doc);
     char *s = dump(g);
     json_decref(doc);
     CHECK_STR(s, "[{\"dimensions\":{\"datetimeMinute\":\"2025-12-01T00:00:00Z\"},\"sum\":{"
@@ -351,11 +355,7 @@ static void t_geographic_breakdown(void)
                        "\"2025-12-01\"}",
                        &st);
     CHECK_INT(st, 200);
-    json_t *g = json_object_get(
-        json_array_get(
-            json_object_get(json_object_get(json_object_get(doc, "data"), "viewer"), "accounts"),
-            0),
-        "callsTurnUsageAdaptiveGroups");
+    json_t *g = groups_of(doc);
     char *s = dump(json_object_get(json_array_get(g, 0), "dimensions"));
     json_decref(doc);
     CHECK_STR(s, "{\"datacenterCity\":\"node-b\",\"datacenterCode\":\"node-b\","
@@ -763,11 +763,7 @@ static void t_bounds_groups_and_datasets(void)
     rec.n = 10000;                 /* at the bound: sorted, then cut to the limit */
     doc = post(&f, f.token, q, NULL, &st);
     CHECK_INT(st, 200);
-    json_t *g = json_object_get(
-        json_array_get(
-            json_object_get(json_object_get(json_object_get(doc, "data"), "viewer"), "accounts"),
-            0),
-        "callsTurnUsageAdaptiveGroups");
+    json_t *g = groups_of(doc);
     CHECK_INT(json_array_size(g), 5);
     CHECK_INT(json_integer_value(
                   json_object_get(json_object_get(json_array_get(g, 0), "sum"), "egressBytes")),
@@ -812,13 +808,7 @@ static void t_avg_over_range(void)
                        "} avg { c: concurrentConnectionsFiveMinutes } } } } }",
                        NULL, &st);
     CHECK_INT(st, 200);
-    json_t *g = json_array_get(
-        json_object_get(
-            json_array_get(json_object_get(json_object_get(json_object_get(doc, "data"), "viewer"),
-                                           "accounts"),
-                           0),
-            "callsTurnUsageAdaptiveGroups"),
-        0);
+    json_t *g = json_array_get(groups_of(doc), 0);
     double avg = json_real_value(json_object_get(json_object_get(g, "avg"), "c"));
     json_decref(doc);
     CHECK(avg > 6.749 && avg < 6.751); /* 3 h of allocations in 1600 s */
