@@ -167,8 +167,8 @@ static bool under_account(const char *path, const char *acct)
 
 /* The only requests that may get a 2xx: the health checks; token verify with a valid
  * (unexpired) API token; the account's routes with its read/write token, or its read-only
- * token on GET; the other account's routes with its own token; the credential plane with the
- * TURN key's bearer. An expired token, another account's token or the wrong kind of secret
+ * token on GET; the account's usage (REST) and GraphQL with its analytics token; the other
+ * account's routes with its own token; the credential plane with the TURN key's bearer. An expired token, another account's token or the wrong kind of secret
  * never succeeds. */
 static bool may_succeed_norm(const char *method, const char *path, const char *auth)
 {
@@ -182,7 +182,9 @@ static bool may_succeed_norm(const char *method, const char *path, const char *a
     if (strncmp(path, "/client/v4/graphql", 18) == 0)
         return is(t, n, S.analytics_token);
     if (under_account(path, S.account))
-        return is(t, n, S.token) || (is(t, n, S.ro_token) && strcmp(method, "GET") == 0);
+        return is(t, n, S.token) || (is(t, n, S.ro_token) && strcmp(method, "GET") == 0) ||
+               (is(t, n, S.analytics_token) && strcmp(method, "GET") == 0 &&
+                strstr(path, "/usage")); /* analytics:read reads usage only */
     if (under_account(path, S.other_account))
         return is(t, n, S.other_token);
     if (strncmp(path, "/v1/turn/keys/", 14) == 0)
