@@ -10,6 +10,7 @@
  *                          "RTOKEN" → "Bearer <read-only API token>"
  *                          "ETOKEN" → "Bearer <expired API token>"
  *                          "OTOKEN" → "Bearer <read/write token of another account>"
+ *                          "ATOKEN" → "Bearer <analytics:read API token>"
  *                          "KEY"    → "Bearer <the TURN key's 64-hex bearer>"
  *                          "XKEY:…" → no Authorization; X-Auth-Key = "…"
  *                          "XMAIL:…"→ no Authorization; X-Auth-Email = "…"
@@ -17,6 +18,7 @@
  *                          token / key bearer.
  *   PATH                   "{A}" → the account id, "{O}" → the other account's id,
  *                          "{K}" → the TURN key uid, "{U}" → a username minted for that key.
+ *   BODY                   of POST /client/v4/graphql only: "{A}" → the account id.
  *
  * Invariants: status in a known set and never 5xx; body NULL exactly for 204; a body is
  * valid JSON (jansson), content type set; errors use the v4 envelope with codes >= 1000;
@@ -24,7 +26,9 @@
  * without a valid credential of the right account and permission (may_succeed); a 201 mint returns a credential that verifies under the key's
  * secret with the key's id; key objects carry only uid/name/created/modified (+ a fresh key
  * on create) — never the secret. Set FUZZ_API_VERBOSE=1 to print each request's answer. The store is capped (max_keys 50) and rebuilt when the fuzzer
- * deletes the TURN key. */
+ * deletes the TURN key. /client/v4/graphql answers GraphQL's shape instead: {"data", "errors"},
+ * data null with at least one error message on failure, errors null on success (only with
+ * the analytics token). */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -36,6 +40,7 @@
 #include "turnkey/api.h"
 #include "turnkey/cred.h"
 #include "turnkey/log.h"
+#include "turnkey/metrics.h"
 #include "turnkey/store.h"
 #include "turnkey/util.h"
 
@@ -62,6 +67,7 @@ typedef struct fz_state {
     char ro_token[STORE_TOKEN_LEN + 1];
     char expired_token[STORE_TOKEN_LEN + 1];
     char other_token[STORE_TOKEN_LEN + 1];
+    char analytics_token[STORE_TOKEN_LEN + 1];
     char key_uid[STORE_ID_LEN + 1];
     char key[65];
     uint8_t secret[STORE_SECRET_LEN];
@@ -102,6 +108,7 @@ static void setup(void)
     make_token(S.account, STORE_PERM_READ, 0, S.ro_token);
     make_token(S.account, STORE_PERM_READ | STORE_PERM_WRITE, FZ_NOW_S - 1, S.expired_token);
     make_token(S.other_account, STORE_PERM_READ | STORE_PERM_WRITE, 0, S.other_token);
+    make_token(S.account, STORE_PERM_ANALYTICS_READ, 0, S.analytics_token);
     store_key k;
     REQUIRE(store_key_create(S.st, S.account, "fuzz-key", 50, FZ_NOW_MS - 10000, &k, S.key) ==
             STORE_OK);
@@ -160,8 +167,8 @@ static bool under_account(const char *path, const char *acct)
 
 /* The only requests that may get a 2xx: the health checks; token verify with a valid
  * (unexpired) API token; the account's routes with its read/write token, or its read-only
- * token on GET; the other account's routes with its own token; the credential plane with the
- * TURN key's bearer. An expired token, another account's token or the wrong kind of secret
+ * token on GET; the account's usage (REST) and GraphQL with its analytics token; the other
+ * account's routes with its own token; the credential plane with the TURN key's bearer. An expired token, another account's token or the wrong kind of secret
  * never succeeds. */
 static bool may_succeed_norm(const char *method, const char *path, const char *auth)
 {
@@ -170,9 +177,14 @@ static bool may_succeed_norm(const char *method, const char *path, const char *a
     if (strstr(path, "healthz") || strstr(path, "readyz"))
         return true;
     if (strncmp(path, "/client/v4/user/tokens/verify", 29) == 0)
-        return is(t, n, S.token) || is(t, n, S.ro_token) || is(t, n, S.other_token);
+        return is(t, n, S.token) || is(t, n, S.ro_token) || is(t, n, S.other_token) ||
+               is(t, n, S.analytics_token);
+    if (strncmp(path, "/client/v4/graphql", 18) == 0)
+        return is(t, n, S.analytics_token);
     if (under_account(path, S.account))
-        return is(t, n, S.token) || (is(t, n, S.ro_token) && strcmp(method, "GET") == 0);
+        return is(t, n, S.token) || (is(t, n, S.ro_token) && strcmp(method, "GET") == 0) ||
+               (is(t, n, S.analytics_token) && strcmp(method, "GET") == 0 &&
+                strstr(path, "/usage")); /* analytics:read reads usage only */
     if (under_account(path, S.other_account))
         return is(t, n, S.other_token);
     if (strncmp(path, "/v1/turn/keys/", 14) == 0)
@@ -325,6 +337,39 @@ static void check_key_object(json_t *o, bool created)
     }
 }
 
+/* The raw path routes to `route` (segments compared undecoded, as the router does). */
+static bool routes_to(const char *p, const char *route)
+{
+    p += *p == '/';
+    size_t n = strlen(p);
+    n -= n > 0 && p[n - 1] == '/';
+    return n == strlen(route) && memcmp(p, route, n) == 0;
+}
+
+static bool is_graphql(const char *p)
+{
+    return routes_to(p, "client/v4/graphql");
+}
+
+static void check_graphql(const api_response *r, json_t *doc, bool real_credential)
+{
+    json_t *data = json_object_get(doc, "data"), *errs = json_object_get(doc, "errors");
+    REQUIRE(data && errs && json_object_size(doc) == 2);
+    if (r->status == 200) {
+        REQUIRE(real_credential && json_is_object(data) && json_is_null(errs));
+        return;
+    }
+    REQUIRE(r->status >= 400 && json_is_null(data));
+    REQUIRE(json_is_array(errs) && json_array_size(errs) == 1);
+    json_t *e = json_array_get(errs, 0);
+    REQUIRE(json_is_string(json_object_get(e, "message")));
+    REQUIRE(json_is_string(json_object_get(json_object_get(e, "extensions"), "timestamp")));
+    if (r->status == 405)
+        REQUIRE(r->allow != NULL);
+    if (r->status == 401)
+        REQUIRE(r->www_authenticate != NULL);
+}
+
 static void check_response(const api_response *r, const api_request *req, bool real_credential)
 {
     const char *path = req->path;
@@ -335,6 +380,10 @@ static void check_response(const api_response *r, const api_request *req, bool r
         return;
     }
     REQUIRE(r->body != NULL);
+    if (routes_to(path, "metrics") && r->status == 200) { /* public, Prometheus text */
+        REQUIRE(r->content_type && strcmp(r->content_type, METRICS_CONTENT_TYPE) == 0);
+        return;
+    }
     REQUIRE(r->content_type != NULL && strcmp(r->content_type, "application/json") == 0);
     json_error_t jerr;
     json_t *doc = json_loads(r->body, 0, &jerr);
@@ -343,6 +392,11 @@ static void check_response(const api_response *r, const api_request *req, bool r
         abort();
     }
     REQUIRE(json_is_object(doc));
+    if (is_graphql(path)) {
+        check_graphql(r, doc, real_credential);
+        json_decref(doc);
+        return;
+    }
     bool is_health = strstr(path, "healthz") || strstr(path, "readyz");
     bool is_cred_plane = json_object_get(doc, "iceServers") != NULL;
     if (r->status >= 400) {
@@ -423,6 +477,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         lit = S.other_token;
     else if (part_is(a, al, "KEY"))
         lit = S.key;
+    else if (part_is(a, al, "ATOKEN"))
+        lit = S.analytics_token;
     if (lit) {
         snprintf(bearer, sizeof bearer, "Bearer %s", lit);
         auth = util_xstrdup(bearer);
@@ -438,6 +494,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* May this request succeed at all (a valid credential of the right kind)? */
     bool real = may_succeed(method, path, auth);
 
+    char *gql_body = NULL; /* a GraphQL query names the account in its text */
+    if (is_graphql(path)) {
+        const char *bfrom[] = {"{A}"}, *bto[] = {S.account};
+        gql_body = expand((const char *)body, body_len, bfrom, bto, 1);
+        body = (const uint8_t *)gql_body;
+        body_len = strlen(gql_body);
+    }
     api_request req = {.method = method,
                        .path = path,
                        .authorization = auth,
@@ -459,6 +522,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(auth);
     free(xkey);
     free(xmail);
+    free(gql_body);
 
     /* Keep the fixture usable: rebuild the store if the fuzzer deleted the TURN key. */
     store_key k;

@@ -8,7 +8,7 @@
 #include "turnkey/api.h"
 
 #define API__MAX_SEGS 12
-#define API__N_ROUTES 12  /* templated routes, "other" included (api.c) */
+#define API__N_ROUTES 13  /* templated routes, "other" included (api.c) */
 #define API__N_METHODS 6  /* GET POST PUT DELETE HEAD other */
 #define API__N_BUCKETS 10 /* request-duration histogram */
 
@@ -86,5 +86,38 @@ void api__route_usage(api_server *a, const api_request *req, const api__path *p,
 /* Credential plane: /v1/turn/keys/{key_id}/credentials/... (path.seg[0..2] = v1,turn,keys) */
 void api__cred_route(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
                      api_response *r);
+
+/* api_graphql.c: POST /client/v4/graphql, the GraphQL analytics endpoint (issue 14). */
+void api__route_graphql(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
+                        api_response *r);
+
+/* GraphQL execution state shared by api_graphql.c and api_gql_usage.c. Execution stops at
+ * the first error (the response then has data null and that one error). */
+struct gql_doc;
+struct gql_field;
+struct gql_value;
+#define API__GX_PATH 8
+typedef struct api__gx {
+    store *st;
+    const struct gql_doc *doc;
+    json_t *vars; /* the request's variables (an object) or NULL */
+    int64_t now_ms;
+    size_t datasets;                /* dataset fields executed (bounded) */
+    const char *path[API__GX_PATH]; /* response keys down to the current field */
+    size_t depth;
+    bool failed;
+    int status, line, col; /* the error's HTTP status and location (0 = none) */
+    char msg[320];
+} api__gx;
+
+/* Records the first error (later ones are dropped); always returns NULL. */
+json_t *api__gx_fail(api__gx *x, int status, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* A value with its variables substituted, as JSON (enums become strings); NULL on error. */
+json_t *api__gx_value(api__gx *x, const struct gql_value *v);
+/* Every response key of the selection set is unique (no field merging); -1 on error. */
+int api__gx_unique_keys(api__gx *x, const struct gql_field *sel);
+/* callsTurnUsageAdaptiveGroups of one account (api_gql_usage.c): the groups array. */
+json_t *api__gql_usage(api__gx *x, const struct gql_field *f, const char *account_id);
 
 #endif
