@@ -39,8 +39,14 @@ static const char *const migrations[] = {
     "  key_uid TEXT NOT NULL, username_hash TEXT NOT NULL DEFAULT '',"
     "  expires BIGINT NOT NULL DEFAULT 0);"
     "CREATE INDEX changes_by_at ON changes(at);",
-    /* 3: reserved for the audit log (issue 12, another helper's slot; the lead merges) */
-    "SELECT 1",
+    /* 3: the audit log (issue 12) */
+    "CREATE TABLE audit_log ("
+    "  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, at BIGINT NOT NULL,"
+    "  action TEXT NOT NULL, result INTEGER NOT NULL, actor_type TEXT NOT NULL,"
+    "  actor_id TEXT NOT NULL, actor_ip TEXT NOT NULL, interface TEXT NOT NULL,"
+    "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL,"
+    "  old_value TEXT, new_value TEXT, metadata TEXT);"
+    "CREATE INDEX audit_log_by_account ON audit_log(account_id, at);",
     /* 4: usage minute and hour rows (issue 14) */
     "CREATE TABLE usage_minute ("
     "  minute BIGINT NOT NULL, account_id TEXT NOT NULL, key_uid TEXT NOT NULL,"
@@ -577,6 +583,9 @@ static const store_ops pg_ops = {
     .changes_since = pgs_changes_since,
     .changes_prune = pgs_changes_prune,
     .changes_wait = pgs_changes_wait,
+    .audit_add = store__pg_audit_add,
+    .audit_list = store__pg_audit_list,
+    .audit_purge = store__pg_audit_purge,
     .usage_add = store__pg_usage_add,
     .usage_query = store__pg_usage_query,
     .usage_rollup = store__pg_usage_rollup,
