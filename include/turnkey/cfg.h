@@ -62,6 +62,7 @@ typedef struct cfg {
     char *node_name; /* usage rows' node ("" = the host name) */
     long usage_flush_interval, usage_retention_days, usage_hour_retention_days;
     long usage_max_pending, usage_ring_size;
+    long max_revocations_per_key; /* live revocations per TURN key (the next one gets 409) */
     int layer_;         /* cfg_load internals: which source is being read, and which source */
     int list_layer_[8]; /* last set each layered list */
 } cfg;

@@ -34,6 +34,8 @@ api_server *api_new(store *st, const api_config *cfg, const api_hooks *hooks)
     a->cfg = *cfg;
     if (a->cfg.max_keys == 0)
         a->cfg.max_keys = 1000;
+    if (a->cfg.max_revocations == 0)
+        a->cfg.max_revocations = 100000;
     if (hooks)
         a->hooks = *hooks;
     a->keys = cfg->keys;

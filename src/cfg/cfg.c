@@ -136,6 +136,8 @@ static const opt table[] = {
     {"usage-ring-size", T_INT, O(usage_ring_size), "4096", 1, 1048576,
      "usage records per relay thread towards the main thread (a full ring delays, never "
      "drops)"},
+    {"max-revocations-per-key", T_INT, O(max_revocations_per_key), "100000", 1, 100000000,
+     "revoked credentials per TURN key not yet expired; more revocations get 409"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 

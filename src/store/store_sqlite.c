@@ -644,14 +644,41 @@ out:
 
 /* --- revocations --------------------------------------------------------------------- */
 
-static int sq_revoke_add(void *ctx, const char *key_uid, const char *h, int64_t expires)
+/* Inside the write transaction: STORE_OK if (key_uid, h) may be inserted (or is already
+ * there), STORE_LIMIT past the key's cap of live revocations. */
+static int revoke_admit(sq *q, const char *key_uid, const char *h, int64_t now, size_t max)
+{
+    sqlite3_stmt *st = prep(q, "SELECT coalesce(sum(expires > ?2), 0), "
+                               "coalesce(max(username_hash = ?3), 0) "
+                               "FROM revocations WHERE key_uid = ?1");
+    if (!st)
+        return STORE_ERROR;
+    bind_text(st, 1, key_uid);
+    sqlite3_bind_int64(st, 2, now);
+    bind_text(st, 3, h);
+    int rc = STORE_ERROR;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        rc = sqlite3_column_int64(st, 1) != 0 ||
+                     store__revoke_admit((size_t)sqlite3_column_int64(st, 0), max)
+                 ? STORE_OK
+                 : STORE_LIMIT;
+    }
+    release(q, st);
+    return rc;
+}
+
+static int sq_revoke_add(void *ctx, const char *key_uid, const char *h, int64_t expires,
+                         int64_t now, size_t max_live)
 {
     sq *q = ctx;
     int rc = STORE_ERROR, changes = 0;
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&q->mu);
-    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
+    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK) /* the write lock: the count cannot race */
         goto out;
+    if (max_live != STORE_NO_LIMIT && (rc = revoke_admit(q, key_uid, h, now, max_live)) != STORE_OK)
+        goto rollback;
+    rc = STORE_ERROR;
     st = prep(q, "INSERT OR IGNORE INTO revocations(key_uid, username_hash, expires) "
                  "VALUES (?,?,?)");
     if (!st)
