@@ -51,6 +51,14 @@ int keycache_preload(keycache *kc);
  * not in memory, KEYCACHE_DELETED for one deleted recently. Before keycache_preload
  * succeeded it falls back to keycache_get for keys it never saw deleted. */
 int keycache_get_cached(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN]);
+/* keycache_get_cached that fills key_hash too (NULL: not wanted): the API's mint and revoke
+ * authentication, so an unknown key id costs what a wrong bearer costs (no store query once
+ * the cache is complete). */
+int keycache_peek(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
+                  char key_hash[65]);
+/* A key this process just created (the store committed it): cached at once, so it mints
+ * before the change feed brings it. */
+void keycache_add(keycache *kc, const store_key *k);
 /* The key was deleted: forget it now (and remember it was deleted). */
 void keycache_forget(keycache *kc, const char *uid);
 

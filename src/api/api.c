@@ -358,6 +358,7 @@ static void keys_create(api_server *a, const api_request *req, const store_token
         internal_error(r);
         return;
     }
+    keycache_add(a->keys, &k); /* it mints at once, before the feed brings it */
     json_t *nv = key_audit(&k);
     api__audit(a, req, "user", tok->id, acct, "create", "turn_key", k.uid, NULL, nv, now);
     json_decref(nv);

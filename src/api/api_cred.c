@@ -28,7 +28,9 @@ static void unauthorized(api_response *r)
 
 /* Loads the key named by the path (from the key cache) and checks the bearer against its
  * hash. Every failure (malformed id, unknown or deleted key, wrong or missing bearer) gives
- * the same 401, and the comparison work is the same whether or not the key exists. */
+ * the same 401, and the work is the same whether or not the key exists: once the cache is
+ * complete (the change feed follows the store) an unknown id is answered from memory like a
+ * wrong bearer, never by a store query. */
 static int authenticate_key(api_server *a, const api_request *req, const api__path *p,
                             char uid[STORE_ID_LEN + 1], uint8_t secret[STORE_SECRET_LEN],
                             api_response *r)
@@ -43,7 +45,7 @@ static int authenticate_key(api_server *a, const api_request *req, const api__pa
     int rc = -1;
     if (api__decode_segment(p->seg[3], p->len[3], seg, sizeof seg) == 0 &&
         util_is_lower_hex(seg, STORE_ID_LEN))
-        rc = keycache_get(a->keys, seg, secret, key_hash);
+        rc = keycache_peek(a->keys, seg, secret, key_hash); /* memory only, found or not */
     if (rc == -2) {
         api__error(r, 500, 10500, "Internal server error", NULL);
         return -1;

@@ -261,18 +261,24 @@ int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN]
     return 0;
 }
 
-int keycache_get_cached(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN])
+int keycache_peek(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
+                  char key_hash[65])
 {
     if (!util_is_lower_hex(uid, STORE_ID_LEN))
         return -1;
     uint64_t epoch;
-    int c = get_cached(kc, uid, secret, NULL, &epoch);
+    int c = get_cached(kc, uid, secret, key_hash, &epoch);
     if (c != 0)
         return c > 0 ? 0 : KEYCACHE_DELETED;
     pthread_rwlock_rdlock(&kc->lock);
     bool complete = kc->complete;
     pthread_rwlock_unlock(&kc->lock);
-    return complete ? -1 : keycache_get(kc, uid, secret, NULL);
+    return complete ? -1 : keycache_get(kc, uid, secret, key_hash);
+}
+
+int keycache_get_cached(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN])
+{
+    return keycache_peek(kc, uid, secret, NULL);
 }
 
 static int preload_account(keycache *kc, const char *account_id, uint64_t epoch)
@@ -443,6 +449,11 @@ static void put_key(keycache *kc, const store_key *k)
     memcpy(e->key_hash, k->key_hash, sizeof e->key_hash);
     memcpy(e->secret, k->secret, STORE_SECRET_LEN);
     pthread_rwlock_unlock(&kc->lock);
+}
+
+void keycache_add(keycache *kc, const store_key *k)
+{
+    put_key(kc, k);
 }
 
 int keycache_refresh(keycache *kc, const char *uid)
