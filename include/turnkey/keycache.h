@@ -59,8 +59,10 @@ int keycache_peek(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN
 /* A key this process just created (the store committed it): cached at once, so it mints
  * before the change feed brings it. */
 void keycache_add(keycache *kc, const store_key *k);
-/* The key was deleted: forget it now (and remember it was deleted). */
+/* The key was deleted: forget it now (and remember it was deleted, at util_now()). */
 void keycache_forget(keycache *kc, const char *uid);
+/* The same, deleted at now (seconds, the clock keycache_purge is given). */
+void keycache_forget_at(keycache *kc, const char *uid, int64_t now);
 
 /* Credential revocations, by exact username. */
 void keycache_revoke(keycache *kc, const char *username, size_t len, int64_t expires);

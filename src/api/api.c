@@ -411,7 +411,7 @@ static void key_item(api_server *a, const api_request *req, const store_token *t
     } else {
         rc = store_key_delete(a->st, acct, uid, &k);
         if (rc == STORE_OK) {
-            keycache_forget(a->keys, uid);
+            keycache_forget_at(a->keys, uid, now / 1000);
             if (a->hooks.key_deleted)
                 a->hooks.key_deleted(a->hooks.ctx, uid);
             old = key_audit(&k);

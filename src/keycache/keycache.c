@@ -317,9 +317,13 @@ int keycache_preload(keycache *kc)
 
 void keycache_forget(keycache *kc, const char *uid)
 {
+    keycache_forget_at(kc, uid, util_now());
+}
+
+void keycache_forget_at(keycache *kc, const char *uid, int64_t now)
+{
     if (strlen(uid) != STORE_ID_LEN)
         return;
-    int64_t now = util_now();
     pthread_rwlock_wrlock(&kc->lock);
     kc->epoch++;
     dead_add(kc, uid, now);
@@ -488,10 +492,9 @@ int keycache_load_all(keycache *kc, int64_t now)
         table_insert(&fresh, (node *)e, fnv(e->uid, STORE_ID_LEN), key_hash_of);
     }
     store_key_array_free(keys, n);
-    int64_t now_s = util_now();
     pthread_rwlock_wrlock(&kc->lock);
     kc->epoch++; /* keys gone from the store go from the cache too */
-    note_gone(kc, &kc->keys, &fresh, now_s);
+    note_gone(kc, &kc->keys, &fresh, now);
     table old = kc->keys;
     kc->keys = fresh;
     pthread_rwlock_unlock(&kc->lock);
