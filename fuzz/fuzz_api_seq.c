@@ -85,6 +85,7 @@ static const struct {
 typedef struct key_rec {
     int account;
     bool deleted;
+    int64_t deleted_at; /* model seconds */
     char uid[STORE_ID_LEN + 1];
     char bearer[65];
     char name[NAME_MAX_LEN + 1];
@@ -323,6 +324,7 @@ static void op_item(model *m, const char *method, int a, const tok_rec *t, key_r
         REQUIRE(json_object_get(res, "key") == NULL); /* the bearer is shown once only */
         if (strcmp(method, "DELETE") == 0) {
             k->deleted = true;
+            k->deleted_at = m->now_s;
             m->want_deleted++;
             REQUIRE(m->hook_deleted == m->want_deleted && !strcmp(m->last_deleted, k->uid));
         }
@@ -433,8 +435,9 @@ static void check_creds(model *m)
         const key_rec *k = &m->keys[c->key];
         int rc = cred_verify(&lk, c->user, strlen(c->user), m->now_s, NULL, NULL);
         bool revoked_in_store = false;
-        if (k->deleted)
-            REQUIRE(rc == CRED_E_UNKNOWN_KEY);
+        if (k->deleted) /* remembered as deleted while a credential of it could be valid */
+            REQUIRE(rc == (m->now_s < k->deleted_at + KEYCACHE_DEAD_KEEP ? CRED_E_KEY_DELETED
+                                                                         : CRED_E_UNKNOWN_KEY));
         else if (c->expires <= m->now_s)
             REQUIRE(rc == CRED_E_EXPIRED);
         else if (c->revoked)
@@ -459,7 +462,8 @@ static void check_state(model *m)
         uint8_t secret[STORE_SECRET_LEN];
         REQUIRE(store_key_by_uid(m->st, m->keys[i].uid, &k) == STORE_NOT_FOUND);
         REQUIRE(keycache_get(m->kc, m->keys[i].uid, secret, NULL) == -1);
-        REQUIRE(keycache_get_cached(m->kc, m->keys[i].uid, secret) == -1);
+        REQUIRE(keycache_get_cached(m->kc, m->keys[i].uid, secret) ==
+                (m->now_s < m->keys[i].deleted_at + KEYCACHE_DEAD_KEEP ? KEYCACHE_DELETED : -1));
     }
     check_creds(m);
     REQUIRE(m->hook_deleted == m->want_deleted && m->hook_revoked == m->want_revoked);

@@ -756,7 +756,8 @@ static int cmd_serve(int argc, char **argv)
                        .obs = &obs_hooks,
                        .usage_as_of = ua ? usage_as_of : NULL,
                        .usage_ctx = ua,
-                       .usage_lag_ms = (c.usage_flush_interval + 2) * 1000};
+                       .usage_lag_ms = (c.usage_flush_interval + 2) * 1000,
+                       .max_revocations = (size_t)c.max_revocations_per_key};
     api = api_new(s, &acfg, rel ? &hooks : NULL);
     obs_set_api(ob, api);
     http_config hcfg = {.listen = c.api_listen,

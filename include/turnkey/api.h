@@ -45,6 +45,7 @@ typedef struct api_config {
     int64_t (*usage_as_of)(void *ctx);
     void *usage_ctx;
     int64_t usage_lag_ms;
+    size_t max_revocations; /* live revocations per TURN key (default 100000; then 409) */
 } api_config;
 
 /* Optional observer of control-plane changes that live state must follow (a relay ending

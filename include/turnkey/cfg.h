@@ -65,9 +65,10 @@ typedef struct cfg {
     bool api_tls;       /* the API listener speaks HTTPS */
     char *api_tls_cert; /* "" = the TURN pair (tls_cert/tls_key) */
     char *api_tls_key;
-    char *shared_tls_listen; /* ADDR:PORT serving HTTPS and TURN over TLS; "" = off */
-    int layer_;              /* cfg_load internals: which source is being read, and which source */
-    int list_layer_[8];      /* last set each layered list */
+    char *shared_tls_listen;      /* ADDR:PORT serving HTTPS and TURN over TLS; "" = off */
+    long max_revocations_per_key; /* live revocations per TURN key (the next one gets 409) */
+    int layer_;         /* cfg_load internals: which source is being read, and which source */
+    int list_layer_[8]; /* last set each layered list */
 } cfg;
 
 /* Fills c from defaults, file, environment and argv (argv[0] is the subcommand name).

@@ -38,7 +38,8 @@ enum {
     CRED_E_UNKNOWN_KEY = -2,
     CRED_E_BAD_TAG = -3,
     CRED_E_EXPIRED = -4,
-    CRED_E_REVOKED = -5
+    CRED_E_REVOKED = -5,
+    CRED_E_KEY_DELETED = -6 /* the lookup knows the key was deleted */
 };
 
 typedef struct cred_info {
@@ -76,8 +77,9 @@ int cred_check(const char *username, size_t len, const uint8_t secret[CRED_SECRE
                cred_info *info, char password[CRED_PASSWORD_MAX]);
 
 /* What the relay and the revoke endpoint call: */
+#define CRED_LOOKUP_DELETED (-2)
 typedef struct cred_lookup {
-    /* 0 found (secret filled), -1 unknown/deleted */
+    /* 0 found (secret filled), -1 unknown, CRED_LOOKUP_DELETED known to be deleted */
     int (*key_secret)(void *ctx, const char *key_id, uint8_t secret[CRED_SECRET_LEN]);
     /* may be NULL */
     bool (*is_revoked)(void *ctx, const char *key_id, const char *username, size_t len);

@@ -12,7 +12,12 @@
  * process's API (a credential can only be minted through keycache_get, which loads a key
  * created since) or by another node, whose changes the feed (src/feed) applies here. keycache_get_cached / keycache_lookup_cached then answer from memory
  * alone: an unknown key id (an attacker's Allocate naming random ids) costs a hash lookup,
- * never a store query. */
+ * never a store query.
+ *
+ * A deleted key's uid is remembered (KEYCACHE_DELETED) until no credential of it can still
+ * be valid (KEYCACHE_DEAD_KEEP seconds, the longest credential lifetime; dropped by
+ * keycache_purge) and at most KEYCACHE_DEAD_MAX of them (the oldest goes first), so the
+ * relay can report "key deleted" rather than "unknown key". */
 #ifndef TURNKEY_KEYCACHE_H
 #define TURNKEY_KEYCACHE_H
 
@@ -24,6 +29,10 @@
 #include "turnkey/store.h"
 
 typedef struct keycache keycache;
+
+#define KEYCACHE_DELETED (-3)     /* keycache_get_cached: a key deleted recently */
+#define KEYCACHE_DEAD_KEEP 172800 /* seconds a deletion is remembered (API_TTL_MAX) */
+#define KEYCACHE_DEAD_MAX 65536   /* deletions remembered at most */
 
 keycache *keycache_new(store *st);
 void keycache_free(keycache *kc);
@@ -39,15 +48,27 @@ int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN]
  * a delete raced with the load (the cache then stays incomplete: call it again). */
 int keycache_preload(keycache *kc);
 /* Like keycache_get (secret only) from memory alone once the cache is complete: -1 for a key
- * not in memory. Before keycache_preload succeeded it falls back to keycache_get. */
+ * not in memory, KEYCACHE_DELETED for one deleted recently. Before keycache_preload
+ * succeeded it falls back to keycache_get for keys it never saw deleted. */
 int keycache_get_cached(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN]);
-/* The key was deleted: forget it now. */
+/* keycache_get_cached that fills key_hash too (NULL: not wanted): the API's mint and revoke
+ * authentication, so an unknown key id costs what a wrong bearer costs (no store query once
+ * the cache is complete). */
+int keycache_peek(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
+                  char key_hash[65]);
+/* A key this process just created (the store committed it): cached at once, so it mints
+ * before the change feed brings it. */
+void keycache_add(keycache *kc, const store_key *k);
+/* The key was deleted: forget it now (and remember it was deleted, at util_now()). */
 void keycache_forget(keycache *kc, const char *uid);
+/* The same, deleted at now (seconds, the clock keycache_purge is given). */
+void keycache_forget_at(keycache *kc, const char *uid, int64_t now);
 
 /* Credential revocations, by exact username. */
 void keycache_revoke(keycache *kc, const char *username, size_t len, int64_t expires);
 bool keycache_is_revoked(keycache *kc, const char *username, size_t len);
-/* Drops revocations whose credential expired at or before now; returns how many. */
+/* Drops revocations whose credential expired at or before now, and deletions remembered
+ * for KEYCACHE_DEAD_KEEP seconds; returns how many revocations. */
 size_t keycache_purge(keycache *kc, int64_t now);
 
 /* Following the store's change feed (src/feed): */

@@ -100,6 +100,9 @@ void relay_credential_revoked_hash(relay *r, const char *username_sha256_hex);
 void relay_drain(relay *r);
 /* Live allocations over all workers. Thread-safe. */
 size_t relay_allocations(relay *r);
+/* TCP/TLS listener sockets paused right now because accept() ran out of descriptors
+ * (EMFILE/ENFILE, or kernel memory); they resume after a back-off. Thread-safe. */
+size_t relay_paused_listeners(const relay *r);
 
 /* --- the outward path (observability, usage accounting) ------------------------------
  * Each worker thread publishes its counters once a second (and at every lifecycle event)

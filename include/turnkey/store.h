@@ -19,12 +19,13 @@
 enum store_rc {
     STORE_OK = 0,
     STORE_NOT_FOUND = -1,
-    STORE_LIMIT = -2, /* per-account key limit reached */
+    STORE_LIMIT = -2, /* a limit reached: keys per account, revocations per key */
     STORE_ERROR = -3, /* real fault (I/O, corruption): callers answer 5xx */
 };
 
-#define STORE_ID_LEN 32     /* account id, key uid, token id: 32 lowercase hex */
-#define STORE_SECRET_LEN 32 /* per-key credential secret */
+#define STORE_ID_LEN 32         /* account id, key uid, token id: 32 lowercase hex */
+#define STORE_SECRET_LEN 32     /* per-key credential secret */
+#define STORE_NO_LIMIT SIZE_MAX /* a cap that never binds (store copy) */
 
 /* calls:read, calls:write; audit:read reads the audit log only (issue 12); analytics:read
  * reads usage only (issue 14, Cloudflare's "Account Analytics Read"). */
@@ -191,8 +192,12 @@ typedef struct store_ops {
     /* Deletes the key and its revocations; *out receives the deleted record. */
     int (*key_delete)(void *ctx, const char *account_id, const char *uid, store_key *out);
     /* Revocations of one credential (key uid + SHA-256 hex of the username) until expires;
-     * adding an existing one changes nothing. */
-    int (*revoke_add)(void *ctx, const char *key_uid, const char *username_hash, int64_t expires);
+     * adding an existing one changes nothing (STORE_OK). In the insert's transaction, under
+     * a lock per key, counts the key's live revocations (expires > now) and inserts a new
+     * one only if store__revoke_admit(count, max_live), else STORE_LIMIT; max_live ==
+     * STORE_NO_LIMIT skips the count. */
+    int (*revoke_add)(void *ctx, const char *key_uid, const char *username_hash, int64_t expires,
+                      int64_t now, size_t max_live);
     int (*revoke_check)(void *ctx, const char *key_uid, const char *username_hash, bool *revoked);
     int (*revoke_purge)(void *ctx, int64_t now, size_t *purged);
     /* Calls fn for every revocation with expires > now. */
@@ -271,6 +276,10 @@ int store_key_rename(store *s, const char *account_id, const char *uid, const ch
                      int64_t now, store_key *out);
 int store_key_delete(store *s, const char *account_id, const char *uid, store_key *out);
 int store_revoke_add(store *s, const char *key_uid, const char *username, int64_t expires);
+/* The same, refused with STORE_LIMIT when the key already holds max_per_key revocations
+ * that are live at now (seconds); re-revoking a revoked username is still STORE_OK. */
+int store_revoke_add_capped(store *s, const char *key_uid, const char *username, int64_t expires,
+                            size_t max_per_key, int64_t now);
 int store_revoke_check(store *s, const char *key_uid, const char *username, bool *revoked);
 int store_revoke_purge(store *s, int64_t now, size_t *purged);
 /* Visits every revocation not yet expired at `now`. */
@@ -324,6 +333,8 @@ int store_copy(store *from, store *to, int64_t now, store_copy_counts *counts, c
 /* Rules shared by the backends (store.c). */
 /* A new key is admitted while the account holds fewer than max_keys. */
 bool store__key_admit(size_t existing, size_t max_keys);
+/* A new revocation is admitted while the key holds fewer than max live ones. */
+bool store__revoke_admit(size_t live, size_t max);
 /* modified after a rename at now: always moves forward, even within one millisecond. */
 int64_t store__next_modified(int64_t prev, int64_t now);
 

@@ -34,6 +34,8 @@ api_server *api_new(store *st, const api_config *cfg, const api_hooks *hooks)
     a->cfg = *cfg;
     if (a->cfg.max_keys == 0)
         a->cfg.max_keys = 1000;
+    if (a->cfg.max_revocations == 0)
+        a->cfg.max_revocations = 100000;
     if (hooks)
         a->hooks = *hooks;
     a->keys = cfg->keys;
@@ -356,6 +358,7 @@ static void keys_create(api_server *a, const api_request *req, const store_token
         internal_error(r);
         return;
     }
+    keycache_add(a->keys, &k); /* it mints at once, before the feed brings it */
     json_t *nv = key_audit(&k);
     api__audit(a, req, "user", tok->id, acct, "create", "turn_key", k.uid, NULL, nv, now);
     json_decref(nv);
@@ -408,7 +411,7 @@ static void key_item(api_server *a, const api_request *req, const store_token *t
     } else {
         rc = store_key_delete(a->st, acct, uid, &k);
         if (rc == STORE_OK) {
-            keycache_forget(a->keys, uid);
+            keycache_forget_at(a->keys, uid, now / 1000);
             if (a->hooks.key_deleted)
                 a->hooks.key_deleted(a->hooks.ctx, uid);
             old = key_audit(&k);

@@ -11,7 +11,13 @@
 #include "turnkey/cred.h"
 #include "turnkey/util.h"
 
-enum { E_AUTH = 10000, E_VALIDATION = 10001, E_NOT_FOUND = 10004, E_METHOD = 10005 };
+enum {
+    E_AUTH = 10000,
+    E_VALIDATION = 10001,
+    E_NOT_FOUND = 10004,
+    E_METHOD = 10005,
+    E_REVOKE_LIMIT = 10006,
+};
 
 static void unauthorized(api_response *r)
 {
@@ -22,7 +28,9 @@ static void unauthorized(api_response *r)
 
 /* Loads the key named by the path (from the key cache) and checks the bearer against its
  * hash. Every failure (malformed id, unknown or deleted key, wrong or missing bearer) gives
- * the same 401, and the comparison work is the same whether or not the key exists. */
+ * the same 401, and the work is the same whether or not the key exists: once the cache is
+ * complete (the change feed follows the store) an unknown id is answered from memory like a
+ * wrong bearer, never by a store query. */
 static int authenticate_key(api_server *a, const api_request *req, const api__path *p,
                             char uid[STORE_ID_LEN + 1], uint8_t secret[STORE_SECRET_LEN],
                             api_response *r)
@@ -37,7 +45,7 @@ static int authenticate_key(api_server *a, const api_request *req, const api__pa
     int rc = -1;
     if (api__decode_segment(p->seg[3], p->len[3], seg, sizeof seg) == 0 &&
         util_is_lower_hex(seg, STORE_ID_LEN))
-        rc = keycache_get(a->keys, seg, secret, key_hash);
+        rc = keycache_peek(a->keys, seg, secret, key_hash); /* memory only, found or not */
     if (rc == -2) {
         api__error(r, 500, 10500, "Internal server error", NULL);
         return -1;
@@ -154,6 +162,17 @@ static void audit_revoke(api_server *a, const api_request *req, const char *uid,
     store_key_clear(&k);
 }
 
+/* 409, not 429 or 5xx: clients retry those, and this answer stays until credentials expire. */
+static void revoke_limit(api_server *a, api_response *r)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "Revocation limit reached: this key already has %zu revoked credentials that have "
+             "not expired; a revocation is dropped when its credential expires",
+             a->cfg.max_revocations);
+    api__error(r, 409, E_REVOKE_LIMIT, msg, NULL);
+}
+
 static void revoke(api_server *a, const api_request *req, const api__path *p, const char *uid,
                    const uint8_t *secret, int64_t now_ms, api_response *r)
 {
@@ -171,7 +190,13 @@ static void revoke(api_server *a, const api_request *req, const api__path *p, co
         return;
     }
     if (info.expires > now_ms / 1000) {
-        if (store_revoke_add(a->st, uid, user, info.expires) != STORE_OK) {
+        int rc = store_revoke_add_capped(a->st, uid, user, info.expires, a->cfg.max_revocations,
+                                         now_ms / 1000);
+        if (rc == STORE_LIMIT) {
+            revoke_limit(a, r);
+            return;
+        }
+        if (rc != STORE_OK) {
             api__error(r, 500, 10500, "Internal server error", NULL);
             return;
         }

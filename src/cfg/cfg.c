@@ -144,6 +144,8 @@ static const opt table[] = {
     {"shared-tls-listen", T_STR, O(shared_tls_listen), "", 0, 0,
      "one TLS port for HTTPS (the API) and TURN over TLS, ADDR:PORT (e.g. 0.0.0.0:443; "
      "ALPN or the first bytes tell them apart; TURN certificate; empty = off)"},
+    {"max-revocations-per-key", T_INT, O(max_revocations_per_key), "100000", 1, 100000000,
+     "revoked credentials per TURN key not yet expired; more revocations get 409"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 

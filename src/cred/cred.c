@@ -301,8 +301,9 @@ int cred_verify(const cred_lookup *lk, const char *username, size_t len, int64_t
     rc = cred_parse(username, len, &parsed);
     if (rc != CRED_OK)
         goto cleanup;
-    if (lk->key_secret(lk->ctx, parsed.key_id, secret) != 0) {
-        rc = CRED_E_UNKNOWN_KEY;
+    int found = lk->key_secret(lk->ctx, parsed.key_id, secret);
+    if (found != 0) {
+        rc = found == CRED_LOOKUP_DELETED ? CRED_E_KEY_DELETED : CRED_E_UNKNOWN_KEY;
         goto cleanup;
     }
     rc = cred_check(username, len, secret, &parsed, pw);
@@ -344,6 +345,7 @@ const char *cred_strerror(int rc)
     case CRED_E_BAD_TAG: return "credential not minted by this key";
     case CRED_E_EXPIRED: return "credential expired";
     case CRED_E_REVOKED: return "credential revoked";
+    case CRED_E_KEY_DELETED: return "key deleted";
     default: return "unknown error";
     }
 }

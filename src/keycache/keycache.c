@@ -22,6 +22,14 @@ typedef struct rentry {
     int64_t expires;
 } rentry;
 
+/* A key deleted recently, remembered so a credential naming it is told apart from one naming
+ * a key that never existed (hash chain + a FIFO from the oldest). */
+typedef struct dentry {
+    struct dentry *next, *newer;
+    char uid[STORE_ID_LEN + 1];
+    int64_t at; /* deleted at (seconds) */
+} dentry;
+
 typedef struct table {
     void **b;
     size_t nb, n;
@@ -33,6 +41,8 @@ struct keycache {
     uint64_t epoch; /* bumped by every forget: a concurrent load does not re-insert */
     bool complete;  /* keycache_preload ran: every key of the store is in `keys` */
     table keys, revs;
+    table dead;              /* dentry, by uid */
+    dentry *oldest, *newest; /* the FIFO of `dead` */
 };
 
 static uint64_t fnv(const void *p, size_t n)
@@ -110,6 +120,52 @@ static uint64_t rev_hash_of(const node *e)
     return fnv(((const rentry *)e)->hash, 32);
 }
 
+static uint64_t dead_hash_of(const node *e)
+{
+    return fnv(((const dentry *)e)->uid, STORE_ID_LEN);
+}
+
+static dentry *find_dead(keycache *kc, const char *uid)
+{
+    for (dentry *e = kc->dead.b[fnv(uid, STORE_ID_LEN) & (kc->dead.nb - 1)]; e; e = e->next)
+        if (memcmp(e->uid, uid, STORE_ID_LEN) == 0)
+            return e;
+    return NULL;
+}
+
+/* Drops the oldest remembered deletion. With the write lock held. */
+static void dead_pop(keycache *kc)
+{
+    dentry *e = kc->oldest;
+    dentry **pp = (dentry **)&kc->dead.b[fnv(e->uid, STORE_ID_LEN) & (kc->dead.nb - 1)];
+    while (*pp != e)
+        pp = &(*pp)->next;
+    *pp = e->next;
+    kc->oldest = e->newer;
+    if (!kc->oldest)
+        kc->newest = NULL;
+    kc->dead.n--;
+    free(e);
+}
+
+/* Remembers uid as deleted at now (the oldest goes past KEYCACHE_DEAD_MAX). Write lock held. */
+static void dead_add(keycache *kc, const char *uid, int64_t now)
+{
+    if (find_dead(kc, uid))
+        return;
+    if (kc->dead.n >= KEYCACHE_DEAD_MAX)
+        dead_pop(kc);
+    dentry *e = util_xcalloc(1, sizeof *e);
+    memcpy(e->uid, uid, STORE_ID_LEN);
+    e->at = now;
+    table_insert(&kc->dead, (node *)e, fnv(uid, STORE_ID_LEN), dead_hash_of);
+    if (kc->newest)
+        kc->newest->newer = e;
+    else
+        kc->oldest = e;
+    kc->newest = e;
+}
+
 keycache *keycache_new(store *st)
 {
     keycache *kc = util_xcalloc(1, sizeof *kc);
@@ -117,6 +173,7 @@ keycache *keycache_new(store *st)
     pthread_rwlock_init(&kc->lock, NULL);
     table_init(&kc->keys);
     table_init(&kc->revs);
+    table_init(&kc->dead);
     return kc;
 }
 
@@ -126,6 +183,7 @@ void keycache_free(keycache *kc)
         return;
     table_dispose(&kc->keys, true, sizeof(kentry));
     table_dispose(&kc->revs, false, 0);
+    table_dispose(&kc->dead, false, 0);
     pthread_rwlock_destroy(&kc->lock);
     free(kc);
 }
@@ -168,7 +226,8 @@ static void insert_loaded(keycache *kc, store_key *k, uint64_t epoch, uint8_t *s
     }
 }
 
-/* From memory only: 1 found, 0 not in memory; *epoch = the epoch read under the lock. */
+/* From memory only: 1 found, 0 not in memory, -1 deleted recently; *epoch = the epoch read
+ * under the lock. */
 static int get_cached(keycache *kc, const char *uid, uint8_t *secret, char *key_hash,
                       uint64_t *epoch)
 {
@@ -176,9 +235,10 @@ static int get_cached(keycache *kc, const char *uid, uint8_t *secret, char *key_
     kentry *e = find_key(kc, uid);
     if (e)
         fill(e, secret, key_hash);
+    int rc = e ? 1 : kc->dead.n && find_dead(kc, uid) ? -1 : 0;
     *epoch = kc->epoch;
     pthread_rwlock_unlock(&kc->lock);
-    return e != NULL;
+    return rc;
 }
 
 int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN], char key_hash[65])
@@ -186,8 +246,10 @@ int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN]
     if (!util_is_lower_hex(uid, STORE_ID_LEN))
         return -1;
     uint64_t epoch;
-    if (get_cached(kc, uid, secret, key_hash, &epoch))
+    if (get_cached(kc, uid, secret, key_hash, &epoch) > 0)
         return 0;
+    /* a key remembered as deleted is asked for again: a forget of a key still stored (the
+     * feed's refresh) only reloads it, and the live entry then hides the deletion */
     store_key k;
     int rc = store_key_by_uid(kc->st, uid, &k);
     if (rc == STORE_NOT_FOUND)
@@ -199,17 +261,24 @@ int keycache_get(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN]
     return 0;
 }
 
-int keycache_get_cached(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN])
+int keycache_peek(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN],
+                  char key_hash[65])
 {
     if (!util_is_lower_hex(uid, STORE_ID_LEN))
         return -1;
     uint64_t epoch;
-    if (get_cached(kc, uid, secret, NULL, &epoch))
-        return 0;
+    int c = get_cached(kc, uid, secret, key_hash, &epoch);
+    if (c != 0)
+        return c > 0 ? 0 : KEYCACHE_DELETED;
     pthread_rwlock_rdlock(&kc->lock);
     bool complete = kc->complete;
     pthread_rwlock_unlock(&kc->lock);
-    return complete ? -1 : keycache_get(kc, uid, secret, NULL);
+    return complete ? -1 : keycache_get(kc, uid, secret, key_hash);
+}
+
+int keycache_get_cached(keycache *kc, const char *uid, uint8_t secret[STORE_SECRET_LEN])
+{
+    return keycache_peek(kc, uid, secret, NULL);
 }
 
 static int preload_account(keycache *kc, const char *account_id, uint64_t epoch)
@@ -248,10 +317,16 @@ int keycache_preload(keycache *kc)
 
 void keycache_forget(keycache *kc, const char *uid)
 {
+    keycache_forget_at(kc, uid, util_now());
+}
+
+void keycache_forget_at(keycache *kc, const char *uid, int64_t now)
+{
     if (strlen(uid) != STORE_ID_LEN)
         return;
     pthread_rwlock_wrlock(&kc->lock);
     kc->epoch++;
+    dead_add(kc, uid, now);
     kentry **pp = (kentry **)&kc->keys.b[fnv(uid, STORE_ID_LEN) & (kc->keys.nb - 1)];
     while (*pp) {
         if (memcmp((*pp)->uid, uid, STORE_ID_LEN) == 0) {
@@ -341,6 +416,8 @@ size_t keycache_purge(keycache *kc, int64_t now)
             }
         }
     }
+    while (kc->oldest && kc->oldest->at + KEYCACHE_DEAD_KEEP <= now)
+        dead_pop(kc); /* no credential of it can still be valid */
     pthread_rwlock_unlock(&kc->lock);
     return purged;
 }
@@ -348,6 +425,19 @@ size_t keycache_purge(keycache *kc, int64_t now)
 static int lk_secret(void *ctx, const char *key_id, uint8_t secret[CRED_SECRET_LEN])
 {
     return keycache_get(ctx, key_id, secret, NULL) == 0 ? 0 : -1;
+}
+
+/* The keys of `old` missing from `fresh` were deleted: remember them. Write lock held. */
+static void note_gone(keycache *kc, const table *old, const table *fresh, int64_t now)
+{
+    for (size_t i = 0; i < old->nb; i++)
+        for (kentry *e = old->b[i]; e; e = e->next) {
+            kentry *f = fresh->b[fnv(e->uid, STORE_ID_LEN) & (fresh->nb - 1)];
+            while (f && memcmp(f->uid, e->uid, STORE_ID_LEN) != 0)
+                f = f->next;
+            if (!f)
+                dead_add(kc, e->uid, now);
+        }
 }
 
 /* Inserts k or replaces the entry of its uid. */
@@ -363,6 +453,11 @@ static void put_key(keycache *kc, const store_key *k)
     memcpy(e->key_hash, k->key_hash, sizeof e->key_hash);
     memcpy(e->secret, k->secret, STORE_SECRET_LEN);
     pthread_rwlock_unlock(&kc->lock);
+}
+
+void keycache_add(keycache *kc, const store_key *k)
+{
+    put_key(kc, k);
 }
 
 int keycache_refresh(keycache *kc, const char *uid)
@@ -399,6 +494,7 @@ int keycache_load_all(keycache *kc, int64_t now)
     store_key_array_free(keys, n);
     pthread_rwlock_wrlock(&kc->lock);
     kc->epoch++; /* keys gone from the store go from the cache too */
+    note_gone(kc, &kc->keys, &fresh, now);
     table old = kc->keys;
     kc->keys = fresh;
     pthread_rwlock_unlock(&kc->lock);
@@ -431,7 +527,8 @@ cred_lookup keycache_lookup(keycache *kc)
 
 static int lk_secret_cached(void *ctx, const char *key_id, uint8_t secret[CRED_SECRET_LEN])
 {
-    return keycache_get_cached(ctx, key_id, secret) == 0 ? 0 : -1;
+    int rc = keycache_get_cached(ctx, key_id, secret);
+    return rc == 0 ? 0 : rc == KEYCACHE_DELETED ? CRED_LOOKUP_DELETED : -1;
 }
 
 cred_lookup keycache_lookup_cached(keycache *kc)

@@ -66,6 +66,12 @@ bool obs_ready(void *ctx, char *reason, size_t cap)
             snprintf(reason, cap, "TURN listener %zu is not bound", i + 1);
             return false;
         }
+    if (o->cfg.rel && relay_paused_listeners(o->cfg.rel) > 0) {
+        snprintf(reason, cap,
+                 "a TURN TCP/TLS listener is paused: out of file descriptors (accept failed "
+                 "with EMFILE/ENFILE)");
+        return false;
+    }
     if (atomic_load(&o->draining)) {
         snprintf(reason, cap, "draining");
         return false;

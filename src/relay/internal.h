@@ -178,6 +178,7 @@ struct relay {
     size_t usage_ring;
     void (*usage_last)(void *ctx, size_t worker, const usage_record *r);
     void *usage_ctx;
+    _Atomic uint32_t paused_listeners; /* listener sockets paused after EMFILE/ENFILE */
 };
 
 /* One event-loop thread: its own listeners (SO_REUSEPORT), turn_server, relay sockets and

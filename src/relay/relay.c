@@ -294,6 +294,8 @@ static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
         return TURN_AUTH_REVOKED;
     if (rc == CRED_E_UNKNOWN_KEY)
         return TURN_AUTH_UNKNOWN_KEY;
+    if (rc == CRED_E_KEY_DELETED)
+        return TURN_AUTH_KEY_DELETED;
     if (rc != CRED_OK)
         return TURN_AUTH_REJECT;
     memcpy(info->key_id, ci.key_id, sizeof info->key_id);

@@ -407,7 +407,13 @@ static void on_accept_timer(ev_loop *loop, ev_timer *t, void *ctx)
     (void)t;
     for (size_t i = 0; i < r->n_paused; i++)
         ev_mod(loop, r->paused[i], EV_READ);
+    atomic_fetch_sub(&r->shared->paused_listeners, (uint32_t)r->n_paused);
     r->n_paused = 0;
+}
+
+size_t relay_paused_listeners(const relay *r)
+{
+    return atomic_load(&((relay *)r)->paused_listeners);
 }
 
 /* accept4 failed with e: true to stop accepting in this wakeup. Out of descriptors (or
@@ -424,6 +430,7 @@ static bool accept_error(relay_worker *r, int lfd, int e)
             r->paused = util_xrealloc(r->paused, r->cap_paused * sizeof *r->paused);
         }
         r->paused[r->n_paused++] = lfd;
+        atomic_fetch_add(&r->shared->paused_listeners, 1); /* /readyz answers 503 meanwhile */
         if (!ev_timer_active(&r->accept_timer))
             ev_timer_start(r->loop, &r->accept_timer, RELAY_ACCEPT_BACKOFF_MS);
     }
@@ -549,6 +556,7 @@ void relay__conns_close_all(relay_worker *r)
     r->resume_ids = NULL;
     free(r->paused);
     r->paused = NULL;
+    atomic_fetch_sub(&r->shared->paused_listeners, (uint32_t)r->n_paused);
     r->n_paused = r->cap_paused = 0;
     r->n_resume = r->cap_resume = 0;
     for (size_t i = 0; i < r->conns_cap; i++)

@@ -102,6 +102,11 @@ bool store__key_admit(size_t existing, size_t max_keys)
     return existing < max_keys;
 }
 
+bool store__revoke_admit(size_t live, size_t max)
+{
+    return live < max;
+}
+
 int64_t store__next_modified(int64_t prev, int64_t now)
 {
     return now > prev ? now : prev + 1;
@@ -267,13 +272,19 @@ int store_key_delete(store *s, const char *account_id, const char *uid, store_ke
 }
 
 /* Revocations are stored by SHA-256 hex of the username: the store never holds one. */
-int store_revoke_add(store *s, const char *key_uid, const char *username, int64_t expires)
+int store_revoke_add_capped(store *s, const char *key_uid, const char *username, int64_t expires,
+                            size_t max_per_key, int64_t now)
 {
     char h[65];
     if (!valid_id(key_uid))
         return STORE_NOT_FOUND;
     util_sha256_hex(username, strlen(username), h);
-    return s->ops->revoke_add(s->ctx, key_uid, h, expires);
+    return s->ops->revoke_add(s->ctx, key_uid, h, expires, now, max_per_key);
+}
+
+int store_revoke_add(store *s, const char *key_uid, const char *username, int64_t expires)
+{
+    return store_revoke_add_capped(s, key_uid, username, expires, STORE_NO_LIMIT, 0);
 }
 
 int store_revoke_check(store *s, const char *key_uid, const char *username, bool *revoked)

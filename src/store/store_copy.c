@@ -155,7 +155,8 @@ static int copy_revocations(copy_run *r)
         bool there = false;
         rc = r->to->ops->revoke_check(r->to->ctx, rs.v[i].key_uid, rs.v[i].hash, &there);
         if (rc == STORE_OK && !there) {
-            rc = r->to->ops->revoke_add(r->to->ctx, rs.v[i].key_uid, rs.v[i].hash, rs.v[i].expires);
+            rc = r->to->ops->revoke_add(r->to->ctx, rs.v[i].key_uid, rs.v[i].hash, rs.v[i].expires,
+                                        0, STORE_NO_LIMIT);
             r->c->copied++;
             if (rc == STORE_OK)
                 rc = r->to->ops->revoke_check(r->to->ctx, rs.v[i].key_uid, rs.v[i].hash, &there);

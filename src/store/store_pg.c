@@ -39,8 +39,14 @@ static const char *const migrations[] = {
     "  key_uid TEXT NOT NULL, username_hash TEXT NOT NULL DEFAULT '',"
     "  expires BIGINT NOT NULL DEFAULT 0);"
     "CREATE INDEX changes_by_at ON changes(at);",
-    /* 3: reserved for the audit log (issue 12, another helper's slot; the lead merges) */
-    "SELECT 1",
+    /* 3: the audit log (issue 12) */
+    "CREATE TABLE audit_log ("
+    "  id TEXT PRIMARY KEY, account_id TEXT NOT NULL, at BIGINT NOT NULL,"
+    "  action TEXT NOT NULL, result INTEGER NOT NULL, actor_type TEXT NOT NULL,"
+    "  actor_id TEXT NOT NULL, actor_ip TEXT NOT NULL, interface TEXT NOT NULL,"
+    "  resource_type TEXT NOT NULL, resource_id TEXT NOT NULL,"
+    "  old_value TEXT, new_value TEXT, metadata TEXT);"
+    "CREATE INDEX audit_log_by_account ON audit_log(account_id, at);",
     /* 4: usage minute and hour rows (issue 14) */
     "CREATE TABLE usage_minute ("
     "  minute BIGINT NOT NULL, account_id TEXT NOT NULL, key_uid TEXT NOT NULL,"
@@ -418,7 +424,40 @@ out:
 
 /* --- revocations --------------------------------------------------------------------- */
 
-static int pgs_revoke_add(void *ctx, const char *key_uid, const char *h, int64_t expires)
+#define REVOKE_LOCK "7432" /* pg_advisory_xact_lock(REVOKE_LOCK, hashtext(key_uid)) */
+
+/* Inside the transaction, under the key's revocation lock (held until commit, so two nodes
+ * revoking for one key count in turn): STORE_OK if (key_uid, h) may be inserted (or is
+ * already there), STORE_LIMIT past the key's cap of live revocations. */
+static int revoke_admit(store__pg *p, const char *key_uid, const char *h, int64_t now, size_t max)
+{
+    store__pg_params lk = {0}, pp = {0};
+    store__pg_text(&lk, key_uid);
+    store__pg_text(&pp, key_uid);
+    store__pg_int(&pp, now);
+    store__pg_text(&pp, h);
+    PGresult *r = store__pg_query(p, "SELECT pg_advisory_xact_lock(" REVOKE_LOCK ", hashtext($1))",
+                                  &lk, PGRES_TUPLES_OK);
+    if (!r)
+        return STORE_ERROR;
+    PQclear(r);
+    r = store__pg_query(p,
+                        "SELECT count(*) FILTER (WHERE expires > $2), "
+                        "count(*) FILTER (WHERE username_hash = $3) "
+                        "FROM revocations WHERE key_uid = $1",
+                        &pp, PGRES_TUPLES_OK);
+    if (!r)
+        return STORE_ERROR;
+    int rc = store__pg_col_int(r, 0, 1) > 0 ||
+                     store__revoke_admit((size_t)store__pg_col_int(r, 0, 0), max)
+                 ? STORE_OK
+                 : STORE_LIMIT;
+    PQclear(r);
+    return rc;
+}
+
+static int pgs_revoke_add(void *ctx, const char *key_uid, const char *h, int64_t expires,
+                          int64_t now, size_t max_live)
 {
     store__pg *p = ctx;
     store__pg_params pp = {0};
@@ -430,6 +469,11 @@ static int pgs_revoke_add(void *ctx, const char *key_uid, const char *h, int64_t
     int rc = store__pg_begin(p);
     if (rc != STORE_OK)
         goto out;
+    if (max_live != STORE_NO_LIMIT &&
+        (rc = revoke_admit(p, key_uid, h, now, max_live)) != STORE_OK) {
+        store__pg_exec(p, "ROLLBACK");
+        goto out;
+    }
     if (store__pg_run(p,
                       "INSERT INTO revocations(key_uid, username_hash, expires) "
                       "VALUES ($1,$2,$3) ON CONFLICT DO NOTHING",
@@ -577,6 +621,9 @@ static const store_ops pg_ops = {
     .changes_since = pgs_changes_since,
     .changes_prune = pgs_changes_prune,
     .changes_wait = pgs_changes_wait,
+    .audit_add = store__pg_audit_add,
+    .audit_list = store__pg_audit_list,
+    .audit_purge = store__pg_audit_purge,
     .usage_add = store__pg_usage_add,
     .usage_query = store__pg_usage_query,
     .usage_rollup = store__pg_usage_rollup,

@@ -8,7 +8,7 @@
 
 #include "turnkey/store.h"
 
-#define STORE_PG_MAX_PARAMS 10
+#define STORE_PG_MAX_PARAMS 16
 
 typedef struct store__pg store__pg;
 
@@ -62,6 +62,12 @@ int store__pg_get_one(store__pg *p, const char *sql, const store__pg_params *pp,
  * array_free; rows come from one complete result, so nothing fails half-way). */
 int store__pg_get_all(store__pg *p, const char *sql, const store__pg_params *pp, size_t elem_size,
                       store__pg_row_fn rd, void **out, size_t *n);
+
+/* store_pg_audit.c: the audit ops (ctx = the store__pg). */
+int store__pg_audit_add(void *ctx, const store_audit *e);
+int store__pg_audit_list(void *ctx, const store_audit_query *q, store_audit **out, size_t *n,
+                         size_t *total);
+int store__pg_audit_purge(void *ctx, int64_t before_ms, size_t *purged);
 
 void store__pg_copy_id(char dst[STORE_ID_LEN + 1], const char *src);
 int64_t store__pg_col_int(PGresult *r, int row, int col);

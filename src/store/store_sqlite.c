@@ -1,6 +1,9 @@
 /* store_sqlite: the embedded default backend. One connection guarded by a mutex, WAL
  * journal with synchronous=FULL (an acknowledged write survives kill -9 and power loss),
- * every write in one IMMEDIATE transaction, schema migrations keyed on user_version. */
+ * every write in one IMMEDIATE transaction, schema migrations keyed on user_version. This
+ * file: schema, connection, statement helpers (sqlite_internal.h), accounts, tokens and
+ * keys; store_sqlite_feed.c: revocations and the change feed; store_sqlite_audit.c: the
+ * audit log. */
 #include <errno.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -65,7 +68,7 @@ static const char *const migrations[] = {
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
-static int exec(sq *q, const char *sql)
+int store__sqlite_exec(sq *q, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(q->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -80,7 +83,7 @@ static int migrate(sq *q, char **err)
 {
     sqlite3_stmt *st = NULL;
     int version = 0;
-    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
+    if (store__sqlite_exec(q, "BEGIN IMMEDIATE") != STORE_OK)
         goto fail;
     if (sqlite3_prepare_v2(q->db, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
         sqlite3_step(st) != SQLITE_ROW)
@@ -91,24 +94,24 @@ static int migrate(sq *q, char **err)
     if (version > N_MIGRATIONS) {
         *err = util_xasprintf("store schema version %d is newer than this binary (%d)", version,
                               N_MIGRATIONS);
-        exec(q, "ROLLBACK");
+        store__sqlite_exec(q, "ROLLBACK");
         return STORE_ERROR;
     }
     for (int v = version; v < N_MIGRATIONS; v++) {
-        if (exec(q, migrations[v]) != STORE_OK)
+        if (store__sqlite_exec(q, migrations[v]) != STORE_OK)
             goto rollback;
         char sql[64];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d", v + 1);
-        if (exec(q, sql) != STORE_OK)
+        if (store__sqlite_exec(q, sql) != STORE_OK)
             goto rollback;
         log_debug("store", "applied schema migration %d", v + 1);
     }
-    if (exec(q, "COMMIT") != STORE_OK)
+    if (store__sqlite_exec(q, "COMMIT") != STORE_OK)
         goto rollback;
     return STORE_OK;
 rollback:
     sqlite3_finalize(st);
-    exec(q, "ROLLBACK");
+    store__sqlite_exec(q, "ROLLBACK");
 fail:
     *err = util_xasprintf("store migration failed: %s", sqlite3_errmsg(q->db));
     return STORE_ERROR;
@@ -151,9 +154,9 @@ void *store__sqlite_open(const char *file, const char *dir, char **err)
         goto fail;
     }
     sqlite3_busy_timeout(q->db, 10000);
-    if (exec(q, "PRAGMA journal_mode=WAL") != STORE_OK ||
-        exec(q, "PRAGMA synchronous=FULL") != STORE_OK ||
-        exec(q, "PRAGMA foreign_keys=ON") != STORE_OK) {
+    if (store__sqlite_exec(q, "PRAGMA journal_mode=WAL") != STORE_OK ||
+        store__sqlite_exec(q, "PRAGMA synchronous=FULL") != STORE_OK ||
+        store__sqlite_exec(q, "PRAGMA foreign_keys=ON") != STORE_OK) {
         *err = util_xasprintf("cannot configure %s: %s", path, sqlite3_errmsg(q->db));
         goto fail;
     }
@@ -167,7 +170,7 @@ fail:
 
 /* --- statement helpers --------------------------------------------------------------- */
 
-static sqlite3_stmt *prep(sq *q, const char *sql)
+sqlite3_stmt *store__sqlite_prep(sq *q, const char *sql)
 {
     for (int i = 0; i < q->n_cache; i++)
         if (q->cache[i].sql == sql)
@@ -186,8 +189,8 @@ static sqlite3_stmt *prep(sq *q, const char *sql)
     return st;
 }
 
-/* Done with a statement from prep(): reset it for its next use (or free an uncached one). */
-static void release(sq *q, sqlite3_stmt *st)
+/* Done with a statement from store__sqlite_prep(): reset it for its next use (or free an uncached one). */
+void store__sqlite_release(sq *q, sqlite3_stmt *st)
 {
     if (!st)
         return;
@@ -200,24 +203,24 @@ static void release(sq *q, sqlite3_stmt *st)
     sqlite3_finalize(st);
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *s)
+void store__sqlite_bind_text(sqlite3_stmt *st, int i, const char *s)
 {
     sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
 }
 
-static const char *col_text(sqlite3_stmt *st, int i)
+const char *store__sqlite_col_text(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? (const char *)t : "";
 }
 
-static void copy_id(char dst[STORE_ID_LEN + 1], const char *src)
+void store__sqlite_copy_id(char dst[STORE_ID_LEN + 1], const char *src)
 {
     snprintf(dst, STORE_ID_LEN + 1, "%s", src);
 }
 
 /* Runs a single-statement write (already bound) and reports rows changed. */
-static int step_done(sq *q, sqlite3_stmt *st, int *changes)
+int store__sqlite_step_done(sq *q, sqlite3_stmt *st, int *changes)
 {
     int rc = sqlite3_step(st);
     if (rc != SQLITE_DONE) {
@@ -229,20 +232,40 @@ static int step_done(sq *q, sqlite3_stmt *st, int *changes)
     return STORE_OK;
 }
 
+/* The purges: one `DELETE … WHERE column < ?1` (or <=) statement, t bound as ?1, under the
+ * lock; *deleted receives the rows removed. */
+int store__sqlite_delete_before(sq *q, const char *sql, int64_t t, size_t *deleted)
+{
+    int rc = STORE_ERROR, changes = 0;
+    pthread_mutex_lock(&q->mu);
+    sqlite3_stmt *st = store__sqlite_prep(q, sql);
+    if (st) {
+        sqlite3_bind_int64(st, 1, t);
+        rc = store__sqlite_step_done(q, st, &changes);
+    }
+    if (deleted)
+        *deleted = rc == STORE_OK ? (size_t)changes : 0;
+    store__sqlite_release(q, st);
+    pthread_mutex_unlock(&q->mu);
+    return rc;
+}
+
 /* Records a change in the open transaction (the writer holds the database's write lock, so
  * revisions commit in order). */
-static int log_change(sq *q, int kind, const char *key_uid, const char *hash, int64_t expires)
+int store__sqlite_log_change(sq *q, int kind, const char *key_uid, const char *hash,
+                             int64_t expires)
 {
-    sqlite3_stmt *st = prep(q, "INSERT INTO changes(at, kind, key_uid, username_hash, expires) "
-                               "VALUES (CAST(strftime('%s','now') AS INTEGER), ?, ?, ?, ?)");
+    sqlite3_stmt *st =
+        store__sqlite_prep(q, "INSERT INTO changes(at, kind, key_uid, username_hash, expires) "
+                              "VALUES (CAST(strftime('%s','now') AS INTEGER), ?, ?, ?, ?)");
     if (!st)
         return STORE_ERROR;
     sqlite3_bind_int(st, 1, kind);
-    bind_text(st, 2, key_uid);
-    bind_text(st, 3, hash ? hash : "");
+    store__sqlite_bind_text(st, 2, key_uid);
+    store__sqlite_bind_text(st, 3, hash ? hash : "");
     sqlite3_bind_int64(st, 4, expires);
-    int rc = step_done(q, st, NULL);
-    release(q, st);
+    int rc = store__sqlite_step_done(q, st, NULL);
+    store__sqlite_release(q, st);
     return rc;
 }
 
@@ -253,38 +276,38 @@ static int sq_account_create(void *ctx, const store_account *a)
     sq *q = ctx;
     int rc = STORE_ERROR;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "INSERT INTO accounts(id, name, created) VALUES (?,?,?)");
+    sqlite3_stmt *st =
+        store__sqlite_prep(q, "INSERT INTO accounts(id, name, created) VALUES (?,?,?)");
     if (!st)
         goto out;
-    bind_text(st, 1, a->id);
-    bind_text(st, 2, a->name);
+    store__sqlite_bind_text(st, 1, a->id);
+    store__sqlite_bind_text(st, 2, a->name);
     sqlite3_bind_int64(st, 3, a->created);
-    rc = step_done(q, st, NULL);
+    rc = store__sqlite_step_done(q, st, NULL);
 out:
-    release(q, st);
+    store__sqlite_release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
 
 static void read_account(sqlite3_stmt *st, store_account *a)
 {
-    copy_id(a->id, col_text(st, 0));
-    a->name = util_xstrdup(col_text(st, 1));
+    store__sqlite_copy_id(a->id, store__sqlite_col_text(st, 0));
+    a->name = util_xstrdup(store__sqlite_col_text(st, 1));
     a->created = sqlite3_column_int64(st, 2);
 }
 
 /* Generic "one row by one text parameter" read under the lock: STORE_OK (rd filled out),
  * STORE_NOT_FOUND or STORE_ERROR. */
-typedef void (*row_reader)(sqlite3_stmt *st, void *elem);
 
-static int get_one(sq *q, const char *sql, const char *param, row_reader rd, void *out)
+static int get_one(sq *q, const char *sql, const char *param, store__sqlite_row_fn rd, void *out)
 {
     int rc = STORE_ERROR;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, sql);
+    sqlite3_stmt *st = store__sqlite_prep(q, sql);
     if (!st)
         goto out;
-    bind_text(st, 1, param);
+    store__sqlite_bind_text(st, 1, param);
     int r = sqlite3_step(st);
     if (r == SQLITE_ROW) {
         rd(st, out);
@@ -293,7 +316,7 @@ static int get_one(sq *q, const char *sql, const char *param, row_reader rd, voi
         rc = STORE_NOT_FOUND;
     }
 out:
-    release(q, st);
+    store__sqlite_release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -311,17 +334,18 @@ static int sq_account_get(void *ctx, const char *id, store_account *out)
 /* Generic "all rows" read under the lock, with an optional text parameter: rd fills each
  * element of an array of elem_size. On failure the rows read so far are released with
  * free_arr and *out is NULL. */
-static int get_all(sq *q, const char *sql, const char *param, size_t elem_size, row_reader rd,
-                   void (*free_arr)(void *arr, size_t n), void **out, size_t *n)
+int store__sqlite_get_all(sq *q, const char *sql, const char *param, size_t elem_size,
+                          store__sqlite_row_fn rd, void (*free_arr)(void *arr, size_t n),
+                          void **out, size_t *n)
 {
     size_t cap = 16, len = 0;
     char *arr = util_xcalloc(cap, elem_size);
     int rc = STORE_ERROR, r = SQLITE_ERROR;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, sql);
+    sqlite3_stmt *st = store__sqlite_prep(q, sql);
     if (st) {
         if (param)
-            bind_text(st, 1, param);
+            store__sqlite_bind_text(st, 1, param);
         while ((r = sqlite3_step(st)) == SQLITE_ROW) {
             if (len == cap) {
                 cap *= 2;
@@ -336,7 +360,7 @@ static int get_all(sq *q, const char *sql, const char *param, size_t elem_size, 
         else
             log_error_rl(&q->rl, "store", "read failed: %s", sqlite3_errmsg(q->db));
     }
-    release(q, st);
+    store__sqlite_release(q, st);
     pthread_mutex_unlock(&q->mu);
     if (rc != STORE_OK) {
         free_arr(arr, len);
@@ -355,8 +379,9 @@ static void free_accounts(void *arr, size_t n)
 
 static int sq_account_list(void *ctx, store_account **out, size_t *n)
 {
-    return get_all(ctx, "SELECT id, name, created FROM accounts ORDER BY created, rowid", NULL,
-                   sizeof(store_account), rd_account, free_accounts, (void **)out, n);
+    return store__sqlite_get_all(
+        ctx, "SELECT id, name, created FROM accounts ORDER BY created, rowid", NULL,
+        sizeof(store_account), rd_account, free_accounts, (void **)out, n);
 }
 
 /* --- tokens -------------------------------------------------------------------------- */
@@ -366,14 +391,15 @@ static int sq_token_create(void *ctx, const store_token *t)
     sq *q = ctx;
     int rc = STORE_ERROR;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "INSERT INTO tokens(id, account_id, name, token_hash, perms, "
-                               "created, expires, revoked) VALUES (?,?,?,?,?,?,?,?)");
+    sqlite3_stmt *st =
+        store__sqlite_prep(q, "INSERT INTO tokens(id, account_id, name, token_hash, perms, "
+                              "created, expires, revoked) VALUES (?,?,?,?,?,?,?,?)");
     if (!st)
         goto out;
-    bind_text(st, 1, t->id);
-    bind_text(st, 2, t->account_id);
-    bind_text(st, 3, t->name);
-    bind_text(st, 4, t->token_hash);
+    store__sqlite_bind_text(st, 1, t->id);
+    store__sqlite_bind_text(st, 2, t->account_id);
+    store__sqlite_bind_text(st, 3, t->name);
+    store__sqlite_bind_text(st, 4, t->token_hash);
     sqlite3_bind_int(st, 5, (int)t->perms);
     sqlite3_bind_int64(st, 6, t->created);
     sqlite3_bind_int64(st, 7, t->expires);
@@ -382,7 +408,7 @@ static int sq_token_create(void *ctx, const store_token *t)
     if (rc != STORE_OK)
         log_debug("store", "token insert refused: %s", sqlite3_errmsg(q->db));
 out:
-    release(q, st);
+    store__sqlite_release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -392,14 +418,14 @@ out:
 static void read_token(sqlite3_stmt *st, void *e)
 {
     store_token *t = e;
-    copy_id(t->id, col_text(st, 0));
-    copy_id(t->account_id, col_text(st, 1));
-    t->name = util_xstrdup(col_text(st, 2));
+    store__sqlite_copy_id(t->id, store__sqlite_col_text(st, 0));
+    store__sqlite_copy_id(t->account_id, store__sqlite_col_text(st, 1));
+    t->name = util_xstrdup(store__sqlite_col_text(st, 2));
     t->perms = (unsigned)sqlite3_column_int(st, 3);
     t->created = sqlite3_column_int64(st, 4);
     t->expires = sqlite3_column_int64(st, 5);
     t->revoked = sqlite3_column_int64(st, 6);
-    snprintf(t->token_hash, sizeof t->token_hash, "%s", col_text(st, 7));
+    snprintf(t->token_hash, sizeof t->token_hash, "%s", store__sqlite_col_text(st, 7));
 }
 
 static int sq_token_by_hash(void *ctx, const char *token_hash, store_token *out)
@@ -415,11 +441,12 @@ static void free_tokens(void *arr, size_t n)
 
 static int sq_token_list(void *ctx, const char *account_id, store_token **out, size_t *n)
 {
-    return get_all(ctx,
-                   account_id ? "SELECT " TOKEN_COLS " FROM tokens WHERE account_id = ? "
-                                "ORDER BY created, rowid"
-                              : "SELECT " TOKEN_COLS " FROM tokens ORDER BY created, rowid",
-                   account_id, sizeof(store_token), read_token, free_tokens, (void **)out, n);
+    return store__sqlite_get_all(
+        ctx,
+        account_id ? "SELECT " TOKEN_COLS " FROM tokens WHERE account_id = ? "
+                     "ORDER BY created, rowid"
+                   : "SELECT " TOKEN_COLS " FROM tokens ORDER BY created, rowid",
+        account_id, sizeof(store_token), read_token, free_tokens, (void **)out, n);
 }
 
 static int sq_token_revoke(void *ctx, const char *id, int64_t now)
@@ -427,33 +454,32 @@ static int sq_token_revoke(void *ctx, const char *id, int64_t now)
     sq *q = ctx;
     int rc = STORE_ERROR, changes = 0;
     pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0");
+    sqlite3_stmt *st =
+        store__sqlite_prep(q, "UPDATE tokens SET revoked = ? WHERE id = ? AND revoked = 0");
     if (!st)
         goto out;
     sqlite3_bind_int64(st, 1, now);
-    bind_text(st, 2, id);
-    rc = step_done(q, st, &changes);
+    store__sqlite_bind_text(st, 2, id);
+    rc = store__sqlite_step_done(q, st, &changes);
     if (rc == STORE_OK && changes == 0)
         rc = STORE_NOT_FOUND;
 out:
-    release(q, st);
+    store__sqlite_release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
 
 /* --- TURN keys ----------------------------------------------------------------------- */
 
-#define KEY_COLS "uid, account_id, name, created, modified, key_hash, secret"
-
-static void read_key(sqlite3_stmt *st, void *e)
+void store__sqlite_read_key(sqlite3_stmt *st, void *e)
 {
     store_key *k = e;
-    copy_id(k->uid, col_text(st, 0));
-    copy_id(k->account_id, col_text(st, 1));
-    k->name = util_xstrdup(col_text(st, 2));
+    store__sqlite_copy_id(k->uid, store__sqlite_col_text(st, 0));
+    store__sqlite_copy_id(k->account_id, store__sqlite_col_text(st, 1));
+    k->name = util_xstrdup(store__sqlite_col_text(st, 2));
     k->created = sqlite3_column_int64(st, 3);
     k->modified = sqlite3_column_int64(st, 4);
-    snprintf(k->key_hash, sizeof k->key_hash, "%s", col_text(st, 5));
+    snprintf(k->key_hash, sizeof k->key_hash, "%s", store__sqlite_col_text(st, 5));
     const void *blob = sqlite3_column_blob(st, 6);
     if (blob && sqlite3_column_bytes(st, 6) == STORE_SECRET_LEN)
         memcpy(k->secret, blob, STORE_SECRET_LEN);
@@ -463,7 +489,7 @@ static int one_key(sq *q, sqlite3_stmt *st, store_key *out)
 {
     int r = sqlite3_step(st);
     if (r == SQLITE_ROW) {
-        read_key(st, out);
+        store__sqlite_read_key(st, out);
         return STORE_OK;
     }
     if (r == SQLITE_DONE)
@@ -474,16 +500,17 @@ static int one_key(sq *q, sqlite3_stmt *st, store_key *out)
 
 static int key_get_locked(sq *q, const char *account_id, const char *uid, store_key *out)
 {
-    sqlite3_stmt *st =
-        prep(q, account_id ? "SELECT " KEY_COLS " FROM turn_keys WHERE uid = ? AND account_id = ?"
-                           : "SELECT " KEY_COLS " FROM turn_keys WHERE uid = ?");
+    sqlite3_stmt *st = store__sqlite_prep(
+        q, account_id ? "SELECT " STORE__SQLITE_KEY_COLS
+                        " FROM turn_keys WHERE uid = ? AND account_id = ?"
+                      : "SELECT " STORE__SQLITE_KEY_COLS " FROM turn_keys WHERE uid = ?");
     if (!st)
         return STORE_ERROR;
-    bind_text(st, 1, uid);
+    store__sqlite_bind_text(st, 1, uid);
     if (account_id)
-        bind_text(st, 2, account_id);
+        store__sqlite_bind_text(st, 2, account_id);
     int rc = one_key(q, st, out);
-    release(q, st);
+    store__sqlite_release(q, st);
     return rc;
 }
 
@@ -493,13 +520,14 @@ static int sq_key_create(void *ctx, const store_key *k, size_t max_keys)
     int rc = STORE_ERROR;
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&q->mu);
-    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK) /* the write lock: counts cannot race */
+    if (store__sqlite_exec(q, "BEGIN IMMEDIATE") !=
+        STORE_OK) /* the write lock: counts cannot race */
         goto out;
-    st = prep(q, "SELECT (SELECT count(*) FROM accounts WHERE id = ?1), "
-                 "(SELECT count(*) FROM turn_keys WHERE account_id = ?1)");
+    st = store__sqlite_prep(q, "SELECT (SELECT count(*) FROM accounts WHERE id = ?1), "
+                               "(SELECT count(*) FROM turn_keys WHERE account_id = ?1)");
     if (!st)
         goto rollback;
-    bind_text(st, 1, k->account_id);
+    store__sqlite_bind_text(st, 1, k->account_id);
     if (sqlite3_step(st) != SQLITE_ROW)
         goto rollback;
     if (sqlite3_column_int64(st, 0) == 0) {
@@ -510,29 +538,30 @@ static int sq_key_create(void *ctx, const store_key *k, size_t max_keys)
         rc = STORE_LIMIT;
         goto rollback;
     }
-    release(q, st);
-    st = prep(q, "INSERT INTO turn_keys(uid, account_id, name, key_hash, secret, created, "
-                 "modified) VALUES (?,?,?,?,?,?,?)");
+    store__sqlite_release(q, st);
+    st = store__sqlite_prep(
+        q, "INSERT INTO turn_keys(uid, account_id, name, key_hash, secret, created, "
+           "modified) VALUES (?,?,?,?,?,?,?)");
     if (!st)
         goto rollback;
-    bind_text(st, 1, k->uid);
-    bind_text(st, 2, k->account_id);
-    bind_text(st, 3, k->name);
-    bind_text(st, 4, k->key_hash);
+    store__sqlite_bind_text(st, 1, k->uid);
+    store__sqlite_bind_text(st, 2, k->account_id);
+    store__sqlite_bind_text(st, 3, k->name);
+    store__sqlite_bind_text(st, 4, k->key_hash);
     sqlite3_bind_blob(st, 5, k->secret, STORE_SECRET_LEN, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 6, k->created);
     sqlite3_bind_int64(st, 7, k->modified);
-    if (step_done(q, st, NULL) != STORE_OK ||
-        log_change(q, STORE_CHANGE_KEY_CREATED, k->uid, NULL, 0) != STORE_OK)
+    if (store__sqlite_step_done(q, st, NULL) != STORE_OK ||
+        store__sqlite_log_change(q, STORE_CHANGE_KEY_CREATED, k->uid, NULL, 0) != STORE_OK)
         goto rollback;
-    rc = exec(q, "COMMIT");
+    rc = store__sqlite_exec(q, "COMMIT");
     if (rc != STORE_OK)
         goto rollback;
     goto out;
 rollback:
-    exec(q, "ROLLBACK");
+    store__sqlite_exec(q, "ROLLBACK");
 out:
-    release(q, st);
+    store__sqlite_release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -551,17 +580,19 @@ static int sq_key_by_uid(void *ctx, const char *uid, store_key *out)
     return sq_key_get(ctx, NULL, uid, out);
 }
 
-static void free_keys(void *arr, size_t n)
+void store__sqlite_free_keys(void *arr, size_t n)
 {
     store_key_array_free(arr, n);
 }
 
 static int sq_key_list(void *ctx, const char *account_id, store_key **out, size_t *n)
 {
-    return get_all(ctx,
-                   "SELECT " KEY_COLS " FROM turn_keys WHERE account_id = ? "
-                   "ORDER BY created, rowid",
-                   account_id, sizeof(store_key), read_key, free_keys, (void **)out, n);
+    return store__sqlite_get_all(ctx,
+                                 "SELECT " STORE__SQLITE_KEY_COLS
+                                 " FROM turn_keys WHERE account_id = ? "
+                                 "ORDER BY created, rowid",
+                                 account_id, sizeof(store_key), store__sqlite_read_key,
+                                 store__sqlite_free_keys, (void **)out, n);
 }
 
 static int sq_key_rename(void *ctx, const char *account_id, const char *uid, const char *name,
@@ -571,23 +602,24 @@ static int sq_key_rename(void *ctx, const char *account_id, const char *uid, con
     int rc = STORE_ERROR;
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&q->mu);
-    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
+    if (store__sqlite_exec(q, "BEGIN IMMEDIATE") != STORE_OK)
         goto out;
     rc = key_get_locked(q, account_id, uid, out);
     if (rc != STORE_OK)
         goto rollback;
     rc = STORE_ERROR;
     int64_t modified = store__next_modified(out->modified, now);
-    st = prep(q, "UPDATE turn_keys SET name = ?, modified = ? WHERE uid = ? AND account_id = ?");
+    st = store__sqlite_prep(
+        q, "UPDATE turn_keys SET name = ?, modified = ? WHERE uid = ? AND account_id = ?");
     if (!st)
         goto rollback;
-    bind_text(st, 1, name);
+    store__sqlite_bind_text(st, 1, name);
     sqlite3_bind_int64(st, 2, modified);
-    bind_text(st, 3, uid);
-    bind_text(st, 4, account_id);
-    if (step_done(q, st, NULL) != STORE_OK ||
-        log_change(q, STORE_CHANGE_KEY_RENAMED, uid, NULL, 0) != STORE_OK ||
-        exec(q, "COMMIT") != STORE_OK)
+    store__sqlite_bind_text(st, 3, uid);
+    store__sqlite_bind_text(st, 4, account_id);
+    if (store__sqlite_step_done(q, st, NULL) != STORE_OK ||
+        store__sqlite_log_change(q, STORE_CHANGE_KEY_RENAMED, uid, NULL, 0) != STORE_OK ||
+        store__sqlite_exec(q, "COMMIT") != STORE_OK)
         goto rollback;
     free(out->name);
     out->name = util_xstrdup(name);
@@ -595,10 +627,10 @@ static int sq_key_rename(void *ctx, const char *account_id, const char *uid, con
     rc = STORE_OK;
     goto out;
 rollback:
-    exec(q, "ROLLBACK");
+    store__sqlite_exec(q, "ROLLBACK");
     store_key_clear(out);
 out:
-    release(q, st);
+    store__sqlite_release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
 }
@@ -609,210 +641,37 @@ static int sq_key_delete(void *ctx, const char *account_id, const char *uid, sto
     int rc = STORE_ERROR;
     sqlite3_stmt *st = NULL;
     pthread_mutex_lock(&q->mu);
-    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
+    if (store__sqlite_exec(q, "BEGIN IMMEDIATE") != STORE_OK)
         goto out;
     rc = key_get_locked(q, account_id, uid, out);
     if (rc != STORE_OK)
         goto rollback;
     rc = STORE_ERROR;
-    st = prep(q, "DELETE FROM turn_keys WHERE uid = ? AND account_id = ?");
+    st = store__sqlite_prep(q, "DELETE FROM turn_keys WHERE uid = ? AND account_id = ?");
     if (!st)
         goto rollback;
-    bind_text(st, 1, uid);
-    bind_text(st, 2, account_id);
-    if (step_done(q, st, NULL) != STORE_OK)
+    store__sqlite_bind_text(st, 1, uid);
+    store__sqlite_bind_text(st, 2, account_id);
+    if (store__sqlite_step_done(q, st, NULL) != STORE_OK)
         goto rollback;
-    release(q, st);
-    st = prep(q, "DELETE FROM revocations WHERE key_uid = ?");
+    store__sqlite_release(q, st);
+    st = store__sqlite_prep(q, "DELETE FROM revocations WHERE key_uid = ?");
     if (!st)
         goto rollback;
-    bind_text(st, 1, uid);
-    if (step_done(q, st, NULL) != STORE_OK ||
-        log_change(q, STORE_CHANGE_KEY_DELETED, uid, NULL, 0) != STORE_OK ||
-        exec(q, "COMMIT") != STORE_OK)
+    store__sqlite_bind_text(st, 1, uid);
+    if (store__sqlite_step_done(q, st, NULL) != STORE_OK ||
+        store__sqlite_log_change(q, STORE_CHANGE_KEY_DELETED, uid, NULL, 0) != STORE_OK ||
+        store__sqlite_exec(q, "COMMIT") != STORE_OK)
         goto rollback;
     rc = STORE_OK;
     goto out;
 rollback:
-    exec(q, "ROLLBACK");
+    store__sqlite_exec(q, "ROLLBACK");
     store_key_clear(out);
 out:
-    release(q, st);
+    store__sqlite_release(q, st);
     pthread_mutex_unlock(&q->mu);
     return rc;
-}
-
-/* --- revocations --------------------------------------------------------------------- */
-
-static int sq_revoke_add(void *ctx, const char *key_uid, const char *h, int64_t expires)
-{
-    sq *q = ctx;
-    int rc = STORE_ERROR, changes = 0;
-    sqlite3_stmt *st = NULL;
-    pthread_mutex_lock(&q->mu);
-    if (exec(q, "BEGIN IMMEDIATE") != STORE_OK)
-        goto out;
-    st = prep(q, "INSERT OR IGNORE INTO revocations(key_uid, username_hash, expires) "
-                 "VALUES (?,?,?)");
-    if (!st)
-        goto rollback;
-    bind_text(st, 1, key_uid);
-    bind_text(st, 2, h);
-    sqlite3_bind_int64(st, 3, expires);
-    if (step_done(q, st, &changes) != STORE_OK ||
-        (changes && log_change(q, STORE_CHANGE_REVOKED, key_uid, h, expires) != STORE_OK) ||
-        exec(q, "COMMIT") != STORE_OK)
-        goto rollback;
-    rc = STORE_OK;
-    goto out;
-rollback:
-    exec(q, "ROLLBACK");
-out:
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    return rc;
-}
-
-static int sq_revoke_check(void *ctx, const char *key_uid, const char *h, bool *revoked)
-{
-    sq *q = ctx;
-    int rc = STORE_ERROR;
-    pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "SELECT 1 FROM revocations WHERE key_uid = ? AND username_hash = ?");
-    if (!st)
-        goto out;
-    bind_text(st, 1, key_uid);
-    bind_text(st, 2, h);
-    int r = sqlite3_step(st);
-    if (r == SQLITE_ROW || r == SQLITE_DONE) {
-        *revoked = r == SQLITE_ROW;
-        rc = STORE_OK;
-    }
-out:
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    return rc;
-}
-
-static int sq_revoke_purge(void *ctx, int64_t now, size_t *purged)
-{
-    sq *q = ctx;
-    int rc = STORE_ERROR, changes = 0;
-    pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "DELETE FROM revocations WHERE expires <= ?");
-    if (!st)
-        goto out;
-    sqlite3_bind_int64(st, 1, now);
-    rc = step_done(q, st, &changes);
-    if (purged)
-        *purged = (size_t)changes;
-out:
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    return rc;
-}
-
-static int sq_revoke_each(void *ctx, int64_t now, store_revoke_fn fn, void *arg)
-{
-    sq *q = ctx;
-    int rc = STORE_ERROR, r;
-    pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st =
-        prep(q, "SELECT key_uid, username_hash, expires FROM revocations WHERE expires > ? "
-                "ORDER BY key_uid, username_hash");
-    if (!st)
-        goto out;
-    sqlite3_bind_int64(st, 1, now);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW)
-        fn(arg, col_text(st, 0), col_text(st, 1), sqlite3_column_int64(st, 2));
-    rc = r == SQLITE_DONE ? STORE_OK : STORE_ERROR;
-out:
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    return rc;
-}
-
-/* --- change feed --------------------------------------------------------------------- */
-
-static int sq_key_list_all(void *ctx, store_key **out, size_t *n)
-{
-    return get_all(ctx, "SELECT " KEY_COLS " FROM turn_keys ORDER BY created, rowid", NULL,
-                   sizeof(store_key), read_key, free_keys, (void **)out, n);
-}
-
-static void read_change(sqlite3_stmt *st, void *e)
-{
-    store_change *c = e;
-    c->rev = sqlite3_column_int64(st, 0);
-    c->kind = sqlite3_column_int(st, 1);
-    copy_id(c->key_uid, col_text(st, 2));
-    snprintf(c->username_hash, sizeof c->username_hash, "%s", col_text(st, 3));
-    c->expires = sqlite3_column_int64(st, 4);
-}
-
-static int sq_changes_since(void *ctx, int64_t after, size_t max, store_change **out, size_t *n,
-                            store_feed *feed)
-{
-    sq *q = ctx;
-    int rc = STORE_ERROR, r = SQLITE_ERROR;
-    size_t len = 0;
-    store_change *arr = util_xcalloc(max ? max : 1, sizeof *arr);
-    pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "SELECT coalesce(min(rev), 0), coalesce(max(rev), 0) FROM changes");
-    if (!st || sqlite3_step(st) != SQLITE_ROW)
-        goto out;
-    feed->oldest = sqlite3_column_int64(st, 0);
-    feed->latest = sqlite3_column_int64(st, 1);
-    release(q, st);
-    st = prep(q, "SELECT rev, kind, key_uid, username_hash, expires FROM changes "
-                 "WHERE rev > ? ORDER BY rev LIMIT ?");
-    if (!st)
-        goto out;
-    sqlite3_bind_int64(st, 1, after);
-    sqlite3_bind_int64(st, 2, (int64_t)max);
-    while (len < max && (r = sqlite3_step(st)) == SQLITE_ROW)
-        read_change(st, &arr[len++]);
-    if (r == SQLITE_DONE || len == max)
-        rc = STORE_OK;
-out:
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    if (rc != STORE_OK) {
-        free(arr);
-        arr = NULL;
-        len = 0;
-    }
-    *out = arr;
-    *n = len;
-    return rc;
-}
-
-static int sq_changes_prune(void *ctx, int64_t before, size_t *pruned)
-{
-    sq *q = ctx;
-    int rc = STORE_ERROR, changes = 0;
-    pthread_mutex_lock(&q->mu);
-    sqlite3_stmt *st = prep(q, "DELETE FROM changes WHERE at < ? AND "
-                               "rev < (SELECT max(rev) FROM changes)");
-    if (!st)
-        goto out;
-    sqlite3_bind_int64(st, 1, before);
-    rc = step_done(q, st, &changes);
-    if (pruned)
-        *pruned = (size_t)changes;
-out:
-    release(q, st);
-    pthread_mutex_unlock(&q->mu);
-    return rc;
-}
-
-/* No doorbell in SQLite: the caller's poll is the only signal. */
-static int sq_changes_wait(void *ctx, int timeout_ms)
-{
-    (void)ctx;
-    struct timespec ts = {.tv_sec = timeout_ms / 1000, .tv_nsec = (timeout_ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-    return 0;
 }
 
 static const store_ops sqlite_ops = {
@@ -830,14 +689,14 @@ static const store_ops sqlite_ops = {
     .key_list = sq_key_list,
     .key_rename = sq_key_rename,
     .key_delete = sq_key_delete,
-    .revoke_add = sq_revoke_add,
-    .revoke_check = sq_revoke_check,
-    .revoke_purge = sq_revoke_purge,
-    .revoke_each = sq_revoke_each,
-    .key_list_all = sq_key_list_all,
-    .changes_since = sq_changes_since,
-    .changes_prune = sq_changes_prune,
-    .changes_wait = sq_changes_wait,
+    .revoke_add = store__sqlite_revoke_add,
+    .revoke_check = store__sqlite_revoke_check,
+    .revoke_purge = store__sqlite_revoke_purge,
+    .revoke_each = store__sqlite_revoke_each,
+    .key_list_all = store__sqlite_key_list_all,
+    .changes_since = store__sqlite_changes_since,
+    .changes_prune = store__sqlite_changes_prune,
+    .changes_wait = store__sqlite_changes_wait,
     .audit_add = store__sqlite_audit_add,
     .audit_list = store__sqlite_audit_list,
     .audit_purge = store__sqlite_audit_purge,

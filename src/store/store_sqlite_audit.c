@@ -164,20 +164,6 @@ out:
 
 int store__sqlite_audit_purge(void *ctx, int64_t before_ms, size_t *purged)
 {
-    sq *q = ctx;
-    sqlite3_stmt *st = NULL;
-    int rc = STORE_ERROR;
-    pthread_mutex_lock(&q->mu);
-    if (sqlite3_prepare_v2(q->db, "DELETE FROM audit_log WHERE at < ?", -1, &st, NULL) != SQLITE_OK)
-        goto out;
-    sqlite3_bind_int64(st, 1, before_ms);
-    if (sqlite3_step(st) == SQLITE_DONE) {
-        rc = STORE_OK;
-        if (purged)
-            *purged = (size_t)sqlite3_changes(q->db);
-    }
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&q->mu);
-    return rc;
+    return store__sqlite_delete_before(ctx, "DELETE FROM audit_log WHERE at < ?1", before_ms,
+                                       purged);
 }

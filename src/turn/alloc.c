@@ -82,6 +82,10 @@ turn__user *turn__user_get(turn_server *s, const uint8_t *name, size_t len, bool
     u->len = len;
     memcpy(u->name, name, len);
     turn__hmap_insert(&s->users, &u->node, h);
+    char hex[65]; /* once per username with live allocations, never per packet */
+    util_sha256_hex(name, len, hex);
+    util_hex_decode(hex, sizeof u->sha, u->sha);
+    turn__hmap_insert(&s->users_by_sha, &u->by_sha, turn__siphash(s->hash_key, u->sha, 32));
     return u;
 }
 
@@ -130,6 +134,7 @@ static void user_free(turn_server *s, turn__user *u)
         }
     }
     turn__hmap_remove(&s->users, &u->node);
+    turn__hmap_remove(&s->users_by_sha, &u->by_sha);
     free(u);
 }
 
@@ -285,18 +290,16 @@ size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, s
 size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_sha256_hex,
                                            int64_t now_ms)
 {
-    size_t n = 0;
-    if (!s || !username_sha256_hex)
+    uint8_t sha[32];
+    if (!s || !username_sha256_hex || strlen(username_sha256_hex) != 64 ||
+        util_hex_decode(username_sha256_hex, sizeof sha, sha) != 0)
         return 0;
     s->now_ms = now_ms;
-    for (turn__alloc *a = s->allocs, *next; a; a = next) {
-        char h[65];
-        next = a->next;
-        util_sha256_hex(a->user->name, a->user->len, h);
-        if (strcmp(h, username_sha256_hex) == 0) {
-            turn__alloc_end(s, a, TURN_END_REVOKED);
-            n++;
-        }
+    uint64_t h = turn__siphash(s->hash_key, sha, sizeof sha);
+    for (turn__hnode *n = turn__hmap_chain(&s->users_by_sha, h); n; n = n->next) {
+        turn__user *u = TURN__CONTAINER_OF(n, turn__user, by_sha);
+        if (n->hash == h && memcmp(u->sha, sha, sizeof sha) == 0)
+            return user_end_all(s, u, TURN_END_REVOKED); /* only that username's allocations */
     }
-    return n;
+    return 0;
 }

@@ -140,6 +140,8 @@ typedef struct turn__user {
     struct turn__alloc *allocs;         /* ...listed (u_prev/u_next): revocation visits only them */
     struct turn__keyrec *key;           /* the TURN key of this username (NULL: none) */
     struct turn__user *k_prev, *k_next; /* the key's users */
+    turn__hnode by_sha;                 /* in users_by_sha: the feed's revocations name it so */
+    uint8_t sha[32];                    /* SHA-256 of the username */
     size_t len;
     uint8_t name[]; /* username bytes */
 } turn__user;
@@ -213,7 +215,8 @@ struct turn_server {
     uint64_t sip_k[2]; /* hash_key as two words, for turn__siphash13_words */
     timer_heap timers;
     turn__hmap by_tuple, by_id, users, keys, perms, chans_by_num, chans_by_peer;
-    turn__alloc *allocs; /* list head */
+    turn__hmap users_by_sha; /* the same users by SHA-256 of the username */
+    turn__alloc *allocs;     /* list head */
     uint64_t next_id;
     uint16_t nonce_serial;   /* nonce.c: makes every nonce of this server differ */
     size_t n_perms, n_chans; /* n_chans counts active (not cooling) channels */

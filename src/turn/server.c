@@ -79,6 +79,7 @@ turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops)
     turn__hmap_init(&s->by_tuple);
     turn__hmap_init(&s->by_id);
     turn__hmap_init(&s->users);
+    turn__hmap_init(&s->users_by_sha);
     turn__hmap_init(&s->keys);
     turn__hmap_init(&s->perms);
     turn__hmap_init(&s->chans_by_num);
@@ -97,6 +98,7 @@ void turn_server_free(turn_server *s)
     turn__hmap_dispose(&s->by_tuple);
     turn__hmap_dispose(&s->by_id);
     turn__hmap_dispose(&s->users);
+    turn__hmap_dispose(&s->users_by_sha);
     turn__hmap_dispose(&s->keys);
     turn__hmap_dispose(&s->perms);
     turn__hmap_dispose(&s->chans_by_num);

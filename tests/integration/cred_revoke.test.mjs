@@ -4,7 +4,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
-import { fixture, startServer } from './lib/server.mjs';
+import { fixture, startServer, expectEnvelope } from './lib/server.mjs';
 import { TurnClient, CLASS } from './lib/stun.mjs';
 
 const sql = (data, q) => execFileSync('sqlite3', [`${data}/turnkey.db`, q], { encoding: 'utf8' }).trim();
@@ -203,4 +203,36 @@ describe('credential plane: revocations survive a restart', () => {
     }
   });
 
+});
+
+describe('credential plane: revocations per key are capped (--max-revocations-per-key)', () => {
+  let f;
+  before(async () => { f = await fixture({ extraArgs: ['--max-revocations-per-key', '3'] }); });
+  after(async () => {
+    const r = await f?.close();
+    assert.equal(r.code, 0, `server exit status — stderr:\n${f.stderr()}`);
+  });
+
+  test('the 4th live revocation of a key → 409 in the v4 envelope; re-revoking → 204; other keys unaffected', async () => {
+    const k = await createKey(f, 'capped');
+    const creds = [];
+    for (let i = 0; i < 4; i++) creds.push(await mintCred(f.url, k, { ttl: 600, customIdentifier: `cap${i}` }));
+    for (let i = 0; i < 3; i++) assert.equal((await revoke(f.url, k, creds[i].username)).status, 204);
+    const before = revocations(f.data);
+    const over = await revoke(f.url, k, creds[3].username);
+    const body = expectEnvelope(over, 409, 10006);
+    assert.match(body.errors[0].message, /Revocation limit reached/);
+    assert.match(body.errors[0].message, /\b3\b/, 'the message names the limit');
+    assert.match(body.errors[0].message, /expire/, 'and says revocations expire with their credentials');
+    assert.equal(revocations(f.data), before, 'nothing stored past the cap');
+    assert.equal((await allocateOn(f, creds[3])).cls, CLASS.SUCCESS, 'the refused revocation left the credential working');
+    assert.equal((await allocateOn(f, creds[0])).errorCode, 401, 'the admitted ones hold');
+    const again = await revoke(f.url, k, creds[1].username);
+    assert.equal(again.status, 204, 're-revoking a revoked username at the cap stays 204');
+    const k2 = await createKey(f, 'other');
+    assert.equal((await revoke(f.url, k2, await mint(f.url, k2))).status, 204, 'the cap is per key');
+    const expired = await mint(f.url, k, { ttl: 1 });
+    await new Promise((r) => setTimeout(r, 2100));
+    assert.equal((await revoke(f.url, k, expired)).status, 204, 'an expired credential: 204, nothing to store');
+  });
 });

@@ -139,6 +139,35 @@ describe('metrics', () => {
     });
   });
 
+  test('a credential of a deleted key counts as key_deleted, one of a key that never existed as unknown_key', async () => {
+    const gone = await createTurnKey(f, 'to-delete');
+    const cred = await mintTurn(f, gone, { prefix: 'gone' });
+    const c = new TurnClient({ port: f.turnPort });
+    assert.equal((await c.allocate(cred)).cls, CLASS.SUCCESS, 'control: the key works before the delete');
+    assert.equal((await c.refresh(0)).cls, CLASS.SUCCESS);
+    await c.close();
+    const del = await httpRequest(`${f.base}/accounts/${f.account}/calls/turn_keys/${gone.uid}`, { method: 'DELETE', token: f.token });
+    assert.equal(del.status, 200);
+    const t0 = await metrics(f.url);
+    const deleted0 = sample(t0, 'turnkey_auth_failures_total', 'reason="key_deleted"');
+    const unknown0 = sample(t0, 'turnkey_auth_failures_total', 'reason="unknown_key"');
+    const d = new TurnClient({ port: f.turnPort });
+    const r = await d.allocate(cred);
+    await d.close();
+    assert.equal(r.errorCode, 401);
+    await waitFor('the key_deleted counter', async () =>
+      sample(await metrics(f.url), 'turnkey_auth_failures_total', 'reason="key_deleted"') >= deleted0 + 1);
+    assert.equal(sample(await metrics(f.url), 'turnkey_auth_failures_total', 'reason="unknown_key"'), unknown0,
+      'not counted as an unknown key');
+    // the same username shape naming a key id that never existed
+    const fake = { username: cred.username.replace(gone.uid, '0123456789abcdef0123456789abcdef'), password: cred.password };
+    const u = new TurnClient({ port: f.turnPort });
+    assert.equal((await u.allocate(fake)).errorCode, 401);
+    await u.close();
+    await waitFor('the unknown_key counter', async () =>
+      sample(await metrics(f.url), 'turnkey_auth_failures_total', 'reason="unknown_key"') >= unknown0 + 1);
+  });
+
   test('the alert rules of docs/operations.md pass promtool check rules', needPromtool, () => {
     const doc = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
     const m = doc.match(/<!-- alert-rules -->\s*```yaml\n([\s\S]*?)```/);

@@ -261,6 +261,63 @@ describe('out of descriptors (EMFILE): nothing spins, the log stays quiet', () =
   });
 });
 
+// GET path over one kept-alive connection (opened while descriptors are free, so it still
+// answers once they are gone); resolves { status, body } or null.
+function keptGet(agent, port, path, timeoutMs = 5000) {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent, timeout: timeoutMs }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('timeout', () => { req.destroy(); resolve(null); });
+    req.on('error', () => resolve(null));
+  });
+}
+
+describe('out of descriptors: /readyz reports the paused listener', () => {
+  let f;
+  before(async () => {
+    f = await fixture({
+      prefix: ['prlimit', '--nofile=200:200'],
+      extraArgs: ['--relay-threads', '1'],
+      env: { TURNKEY_MAX_CONNS: '100000', TURNKEY_MAX_CONNS_PER_IP: '100000' }, // let EMFILE happen
+    });
+  });
+  after(() => closeFixture(f));
+
+  test('/readyz answers 503 with the reason while accept() is paused at EMFILE, 200 again after', { timeout: 120000 }, async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const first = await keptGet(agent, f.port, '/readyz');
+      assert.equal(first?.status, 200, `ready before the flood: ${JSON.stringify(first)}`);
+      const list = await swarm({ tcp: f.turnPort }, 300);
+      let paused = null;
+      for (let i = 0; i < 200 && !paused; i++) { // up to ~20 s (the pause comes back while the backlog waits)
+        const r = await keptGet(agent, f.port, '/readyz');
+        if (r?.status === 503) paused = r;
+        else await sleep(100);
+      }
+      assert.ok(paused, 'a 503 from /readyz while the listener is paused');
+      const body = JSON.parse(paused.body);
+      assert.equal(body.status, 'not ready');
+      assert.match(body.reason, /listener is paused: out of file descriptors/);
+      await closeAll(list);
+      let ready = null;
+      for (let i = 0; i < 100 && !ready; i++) {
+        const r = await keptGet(agent, f.port, '/readyz');
+        if (r?.status === 200) ready = r;
+        else await sleep(200);
+      }
+      assert.ok(ready, '/readyz is 200 again once descriptors are free');
+      assert.match(ready.body, /"status":"ok"/);
+    } finally {
+      agent.destroy();
+    }
+  });
+});
+
 describe('an attacker holding every TCP/TLS slot it may leaves UDP and the API working', () => {
   let f, key, peer;
   before(async () => {

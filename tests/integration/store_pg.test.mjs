@@ -137,6 +137,39 @@ describe('PostgreSQL store', () => {
     assert.equal(after.status, 201, after.text);
   });
 
+  test('audit log on PostgreSQL: the API records and serves changes; turnkey audit list reads them', async () => {
+    const store = pg.newDatabase('audit');
+    const { account, token } = accountAndToken(store);
+    const n = await node(store);
+    nodes.push(n);
+    const coll = `${n.base}/accounts/${account}/calls/turn_keys`;
+    const k = await httpRequest(coll, { method: 'POST', token, body: { name: 'a1' } });
+    assert.equal(k.status, 201, k.text);
+    const uid = k.json.result.uid;
+    const ren = await httpRequest(`${coll}/${uid}`, { method: 'PUT', token, body: { name: 'a2' } });
+    assert.equal(ren.status, 200, ren.text);
+    const del = await httpRequest(`${coll}/${uid}`, { method: 'DELETE', token });
+    assert.equal(del.status, 200, del.text);
+    const audit = (q = '') => httpRequest(`${n.base}/accounts/${account}/audit_logs${q}`, { token });
+    const r = await audit();
+    assert.equal(r.status, 200, r.text);
+    const recs = r.json.result;
+    assert.deepEqual(recs.slice(0, 3).map((x) => x.action.type), ['delete', 'update', 'create']);
+    assert.deepEqual(recs[1].oldValueJson, { uid, name: 'a1' });
+    assert.deepEqual(recs[1].newValueJson, { uid, name: 'a2' });
+    assert.equal(recs[0].actor.ip, '127.0.0.1');
+    assert.equal(r.json.result_info.total_count, recs.length);
+    assert.ok(recs.some((x) => x.resource.type === 'account' && x.interface === 'CLI'), 'the CLI\'s account record');
+    const p2 = (await audit('?per_page=1&page=2&direction=asc')).json;
+    assert.equal(p2.result[0].id, recs[recs.length - 2].id);
+    const byRes = (await audit(`?resource.id=${uid}&action.type=update`)).json.result;
+    assert.deepEqual(byRes.map((x) => x.id), [recs[1].id]);
+    const c = cli(['audit', 'list', '--store', store, '--account', account, `resource.id=${uid}`]);
+    assert.equal(c.code, 0, c.stderr);
+    const lines = c.stdout.trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(lines.map((x) => x.action.type).sort(), ['create', 'delete', 'update']);
+  });
+
   test('store copy: SQLite -> PostgreSQL -> SQLite, idempotent, verified counts; a node serves the copy', async () => {
     const src = freshDataDir();
     const back = freshDataDir();

@@ -91,7 +91,7 @@ static void t_preload_then_memory_only(void)
     CHECK_INT(keycache_get_cached(pc, k3.uid, secret), 0);
     CHECK(memcmp(secret, k3.secret, 32) == 0);
     keycache_forget(pc, k1.uid);
-    CHECK_INT(keycache_get_cached(pc, k1.uid, secret), -1);
+    CHECK_INT(keycache_get_cached(pc, k1.uid, secret), KEYCACHE_DELETED);
     store_key_clear(&d);
     store_key_clear(&k1);
     store_key_clear(&k2);
@@ -150,11 +150,71 @@ static void t_revocations(void)
     store_close(s);
 }
 
+/* A deleted key is remembered as deleted (not unknown): through the cached lookup the relay
+ * uses, cred_verify answers CRED_E_KEY_DELETED. The memory is bounded in time (purged once
+ * no credential of the key can be valid) and in count (the oldest deletion goes first). */
+static void t_deleted_keys_remembered(void)
+{
+    char *err = NULL;
+    store *s = store_open(":memory:", &err);
+    CHECK(s);
+    store_account a;
+    store_key k1, k2, d;
+    char bearer[65], user[CRED_USERNAME_MAX], pass[CRED_PASSWORD_MAX];
+    uint8_t secret[32];
+    CHECK_INT(store_account_create(s, "a", 1, &a), STORE_OK);
+    CHECK_INT(store_key_create(s, a.id, "k1", 10, 1, &k1, bearer), STORE_OK);
+    CHECK_INT(store_key_create(s, a.id, "k2", 10, 1, &k2, bearer), STORE_OK);
+    keycache *kc = keycache_new(s);
+    CHECK_INT(keycache_preload(kc), 0);
+    keycache_set_complete(kc, true);
+    int64_t now = util_now();
+    CHECK_INT(cred_mint(k1.uid, k1.secret, now + 600, "", user, pass), CRED_OK);
+    cred_lookup lk = keycache_lookup_cached(kc);
+    CHECK_INT(cred_verify(&lk, user, strlen(user), now, NULL, NULL), CRED_OK);
+    CHECK_INT(store_key_delete(s, a.id, k1.uid, &d), STORE_OK);
+    store_key_clear(&d);
+    keycache_forget(kc, k1.uid);
+    CHECK_INT(keycache_get_cached(kc, k1.uid, secret), KEYCACHE_DELETED);
+    CHECK_INT(keycache_get(kc, k1.uid, secret, NULL), -1); /* the API's path: still a miss */
+    CHECK_INT(cred_verify(&lk, user, strlen(user), now, NULL, NULL), CRED_E_KEY_DELETED);
+    CHECK_INT(keycache_get_cached(kc, "0123456789abcdef0123456789abcdef", secret), -1);
+    /* a full reload notices keys gone from the store */
+    CHECK_INT(store_key_delete(s, a.id, k2.uid, &d), STORE_OK);
+    store_key_clear(&d);
+    CHECK_INT(keycache_load_all(kc, now), 0);
+    CHECK_INT(keycache_get_cached(kc, k2.uid, secret), KEYCACHE_DELETED);
+    /* kept while a credential of the key can be valid, then dropped */
+    keycache_purge(kc, now + KEYCACHE_DEAD_KEEP - 5);
+    CHECK_INT(keycache_get_cached(kc, k1.uid, secret), KEYCACHE_DELETED);
+    keycache_purge(kc, util_now() + KEYCACHE_DEAD_KEEP + 1);
+    CHECK_INT(keycache_get_cached(kc, k1.uid, secret), -1);
+    CHECK_INT(keycache_get_cached(kc, k2.uid, secret), -1);
+    /* at most KEYCACHE_DEAD_MAX: the oldest goes first */
+    char uid[STORE_ID_LEN + 1];
+    for (unsigned i = 0; i <= KEYCACHE_DEAD_MAX; i++) {
+        snprintf(uid, sizeof uid, "%032x", i);
+        keycache_forget(kc, uid);
+    }
+    snprintf(uid, sizeof uid, "%032x", 0u);
+    CHECK_INT(keycache_get_cached(kc, uid, secret), -1);
+    snprintf(uid, sizeof uid, "%032x", 1u);
+    CHECK_INT(keycache_get_cached(kc, uid, secret), KEYCACHE_DELETED);
+    snprintf(uid, sizeof uid, "%032x", (unsigned)KEYCACHE_DEAD_MAX);
+    CHECK_INT(keycache_get_cached(kc, uid, secret), KEYCACHE_DELETED);
+    store_key_clear(&k1);
+    store_key_clear(&k2);
+    store_account_clear(&a);
+    keycache_free(kc);
+    store_close(s);
+}
+
 int main(void)
 {
     TK_RUN(t_keys_follow_store);
     TK_RUN(t_many_keys_grow);
     TK_RUN(t_preload_then_memory_only);
     TK_RUN(t_revocations);
+    TK_RUN(t_deleted_keys_remembered);
     return tk_test_summary();
 }

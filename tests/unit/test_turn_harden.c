@@ -3,6 +3,7 @@
  * attributes in ChannelBind and Send, nonces (unique, short, configurable lifetime).
  * See docs/security.md. */
 #include "test_turn_fixture.h"
+#include "turnkey/util.h"
 
 static fake F;
 
@@ -214,6 +215,16 @@ static void t_lifecycle_indexes(void)
     CHECK_INT(turn_server_credential_revoked(F.s, (const uint8_t *)"u1", 2, F.now), 0);
     CHECK_INT(turn_server_credential_revoked(F.s, (const uint8_t *)"u", 1, F.now), 0);
     total -= 5;
+    CHECK_INT(fx_stats(&F).allocations, total);
+    /* by SHA-256 of the username (the change feed's form): u4's 2 allocations, then none */
+    char h[65];
+    util_sha256_hex("u4", 2, h);
+    CHECK_INT(turn_server_credential_revoked_hash(F.s, h, F.now), 2);
+    CHECK_INT(turn_server_credential_revoked_hash(F.s, h, F.now), 0);
+    util_sha256_hex("u", 1, h);
+    CHECK_INT(turn_server_credential_revoked_hash(F.s, h, F.now), 0);
+    CHECK_INT(turn_server_credential_revoked_hash(F.s, "not-a-hash", F.now), 0);
+    total -= 2;
     CHECK_INT(fx_stats(&F).allocations, total);
     /* revoke one key2 user, then delete key2: the rest of key2 ends, key1 stays */
     CHECK_INT(turn_server_credential_revoked(F.s, (const uint8_t *)"k3", 2, F.now), 1);

@@ -40,8 +40,8 @@ export function createToken(data, account, permissions = 'calls:read,calls:write
 // Starts `turnkey serve`; resolves to {url, port, proc, data, stop(), kill9()} once it prints
 // "API listening on http://HOST:PORT". extraArgs are appended (e.g. ['--max-keys', '5']).
 // prefix: a command that runs the binary (e.g. ['prlimit', '--nofile=256:256']); it must exec
-// it, so proc.pid is the server's pid.
-export async function startServer({ data = freshDataDir(), extraArgs = [], env = {}, prefix = [] } = {}) {
+// it, so proc.pid is the server's pid. bin: another build of turnkey (default $TURNKEY_BIN).
+export async function startServer({ data = freshDataDir(), extraArgs = [], env = {}, prefix = [], bin = BIN } = {}) {
   // The relay listens on a free port unless the test names one (parallel servers never clash).
   // stop() sends SIGTERM: no drain wait for allocations a test leaves behind, unless the test
   // sets --drain-timeout itself (lifecycle_signals.test.mjs).
@@ -51,7 +51,7 @@ export async function startServer({ data = freshDataDir(), extraArgs = [], env =
     ...(extraArgs.includes('--drain-timeout') ? [] : ['--drain-timeout', '0']),
   ];
   const args = ['serve', '--data', data, '--api-listen', '127.0.0.1:0', '--log-level', 'warn', ...turnArgs, ...extraArgs];
-  const [cmd, ...pre] = [...prefix, BIN];
+  const [cmd, ...pre] = [...prefix, bin];
   const proc = spawn(cmd, [...pre, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let out = '', err = '';
   proc.stderr.on('data', (d) => { err += d; });
