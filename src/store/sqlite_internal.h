@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
 
 #include "turnkey/log.h"
 
@@ -21,5 +22,9 @@ typedef struct sq {
     int n_cache;
     log_limiter rl; /* errors on the request path: API clients can make them repeat */
 } sq;
+
+/* Records a change in the open transaction (q->mu held): store_sqlite.c. */
+int store__sqlite_log_change(sq *q, int kind, const char *key_uid, const char *hash,
+                             int64_t expires);
 
 #endif

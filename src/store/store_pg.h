@@ -63,6 +63,10 @@ int store__pg_get_one(store__pg *p, const char *sql, const store__pg_params *pp,
 int store__pg_get_all(store__pg *p, const char *sql, const store__pg_params *pp, size_t elem_size,
                       store__pg_row_fn rd, void **out, size_t *n);
 
+/* Records a change in the open transaction (lock held): store_pg.c. */
+int store__pg_log_change(store__pg *p, int kind, const char *key_uid, const char *hash,
+                         int64_t expires);
+
 void store__pg_copy_id(char dst[STORE_ID_LEN + 1], const char *src);
 int64_t store__pg_col_int(PGresult *r, int row, int col);
 
