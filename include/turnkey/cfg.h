@@ -62,8 +62,9 @@ typedef struct cfg {
     char *node_name; /* usage rows' node ("" = the host name) */
     long usage_flush_interval, usage_retention_days, usage_hour_retention_days;
     long usage_max_pending, usage_ring_size;
-    int layer_;         /* cfg_load internals: which source is being read, and which source */
-    int list_layer_[8]; /* last set each layered list */
+    char *shared_secret_keys; /* issue 15: key ids for usernames naming no key ("" = none) */
+    int layer_;               /* cfg_load internals: which source is being read, and which source */
+    int list_layer_[8];       /* last set each layered list */
 } cfg;
 
 /* Fills c from defaults, file, environment and argv (argv[0] is the subcommand name).

@@ -136,6 +136,9 @@ static const opt table[] = {
     {"usage-ring-size", T_INT, O(usage_ring_size), "4096", 1, 1048576,
      "usage records per relay thread towards the main thread (a full ring delays, never "
      "drops)"},
+    {"shared-secret-keys", T_STR, O(shared_secret_keys), "", 0, 0,
+     "TURN key ids (at most 3, comma-separated) whose shared secrets a coturn-style username "
+     "that names no key is checked against"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "turnkey/util.h"
 
 typedef struct kentry {
@@ -33,6 +34,7 @@ struct keycache {
     uint64_t epoch; /* bumped by every forget: a concurrent load does not re-insert */
     bool complete;  /* keycache_preload ran: every key of the store is in `keys` */
     table keys, revs;
+    keycache__secrets *secrets; /* shared secrets by key (keycache_secret.c) */
 };
 
 static uint64_t fnv(const void *p, size_t n)
@@ -117,6 +119,7 @@ keycache *keycache_new(store *st)
     pthread_rwlock_init(&kc->lock, NULL);
     table_init(&kc->keys);
     table_init(&kc->revs);
+    kc->secrets = keycache__secrets_new();
     return kc;
 }
 
@@ -126,6 +129,7 @@ void keycache_free(keycache *kc)
         return;
     table_dispose(&kc->keys, true, sizeof(kentry));
     table_dispose(&kc->revs, false, 0);
+    keycache__secrets_free(kc->secrets);
     pthread_rwlock_destroy(&kc->lock);
     free(kc);
 }
@@ -265,6 +269,7 @@ void keycache_forget(keycache *kc, const char *uid)
         pp = &(*pp)->next;
     }
     pthread_rwlock_unlock(&kc->lock);
+    keycache__secrets_drop(kc->secrets, uid);
 }
 
 static rentry *find_rev(keycache *kc, const uint8_t h[32])
@@ -403,6 +408,8 @@ int keycache_load_all(keycache *kc, int64_t now)
     kc->keys = fresh;
     pthread_rwlock_unlock(&kc->lock);
     table_dispose(&old, true, sizeof(kentry));
+    if (keycache_secrets_load(kc) != 0)
+        return -1;
     return keycache_load_revocations(kc, now);
 }
 
@@ -437,4 +444,14 @@ static int lk_secret_cached(void *ctx, const char *key_id, uint8_t secret[CRED_S
 cred_lookup keycache_lookup_cached(keycache *kc)
 {
     return (cred_lookup){.key_secret = lk_secret_cached, .is_revoked = lk_revoked, .ctx = kc};
+}
+
+keycache__secrets *keycache__secrets_of(keycache *kc)
+{
+    return kc->secrets;
+}
+
+store *keycache__store(keycache *kc)
+{
+    return kc->st;
 }
