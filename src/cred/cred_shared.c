@@ -7,6 +7,15 @@
 #include "turnkey/cred.h"
 #include "turnkey/util.h"
 
+/* Exactly n lowercase hex chars at s (s need not be NUL-terminated). */
+static bool hex_n(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
 static bool user_byte(unsigned char c)
 {
     return c >= 0x20 && c != 0x7f;
@@ -33,7 +42,7 @@ int cred_shared_parse(const char *u, size_t len, cred_shared_name *out)
                 return CRED_E_MALFORMED;
         const char *tail = nm.user + nm.user_len - (CRED_KEY_ID_LEN + 1);
         if (nm.user_len >= CRED_KEY_ID_LEN + 1 && tail[0] == CRED_SHARED_KEY_MARK &&
-            util_is_lower_hex(tail + 1, CRED_KEY_ID_LEN))
+            hex_n(tail + 1, CRED_KEY_ID_LEN))
             memcpy(nm.key_id, tail + 1, CRED_KEY_ID_LEN);
     }
     if (out)

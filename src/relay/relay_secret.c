@@ -17,7 +17,9 @@ int relay__secret_setup(relay *r, const char *list, char **err)
     r->n_secret_keys = 0;
     for (const char *p = list ? list : ""; *p;) {
         size_t n = strcspn(p, ",");
-        if (n != STORE_ID_LEN || !util_is_lower_hex(p, n) ||
+        char id[STORE_ID_LEN + 1];
+        snprintf(id, sizeof id, "%.*s", (int)(n < STORE_ID_LEN ? n : STORE_ID_LEN), p);
+        if (n != STORE_ID_LEN || !util_is_lower_hex(id, n) ||
             r->n_secret_keys == RELAY_SECRET_KEYS_MAX) {
             *err = util_xasprintf("invalid --shared-secret-keys '%s' (at most %d TURN key ids, "
                                   "32 lowercase hex each, comma-separated)",
