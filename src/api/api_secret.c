@@ -85,7 +85,8 @@ static void create(api_server *a, const api_request *req, const store_token *tok
     } else if (rc != STORE_OK) {
         internal_error(r);
     } else {
-        keycache_secrets_refresh(a->keys, uid); /* this node's relay at once */
+        keycache_refresh(a->keys, uid); /* this node's relay at once: the key (a new one is */
+        keycache_secrets_refresh(a->keys, uid); /* cached by the feed only) and its secrets */
         json_t *nv = secret_audit(&s);
         api__audit(a, req, "user", tok->id, acct, "create", "turn_key_shared_secret", s.id, NULL,
                    nv, now);

@@ -28,7 +28,11 @@ int relay__secret_setup(relay *r, const char *list, char **err)
         }
         memcpy(r->secret_keys[r->n_secret_keys], p, STORE_ID_LEN);
         r->secret_keys[r->n_secret_keys++][STORE_ID_LEN] = '\0';
-        p += n + (p[n] == ',');
+        p += n;
+        if (*p == ',' && !*++p) { /* a trailing comma names nothing */
+            *err = util_xasprintf("invalid --shared-secret-keys '%s' (a trailing comma)", list);
+            return -1;
+        }
     }
     return 0;
 }
