@@ -1,6 +1,7 @@
 /* store: the shared-secret dispatchers (issue 15): validation, ids and secrets are drawn
  * here, above the ops table, so both backends behave identically. */
 #include <openssl/crypto.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,4 +90,51 @@ void store_secret_array_free(store_shared_secret *a, size_t n)
         return;
     OPENSSL_cleanse(a, n * sizeof *a);
     free(a);
+}
+
+/* One shared secret is in the target as in the source. */
+static bool same_secret(const store_shared_secret *a, const store_shared_secret *b)
+{
+    return !strcmp(a->id, b->id) && !strcmp(a->key_uid, b->key_uid) &&
+           !strcmp(a->account_id, b->account_id) && !strcmp(a->secret, b->secret) &&
+           a->alg == b->alg && a->max_ttl == b->max_ttl && a->created == b->created;
+}
+
+int store__copy_secrets(store *from, store *to, const char *key_uid, size_t *copied,
+                        size_t *verified)
+{
+    store_shared_secret *src = NULL, *dst = NULL;
+    size_t ns = 0, nd = 0;
+    if (!from->ops->secret_list || !to->ops->secret_list)
+        return STORE_OK; /* a backend without them holds none */
+    int rc = from->ops->secret_list(from->ctx, key_uid, &src, &ns);
+    if (rc == STORE_OK)
+        rc = to->ops->secret_list(to->ctx, key_uid, &dst, &nd);
+    for (size_t i = 0; rc == STORE_OK && i < ns; i++) {
+        const store_shared_secret *there = NULL;
+        for (size_t j = 0; j < nd && !there; j++)
+            if (!strcmp(dst[j].id, src[i].id))
+                there = &dst[j];
+        if (!there) { /* the record as is: same id, secret and time */
+            rc = to->ops->secret_add(to->ctx, &src[i], SIZE_MAX);
+            *copied += rc == STORE_OK;
+        } else if (!same_secret(there, &src[i])) {
+            rc = STORE_ERROR;
+        }
+    }
+    store_secret_array_free(dst, nd);
+    dst = NULL;
+    nd = 0;
+    if (rc == STORE_OK) /* verify: every source secret is now in the target */
+        rc = to->ops->secret_list(to->ctx, key_uid, &dst, &nd);
+    for (size_t i = 0; rc == STORE_OK && i < ns; i++) {
+        bool found = false;
+        for (size_t j = 0; j < nd && !found; j++)
+            found = same_secret(&dst[j], &src[i]);
+        rc = found ? STORE_OK : STORE_ERROR;
+        *verified += found;
+    }
+    store_secret_array_free(src, ns);
+    store_secret_array_free(dst, nd);
+    return rc;
 }

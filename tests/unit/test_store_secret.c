@@ -198,12 +198,63 @@ static void t_alg_names(void)
     CHECK_INT(store_secret_alg_parse(NULL), 0);
 }
 
+/* store copy carries the secrets as they are (same id, secret, time), once. */
+static void t_copy_both_ways(void)
+{
+    tk_be = &tk_sqlite;
+    store *a = open_fresh();
+    tk_be = &tk_pg;
+    store *b = open_fresh();
+    tk_be = &tk_sqlite;
+    store *c = open_fresh();
+    CHECK(a && b && c);
+    store_account acct;
+    store_key k;
+    char bearer[65];
+    CHECK_INT(store_account_create(a, "a", 1, &acct), STORE_OK);
+    CHECK_INT(store_key_create(a, acct.id, "k", 10, 1, &k, bearer), STORE_OK);
+    store_shared_secret s1, s2;
+    CHECK_INT(store_secret_add(a, acct.id, k.uid, STORE_SECRET_SHA1, 0, 5, &s1), STORE_OK);
+    CHECK_INT(store_secret_add(a, acct.id, k.uid, STORE_SECRET_SHA256, 600, 6, &s2), STORE_OK);
+    store_copy_counts n;
+    char *err = NULL;
+    CHECK_INT(store_copy(a, b, 10, &n, &err), STORE_OK);
+    CHECK_INT(n.secrets, 2);
+    CHECK_INT(n.copied, 4); /* account, key, two secrets */
+    free(err);
+    CHECK_INT(store_copy(a, b, 10, &n, &err), STORE_OK);
+    CHECK_INT(n.copied, 0);
+    CHECK_INT(n.secrets, 2);
+    free(err);
+    CHECK_INT(store_copy(b, c, 10, &n, &err), STORE_OK);
+    CHECK_INT(n.secrets, 2);
+    free(err);
+    store_shared_secret *l;
+    size_t m;
+    CHECK_INT(store_secret_list(c, k.uid, &l, &m), STORE_OK);
+    CHECK_INT(m, 2);
+    if (m == 2) {
+        CHECK_STR(l[0].id, s1.id);
+        CHECK_STR(l[0].secret, s1.secret);
+        CHECK_STR(l[1].secret, s2.secret);
+        CHECK_INT(l[1].max_ttl, 600);
+        CHECK_INT(l[1].alg, STORE_SECRET_SHA256);
+    }
+    store_secret_array_free(l, m);
+    store_key_clear(&k);
+    store_account_clear(&acct);
+    store_close(a);
+    store_close(b);
+    store_close(c);
+}
+
 int main(void)
 {
     TK_RUN_BOTH(t_add_list_delete);
     TK_RUN_BOTH(t_cap_per_key);
     TK_RUN_BOTH(t_parallel_adds_keep_the_cap);
     TK_RUN(t_alg_names);
+    TK_RUN(t_copy_both_ways);
     tk_cleanup_stores();
     tk_pg_teardown();
     return tk_test_summary();
