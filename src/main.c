@@ -51,6 +51,12 @@ static void hook_revoked_hash(void *ctx, const char *username_sha256_hex)
     relay_credential_revoked_hash(ctx, username_sha256_hex);
 }
 
+/* A shared secret deleted here or on another node (issue 15). */
+static void hook_secret_deleted(void *ctx, const char *secret_id)
+{
+    relay_secret_deleted(ctx, secret_id);
+}
+
 static const char *store_problem(void *ctx)
 {
     return feed_problem(ctx);
@@ -250,7 +256,9 @@ static relay *start_relay(cfg *c, keycache *keys, tls_server *tls, usage_agg *ua
                        .usage_ctx = ua,
                        .mux_tls = mux_tls,
                        .http_adopt = adopt_http,
-                       .http_ctx = adopt};
+                       .http_ctx = adopt,
+
+                       .shared_secret_keys = c->shared_secret_keys};
     char *err = NULL;
     if (!(r = relay_start(&rc, &err))) {
         fprintf(stderr, "turnkey: %s\n", err);
@@ -721,7 +729,10 @@ static int cmd_serve(int argc, char **argv)
         goto out;
     if (ua)
         usage_agg_set_workers(ua, relay_threads(rel));
-    feed_hooks fh = {.key_deleted = hook_key_deleted, .revoked = hook_revoked_hash, .ctx = rel};
+    feed_hooks fh = {.key_deleted = hook_key_deleted,
+                     .revoked = hook_revoked_hash,
+                     .secret_deleted = hook_secret_deleted,
+                     .ctx = rel};
     feed_config fc = {.poll_ms = 1000, .keep_seconds = API_TTL_MAX};
     char *ferr = NULL;
     if (!(fd = feed_start(s, keys, &fc, rel ? &fh : NULL, &ferr))) {
@@ -742,8 +753,10 @@ static int cmd_serve(int argc, char **argv)
                                .n_listeners = rel ? n_listeners(&c) : 0,
                                .usage = ua});
     api_obs obs_hooks = obs_api_hooks(ob);
-    api_hooks hooks = {
-        .key_deleted = hook_key_deleted, .credential_revoked = hook_revoked, .ctx = rel};
+    api_hooks hooks = {.key_deleted = hook_key_deleted,
+                       .credential_revoked = hook_revoked,
+                       .secret_deleted = hook_secret_deleted,
+                       .ctx = rel};
     api_config acfg = {.max_keys = (size_t)c.max_keys,
                        .keys = keys,
                        .stun_urls = (const char *const *)stun,

@@ -55,6 +55,7 @@ typedef struct api_hooks {
     void (*credential_revoked)(void *ctx, const char *key_uid, const char *username,
                                int64_t expires);
     void *ctx;
+    void (*secret_deleted)(void *ctx, const char *secret_id); /* issue 15; may be NULL */
 } api_hooks;
 
 typedef struct api_server api_server;

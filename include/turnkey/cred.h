@@ -106,4 +106,22 @@ int cred_coturn_password(const uint8_t *secret, size_t secret_len, const char *u
  * -1 if malformed (empty, non-digit, sign, leading zero, > INT64_MAX). */
 int64_t cred_coturn_expiry(const char *username, size_t len);
 
+/* Shared secrets bound to TURN keys (issue 15, docs/credentials.md "Shared secrets per
+ * key"): username = expiry [ ":" user ], where user is any bytes 0x20-0x7e or >= 0x80
+ * (Synapse puts "@alice:example.org" there) and may end in "~" + 32 lowercase hex, which
+ * names the TURN key whose secrets the relay tries. */
+#define CRED_SHARED_KEY_MARK '~'
+typedef struct cred_shared_name {
+    int64_t expires;
+    const char *user; /* points into the username; user_len 0 when absent */
+    size_t user_len;
+    char key_id[CRED_KEY_ID_LEN + 1]; /* "" when the username names no key */
+} cred_shared_name;
+/* Strict parse: CRED_OK or CRED_E_MALFORMED (bad expiry, a control byte or NUL, too long). */
+int cred_shared_parse(const char *username, size_t len, cred_shared_name *out);
+/* password = base64(HMAC-SHA1 or HMAC-SHA256(secret, username)); sha256: false = SHA-1
+ * (coturn's, 28 chars), true = 44 chars. CRED_OK or CRED_E_MALFORMED. */
+int cred_shared_password(bool sha256, const char *secret, size_t secret_len, const char *username,
+                         size_t len, char password[CRED_PASSWORD_MAX]);
+
 #endif

@@ -19,6 +19,7 @@ typedef struct feed_hooks {
     void (*key_deleted)(void *ctx, const char *key_uid);
     void (*revoked)(void *ctx, const char *username_sha256_hex);
     void *ctx;
+    void (*secret_deleted)(void *ctx, const char *secret_id); /* issue 15; may be NULL */
 } feed_hooks;
 
 typedef struct feed_config {

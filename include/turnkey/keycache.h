@@ -83,6 +83,21 @@ void keycache_revoke_hash(keycache *kc, const char *hash_hex, int64_t expires);
  * (keycache_lookup) never query the store: a key not here is unknown. */
 void keycache_set_complete(keycache *kc, bool complete);
 
+/* Shared secrets (issue 15), by key: what the relay's coturn-scheme check reads. */
+typedef struct keycache_secret {
+    char id[STORE_ID_LEN + 1];
+    char key_uid[STORE_ID_LEN + 1];
+    char secret[STORE_SHARED_SECRET_TEXT + 1];
+    int alg;         /* enum store_secret_alg */
+    int64_t max_ttl; /* seconds */
+} keycache_secret;
+/* Copies up to max of the key's secrets into out from memory alone; returns how many. */
+size_t keycache_secrets(keycache *kc, const char *key_uid, keycache_secret *out, size_t max);
+/* Reads the key's secrets from the store again (a change of this node or the feed): 0, -1. */
+int keycache_secrets_refresh(keycache *kc, const char *key_uid);
+/* Replaces every cached secret with the store's (keycache_load_all calls it): 0, -1. */
+int keycache_secrets_load(keycache *kc);
+
 /* A cred_lookup backed by this cache (for cred_verify). */
 cred_lookup keycache_lookup(keycache *kc);
 /* The same through keycache_get_cached: what the relay threads use. */

@@ -73,6 +73,9 @@ typedef struct relay_config {
     void (*http_adopt)(void *ctx, int fd, struct ssl_st *ssl, const uint8_t *pre, size_t n,
                        const struct sockaddr_storage *peer);
     void *http_ctx;
+    /* Comma-separated TURN key ids (at most 3) whose shared secrets a username that names
+     * no key tries (issue 15); NULL/"" = none. */
+    const char *shared_secret_keys;
 } relay_config;
 
 typedef struct relay relay;
@@ -94,6 +97,8 @@ void relay_key_deleted(relay *r, const char *key_uid);
 void relay_credential_revoked(relay *r, const char *username);
 /* The same by SHA-256 hex of the username (from the store's change feed). */
 void relay_credential_revoked_hash(relay *r, const char *username_sha256_hex);
+/* A shared secret was deleted (issue 15): the allocations it authenticated end. */
+void relay_secret_deleted(relay *r, const char *secret_id);
 
 /* Draining (SIGTERM): from now on every Allocate is answered 508 "Server Draining"; live
  * allocations, refreshes, permissions and channels go on. Thread-safe, irreversible. */

@@ -19,8 +19,9 @@
 enum store_rc {
     STORE_OK = 0,
     STORE_NOT_FOUND = -1,
-    STORE_LIMIT = -2, /* a limit reached: keys per account, revocations per key */
-    STORE_ERROR = -3, /* real fault (I/O, corruption): callers answer 5xx */
+    STORE_LIMIT = -2,   /* a limit reached: keys per account, revocations per key */
+    STORE_ERROR = -3,   /* real fault (I/O, corruption): callers answer 5xx */
+    STORE_INVALID = -4, /* bad input, nothing written (shared secrets: alg, max_ttl) */
 };
 
 #define STORE_ID_LEN 32         /* account id, key uid, token id: 32 lowercase hex */
@@ -100,6 +101,9 @@ enum store_change_kind {
     STORE_CHANGE_KEY_RENAMED = 2,
     STORE_CHANGE_KEY_DELETED = 3,
     STORE_CHANGE_REVOKED = 4, /* username_hash + expires set */
+    /* shared secrets (issue 15): username_hash carries the secret id */
+    STORE_CHANGE_SECRET_ADDED = 5,
+    STORE_CHANGE_SECRET_DELETED = 6,
 };
 
 typedef struct store_change {
@@ -161,6 +165,26 @@ typedef struct store_usage_row {
     char node[STORE_USAGE_NODE_LEN];
     uint64_t egress_bytes, ingress_bytes, alloc_ms, peak_allocs;
 } store_usage_row;
+
+/* Shared secrets (issue 15): coturn's use-auth-secret credentials bound to a TURN key
+ * (username "expiry[:user]", password base64(HMAC(secret, username))). The secret is stored
+ * as is: the relay verifies offline, like the key's credential secret. */
+#define STORE_SHARED_SECRET_MAX 5      /* secrets per key */
+#define STORE_SHARED_SECRET_TEXT 64    /* the secret: 64 lowercase hex (32 random bytes) */
+#define STORE_SHARED_TTL_DEFAULT 86400 /* max lifetime of expiry (s): Nextcloud mints +24 h */
+#define STORE_SHARED_TTL_MIN 60
+#define STORE_SHARED_TTL_MAX (30 * 86400)
+enum store_secret_alg { STORE_SECRET_SHA1 = 1, STORE_SECRET_SHA256 = 2 };
+
+typedef struct store_shared_secret {
+    char id[STORE_ID_LEN + 1];
+    char key_uid[STORE_ID_LEN + 1];
+    char account_id[STORE_ID_LEN + 1];
+    char secret[STORE_SHARED_SECRET_TEXT + 1]; /* the HMAC key is this text, as apps use it */
+    int alg;                                   /* enum store_secret_alg */
+    int64_t max_ttl; /* an expiry further than now + max_ttl is refused (seconds) */
+    int64_t created; /* milliseconds */
+} store_shared_secret;
 
 /* Callback of revoke_each: one stored revocation. */
 typedef void (*store_revoke_fn)(void *arg, const char *key_uid, const char *username_hash,
@@ -231,6 +255,18 @@ typedef struct store_ops {
     /* Rolls minute rows with minute < before up into hour rows, deletes hour rows with
      * minute < drop_before (0 = keep); *rolled = minute rows folded. */
     int (*usage_rollup)(void *ctx, int64_t before, int64_t drop_before, size_t *rolled);
+    /* shared secrets (issue 15). Deleting a key deletes its secrets (ON DELETE CASCADE). */
+    /* Under a lock on the key row (STORE_NOT_FOUND unless the key is s->account_id's),
+     * counts the key's secrets and inserts s only if fewer than max (else STORE_LIMIT);
+     * logs STORE_CHANGE_SECRET_ADDED. */
+    int (*secret_add)(void *ctx, const store_shared_secret *s, size_t max);
+    /* The key's secrets, oldest first. */
+    int (*secret_list)(void *ctx, const char *key_uid, store_shared_secret **out, size_t *n);
+    /* Deletes one (*out receives it) and logs STORE_CHANGE_SECRET_DELETED. */
+    int (*secret_delete)(void *ctx, const char *account_id, const char *key_uid, const char *id,
+                         store_shared_secret *out);
+    /* Every secret of every key (a cache's full load). */
+    int (*secret_list_all)(void *ctx, store_shared_secret **out, size_t *n);
 } store_ops;
 
 struct store {
@@ -307,6 +343,22 @@ int store_usage_query(store *s, const store_usage_filter *q, store_usage_row **o
                       size_t *total);
 int store_usage_rollup(store *s, int64_t before, int64_t drop_before, size_t *rolled);
 
+/* Shared secrets (see store_ops). add draws the id and the secret (out->secret, shown
+ * once); alg is enum store_secret_alg, max_ttl 0 = STORE_SHARED_TTL_DEFAULT, else within
+ * [STORE_SHARED_TTL_MIN, STORE_SHARED_TTL_MAX]; anything else is STORE_INVALID. A backend
+ * without the ops answers STORE_ERROR. */
+int store_secret_add(store *s, const char *account_id, const char *key_uid, int alg,
+                     int64_t max_ttl, int64_t now_ms, store_shared_secret *out);
+int store_secret_list(store *s, const char *key_uid, store_shared_secret **out, size_t *n);
+int store_secret_delete(store *s, const char *account_id, const char *key_uid, const char *id,
+                        store_shared_secret *out);
+int store_secret_list_all(store *s, store_shared_secret **out, size_t *n);
+/* Wipes the secrets and frees the array. */
+void store_secret_array_free(store_shared_secret *a, size_t n);
+/* "sha1" / "sha256" and back (0 if unknown). */
+const char *store_secret_alg_name(int alg);
+int store_secret_alg_parse(const char *name);
+
 /* Release the heap parts of records and arrays returned above. */
 void store_account_clear(store_account *a);
 void store_token_clear(store_token *t);
@@ -326,9 +378,14 @@ void store_perms_format(unsigned perms, char *out, size_t cap);
  * counts receive the records verified per kind. STORE_OK or STORE_ERROR (*err set). */
 typedef struct store_copy_counts {
     size_t accounts, tokens, keys, revocations;
-    size_t copied; /* records written by this run (0 on a repeated copy) */
+    size_t copied;  /* records written by this run (0 on a repeated copy) */
+    size_t secrets; /* shared secrets verified (issue 15) */
 } store_copy_counts;
 int store_copy(store *from, store *to, int64_t now, store_copy_counts *counts, char **err);
+
+/* store_copy's part for one key's shared secrets (store_secret.c): STORE_OK or STORE_ERROR. */
+int store__copy_secrets(store *from, store *to, const char *key_uid, size_t *copied,
+                        size_t *verified);
 
 /* Rules shared by the backends (store.c). */
 /* A new key is admitted while the account holds fewer than max_keys. */
@@ -354,5 +411,16 @@ int store__sqlite_usage_add(void *ctx, const store_usage_delta *d, size_t n);
 int store__sqlite_usage_query(void *ctx, const store_usage_filter *q, store_usage_row **out,
                               size_t *n, size_t *total);
 int store__sqlite_usage_rollup(void *ctx, int64_t before, int64_t drop_before, size_t *rolled);
+/* store_sqlite_secret.c / store_pg_secret.c: the shared-secret ops of each backend. */
+int store__sqlite_secret_add(void *ctx, const store_shared_secret *s, size_t max);
+int store__sqlite_secret_list(void *ctx, const char *key_uid, store_shared_secret **out, size_t *n);
+int store__sqlite_secret_delete(void *ctx, const char *account_id, const char *key_uid,
+                                const char *id, store_shared_secret *out);
+int store__sqlite_secret_list_all(void *ctx, store_shared_secret **out, size_t *n);
+int store__pg_secret_add(void *ctx, const store_shared_secret *s, size_t max);
+int store__pg_secret_list(void *ctx, const char *key_uid, store_shared_secret **out, size_t *n);
+int store__pg_secret_delete(void *ctx, const char *account_id, const char *key_uid, const char *id,
+                            store_shared_secret *out);
+int store__pg_secret_list_all(void *ctx, store_shared_secret **out, size_t *n);
 
 #endif

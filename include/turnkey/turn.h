@@ -34,7 +34,15 @@ typedef struct turn_auth_info {
     char key_id[33];    /* "" for credentials not tied to a TURN key (coturn shared secret) */
     int64_t expires;    /* unix seconds; the allocation ends when it passes (<= 0: no cap) */
     char custom_id[65]; /* the credential's customIdentifier, "" when none */
+    char secret_id[33]; /* the shared secret that matched (issue 15), "" for other schemes */
 } turn_auth_info;
+
+/* One password the username may stand for (ops->auth_candidates). */
+#define TURN_AUTH_CANDIDATES_MAX 16
+typedef struct turn_auth_candidate {
+    char password[128];
+    turn_auth_info info;
+} turn_auth_candidate;
 
 /* Every failure answers 401; the codes only say why (metrics, logs). */
 enum turn_auth_rc {
@@ -159,6 +167,13 @@ typedef struct turn_ops {
     void (*auth_failed)(void *ctx, const turn_5tuple *t, int reason, const uint8_t *username,
                         size_t len);
     void *ctx;
+    /* Optional (issue 15), called instead of auth when set: like auth, but a username may
+     * stand for several passwords (a key's shared secrets during a rotation, a small
+     * fallback set). Fills up to max (<= TURN_AUTH_CANDIDATES_MAX) candidates and returns
+     * how many (>= 1), or a TURN_AUTH_* code < 0; the request is authenticated by the first
+     * candidate whose MESSAGE-INTEGRITY matches, and carries that candidate's info. */
+    int (*auth_candidates)(void *ctx, const uint8_t *username, size_t len, int64_t now,
+                           turn_auth_candidate *out, size_t max);
 } turn_ops;
 
 /* TURN_QUOTA_DRAINING: the server is shutting down (→ 508 "Server Draining"). */
@@ -217,6 +232,8 @@ size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, s
 /* The same by SHA-256 hex of the username (as the store's change log carries it). */
 size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_sha256_hex,
                                            int64_t now_ms);
+/* Ends every allocation whose last request matched this shared secret (issue 15). */
+size_t turn_server_secret_deleted(turn_server *s, const char *secret_id, int64_t now_ms);
 
 /* Request methods and results counted in turn_stats.requests. */
 enum {

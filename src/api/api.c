@@ -534,7 +534,7 @@ typedef void (*route_fn)(api_server *a, const api_request *req, const api__path 
                          api_response *r);
 
 typedef struct route {
-    const char *segs[8];
+    const char *segs[9];
     size_t n;
     bool prefix;
     route_fn fn;
@@ -559,6 +559,14 @@ static const route routes[API__N_ROUTES - 1] = {
      api__route_usage},
     {{"client", "v4", "accounts", "*", "calls", "usage"}, 6, false, api__route_usage},
     {{"client", "v4", "graphql"}, 3, false, api__route_graphql},
+    {{"client", "v4", "accounts", "*", "calls", "turn_keys", "*", "shared_secrets"},
+     8,
+     false,
+     api__route_secrets},
+    {{"client", "v4", "accounts", "*", "calls", "turn_keys", "*", "shared_secrets", "*"},
+     9,
+     false,
+     api__route_secrets},
     {{"client", "v4"}, 2, true, route_no_route},
     {{"v1", "turn", "keys"}, 3, true, api__cred_route},
     {{"healthz"}, 1, false, api__route_health},
@@ -574,6 +582,8 @@ const char *const api__route_names[API__N_ROUTES] = {
     "/client/v4/accounts/{account_id}/calls/turn_keys/{key_id}/usage",
     "/client/v4/accounts/{account_id}/calls/usage",
     "/client/v4/graphql",
+    "/client/v4/accounts/{account_id}/calls/turn_keys/{key_id}/shared_secrets",
+    "/client/v4/accounts/{account_id}/calls/turn_keys/{key_id}/shared_secrets/{id}",
     "/client/v4/other",
     "/v1/turn/keys/{key_id}/credentials",
     "/healthz",

@@ -146,6 +146,9 @@ static const opt table[] = {
      "ALPN or the first bytes tell them apart; TURN certificate; empty = off)"},
     {"max-revocations-per-key", T_INT, O(max_revocations_per_key), "100000", 1, 100000000,
      "revoked credentials per TURN key not yet expired; more revocations get 409"},
+    {"shared-secret-keys", T_STR, O(shared_secret_keys), "", 0, 0,
+     "TURN key ids (at most 3, comma-separated) whose shared secrets a coturn-style username "
+     "that names no key is checked against"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 

@@ -23,6 +23,7 @@ enum kind {
     K_OFF,    /* flag: the list option becomes empty (off) */
     K_RANGE,  /* an address, a CIDR or coturn's IPv4 range A-B (split into CIDRs) */
     K_IGNORE, /* flag for something turnkey always does */
+    K_REFUSE, /* a coturn setting with no file equivalent: an error saying what to do */
 };
 
 typedef struct alias {
@@ -59,6 +60,12 @@ static const alias aliases[] = {
     {"no-tlsv1_1", NULL, K_IGNORE, "TLS below 1.2 is never accepted"},
     {"no-multicast-peers", NULL, K_IGNORE, "multicast peers are always denied"},
     {"no-loopback-peers", NULL, K_IGNORE, "loopback peers are denied unless --allow-peer"},
+    {"use-auth-secret", NULL, K_REFUSE,
+     "shared secrets belong to TURN keys: `turnkey key secret add --account ID --key UID`, "
+     "then --shared-secret-keys UID (docs/migrating-from-coturn.md)"},
+    {"static-auth-secret", NULL, K_REFUSE,
+     "shared secrets belong to TURN keys and live in the store: `turnkey key secret add "
+     "--account ID --key UID` prints a new one for the app (docs/migrating-from-coturn.md)"},
 };
 #define N_ALIASES (sizeof aliases / sizeof aliases[0])
 
@@ -184,6 +191,11 @@ static int note_listener(cfg__coturn *st, const alias *al, const char *val, cons
 static int apply_one(cfg__coturn *st, const alias *al, const char *val, const cfg__ops *ops,
                      const char *src, FILE *err)
 {
+    if (al->kind == K_REFUSE) {
+        fprintf(err, "turnkey: %s: %s is not a file setting in turnkey: %s\n", src, al->coturn,
+                al->note);
+        return -1;
+    }
     if (al->kind == K_IGNORE || al->kind == K_OFF || al->kind == K_NO_UDP || al->kind == K_NO_TCP)
         return apply_flag(st, al, val, ops, src, err);
     if (!val || !*val) {
@@ -333,6 +345,8 @@ void cfg__coturn_print(FILE *out)
         const alias *a = &aliases[i];
         if (a->kind == K_IGNORE)
             fprintf(out, "#   %-20s accepted and ignored: %s\n", a->coturn, a->note);
+        else if (a->kind == K_REFUSE)
+            fprintf(out, "#   %-20s refused: %s\n", a->coturn, a->note);
         else
             fprintf(out, "#   %-20s %s%s\n", a->coturn, a->ours, kind_note(a->kind));
     }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "turnkey/api.h"
+#include "internal.h"
 #include "turnkey/audit.h"
 #include "turnkey/datadir.h"
 #include "turnkey/log.h"
@@ -30,6 +31,8 @@ void cli_usage(FILE *out)
             "  turnkey token list [--data DIR] [--account ID]\n"
             "  turnkey token revoke [--data DIR] TOKEN_ID\n"
             "  turnkey key list [--data DIR] --account ID\n"
+            "  turnkey key secret add|list|delete --account ID --key UID [SECRET_ID]\n"
+            "                     [--algorithm sha1|sha256] [--max-ttl SECONDS]\n"
             "  turnkey store copy --from STORE --to STORE   (copy a store; idempotent)\n"
             "every command takes --store postgres://… or sqlite:FILE in place of --data DIR\n"
             "  turnkey audit list [--data DIR] --account ID [QUERY (since=...&action.type=...)]\n"
@@ -39,6 +42,7 @@ void cli_usage(FILE *out)
 
 typedef struct cli_opts {
     const char *data, *store, *from, *to, *name, *account, *permissions, *expires_in, *positional;
+    const char *key, *algorithm, *max_ttl; /* key secret (issue 15) */
 } cli_opts;
 
 static int parse_cli(int argc, char **argv, cli_opts *o)
@@ -65,6 +69,12 @@ static int parse_cli(int argc, char **argv, cli_opts *o)
             dst = &o->permissions;
         else if (!strcmp(a, "--expires-in"))
             dst = &o->expires_in;
+        else if (!strcmp(a, "--key"))
+            dst = &o->key;
+        else if (!strcmp(a, "--algorithm"))
+            dst = &o->algorithm;
+        else if (!strcmp(a, "--max-ttl"))
+            dst = &o->max_ttl;
         else if (a[0] == '-') {
             fprintf(stderr, "turnkey: unknown option '%s'\n", a);
             return -1;
@@ -361,8 +371,8 @@ static int cmd_store(const char *sub, const cli_opts *o)
         goto out;
     }
     printf("copied %zu record(s); verified in the target: %zu account(s), %zu token(s), %zu "
-           "key(s), %zu revocation(s)\n",
-           c.copied, c.accounts, c.tokens, c.keys, c.revocations);
+           "key(s), %zu revocation(s), %zu shared secret(s)\n",
+           c.copied, c.accounts, c.tokens, c.keys, c.revocations, c.secrets);
     rc = 0;
 out:
     free(err);
@@ -375,7 +385,8 @@ int cli_run(const char *cmd, const char *sub, int argc, char **argv)
 {
     cli_opts o;
     log_set_level(LOG_WARN); /* operator commands: only the answer and real problems */
-    if (parse_cli(argc, argv, &o) != 0)
+    bool secret = !strcmp(cmd, "key") && !strcmp(sub, "secret"); /* parsed below */
+    if (!secret && parse_cli(argc, argv, &o) != 0)
         return 2;
     if (!strcmp(cmd, "account"))
         return cmd_account(sub, &o);
@@ -385,6 +396,13 @@ int cli_run(const char *cmd, const char *sub, int argc, char **argv)
         return cmd_store(sub, &o);
     if (!strcmp(cmd, "audit"))
         return cmd_audit(sub, &o);
+    if (!strcmp(cmd, "key") && !strcmp(sub, "secret")) { /* key secret ACTION ... */
+        if (argc < 1 || parse_cli(argc - 1, argv + 1, &o) != 0)
+            return cli__secret(&(cli__secret_args){.action = NULL});
+        cli__secret_args sa = {argv[0], o.data,      o.store,   o.account,
+                               o.key,   o.algorithm, o.max_ttl, o.positional};
+        return cli__secret(&sa);
+    }
     if (!strcmp(cmd, "key"))
         return cmd_key(sub, &o);
     fprintf(stderr, "turnkey: unknown command '%s' (see turnkey help)\n", cmd);

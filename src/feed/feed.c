@@ -44,6 +44,12 @@ static void apply(feed *f, const store_change *c)
         if (f->hooks.revoked)
             f->hooks.revoked(f->hooks.ctx, c->username_hash);
         break;
+    case STORE_CHANGE_SECRET_ADDED: keycache_secrets_refresh(f->kc, c->key_uid); break;
+    case STORE_CHANGE_SECRET_DELETED: /* username_hash: the secret id */
+        keycache_secrets_refresh(f->kc, c->key_uid);
+        if (f->hooks.secret_deleted)
+            f->hooks.secret_deleted(f->hooks.ctx, c->username_hash);
+        break;
     default: log_warn("feed", "change %lld of unknown kind %d ignored", (long long)c->rev, c->kind);
     }
 }

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal.h"
 #include "turnkey/util.h"
 
 typedef struct kentry {
@@ -41,8 +42,9 @@ struct keycache {
     uint64_t epoch; /* bumped by every forget: a concurrent load does not re-insert */
     bool complete;  /* keycache_preload ran: every key of the store is in `keys` */
     table keys, revs;
-    table dead;              /* dentry, by uid */
-    dentry *oldest, *newest; /* the FIFO of `dead` */
+    table dead;                 /* dentry, by uid */
+    dentry *oldest, *newest;    /* the FIFO of `dead` */
+    keycache__secrets *secrets; /* shared secrets by key (keycache_secret.c) */
 };
 
 static uint64_t fnv(const void *p, size_t n)
@@ -174,6 +176,7 @@ keycache *keycache_new(store *st)
     table_init(&kc->keys);
     table_init(&kc->revs);
     table_init(&kc->dead);
+    kc->secrets = keycache__secrets_new();
     return kc;
 }
 
@@ -184,6 +187,7 @@ void keycache_free(keycache *kc)
     table_dispose(&kc->keys, true, sizeof(kentry));
     table_dispose(&kc->revs, false, 0);
     table_dispose(&kc->dead, false, 0);
+    keycache__secrets_free(kc->secrets);
     pthread_rwlock_destroy(&kc->lock);
     free(kc);
 }
@@ -340,6 +344,7 @@ void keycache_forget_at(keycache *kc, const char *uid, int64_t now)
         pp = &(*pp)->next;
     }
     pthread_rwlock_unlock(&kc->lock);
+    keycache__secrets_drop(kc->secrets, uid);
 }
 
 static rentry *find_rev(keycache *kc, const uint8_t h[32])
@@ -499,6 +504,8 @@ int keycache_load_all(keycache *kc, int64_t now)
     kc->keys = fresh;
     pthread_rwlock_unlock(&kc->lock);
     table_dispose(&old, true, sizeof(kentry));
+    if (keycache_secrets_load(kc) != 0)
+        return -1;
     return keycache_load_revocations(kc, now);
 }
 
@@ -534,4 +541,14 @@ static int lk_secret_cached(void *ctx, const char *key_id, uint8_t secret[CRED_S
 cred_lookup keycache_lookup_cached(keycache *kc)
 {
     return (cred_lookup){.key_secret = lk_secret_cached, .is_revoked = lk_revoked, .ctx = kc};
+}
+
+keycache__secrets *keycache__secrets_of(keycache *kc)
+{
+    return kc->secrets;
+}
+
+store *keycache__store(keycache *kc)
+{
+    return kc->st;
 }

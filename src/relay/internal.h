@@ -35,6 +35,8 @@
 #define RELAY_DEFAULT_MAX_CONNS 10000
 #define RELAY_DEFAULT_MAX_CONNS_PER_IP 100
 #define RELAY_DEFAULT_HANDSHAKE_MS 5000
+#define RELAY_SECRET_KEYS_MAX 3 /* x STORE_SHARED_SECRET_MAX <= TURN_AUTH_CANDIDATES_MAX */
+#define RELAY_SECRET_SKEW_S 60  /* clock skew allowed beyond a secret's max_ttl */
 #define RELAY_PKTINFO_SPACE CMSG_SPACE(sizeof(struct in6_pktinfo)) /* >= in_pktinfo */
 
 typedef struct relay relay;
@@ -99,7 +101,12 @@ typedef struct relay_track {
     int64_t at_us; /* when it reached the relay (monotonic, microseconds) */
 } relay_track;
 
-enum { RELAY_EV_KEY_DELETED = 1, RELAY_EV_REVOKED = 2, RELAY_EV_REVOKED_HASH = 3 };
+enum {
+    RELAY_EV_KEY_DELETED = 1,
+    RELAY_EV_REVOKED = 2,
+    RELAY_EV_REVOKED_HASH = 3,
+    RELAY_EV_SECRET_DELETED = 4
+};
 
 typedef struct relay_event {
     struct relay_event *next;
@@ -179,6 +186,9 @@ struct relay {
     void (*usage_last)(void *ctx, size_t worker, const usage_record *r);
     void *usage_ctx;
     _Atomic uint32_t paused_listeners; /* listener sockets paused after EMFILE/ENFILE */
+    /* --shared-secret-keys (relay_secret.c): whose secrets unnamed usernames try */
+    char secret_keys[RELAY_SECRET_KEYS_MAX][STORE_ID_LEN + 1];
+    size_t n_secret_keys;
 };
 
 /* One event-loop thread: its own listeners (SO_REUSEPORT), turn_server, relay sockets and
@@ -348,5 +358,13 @@ void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);
 void relay__quota_dispose(relay *r);
 int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len);
 void relay__quota_release(void *ctx, const uint8_t *username, size_t len);
+
+/* relay_secret.c: shared secrets per TURN key (issue 15). */
+int relay__secret_setup(relay *r, const char *list, char **err);
+int relay__auth_candidates(void *ctx, const uint8_t *username, size_t len, int64_t now,
+                           turn_auth_candidate *out, size_t max);
+/* relay.c: turnkey's own credentials. */
+int relay__ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now, char password[128],
+                    turn_auth_info *info);
 
 #endif

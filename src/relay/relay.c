@@ -281,7 +281,7 @@ static void ops_send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf,
         relay__tx_queue(r, l->fd, (const struct sockaddr *)&to, buf, len);
 }
 
-static int ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now, char password[128],
+int relay__ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now, char password[128],
                     turn_auth_info *info)
 {
     relay_worker *r = ctx;
@@ -371,6 +371,8 @@ static void on_wakeup(ev_loop *loop, void *ctx)
         size_t n;
         if (e->kind == RELAY_EV_KEY_DELETED)
             n = turn_server_key_deleted(r->turn, e->text, util_now_ms());
+        else if (e->kind == RELAY_EV_SECRET_DELETED)
+            n = turn_server_secret_deleted(r->turn, e->text, util_now_ms());
         else if (e->kind == RELAY_EV_REVOKED_HASH)
             n = turn_server_credential_revoked_hash(r->turn, e->text, util_now_ms());
         else
@@ -426,6 +428,11 @@ void relay_credential_revoked(relay *r, const char *username)
 void relay_credential_revoked_hash(relay *r, const char *username_sha256_hex)
 {
     broadcast(r, RELAY_EV_REVOKED_HASH, username_sha256_hex);
+}
+
+void relay_secret_deleted(relay *r, const char *secret_id)
+{
+    broadcast(r, RELAY_EV_SECRET_DELETED, secret_id);
 }
 
 /* --- start / stop -------------------------------------------------------------------- */
@@ -506,7 +513,8 @@ static relay_worker *worker_new(relay *r, size_t index, const relay_config *cfg,
                     .relay_open = ops_relay_open,
                     .relay_close = ops_relay_close,
                     .send_peer = ops_send_peer,
-                    .auth = ops_auth,
+                    .auth = relay__ops_auth,
+                    .auth_candidates = relay__auth_candidates,
                     .quota_acquire = relay__quota_acquire,
                     .quota_release = relay__quota_release,
                     .challenge_ok = r->challenge_rate ? relay__challenge_ok : NULL,
@@ -652,7 +660,8 @@ relay *relay_start(const relay_config *cfg, char **err)
     }
     if (n > 64)
         n = 64;
-    if (setup_addresses(r, cfg, err) != 0)
+    if (setup_addresses(r, cfg, err) != 0 ||
+        relay__secret_setup(r, cfg->shared_secret_keys, err) != 0)
         goto fail;
     r->w = util_xcalloc(n, sizeof *r->w);
     for (size_t i = 0; i < n; i++) {

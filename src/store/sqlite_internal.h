@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdint.h>
 
 #include "turnkey/log.h"
 #include "turnkey/store.h"

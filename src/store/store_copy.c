@@ -112,8 +112,12 @@ static int copy_account_children(copy_run *r, const char *account_id)
         rc = copy_token(r, &toks[i]);
     if (rc == STORE_OK)
         rc = r->from->ops->key_list(r->from->ctx, account_id, &keys, &nk);
-    for (size_t i = 0; rc == STORE_OK && i < nk; i++)
+    for (size_t i = 0; rc == STORE_OK && i < nk; i++) {
         rc = copy_key(r, &keys[i]);
+        if (rc == STORE_OK && store__copy_secrets(r->from, r->to, keys[i].uid, &r->c->copied,
+                                                  &r->c->secrets) != STORE_OK)
+            rc = fail(r, "target differs for the shared secrets of key", keys[i].uid);
+    }
     store_token_array_free(toks, nt);
     store_key_array_free(keys, nk);
     return rc;

@@ -62,6 +62,12 @@ static const char *const migrations[] = {
     "  peak BIGINT NOT NULL,"
     "  PRIMARY KEY (minute, account_id, key_uid, custom_id, username, node));"
     "CREATE INDEX usage_hour_by_account ON usage_hour(account_id, minute);",
+    /* 5: shared secrets (issue 15) */
+    "CREATE TABLE shared_secrets ("
+    "  id TEXT PRIMARY KEY, key_uid TEXT NOT NULL REFERENCES turn_keys(uid) ON DELETE CASCADE,"
+    "  account_id TEXT NOT NULL, secret TEXT NOT NULL, alg INTEGER NOT NULL,"
+    "  max_ttl BIGINT NOT NULL, created BIGINT NOT NULL, seq BIGSERIAL);"
+    "CREATE INDEX shared_secrets_by_key ON shared_secrets(key_uid);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 #define MIGRATION_LOCK "7432001" /* pg_advisory_xact_lock key: turnkey migrations */
@@ -85,6 +91,12 @@ static int log_change(store__pg *p, int kind, const char *key_uid, const char *h
                       &pp, NULL) != STORE_OK)
         return STORE_ERROR;
     return store__pg_exec(p, "NOTIFY turnkey_changes");
+}
+
+int store__pg_log_change(store__pg *p, int kind, const char *key_uid, const char *hash,
+                         int64_t expires)
+{
+    return log_change(p, kind, key_uid, hash, expires);
 }
 
 static int migrate(store__pg *p, char **err)
@@ -627,6 +639,10 @@ static const store_ops pg_ops = {
     .usage_add = store__pg_usage_add,
     .usage_query = store__pg_usage_query,
     .usage_rollup = store__pg_usage_rollup,
+    .secret_add = store__pg_secret_add,
+    .secret_list = store__pg_secret_list,
+    .secret_delete = store__pg_secret_delete,
+    .secret_list_all = store__pg_secret_list_all,
 };
 
 const store_ops *store__pg_ops(void)

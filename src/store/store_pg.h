@@ -68,6 +68,9 @@ int store__pg_audit_add(void *ctx, const store_audit *e);
 int store__pg_audit_list(void *ctx, const store_audit_query *q, store_audit **out, size_t *n,
                          size_t *total);
 int store__pg_audit_purge(void *ctx, int64_t before_ms, size_t *purged);
+/* Records a change in the open transaction (lock held): store_pg.c. */
+int store__pg_log_change(store__pg *p, int kind, const char *key_uid, const char *hash,
+                         int64_t expires);
 
 void store__pg_copy_id(char dst[STORE_ID_LEN + 1], const char *src);
 int64_t store__pg_col_int(PGresult *r, int row, int col);

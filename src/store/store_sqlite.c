@@ -65,6 +65,12 @@ static const char *const migrations[] = {
     "  peak INTEGER NOT NULL,"
     "  PRIMARY KEY (minute, account_id, key_uid, custom_id, username, node));"
     "CREATE INDEX usage_hour_by_account ON usage_hour(account_id, minute);",
+    /* 5: shared secrets (issue 15) */
+    "CREATE TABLE shared_secrets ("
+    "  id TEXT PRIMARY KEY, key_uid TEXT NOT NULL REFERENCES turn_keys(uid) ON DELETE CASCADE,"
+    "  account_id TEXT NOT NULL, secret TEXT NOT NULL, alg INTEGER NOT NULL,"
+    "  max_ttl INTEGER NOT NULL, created INTEGER NOT NULL);"
+    "CREATE INDEX shared_secrets_by_key ON shared_secrets(key_uid);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -703,6 +709,10 @@ static const store_ops sqlite_ops = {
     .usage_add = store__sqlite_usage_add,
     .usage_query = store__sqlite_usage_query,
     .usage_rollup = store__sqlite_usage_rollup,
+    .secret_add = store__sqlite_secret_add,
+    .secret_list = store__sqlite_secret_list,
+    .secret_delete = store__sqlite_secret_delete,
+    .secret_list_all = store__sqlite_secret_list_all,
 };
 
 const store_ops *store__sqlite_ops(void)

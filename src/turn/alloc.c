@@ -303,3 +303,19 @@ size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_
     }
     return 0;
 }
+
+size_t turn_server_secret_deleted(turn_server *s, const char *secret_id, int64_t now_ms)
+{
+    size_t n = 0;
+    if (!s || !secret_id || !secret_id[0])
+        return 0;
+    s->now_ms = now_ms;
+    for (turn__alloc *a = s->allocs, *next; a; a = next) {
+        next = a->next;
+        if (strcmp(a->info.secret_id, secret_id) == 0) {
+            turn__alloc_end(s, a, TURN_END_REVOKED);
+            n++;
+        }
+    }
+    return n;
+}

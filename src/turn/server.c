@@ -178,6 +178,41 @@ static int auth_fail_reason(int rc)
     }
 }
 
+/* ops->auth_candidates: the first candidate whose MESSAGE-INTEGRITY matches authenticates
+ * r (at most TURN_AUTH_CANDIDATES_MAX key derivations and integrity checks). */
+static bool check_candidates(turn__req *r)
+{
+    turn_server *s = r->s;
+    turn_auth_candidate c[TURN_AUTH_CANDIDATES_MAX];
+    int64_t now_s = r->now_ms / 1000;
+    bool ok = false;
+    int n = s->ops.auth_candidates(s->ops.ctx, r->user, r->user_len, now_s, c,
+                                   TURN_AUTH_CANDIDATES_MAX);
+    if (n <= 0) {
+        turn__auth_failed(r, n == 0 ? TURN_AF_BAD_CREDENTIAL : auth_fail_reason(n));
+        return false;
+    }
+    for (int i = 0; i < n && i < TURN_AUTH_CANDIDATES_MAX && !ok; i++) {
+        turn_auth_info *in = &c[i].info;
+        c[i].password[sizeof c[i].password - 1] = '\0';
+        in->key_id[sizeof in->key_id - 1] = '\0';
+        in->custom_id[sizeof in->custom_id - 1] = '\0';
+        in->secret_id[sizeof in->secret_id - 1] = '\0';
+        if ((in->expires > 0 && in->expires <= now_s) || !derive_key(r, c[i].password))
+            continue;
+        int rc = r->m->mi256_off ? stun_check_integrity_sha256(r->m, r->key, r->keylen)
+                                 : stun_check_integrity(r->m, r->key, r->keylen);
+        if (rc == STUN_OK) {
+            r->info = *in;
+            ok = true;
+        }
+    }
+    if (!ok)
+        turn__auth_failed(r, TURN_AF_BAD_INTEGRITY);
+    explicit_bzero(c, sizeof c);
+    return ok;
+}
+
 /* Verifies the credential and the integrity; on failure sends the error and returns false. */
 static bool authenticate(turn__req *r)
 {
@@ -217,6 +252,11 @@ static bool authenticate(turn__req *r)
         goto fail;
     }
     memset(&r->info, 0, sizeof r->info);
+    if (s->ops.auth_candidates) {
+        if (!check_candidates(r))
+            goto fail;
+        goto authed;
+    }
     int64_t now_s = r->now_ms / 1000;
     int arc = s->ops.auth(s->ops.ctx, r->user, r->user_len, now_s, password, &r->info);
     if (arc != TURN_AUTH_OK) {
@@ -238,6 +278,7 @@ static bool authenticate(turn__req *r)
         turn__auth_failed(r, TURN_AF_BAD_INTEGRITY);
         goto fail;
     }
+authed:
     r->authed = true;
     r->mi256 = m->mi256_off != 0;
     ok = true;

@@ -119,11 +119,25 @@ describe('coturn names in the config file', () => {
   test('an unknown coturn name stops turnkey with the file and line', () => {
     const data = freshDataDir();
     const conf = join(data, 'turnserver.conf');
-    writeFileSync(conf, 'listening-port=3478\nrealm=x\nstatic-auth-secret=abc\n', { mode: 0o600 });
+    writeFileSync(conf, 'listening-port=3478\nrealm=x\nuserdb=/var/lib/turn/turndb\n', { mode: 0o600 });
     const r = cliTimed(['serve', '--config', conf, '--data', data, '--api-listen', '127.0.0.1:0']);
     assert.equal(r.code, 2);
-    assert.equal(r.stderr.trim(), `turnkey: ${conf}:3: unknown setting 'static-auth-secret'`);
+    assert.equal(r.stderr.trim(), `turnkey: ${conf}:3: unknown setting 'userdb'`);
     assert.doesNotMatch(r.stdout, /listening/);
+    rmSync(data, { recursive: true, force: true });
+  });
+
+  test('use-auth-secret / static-auth-secret stop turnkey and say where shared secrets live', () => {
+    const data = freshDataDir();
+    const conf = join(data, 'turnserver.conf');
+    for (const line of ['use-auth-secret', 'static-auth-secret=abc']) {
+      writeFileSync(conf, `realm=x\n${line}\n`, { mode: 0o600 });
+      const r = cliTimed(['serve', '--config', conf, '--data', data, '--api-listen', '127.0.0.1:0']);
+      assert.equal(r.code, 2, line);
+      assert.match(r.stderr, new RegExp(`^turnkey: ${conf}:2: ${line.split('=')[0]} is not a file setting in turnkey: .*turnkey key secret add`));
+      assert.ok(!r.stderr.includes('abc'), 'the secret is not echoed');
+      assert.doesNotMatch(r.stdout, /listening/);
+    }
     rmSync(data, { recursive: true, force: true });
   });
 });
