@@ -359,6 +359,8 @@ static void conn_detach(relay_worker *r, relay_conn *c)
         return;
     }
     relay_worker *to = r->shared->w[c->to_worker - 1];
+    log_debug("relay", "ConnectionBind for relay thread %d: connection handed over",
+              c->to_worker - 1);
     relay_event *e = util_xcalloc(1, sizeof *e + 1);
     e->kind = RELAY_EV_CONN;
     e->conn = c;

@@ -84,7 +84,7 @@ describe('TCP relaying (RFC 6062)', () => {
   };
 
   before(async () => {
-    f = await fixture({ extraArgs: ['--allow-peer', '127.0.0.1/32', '--relay-threads', '2', '--relay-ports', '40000-40999'] });
+    f = await fixture({ extraArgs: ['--allow-peer', '127.0.0.1/32', '--relay-threads', '2', '--log-level', 'debug', '--relay-ports', '40000-40999'] });
     key = await createTurnKey(f, 'tcp');
     echo = await tcpEcho();
   });
@@ -127,6 +127,27 @@ describe('TCP relaying (RFC 6062)', () => {
     assert.ok((await back).equals(big), 'echoed bytes differ');
     const again2 = await bind(res.connectionId, cred);
     assert.equal(again2.res.errorCode, 400, `already bound: ${show(again2.res)}`);
+  });
+
+  test('data connections reaching either relay thread are bound (handed over when needed)', async () => {
+    const { c, cred } = await tcpAllocation();
+    const peers = [];
+    try {
+      // until one crossed threads (each one does with probability 1/2; 40 tries bound it)
+      for (let i = 0; i < 40 && (i < 4 || !/connection handed over/.test(f.stderr())); i++) {
+        const p = await tcpEcho();
+        peers.push(p);
+        const res = await c.connect({ address: '127.0.0.1', port: p.port });
+        assert.equal(res.cls, CLASS.SUCCESS, show(res));
+        const { d, res: b } = await bind(res.connectionId, cred);
+        assert.equal(b.cls, CLASS.SUCCESS, show(b));
+        await d.writeRaw(`to ${p.port}`);
+        assert.equal((await d.rawBytes(`to ${p.port}`.length)).toString(), `to ${p.port}`);
+      }
+    } finally {
+      for (const p of peers) await p.close();
+    }
+    assert.match(f.stderr(), /connection handed over/, 'some of the binds crossed relay threads');
   });
 
   test('ConnectionBind with an unknown CONNECTION-ID, or over UDP, is 400', async () => {
