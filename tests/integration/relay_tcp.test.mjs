@@ -150,6 +150,18 @@ describe('TCP relaying (RFC 6062)', () => {
     assert.match(f.stderr(), /connection handed over/, 'some of the binds crossed relay threads');
   });
 
+  test('over TLS: control and data connections', async () => {
+    const { c, cred } = await tcpAllocation('tls');
+    const res = await c.connect({ address: '127.0.0.1', port: echo.port });
+    assert.equal(res.cls, CLASS.SUCCESS, show(res));
+    const { d, res: b } = await bind(res.connectionId, cred, 'tls');
+    assert.equal(b.cls, CLASS.SUCCESS, show(b));
+    const data = Buffer.alloc(200000, 0x5a);
+    const back = d.rawBytes(data.length, { timeoutMs: 30000 });
+    await d.writeRaw(data);
+    assert.ok((await back).equals(data));
+  });
+
   test('ConnectionBind with an unknown CONNECTION-ID, or over UDP, is 400', async () => {
     const cred = await mintTurn(f, key, { prefix: 'tcp' });
     const { res } = await bind(0x7fffff00, cred);
