@@ -272,6 +272,17 @@ static void pump(relay_worker *r, tcp_pair *p)
             pump_write(&p->client, &p->to_client, &progress) != 0)
             goto close;
     }
+    /* bytes OpenSSL already decrypted wake no epoll: take them while there is room (at most
+     * one TLS record, so this is bounded) */
+    while (p->client.ssl && SSL_pending(p->client.ssl) > 0 && !p->client.eof &&
+           p->to_peer.len - p->to_peer.off < RELAY_TCP_BUF) {
+        bool more = false;
+        if (pump_read(r, p, &p->client, &p->to_peer, true, &more) != 0 ||
+            pump_write(&p->peer, &p->to_peer, &more) != 0)
+            goto close;
+        if (!more)
+            break;
+    }
     bool up_left = p->to_peer.len > p->to_peer.off, down_left = p->to_client.len > p->to_client.off;
     if ((p->client.eof && !up_left) || (p->peer.eof && !down_left))
         goto close; /* one side ended and what it sent is delivered */
