@@ -108,6 +108,12 @@ static void add_cid(stun_builder *b, void *arg)
     stun_builder_add_u32(b, STUN_ATTR_CONNECTION_ID, *(uint32_t *)arg);
 }
 
+static void add_sctp(stun_builder *b, void *arg)
+{
+    (void)arg;
+    stun_builder_add_requested_transport(b, 132);
+}
+
 static int tcp_allocate(fake *f, client *c)
 {
     return fx_req(f, c, STUN_METHOD_ALLOCATE, add_tcp, NULL);
@@ -155,7 +161,9 @@ static void t_allocate_rules(void)
     fx_client(&e, TURN_PROTO_TCP, "198.51.100.1", 4001, "alice");
     CHECK_INT(fx_req(&f, &e, STUN_METHOD_ALLOCATE, add_tcp_even, NULL), 400);
     CHECK_INT(T.tcp_opens, 0);
+    CHECK_INT(fx_req(&f, &e, STUN_METHOD_ALLOCATE, add_sctp, NULL), 442);
     fx_client(&c, TURN_PROTO_TCP, "198.51.100.1", 4002, "alice");
+    CHECK_INT(do_connect(&f, &c, "127.0.0.1", 5000), 437); /* no allocation yet */
     CHECK_INT(tcp_allocate(&f, &c), 0);
     CHECK_INT(T.tcp_opens, 1);
     CHECK_INT(f.opens, 1);
