@@ -403,6 +403,10 @@ static void conn_done(relay_worker *r, relay_conn *c)
         conn_detach(r, c);
         return;
     }
+    if (c->dead && c->pipe_cid) { /* bound, but gone before it became a pipe */
+        relay__tcp_peer_close(r, c->pipe_cid);
+        turn_server_tcp_closed(r->turn, c->pipe_cid, util_now_ms());
+    }
     if (!c->dead && c->ssl && c->out_len > c->out_off && flush(c) != 0)
         c->dead = true; /* the handshake may have unblocked queued writes */
     if (c->dead)
