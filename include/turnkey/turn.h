@@ -174,6 +174,22 @@ typedef struct turn_ops {
      * candidate whose MESSAGE-INTEGRITY matches, and carries that candidate's info. */
     int (*auth_candidates)(void *ctx, const uint8_t *username, size_t len, int64_t now,
                            turn_auth_candidate *out, size_t max);
+    /* Optional, all four or none: RFC 6062 TCP allocations (without them REQUESTED-TRANSPORT
+     * TCP gets 442). A peer connection is named by its CONNECTION-ID (cid, never 0).
+     * tcp_relay_open: like relay_open, but a listening TCP socket (closed by relay_close);
+     * incoming connections go to turn_server_peer_accepted. peer_connect: start a
+     * non-blocking connection from alloc_id's relayed address to peer; 0 = under way (the
+     * outcome goes to turn_server_peer_connected), < 0 failed at once (→ 447). peer_close:
+     * close the peer connection cid and its client data connection (nothing is reported
+     * back). data_bind: the client connection t->conn_id (which has just been answered)
+     * becomes the data connection of cid: from now on a byte pipe to the peer, both ways,
+     * outside the TURN framing; the I/O layer reports the bytes it moves through
+     * turn_server_tcp_data and the end of the pair through turn_server_tcp_closed. */
+    int (*tcp_relay_open)(void *ctx, uint64_t alloc_id, int family, const turn_5tuple *t,
+                          struct sockaddr_storage *relayed);
+    int (*peer_connect)(void *ctx, uint64_t alloc_id, uint32_t cid, const struct sockaddr *peer);
+    void (*peer_close)(void *ctx, uint32_t cid);
+    void (*data_bind)(void *ctx, const turn_5tuple *t, uint32_t cid);
 } turn_ops;
 
 /* TURN_QUOTA_DRAINING: the server is shutting down (→ 508 "Server Draining"). */
@@ -191,6 +207,13 @@ typedef struct turn_config {
     uint32_t user_quota;       /* allocations per username, default 10 (→ 486) */
     uint32_t max_allocations;  /* global cap (→ 508), default 100000 */
     const peer_policy *peers;  /* where the relay may send (403 otherwise); required */
+    /* RFC 6062: peer connections per TCP allocation (default 64) and per server (default
+     * 4096); past either a Connect gets 508 and an incoming connection is closed. Every
+     * CONNECTION-ID this server assigns has cid_tag in its low 8 bits (the I/O layer routes a
+     * ConnectionBind arriving on another thread's connection by it). */
+    uint32_t max_tcp_per_alloc;
+    uint32_t max_tcp_conns;
+    uint8_t cid_tag;
 } turn_config;
 
 typedef struct turn_server turn_server;
@@ -218,6 +241,21 @@ void turn_server_peer_input_inplace(turn_server *s, uint64_t alloc_id, const str
                                     uint8_t *buf, size_t len, int64_t now_ms);
 /* A TCP/TLS client connection closed: its allocation (if any) is deleted. */
 void turn_server_conn_closed(turn_server *s, const turn_5tuple *t, int64_t now_ms);
+
+/* RFC 6062, from the I/O layer: the connection peer_connect started succeeded or failed
+ * (a failed one is already closed); a connection arrived on alloc_id's TCP relay — returns
+ * its CONNECTION-ID, or 0: close it now (no permission, policy, caps); a bound pair moved
+ * bytes (to_peer: client → peer) — counted in the allocation's traffic; the peer or the
+ * data connection of cid closed and the I/O layer closed the other. Seconds-long timers:
+ * a Connect unanswered after 30 s gets 447, a peer connection unbound after 30 s is closed
+ * (ops->peer_close). */
+void turn_server_peer_connected(turn_server *s, uint32_t cid, bool ok, int64_t now_ms);
+uint32_t turn_server_peer_accepted(turn_server *s, uint64_t alloc_id, const struct sockaddr *peer,
+                                   int64_t now_ms);
+void turn_server_tcp_data(turn_server *s, uint32_t cid, bool to_peer, size_t bytes, int64_t now_ms);
+void turn_server_tcp_closed(turn_server *s, uint32_t cid, int64_t now_ms);
+/* The CONNECTION-ID of a ConnectionBind request (one frame), or 0 if it is not one. */
+uint32_t turn_connection_bind_cid(const uint8_t *buf, size_t len);
 
 /* Timers: the earliest deadline (ms, INT64_MAX if none), and running what is due: at most
  * 1024 expiries per call (a flood never stalls the caller; the deadline stays due). */

@@ -91,6 +91,8 @@ typedef struct relay_conn {
     bool dirty;        /* frames queued since the last flush (on the worker's dirty list) */
     unsigned interest; /* the epoll interest last set */
     relay_worker *owner;
+    uint32_t pipe_cid; /* RFC 6062: became the data connection of this peer connection */
+    int to_worker;     /* > 0: 1 + the worker its ConnectionBind belongs to (relay_tcp.c) */
 } relay_conn;
 
 /* One lifecycle event, shared by the copies queued to every worker: the last worker done
@@ -105,13 +107,15 @@ enum {
     RELAY_EV_KEY_DELETED = 1,
     RELAY_EV_REVOKED = 2,
     RELAY_EV_REVOKED_HASH = 3,
-    RELAY_EV_SECRET_DELETED = 4
+    RELAY_EV_SECRET_DELETED = 4,
+    RELAY_EV_CONN = 5 /* a TCP/TLS connection handed over by another worker (conn) */
 };
 
 typedef struct relay_event {
     struct relay_event *next;
     int kind;
     relay_track *track;
+    struct relay_conn *conn; /* RELAY_EV_CONN */
     char text[];
 } relay_event;
 
@@ -259,6 +263,7 @@ struct relay_worker {
     int *paused; /* listener fds */
     size_t n_paused, cap_paused;
     log_limiter rl_accept, rl_refused, rl_conn, rl_port, rl_event; /* one per call site */
+    struct relay_tcp *tcp; /* relay_tcp.c: TCP relays and peer connections (RFC 6062) */
 };
 
 void relay__arm_timer(relay_worker *r);
@@ -352,6 +357,33 @@ int relay__mux_step(relay_conn *c);
 /* From conn_free of a handed-off c: gives fd, ssl and the bytes read to r->http_adopt;
  * c->fd = -1 and c->ssl = NULL afterwards. */
 void relay__mux_handoff(relay_worker *r, relay_conn *c);
+
+/* relay_tcp.c: RFC 6062 TCP allocations (the turn_ops of the TCP group) */
+typedef struct relay_tcp relay_tcp;
+int relay__tcp_relay_open(void *ctx, uint64_t alloc_id, int family, const turn_5tuple *t,
+                          struct sockaddr_storage *relayed);
+/* Closes alloc_id's TCP relay; false if it has none (relay_close of a UDP relay). */
+bool relay__tcp_relay_close(relay_worker *r, uint64_t alloc_id);
+int relay__tcp_peer_connect(void *ctx, uint64_t alloc_id, uint32_t cid,
+                            const struct sockaddr *peer);
+void relay__tcp_peer_close(void *ctx, uint32_t cid);
+void relay__tcp_data_bind(void *ctx, const turn_5tuple *t, uint32_t cid);
+/* Takes a client connection detached from relay_conn.c as the data connection of cid: its
+ * socket, TLS state, admission, unread input and unsent output. */
+void relay__tcp_adopt(relay_worker *r, uint32_t cid, int fd, struct ssl_st *ssl, bool admitted,
+                      const struct sockaddr_storage *client, const uint8_t *in, size_t in_len,
+                      const uint8_t *out, size_t out_len);
+/* The worker index a ConnectionBind frame must be handled by, or -1 for r itself. */
+int relay__tcp_route(relay_worker *r, const uint8_t *frame, size_t len);
+void relay__tcp_dispose(relay_worker *r);
+/* relay_conn.c: marks connection conn_id as cid's data connection (false: no such one). */
+bool relay__conn_set_pipe(relay_worker *r, uint64_t conn_id, uint32_t cid);
+/* Takes over a connection another worker handed over (RELAY_EV_CONN), or frees it. */
+void relay__conn_adopt(relay_worker *r, relay_conn *c);
+void relay__conn_discard(relay_worker *r, relay_conn *c);
+/* relay.c: the address a relay of family binds to for the Allocate of t (port 0). */
+bool relay__relay_bind_addr(const relay_worker *r, const turn_5tuple *t, int family,
+                            struct sockaddr_storage *a);
 
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);

@@ -164,6 +164,12 @@ static bool relay_bind_addr(const relay_worker *r, const turn_5tuple *t, int fam
     return sh->has_fallback[f];
 }
 
+bool relay__relay_bind_addr(const relay_worker *r, const turn_5tuple *t, int family,
+                            struct sockaddr_storage *a)
+{
+    return relay_bind_addr(r, t, family, a);
+}
+
 /* Binds fd to a random free port of the range: O(1) per Allocate whatever the range's state.
  * A range of at most RELAY_PORT_BINDS ports is tried whole from a random start; a larger one
  * gets up to RELAY_PORT_PROBES random ports (CSPRNG), those already live relays of this
@@ -232,8 +238,10 @@ static void ops_relay_close(void *ctx, uint64_t alloc_id)
 {
     relay_worker *r = ctx;
     relay_sock *s = rs_remove(r, alloc_id);
-    if (!s)
+    if (!s) {
+        relay__tcp_relay_close(r, alloc_id);
         return;
+    }
     relay__tx_flush(r); /* nothing queued may go out on a closed (or reused) descriptor */
     peer_relays_mark(r->shared->relays, s->slot, s->port, false);
     ev_del(r->loop, s->fd);
@@ -369,6 +377,12 @@ static void on_wakeup(ev_loop *loop, void *ctx)
     while (e) {
         relay_event *next = e->next;
         size_t n;
+        if (e->kind == RELAY_EV_CONN) {
+            relay__conn_adopt(r, e->conn);
+            free(e);
+            e = next;
+            continue;
+        }
         if (e->kind == RELAY_EV_KEY_DELETED)
             n = turn_server_key_deleted(r->turn, e->text, util_now_ms());
         else if (e->kind == RELAY_EV_SECRET_DELETED)
@@ -472,8 +486,14 @@ static void worker_free(relay_worker *w)
     free(w->rs);
     free(w->dirty);
     relay__close_listeners(w);
+    relay__tcp_dispose(w);
     for (relay_event *e = w->q_head, *next; e; e = next) {
         next = e->next;
+        if (e->kind == RELAY_EV_CONN) {
+            relay__conn_discard(w, e->conn);
+            free(e);
+            continue;
+        }
         relay__track_done(w->shared, e->track, 0);
         free(e);
     }
@@ -507,7 +527,8 @@ static relay_worker *worker_new(relay *r, size_t index, const relay_config *cfg,
                       .user_quota = r->user_quota,
                       .max_allocations = r->max_allocations,
                       .nonce_lifetime_s = r->nonce_lifetime_s,
-                      .peers = &r->peers};
+                      .peers = &r->peers,
+                      .cid_tag = (uint8_t)r->n_workers}; /* this worker's index */
     memcpy(tc.nonce_secret, r->nonce_secret, sizeof tc.nonce_secret);
     turn_ops ops = {.send_client = ops_send_client,
                     .relay_open = ops_relay_open,
@@ -520,7 +541,11 @@ static relay_worker *worker_new(relay *r, size_t index, const relay_config *cfg,
                     .challenge_ok = r->challenge_rate ? relay__challenge_ok : NULL,
                     .alloc_ended = relay__ops_alloc_ended,
                     .auth_failed = relay__ops_auth_failed,
-                    .ctx = w};
+                    .ctx = w,
+                    .tcp_relay_open = relay__tcp_relay_open,
+                    .peer_connect = relay__tcp_peer_connect,
+                    .peer_close = relay__tcp_peer_close,
+                    .data_bind = relay__tcp_data_bind};
     if (!(w->turn = turn_server_new(&tc, &ops))) {
         *err = util_xasprintf("invalid TURN configuration (realm '%s')", tc.realm);
         goto fail;

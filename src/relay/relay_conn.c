@@ -267,10 +267,15 @@ static int drain_frames(relay_worker *r, relay_conn *c, int *budget)
             break;
         }
         prove(r, c, c->in + off, flen);
+        int to = r->shared->n_workers > 1 ? relay__tcp_route(r, c->in + off, flen) : -1;
+        if (to >= 0) { /* another worker's CONNECTION-ID: that worker takes the connection */
+            c->to_worker = to + 1;
+            break;
+        }
         turn_server_input(r->turn, &c->t, c->in + off, consumed, util_now_ms());
         off += consumed;
         (*budget)--;
-        if (c->dead)
+        if (c->dead || c->pipe_cid)
             break;
     }
     if (off > 0) {
@@ -302,7 +307,9 @@ static void read_some(relay_worker *r, relay_conn *c)
     int budget = RELAY_CONN_FRAMES_PER_WAKEUP;
     if (drain_frames(r, c, &budget) != 0)
         goto framing;
-    for (int i = 0; !c->dead && budget > 0 && i < RELAY_CONN_READS_PER_WAKEUP; i++) {
+    for (int i = 0;
+         !c->dead && !c->pipe_cid && !c->to_worker && budget > 0 && i < RELAY_CONN_READS_PER_WAKEUP;
+         i++) {
         if (c->in_len == c->in_cap) {
             c->in_cap = c->in_cap ? c->in_cap * 2 : 4096;
             if (c->in_cap > RELAY_CONN_IN_MAX)
@@ -326,7 +333,7 @@ static void read_some(relay_worker *r, relay_conn *c)
         if (drain_frames(r, c, &budget) != 0)
             goto framing;
     }
-    if (!c->dead)
+    if (!c->dead && !c->pipe_cid && !c->to_worker)
         resume_later(r, c);
     return;
 framing:
@@ -335,9 +342,71 @@ framing:
     c->dead = true;
 }
 
+/* Takes c out of r (its socket stays open): it becomes a data connection (relay_tcp.c) or
+ * goes to the worker its ConnectionBind belongs to. */
+static void conn_detach(relay_worker *r, relay_conn *c)
+{
+    hs_unlink(r, c);
+    ev_del(r->loop, c->fd);
+    r->conns[c->fd] = NULL;
+    c->dirty = c->resume = false;
+    if (c->pipe_cid) {
+        relay__tcp_adopt(r, c->pipe_cid, c->fd, c->ssl, c->admitted, &c->t.client, c->in, c->in_len,
+                         c->out + c->out_off, c->out_len - c->out_off);
+        free(c->in);
+        free(c->out);
+        free(c);
+        return;
+    }
+    relay_worker *to = r->shared->w[c->to_worker - 1];
+    log_debug("relay", "ConnectionBind for relay thread %d: connection handed over",
+              c->to_worker - 1);
+    relay_event *e = util_xcalloc(1, sizeof *e + 1);
+    e->kind = RELAY_EV_CONN;
+    e->conn = c;
+    pthread_mutex_lock(&to->q_mu);
+    if (to->q_tail)
+        to->q_tail->next = e;
+    else
+        to->q_head = e;
+    to->q_tail = e;
+    pthread_mutex_unlock(&to->q_mu);
+    ev_wakeup(to->loop);
+}
+
+bool relay__conn_set_pipe(relay_worker *r, uint64_t conn_id, uint32_t cid)
+{
+    relay_conn *c = conn_by_id(r, conn_id);
+    if (!c || c->dead)
+        return false;
+    c->pipe_cid = cid;
+    return true;
+}
+
+static void conn_register(relay_worker *r, relay_conn *c)
+{
+    if ((size_t)c->fd >= r->conns_cap) {
+        size_t cap = r->conns_cap ? r->conns_cap : 256;
+        while (cap <= (size_t)c->fd)
+            cap *= 2;
+        r->conns = util_xrealloc(r->conns, cap * sizeof *r->conns);
+        memset(r->conns + r->conns_cap, 0, (cap - r->conns_cap) * sizeof *r->conns);
+        r->conns_cap = cap;
+    }
+    r->conns[c->fd] = c;
+}
+
 /* After reading or writing: push out what the handshake unblocked, free or re-arm. */
 static void conn_done(relay_worker *r, relay_conn *c)
 {
+    if (!c->dead && (c->pipe_cid || c->to_worker)) {
+        conn_detach(r, c);
+        return;
+    }
+    if (c->dead && c->pipe_cid) { /* bound, but gone before it became a pipe */
+        relay__tcp_peer_close(r, c->pipe_cid);
+        turn_server_tcp_closed(r->turn, c->pipe_cid, util_now_ms());
+    }
     if (!c->dead && c->ssl && c->out_len > c->out_off && flush(c) != 0)
         c->dead = true; /* the handshake may have unblocked queued writes */
     if (c->dead)
@@ -399,6 +468,31 @@ static void on_conn(ev_loop *loop, int fd, unsigned events, void *ctx)
         read_some(r, c);
     conn_done(r, c);
     relay__arm_timer(r);
+}
+
+void relay__conn_adopt(relay_worker *r, relay_conn *c)
+{
+    c->owner = r;
+    c->to_worker = 0;
+    conn_register(r, c);
+    c->interest = EV_READ;
+    if (ev_add(r->loop, c->fd, EV_READ, on_conn, c) != 0) {
+        c->dead = true;
+        conn_free(r, c, false);
+        return;
+    }
+    if (!c->dead)
+        read_some(r, c); /* the ConnectionBind is still in c->in */
+    conn_done(r, c);
+    relay__arm_timer(r);
+}
+
+void relay__conn_discard(relay_worker *r, relay_conn *c)
+{
+    c->owner = r;
+    conn_register(r, c);
+    c->dead = true;
+    conn_free(r, c, false);
 }
 
 static void on_accept_timer(ev_loop *loop, ev_timer *t, void *ctx)
@@ -474,14 +568,6 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto, bool mux)
         int one = 1, sndbuf = RELAY_CONN_SNDBUF;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
-        if ((size_t)fd >= r->conns_cap) {
-            size_t cap = r->conns_cap ? r->conns_cap : 256;
-            while (cap <= (size_t)fd)
-                cap *= 2;
-            r->conns = util_xrealloc(r->conns, cap * sizeof *r->conns);
-            memset(r->conns + r->conns_cap, 0, (cap - r->conns_cap) * sizeof *r->conns);
-            r->conns_cap = cap;
-        }
         relay_conn *c = util_xcalloc(1, sizeof *c);
         c->fd = fd;
         c->owner = r;
@@ -494,7 +580,7 @@ static void accept_all(relay_worker *r, int lfd, turn_proto proto, bool mux)
         getsockname(fd, (struct sockaddr *)&c->t.server, &slen);
         relay__unmap(&c->t.client); /* dual-stack [::]: IPv4 clients as IPv4 */
         relay__unmap(&c->t.server);
-        r->conns[fd] = c;
+        conn_register(r, c);
         c->mux = mux;
         if (proto == TURN_PROTO_TLS &&
             !(c->ssl = tls_server_ssl(mux ? r->shared->mux_tls : r->shared->tls, fd))) {

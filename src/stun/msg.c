@@ -109,7 +109,8 @@ bool stun_attr_is_known(uint16_t type)
     case STUN_ATTR_XOR_MAPPED_ADDRESS:
     case STUN_ATTR_RESERVATION_TOKEN:
     case STUN_ATTR_PRIORITY:
-    case STUN_ATTR_USE_CANDIDATE: return true;
+    case STUN_ATTR_USE_CANDIDATE:
+    case STUN_ATTR_CONNECTION_ID: return true;
     default: return false;
     }
 }

@@ -169,6 +169,7 @@ turn__alloc *turn__alloc_insert(turn_server *s, const turn_5tuple *t, turn__user
 
 void turn__alloc_remove(turn_server *s, turn__alloc *a, bool relay_opened)
 {
+    turn__tcp_alloc_gone(s, a);
     while (a->perms)
         turn__perm_remove(s, a->perms);
     while (a->chans)
@@ -240,6 +241,9 @@ void turn_server_tick(turn_server *s, int64_t now_ms)
         case TURN__T_PERM: turn__perm_remove(s, TURN__CONTAINER_OF(t, turn__perm, timer)); break;
         case TURN__T_CHAN:
             turn__chan_expired(s, TURN__CONTAINER_OF(t, turn__chan, timer), now_ms);
+            break;
+        case TURN__T_TCP:
+            turn__tcp_expired(s, TURN__CONTAINER_OF(t, turn__tcp, timer), now_ms);
             break;
         default: break;
         }

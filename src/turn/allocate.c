@@ -169,10 +169,11 @@ static int open_second(turn_server *s, turn__alloc *a, const turn_5tuple *t)
 }
 
 /* Opens the relay and completes the allocation; returns 0 or an error code (a is freed). */
-static int allocate_open(turn__req *r, turn__alloc *a, int family, bool dual)
+static int allocate_open(turn__req *r, turn__alloc *a, int family, bool dual, bool tcp)
 {
     turn_server *s = r->s;
-    int rc = s->ops.relay_open(s->ops.ctx, a->id, family, r->t, &a->relayed);
+    int rc = (tcp ? s->ops.tcp_relay_open : s->ops.relay_open)(s->ops.ctx, a->id, family, r->t,
+                                                               &a->relayed);
     if (rc != 0 || a->relayed.ss_family != family) {
         if (rc == 0)
             s->ops.relay_close(s->ops.ctx, a->id); /* opened, but not what was asked */
@@ -181,6 +182,7 @@ static int allocate_open(turn__req *r, turn__alloc *a, int family, bool dual)
     }
     a->family = family;
     a->open = TURN__OPEN_FIRST;
+    a->tcp = tcp;
     int dual_code = dual ? open_second(s, a, r->t) : 0;
     turn__count_opened(s, a);
     a->info = r->info;
@@ -208,9 +210,12 @@ void turn__handle_allocate(turn__req *r)
             turn__reply_error(r, 437, 0);
         return;
     }
-    int family;
-    bool dual;
-    int code = allocate_checks(r->m, &family, &dual);
+    int family = AF_INET;
+    bool dual = false;
+    uint8_t proto;
+    bool tcp = s->ops.tcp_relay_open && stun_get_requested_transport(r->m, &proto) == STUN_OK &&
+               proto == STUN_TRANSPORT_TCP;
+    int code = tcp ? turn__tcp_allocate_checks(r, &family) : allocate_checks(r->m, &family, &dual);
     if (code) {
         turn__reply_error(r, code, 0);
         return;
@@ -233,7 +238,7 @@ void turn__handle_allocate(turn__req *r)
     if (!u)
         u = turn__user_get(s, r->user, r->user_len, true);
     a = turn__alloc_insert(s, r->t, u, r->info.key_id);
-    code = allocate_open(r, a, family, dual);
+    code = allocate_open(r, a, family, dual, tcp);
     if (code)
         turn__reply_error(r, code, 0);
 }

@@ -68,7 +68,7 @@ void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m)
     const uint8_t *data;
     size_t len;
     turn__alloc *a = turn__alloc_find_tuple(s, t);
-    if (!a) {
+    if (!a || a->tcp) { /* a TCP allocation relays through its peer connections only */
         drop(s, TURN_DROP_NO_ALLOCATION);
         return;
     }
@@ -147,7 +147,8 @@ static void peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr 
     if (!s || !peer || (!buf && len))
         return;
     turn__alloc *a = turn__alloc_find_id(s, alloc_id & ~TURN_RELAY_ID_DUAL);
-    if (!a || !turn__family_ok(a, peer) || turn__relay_id(a, peer->sa_family) != alloc_id) {
+    if (!a || a->tcp || !turn__family_ok(a, peer) ||
+        turn__relay_id(a, peer->sa_family) != alloc_id) {
         drop(s, a ? TURN_DROP_FAMILY : TURN_DROP_NO_ALLOCATION);
         return;
     }

@@ -11,6 +11,7 @@
  *   perm_chan.c permissions and channels, CreatePermission and ChannelBind
  *   data.c      Send indication, ChannelData, peer input (Data indication / ChannelData out)
  *   stats.c     counters, their names, turn_server_stats, the allocation-ended report
+ *   tcp_relay.c RFC 6062: Connect, ConnectionBind, ConnectionAttempt, peer connections
  *
  * Nothing here calls back into the server from an ops callback: ops must not re-enter the
  * turn_server they were called from. */
@@ -125,7 +126,7 @@ typedef struct turn__tkey {
 
 /* ---- timers: one heap, entries tagged with their owner's kind --------------------------- */
 
-enum { TURN__T_ALLOC = 1, TURN__T_PERM = 2, TURN__T_CHAN = 3 };
+enum { TURN__T_ALLOC = 1, TURN__T_PERM = 2, TURN__T_CHAN = 3, TURN__T_TCP = 4 };
 
 typedef struct turn__timer {
     timer_entry e;
@@ -204,7 +205,26 @@ typedef struct turn__alloc {
     turn_traffic traffic;
     uint64_t usage_egress, usage_ingress; /* client-leg bytes reported (turn_server_usage) */
     int64_t usage_ms;                     /* allocation time reported up to here */
+    bool tcp;               /* RFC 6062 TCP allocation: relays through peer connections */
+    struct turn__tcp *tcps; /* its peer connections */
+    size_t n_tcp;
 } turn__alloc;
+
+/* One RFC 6062 peer connection of a TCP allocation (tcp_relay.c). */
+typedef struct turn__tcp {
+    turn__hnode node; /* server's tcp map, by cid */
+    struct turn__alloc *alloc;
+    struct turn__tcp *prev, *next; /* the allocation's list */
+    uint32_t cid;
+    uint8_t state;  /* TURN__TCP_CONNECTING / _PENDING / _BOUND */
+    bool outgoing;  /* made by a Connect (answered when it completes) */
+    bool fp, mi256; /* the Connect had FINGERPRINT / MI-SHA256 */
+    uint8_t txid[STUN_TXID_SIZE];
+    turn__addr peer_k;
+    turn__timer timer; /* connect timeout, then the ConnectionBind timeout */
+} turn__tcp;
+enum { TURN__TCP_CONNECTING = 1, TURN__TCP_PENDING = 2, TURN__TCP_BOUND = 3 };
+#define TURN__TCP_TIMEOUT_MS 30000 /* RFC 6062 §5.2, §5.3: connect and bind, 30 s */
 
 struct turn_server {
     turn_config cfg;
@@ -223,6 +243,8 @@ struct turn_server {
     turn_stats stats;
     int64_t now_ms;   /* the latest time the server was given (for end reports) */
     uint8_t *scratch; /* TURN__SCRATCH_CAP bytes for peer → client messages */
+    turn__hmap tcp;   /* peer connections by cid (tcp_relay.c) */
+    uint32_t next_cid;
 };
 
 /* ---- one request in flight ------------------------------------------------------------ */
@@ -312,6 +334,22 @@ void turn__perm_remove(turn_server *s, turn__perm *p);
 void turn__chan_remove(turn_server *s, turn__chan *c);
 /* Timer expiry of a channel: active → cooling (rescheduled), cooling → removed. */
 void turn__chan_expired(turn_server *s, turn__chan *c, int64_t now_ms);
+
+/* Installs or refreshes the permission for peer's IP. */
+void turn__perm_install(turn_server *s, turn__alloc *a, const struct sockaddr *peer,
+                        int64_t now_ms);
+
+/* ---- tcp_relay.c ---------------------------------------------------------------------- */
+
+/* REQUESTED-TRANSPORT TCP checks (RFC 6062 §5.1): 0 or the error code. */
+int turn__tcp_allocate_checks(const turn__req *r, int *family);
+void turn__handle_connect(turn__req *r, turn__alloc *a);
+void turn__handle_connection_bind(turn__req *r);
+/* Closes every peer connection of a (ops->peer_close), before it is freed. */
+void turn__tcp_alloc_gone(turn_server *s, turn__alloc *a);
+void turn__tcp_expired(turn_server *s, turn__tcp *c, int64_t now_ms);
+void turn__tcp_init(turn_server *s);
+void turn__tcp_dispose(turn_server *s);
 
 /* ---- data.c --------------------------------------------------------------------------- */
 

@@ -112,8 +112,7 @@ turn__chan *turn__chan_by_peer(const turn_server *s, const turn__alloc *a,
     return turn__chan_by_peer_k(s, a, &k);
 }
 
-static void perm_install(turn_server *s, turn__alloc *a, const struct sockaddr *peer,
-                         int64_t now_ms)
+void turn__perm_install(turn_server *s, turn__alloc *a, const struct sockaddr *peer, int64_t now_ms)
 {
     turn__addr k;
     turn__addr_load(peer, &k);
@@ -259,7 +258,7 @@ void turn__handle_create_permission(turn__req *r, turn__alloc *a)
         return;
     }
     for (size_t i = 0; i < n; i++)
-        perm_install(r->s, a, (const struct sockaddr *)&peers[i], r->now_ms);
+        turn__perm_install(r->s, a, (const struct sockaddr *)&peers[i], r->now_ms);
     reply_empty_success(r);
 }
 
@@ -309,6 +308,6 @@ void turn__handle_channel_bind(turn__req *r, turn__alloc *a)
         s->n_chans++;
     }
     timer_schedule(&s->timers, &c->timer.e, r->now_ms + (int64_t)s->cfg.channel_s * 1000);
-    perm_install(s, a, (const struct sockaddr *)&peer, r->now_ms);
+    turn__perm_install(s, a, (const struct sockaddr *)&peer, r->now_ms);
     reply_empty_success(r);
 }

@@ -40,7 +40,9 @@ static bool config_ok(const turn_config *cfg, const turn_ops *ops)
     if (rl == 0 || rl > 763 || (cfg->software && strlen(cfg->software) > 763))
         return false;
     return ops->send_client && ops->relay_open && ops->relay_close && ops->send_peer && ops->auth &&
-           !ops->quota_acquire == !ops->quota_release;
+           !ops->quota_acquire == !ops->quota_release &&
+           !ops->tcp_relay_open == !ops->peer_connect && !ops->peer_connect == !ops->peer_close &&
+           !ops->peer_close == !ops->data_bind;
 }
 
 turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops)
@@ -57,6 +59,8 @@ turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops)
     DEFAULT(s->cfg.channel_s, 600);
     DEFAULT(s->cfg.user_quota, 10);
     DEFAULT(s->cfg.max_allocations, 100000);
+    DEFAULT(s->cfg.max_tcp_per_alloc, 64);
+    DEFAULT(s->cfg.max_tcp_conns, 4096);
     s->realm = util_xstrdup(cfg->realm);
     s->realm_len = strlen(s->realm);
     s->cfg.realm = s->realm;
@@ -86,6 +90,7 @@ turn_server *turn_server_new(const turn_config *cfg, const turn_ops *ops)
     turn__hmap_init(&s->chans_by_peer);
     s->next_id = 1;
     s->scratch = util_xmalloc(TURN__SCRATCH_CAP);
+    turn__tcp_init(s);
     return s;
 }
 
@@ -103,6 +108,7 @@ void turn_server_free(turn_server *s)
     turn__hmap_dispose(&s->perms);
     turn__hmap_dispose(&s->chans_by_num);
     turn__hmap_dispose(&s->chans_by_peer);
+    turn__tcp_dispose(s);
     timer_heap_dispose(&s->timers);
     free(s->scratch);
     free(s->realm);
@@ -297,6 +303,10 @@ static void dispatch_authed(turn__req *r)
         turn__handle_allocate(r);
         return;
     }
+    if (r->m->method == STUN_METHOD_CONNECTION_BIND) { /* on a new connection: no allocation */
+        turn__handle_connection_bind(r);
+        return;
+    }
     turn__alloc *a = turn__alloc_find_tuple(s, r->t);
     if (!a) {
         turn__reply_error(r, 437, 0);
@@ -312,7 +322,13 @@ static void dispatch_authed(turn__req *r)
     switch (r->m->method) {
     case STUN_METHOD_REFRESH: turn__handle_refresh(r, a); break;
     case STUN_METHOD_CREATE_PERMISSION: turn__handle_create_permission(r, a); break;
-    default: turn__handle_channel_bind(r, a); break;
+    case STUN_METHOD_CONNECT: turn__handle_connect(r, a); break;
+    default:
+        if (a->tcp)
+            turn__reply_error(r, 400, 0); /* no channels on a TCP allocation (RFC 6062) */
+        else
+            turn__handle_channel_bind(r, a);
+        break;
     }
 }
 
@@ -324,7 +340,9 @@ static void handle_request(turn_server *s, const turn_5tuple *t, const stun_msg 
     case STUN_METHOD_ALLOCATE:
     case STUN_METHOD_REFRESH:
     case STUN_METHOD_CREATE_PERMISSION:
-    case STUN_METHOD_CHANNEL_BIND: break;
+    case STUN_METHOD_CHANNEL_BIND:
+    case STUN_METHOD_CONNECT:
+    case STUN_METHOD_CONNECTION_BIND: break;
     default: turn__reply_error(&r, 400, 0); return;
     }
     if (!authenticate(&r))

@@ -135,9 +135,11 @@ describe('relay protocol probes', () => {
     await c.refresh(0);
   });
 
-  test('REQUESTED-TRANSPORT TCP (6) → 442', async () => {
+  test('REQUESTED-TRANSPORT TCP (6) over UDP → 400 (RFC 6062 §5.1); another protocol → 442', async () => {
     const c = client();
-    assertError(await c.allocate({ ...cred, transport: TRANSPORT.TCP }), 442, 'REQUESTED-TRANSPORT 6');
+    assertError(await c.allocate({ ...cred, transport: TRANSPORT.TCP }), 400, 'REQUESTED-TRANSPORT 6 over UDP');
+    const d = client();
+    assertError(await d.allocate({ ...cred, transport: 132 }), 442, 'REQUESTED-TRANSPORT 132 (SCTP)');
   });
 
   test('missing REQUESTED-TRANSPORT → 400', async () => {

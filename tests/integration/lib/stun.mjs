@@ -21,6 +21,7 @@ export const CLASS = Object.freeze({ REQUEST: 0, INDICATION: 1, SUCCESS: 2, ERRO
 export const METHOD = Object.freeze({
   BINDING: 0x001, ALLOCATE: 0x003, REFRESH: 0x004, SEND: 0x006, DATA: 0x007,
   CREATE_PERMISSION: 0x008, CHANNEL_BIND: 0x009,
+  CONNECT: 0x00a, CONNECTION_BIND: 0x00b, CONNECTION_ATTEMPT: 0x00c, // RFC 6062
 });
 export const ATTR = Object.freeze({
   MAPPED_ADDRESS: 0x0001, USERNAME: 0x0006, MESSAGE_INTEGRITY: 0x0008, ERROR_CODE: 0x0009,
@@ -29,7 +30,7 @@ export const ATTR = Object.freeze({
   REQUESTED_ADDRESS_FAMILY: 0x0017, EVEN_PORT: 0x0018, REQUESTED_TRANSPORT: 0x0019,
   DONT_FRAGMENT: 0x001a, MESSAGE_INTEGRITY_SHA256: 0x001c, PASSWORD_ALGORITHM: 0x001d,
   USERHASH: 0x001e, XOR_MAPPED_ADDRESS: 0x0020, RESERVATION_TOKEN: 0x0022, PRIORITY: 0x0024,
-  USE_CANDIDATE: 0x0025, ADDITIONAL_ADDRESS_FAMILY: 0x8000, ADDRESS_ERROR_CODE: 0x8001,
+  USE_CANDIDATE: 0x0025, CONNECTION_ID: 0x002a, ADDITIONAL_ADDRESS_FAMILY: 0x8000, ADDRESS_ERROR_CODE: 0x8001,
   PASSWORD_ALGORITHMS: 0x8002, ALTERNATE_DOMAIN: 0x8003, SOFTWARE: 0x8022,
   ALTERNATE_SERVER: 0x8023, FINGERPRINT: 0x8028, ICE_CONTROLLED: 0x8029, ICE_CONTROLLING: 0x802a,
 });
@@ -167,6 +168,7 @@ export const A = {
   requestedAddressFamily: (fam) => ({ type: ATTR.REQUESTED_ADDRESS_FAMILY, value: Buffer.from([fam === 6 ? 0x02 : fam === 4 ? 0x01 : fam, 0, 0, 0]) }),
   channelNumber: (n) => ({ type: ATTR.CHANNEL_NUMBER, value: Buffer.from([(n >> 8) & 0xff, n & 0xff, 0, 0]) }),
   data: (buf) => ({ type: ATTR.DATA, value: Buffer.from(buf) }),
+  connectionId: (id) => ({ type: ATTR.CONNECTION_ID, value: u32(id) }),
   errorCode: (code, reason = '') => {
     const r = text(reason);
     const v = Buffer.alloc(4 + r.length);
@@ -336,6 +338,8 @@ export function decodeMessage(raw) {
   if (ua) { msg.unknownAttributes = []; for (let i = 0; i + 1 < ua.length; i += 2) msg.unknownAttributes.push(ua.readUInt16BE(i)); }
   const cn = get(ATTR.CHANNEL_NUMBER);
   if (cn) msg.channelNumber = cn.readUInt16BE(0);
+  const cid = get(ATTR.CONNECTION_ID);
+  if (cid && cid.length === 4) msg.connectionId = cid.readUInt32BE(0);
   msg.hasIntegrity = miOffset >= 0;
   msg.hasIntegritySha256 = mi256Offset >= 0;
   msg.integritySha256Ok = (key) => {
@@ -465,7 +469,9 @@ export class TurnClient extends EventEmitter {
         : tcp;
       let acc = Buffer.alloc(0);
       this.sock.on('data', (d) => {
+        if (this.rawMode) { this.#rawIn(d); return; }
         acc = Buffer.concat([acc, d]);
+        if (this.bindTxid) { acc = this.#bindFrames(acc); if (this.rawMode) return; }
         let r;
         try { r = splitStream(acc); } catch (e) { this.malformed.push({ buf: acc, error: e }); this.emit('malformed', acc, e); acc = Buffer.alloc(0); return; }
         acc = Buffer.from(r.rest);
@@ -482,6 +488,44 @@ export class TurnClient extends EventEmitter {
       });
     });
   }
+
+  // While a ConnectionBind is outstanding, frames are taken one by one: once its success
+  // arrives, every later byte is the peer's (RFC 6062 §5.4), not TURN framing.
+  #bindFrames(acc) {
+    while (acc.length >= 20 && !this.rawMode) {
+      const n = 20 + acc.readUInt16BE(2);
+      if (acc.length < n) break;
+      this.#onFrame(acc.subarray(0, n), true);
+      acc = acc.subarray(n);
+    }
+    if (this.rawMode && acc.length) this.#rawIn(acc);
+    return this.rawMode ? Buffer.alloc(0) : acc;
+  }
+
+  #rawIn(d) {
+    this.rawData = Buffer.concat([this.rawData ?? Buffer.alloc(0), d]);
+    this.emit('raw', d);
+  }
+
+  // Resolves once n raw bytes (after a ConnectionBind) arrived, with them; rejects after timeoutMs.
+  rawBytes(n, { timeoutMs = this.timeoutMs } = {}) {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        if ((this.rawData?.length ?? 0) < n) return false;
+        clearTimeout(timer);
+        this.off('raw', check);
+        const out = this.rawData.subarray(0, n);
+        this.rawData = this.rawData.subarray(n);
+        resolve(Buffer.from(out));
+        return true;
+      };
+      const timer = setTimeout(() => { this.off('raw', check); reject(new StunTimeoutError(`${this.rawData?.length ?? 0} of ${n} raw bytes within ${timeoutMs} ms`)); }, timeoutMs);
+      if (!check()) this.on('raw', check);
+    });
+  }
+
+  // Raw bytes on a data connection (after a successful ConnectionBind).
+  async writeRaw(buf) { await this.#write(Buffer.from(buf)); }
 
   #onFrame(buf, stream) {
     const at = performance.now();
@@ -501,6 +545,7 @@ export class TurnClient extends EventEmitter {
       return;
     }
     const p = (msg.cls === CLASS.SUCCESS || msg.cls === CLASS.ERROR) && this.pending.get(msg.txid.toString('hex'));
+    if (p && this.bindTxid === msg.txid.toString('hex') && msg.cls === CLASS.SUCCESS) this.rawMode = true;
     if (p) {
       this.pending.delete(msg.txid.toString('hex'));
       p.timers.forEach(clearTimeout);
@@ -668,6 +713,31 @@ export class TurnClient extends EventEmitter {
   async send(peer, data, { fingerprint = this.fingerprint } = {}) {
     const buf = encodeMessage({ cls: CLASS.INDICATION, method: METHOD.SEND, attrs: [A.xorPeer(toPeer(peer)), A.data(data)] }, { fingerprint });
     await this.#write(buf);
+  }
+
+  // RFC 6062 Connect (on the control connection of a TCP allocation): res.connectionId.
+  async connect(peer, opts = {}) {
+    return this.request(METHOD.CONNECT, [A.xorPeer(toPeer(peer))], { auth: true, ...opts });
+  }
+
+  // RFC 6062 ConnectionBind, on a fresh TurnClient over TCP/TLS (the data connection): the
+  // long-term credential dance with {username, password}; on success the connection is a
+  // raw byte pipe to the peer (rawBytes / writeRaw).
+  async connectionBind(cid, { username, password, timeoutMs } = {}) {
+    const attrs = [A.connectionId(cid)];
+    const first = await this.request(METHOD.CONNECTION_BIND, attrs, { timeoutMs });
+    if (!(first.cls === CLASS.ERROR && first.errorCode === 401 && first.nonce)) return first;
+    this.username = username;
+    this.realm = first.realm;
+    this.nonce = first.nonce;
+    this.key = longTermKey(username, this.realm, password);
+    const t = newTxid();
+    this.bindTxid = t.toString('hex');
+    const list = [...attrs, A.username(username), A.realm(this.realm), A.nonce(this.nonce)];
+    const buf = encodeMessage({ cls: CLASS.REQUEST, method: METHOD.CONNECTION_BIND, txid: t, attrs: list }, { key: this.key, fingerprint: this.fingerprint });
+    const res = await this.transact(buf, t, { timeoutMs });
+    this.bindTxid = undefined;
+    return res;
   }
 
   async sendChannel(channel, data) {
