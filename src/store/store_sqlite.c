@@ -62,6 +62,21 @@ static const char *const migrations[] = {
     "  peak INTEGER NOT NULL,"
     "  PRIMARY KEY (minute, account_id, key_uid, custom_id, username, node));"
     "CREATE INDEX usage_hour_by_account ON usage_hour(account_id, minute);",
+    /* 5: reserved (issue 14, another helper's slot; the lead merges) */
+    "SELECT 1",
+    /* 6: reserved (issue 14, key policies: another helper's slot; the lead merges) */
+    "SELECT 1",
+    /* 7: webhook queue (issue 14) */
+    "CREATE TABLE webhooks ("
+    "  account_id TEXT PRIMARY KEY, url TEXT NOT NULL, events INTEGER NOT NULL,"
+    "  secret TEXT NOT NULL, created INTEGER NOT NULL, modified INTEGER NOT NULL);"
+    "CREATE TABLE webhook_queue ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL,"
+    "  kind INTEGER NOT NULL, created INTEGER NOT NULL, body TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL,"
+    "  lease_until INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX webhook_queue_due ON webhook_queue(next_at);"
+    "CREATE INDEX webhook_queue_by_account ON webhook_queue(account_id, seq);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -844,6 +859,14 @@ static const store_ops sqlite_ops = {
     .usage_add = store__sqlite_usage_add,
     .usage_query = store__sqlite_usage_query,
     .usage_rollup = store__sqlite_usage_rollup,
+    .webhook_put = store__sqlite_webhook_put,
+    .webhook_get = store__sqlite_webhook_get,
+    .webhook_delete = store__sqlite_webhook_delete,
+    .webhook_enqueue = store__sqlite_webhook_enqueue,
+    .webhook_claim = store__sqlite_webhook_claim,
+    .webhook_done = store__sqlite_webhook_done,
+    .webhook_retry = store__sqlite_webhook_retry,
+    .webhook_count = store__sqlite_webhook_count,
 };
 
 const store_ops *store__sqlite_ops(void)
