@@ -62,6 +62,7 @@ typedef struct cfg {
     char *node_name; /* usage rows' node ("" = the host name) */
     long usage_flush_interval, usage_retention_days, usage_hour_retention_days;
     long usage_max_pending, usage_ring_size;
+    long webhook_max_queued, webhook_max_age, webhook_retry_max, webhook_timeout; /* issue 14 */
     int layer_;         /* cfg_load internals: which source is being read, and which source */
     int list_layer_[8]; /* last set each layered list */
 } cfg;

@@ -8,7 +8,7 @@
 #include "turnkey/api.h"
 
 #define API__MAX_SEGS 12
-#define API__N_ROUTES 12  /* templated routes, "other" included (api.c) */
+#define API__N_ROUTES 13  /* templated routes, "other" included (api.c) */
 #define API__N_METHODS 6  /* GET POST PUT DELETE HEAD other */
 #define API__N_BUCKETS 10 /* request-duration histogram */
 
@@ -82,6 +82,10 @@ void api__route_audit(api_server *a, const api_request *req, const api__path *p,
 /* api_usage.c: GET .../calls/turn_keys/{key_id}/usage and .../calls/usage (issue 14) */
 void api__route_usage(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
                       api_response *r);
+
+/* api_webhook.c: GET|PUT|DELETE .../accounts/{account_id}/calls/webhook (issue 14) */
+void api__route_webhook(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
+                        api_response *r);
 
 /* Credential plane: /v1/turn/keys/{key_id}/credentials/... (path.seg[0..2] = v1,turn,keys) */
 void api__cred_route(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
