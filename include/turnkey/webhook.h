@@ -25,13 +25,13 @@ typedef struct webhook webhook;
 
 typedef struct webhook_config {
     store *st;
-    size_t max_queued;     /* per account in the store (0 = 10000) */
-    size_t max_pending;    /* in memory before a write (0 = 10000); past it the oldest go */
-    int64_t max_age_ms;    /* an event still failing this long after it was made is dropped */
-    int64_t retry_max_ms;  /* backoff cap (doubling from 1 s) */
-    int64_t timeout_ms;    /* one POST, connect included */
-    size_t concurrency;    /* POSTs in flight (0 = 16) */
-    const char *version;   /* User-Agent: turnkey/VERSION */
+    size_t max_queued;    /* per account in the store (0 = 10000) */
+    size_t max_pending;   /* in memory before a write (0 = 10000); past it the oldest go */
+    int64_t max_age_ms;   /* an event still failing this long after it was made is dropped */
+    int64_t retry_max_ms; /* backoff cap (doubling from 1 s) */
+    int64_t timeout_ms;   /* one POST, connect included */
+    size_t concurrency;   /* POSTs in flight (0 = 16) */
+    const char *version;  /* User-Agent: turnkey/VERSION */
 } webhook_config;
 
 webhook *webhook_new(const webhook_config *cfg);

@@ -19,7 +19,13 @@ typedef struct webhook__acct {
 #define WEBHOOK__BUCKETS 4096
 #define WEBHOOK__MAX_ACCTS 262144 /* cached keys; past it the cache starts over */
 
-enum { WH_DROP_QUEUE_FULL, WH_DROP_EXPIRED, WH_DROP_PENDING_FULL, WH_DROP_UNATTRIBUTED, WH_DROP__N };
+enum {
+    WH_DROP_QUEUE_FULL,
+    WH_DROP_EXPIRED,
+    WH_DROP_PENDING_FULL,
+    WH_DROP_UNATTRIBUTED,
+    WH_DROP__N
+};
 
 struct webhook {
     webhook_config cfg;
@@ -33,7 +39,7 @@ struct webhook {
     pthread_t thread;
     bool started;
     pthread_cond_t wake;
-    bool kick, stop; /* under mu */
+    bool kick, stop;     /* under mu */
     log_limiter rl, wrl; /* main thread, worker */
     /* counters (any thread) */
     _Atomic uint64_t queued, delivered, failed, dropped[WH_DROP__N];

@@ -138,9 +138,9 @@ static void add(webhook *wh, unsigned kind, const char *account, json_t *data)
     e.next_at = e.created;
     char created[32];
     util_rfc3339_ms(e.created, created);
-    json_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", e.id, "type",
-                            webhook_kind_name(kind), "created", created, "accountId", account,
-                            "data", data);
+    json_t *doc =
+        json_pack("{s:s, s:s, s:s, s:s, s:o}", "id", e.id, "type", webhook_kind_name(kind),
+                  "created", created, "accountId", account, "data", data);
     e.body = doc ? json_dumps(doc, JSON_COMPACT) : NULL;
     json_decref(doc);
     if (!e.body) {

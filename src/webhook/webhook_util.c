@@ -38,8 +38,8 @@ static int fail(char *err, size_t cap, const char *msg)
 
 static bool host_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
 }
 
 /* [s, e): "host", "host:port", "[v6]" or "[v6]:port". */

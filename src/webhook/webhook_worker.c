@@ -98,8 +98,8 @@ static void post_all(webhook *wh, post *p, size_t n)
                 q->cc = msg->data.result;
                 if (q->cc == CURLE_OK)
                     curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &q->status);
-                q->outcome = q->cc == CURLE_OK && q->status >= 200 && q->status < 300 ? OUT_OK
-                                                                                       : OUT_FAILED;
+                q->outcome =
+                    q->cc == CURLE_OK && q->status >= 200 && q->status < 300 ? OUT_OK : OUT_FAILED;
             }
         if (running)
             curl_multi_poll(m, NULL, 0, 200, NULL);
@@ -156,8 +156,8 @@ static size_t round_trip(webhook *wh)
     store_webhook_event *ev;
     size_t n;
     /* the lease outlives the round: every POST ends within the timeout */
-    if (store_webhook_claim(wh->cfg.st, now, now + wh->cfg.timeout_ms + 30000,
-                            wh->cfg.concurrency, &ev, &n) != STORE_OK) {
+    if (store_webhook_claim(wh->cfg.st, now, now + wh->cfg.timeout_ms + 5000, wh->cfg.concurrency,
+                            &ev, &n) != STORE_OK) {
         log_error_rl(&wh->wrl, "webhook", "cannot read the webhook queue from the store");
         return 0;
     }
@@ -189,8 +189,7 @@ void *webhook__worker(void *arg)
         clock_gettime(CLOCK_REALTIME, &until);
         until.tv_sec += 1;
         pthread_mutex_lock(&wh->mu);
-        while (!wh->kick && !wh->stop &&
-               pthread_cond_timedwait(&wh->wake, &wh->mu, &until) == 0) {
+        while (!wh->kick && !wh->stop && pthread_cond_timedwait(&wh->wake, &wh->mu, &until) == 0) {
         }
         wh->kick = false;
         pthread_mutex_unlock(&wh->mu);
