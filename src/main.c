@@ -668,7 +668,11 @@ static int cmd_serve(int argc, char **argv)
                                        .max_age_ms = c.webhook_max_age * 1000,
                                        .retry_max_ms = c.webhook_retry_max * 1000,
                                        .timeout_ms = c.webhook_timeout * 1000,
-                                       .version = TURNKEY_VERSION});
+                                       .version = TURNKEY_VERSION,
+                                       .allow_peer = (const char *const *)c.allow_peer,
+                                       .n_allow_peer = c.n_allow_peer,
+                                       .deny_peer = (const char *const *)c.deny_peer,
+                                       .n_deny_peer = c.n_deny_peer});
     if (webhook_start(wh, &ferr) != 0) {
         fprintf(stderr, "turnkey: %s\n", ferr);
         free(ferr);

@@ -9,7 +9,8 @@
  *    events from the store (a lease: on PostgreSQL each event goes to one node), POSTs them
  *    concurrently with libcurl, deletes each after a 2xx and otherwise retries it with
  *    exponential backoff and jitter, giving up after --webhook-max-age (counted, logged).
- *    Delivery is at least once: a receiver deduplicates by Turnkey-Event-Id.
+ *    Delivery is at least once: a receiver deduplicates by Turnkey-Event-Id. A POST connects
+ *    only to addresses the relay's peer policy allows (checked on the resolved address).
  *  - Each POST carries Turnkey-Signature: t=UNIX,v1=HEX with HEX = HMAC-SHA256 under the
  *    webhook's secret of "UNIX.BODY" (docs/usage.md, "Webhooks"). */
 #ifndef TURNKEY_WEBHOOK_H
@@ -32,10 +33,17 @@ typedef struct webhook_config {
     int64_t timeout_ms;   /* one POST, connect included */
     size_t concurrency;   /* POSTs in flight (0 = 16) */
     const char *version;  /* User-Agent: turnkey/VERSION */
+    /* Where POSTs may connect: the relay's peer policy (--allow-peer / --deny-peer CIDRs and
+     * the built-in deny list of loopback, private, link-local and metadata ranges). */
+    const char *const *allow_peer;
+    size_t n_allow_peer;
+    const char *const *deny_peer;
+    size_t n_deny_peer;
 } webhook_config;
 
 webhook *webhook_new(const webhook_config *cfg);
-/* Starts the delivery worker: 0, or -1 with *err set (free()). */
+/* Starts the delivery worker: 0, or -1 with *err set (free()): a malformed CIDR, libcurl or
+ * the thread failing. */
 int webhook_start(webhook *wh, char **err);
 /* Writes what is pending (main thread), stops the worker (an in-flight POST is abandoned
  * and its event released for the next start) and frees. NULL is fine. */

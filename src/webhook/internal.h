@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "turnkey/log.h"
+#include "turnkey/peer.h"
 #include "turnkey/webhook.h"
 
 /* key uid -> account id, for allocation.ended (the relay's records carry the key only). */
@@ -41,6 +42,7 @@ struct webhook {
     pthread_cond_t wake;
     bool kick, stop;     /* under mu */
     log_limiter rl, wrl; /* main thread, worker */
+    peer_policy peers;   /* where POSTs may connect (read-only once started) */
     /* counters (any thread) */
     _Atomic uint64_t queued, delivered, failed, dropped[WH_DROP__N];
     _Atomic uint64_t n_pending_pub;

@@ -32,13 +32,33 @@ webhook *webhook_new(const webhook_config *cfg)
     wh->pending = util_xcalloc(wh->cfg.max_pending, sizeof *wh->pending);
     pthread_mutex_init(&wh->mu, NULL);
     pthread_cond_init(&wh->wake, NULL);
+    peer_policy_init(&wh->peers);
     log_limiter_init(&wh->rl);
     log_limiter_init(&wh->wrl);
     return wh;
 }
 
+static int add_ranges(webhook *wh, const char *const *v, size_t n, bool allow, char **err)
+{
+    for (size_t i = 0; i < n; i++) {
+        peer_cidr c;
+        if (peer_cidr_parse(v[i], &c) != 0) {
+            *err = util_xasprintf("--%s-peer: not a CIDR: '%s'", allow ? "allow" : "deny", v[i]);
+            return -1;
+        }
+        if (allow)
+            peer_policy_add_allow(&wh->peers, &c);
+        else
+            peer_policy_add_deny(&wh->peers, &c);
+    }
+    return 0;
+}
+
 int webhook_start(webhook *wh, char **err)
 {
+    if (add_ranges(wh, wh->cfg.allow_peer, wh->cfg.n_allow_peer, true, err) != 0 ||
+        add_ranges(wh, wh->cfg.deny_peer, wh->cfg.n_deny_peer, false, err) != 0)
+        return -1;
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         *err = util_xasprintf("webhooks: libcurl failed to initialise");
         return -1;
@@ -80,6 +100,7 @@ void webhook_free(webhook *wh)
         free(wh->pending[i].body);
     free(wh->pending);
     free_acct(wh);
+    peer_policy_dispose(&wh->peers);
     pthread_cond_destroy(&wh->wake);
     pthread_mutex_destroy(&wh->mu);
     free(wh);

@@ -5,6 +5,7 @@
  * once it is older than max_age. The main thread never waits on it. */
 #include <curl/curl.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,13 +15,27 @@
 enum { OUT_OK, OUT_FAILED, OUT_ABORTED };
 
 typedef struct post {
+    webhook *wh;
     CURL *h;
     struct curl_slist *hdrs;
     store_webhook_event *e;
     int outcome;
     long status;
     CURLcode cc;
+    bool denied; /* an address the peer policy refuses */
 } post;
+
+/* Every connection a POST opens goes to an address the peer policy allows (after name
+ * resolution: a host name cannot smuggle a private address in). */
+static curl_socket_t open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+    post *p = arg;
+    if (purpose != CURLSOCKTYPE_IPCXN || !peer_allowed(&p->wh->peers, &a->addr)) {
+        p->denied = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(a->family, a->socktype, a->protocol);
+}
 
 static size_t discard(char *p, size_t size, size_t n, void *arg)
 {
@@ -38,6 +53,7 @@ static void header(post *p, const char *fmt, const char *a, const char *b)
 static int prepare(webhook *wh, post *p, store_webhook_event *e)
 {
     memset(p, 0, sizeof *p);
+    p->wh = wh;
     p->e = e;
     p->outcome = OUT_ABORTED;
     if (!(p->h = curl_easy_init()))
@@ -66,6 +82,8 @@ static int prepare(webhook *wh, post *p, store_webhook_event *e)
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)wh->cfg.timeout_ms);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
     curl_easy_setopt(h, CURLOPT_PRIVATE, p);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+    curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, p);
     return 0;
 }
 
@@ -138,7 +156,12 @@ static void settle(webhook *wh, const post *p, int64_t now)
     uint32_t rnd;
     util_random((uint8_t *)&rnd, sizeof rnd);
     int64_t wait = webhook_backoff_ms(failures, wh->cfg.retry_max_ms, rnd);
-    if (p->cc != CURLE_OK)
+    if (p->denied && p->cc != CURLE_OK)
+        log_warn_rl(&wh->wrl, "webhook",
+                    "webhook POST of event %s refused: the URL's address is denied by the peer "
+                    "policy (--allow-peer opens it); retry in %lld ms",
+                    e->id, (long long)wait);
+    else if (p->cc != CURLE_OK)
         log_warn_rl(&wh->wrl, "webhook", "webhook POST of event %s failed: %s; retry in %lld ms",
                     e->id, curl_easy_strerror(p->cc), (long long)wait);
     else

@@ -3,8 +3,9 @@
 // and then is down for a while gets every event once it is back; events queued when turnkey
 // stops (SIGTERM, and kill -9 after the batch is written) are delivered after the restart, on
 // SQLite and on PostgreSQL; two nodes sharing PostgreSQL deliver each event once; the per-
-// account queue cap and the give-up age drop (and count) events; bad URLs are refused with
-// 400 and change nothing; the webhook metrics pass promtool.
+// account queue cap and the give-up age drop (and count) events; a destination the peer
+// policy denies is never contacted; bad URLs are refused with 400 and change nothing; the
+// webhook metrics pass promtool.
 import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -287,6 +288,27 @@ describe('webhook bounds: the per-account cap and the give-up age', () => {
       await sleep(1500);
       assert.equal(rx.events.length, 0);
       assert.match(f.stderr(), /given up after \d+ attempts/);
+    } finally {
+      await rx.down();
+      const r = await f.close();
+      assert.equal(r.code, 0, f.stderr());
+    }
+  });
+});
+
+describe('webhook destinations follow the peer policy', () => {
+  test('a host that resolves to a denied address (loopback without --allow-peer) is never POSTed to', async () => {
+    const rx = await receiver();
+    const f = await fixture({ extraArgs: ['--webhook-retry-max', '1', '--webhook-timeout', '2'] });
+    try {
+      const key = await createTurnKey(f, 'ssrf');
+      const r = await putHook(f.base, f.account, f.token, { url: `http://localhost:${rx.port}/hook` });
+      assert.equal(r.status, 201, r.text); // a name: checked once resolved, at delivery
+      await endedAllocation(f.turnPort, await mintTurn(f, key, { prefix: 'ssrf' }));
+      await waitFor('refused attempts', async () => sample(await metrics(f.url), 'turnkey_webhook_failed_attempts_total') >= 2);
+      assert.equal(rx.hits, 0, 'nothing reached the receiver');
+      assert.equal(await queued(f.url), 1, 'the event stays queued');
+      assert.match(f.stderr(), /denied by the peer policy/);
     } finally {
       await rx.down();
       const r = await f.close();
