@@ -169,17 +169,19 @@ static void add(webhook *wh, unsigned kind, const char *account, json_t *data)
         return;
     }
     pthread_mutex_lock(&wh->mu);
+    char *gone = NULL;
     if (wh->n_pending == wh->cfg.max_pending) { /* the store has been failing: oldest go */
-        free(wh->pending[0].body);
+        gone = wh->pending[0].body;
         memmove(wh->pending, wh->pending + 1, (wh->n_pending - 1) * sizeof *wh->pending);
         wh->n_pending--;
-        pthread_mutex_unlock(&wh->mu);
-        drop(wh, WH_DROP_PENDING_FULL, "the in-memory batch is full (store failing)");
-        pthread_mutex_lock(&wh->mu);
     }
     wh->pending[wh->n_pending++] = e;
     atomic_store(&wh->n_pending_pub, wh->n_pending);
     pthread_mutex_unlock(&wh->mu);
+    if (gone) {
+        free(gone);
+        drop(wh, WH_DROP_PENDING_FULL, "the in-memory batch is full (store failing)");
+    }
 }
 
 static const char *text_field(json_t *o, const char *a, const char *b)
@@ -257,26 +259,47 @@ void webhook_allocation_ended(void *ctx, const relay_ended *e)
         add(wh, STORE_WEBHOOK_ALLOCATION_ENDED, account, data);
 }
 
+/* A batch that could not be written goes back in front of what came since, the oldest
+ * dropped beyond max_pending. */
+static void put_back(webhook *wh, store_webhook_event *batch, size_t n)
+{
+    pthread_mutex_lock(&wh->mu);
+    size_t room = wh->cfg.max_pending - wh->n_pending, skip = n > room ? n - room : 0;
+    memmove(wh->pending + (n - skip), wh->pending, wh->n_pending * sizeof *wh->pending);
+    memcpy(wh->pending, batch + skip, (n - skip) * sizeof *batch);
+    wh->n_pending += n - skip;
+    atomic_store(&wh->n_pending_pub, wh->n_pending);
+    pthread_mutex_unlock(&wh->mu);
+    for (size_t i = 0; i < skip; i++) {
+        free(batch[i].body);
+        drop(wh, WH_DROP_PENDING_FULL, "the in-memory batch is full (store failing)");
+    }
+}
+
 void webhook_tick(webhook *wh)
 {
     pthread_mutex_lock(&wh->mu);
     size_t n = wh->n_pending;
+    store_webhook_event *batch = n ? util_xmalloc(n * sizeof *batch) : NULL;
+    if (n)
+        memcpy(batch, wh->pending, n * sizeof *batch); /* taken: emitters go on meanwhile */
+    wh->n_pending = 0;
     pthread_mutex_unlock(&wh->mu);
     if (!n)
         return;
     size_t queued = 0, trimmed = 0;
-    /* only the main thread removes from the batch: the first n stay put while unlocked */
-    if (store_webhook_enqueue(wh->cfg.st, wh->pending, n, wh->cfg.max_queued, &queued, &trimmed) !=
+    if (store_webhook_enqueue(wh->cfg.st, batch, n, wh->cfg.max_queued, &queued, &trimmed) !=
         STORE_OK) {
         log_error_rl(&wh->rl, "webhook",
                      "cannot write %zu webhook events to the store; kept for the next try", n);
+        put_back(wh, batch, n);
+        free(batch);
         return;
     }
-    pthread_mutex_lock(&wh->mu);
     for (size_t i = 0; i < n; i++)
-        free(wh->pending[i].body);
-    memmove(wh->pending, wh->pending + n, (wh->n_pending - n) * sizeof *wh->pending);
-    wh->n_pending -= n;
+        free(batch[i].body);
+    free(batch);
+    pthread_mutex_lock(&wh->mu);
     atomic_store(&wh->n_pending_pub, wh->n_pending);
     wh->kick = true;
     pthread_cond_signal(&wh->wake);

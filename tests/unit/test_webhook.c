@@ -275,6 +275,54 @@ static void t_pending_is_bounded(void)
     store_close(e.s);
 }
 
+/* A store whose webhook_enqueue fails until told otherwise, and remembers what it got. */
+static int fake_fail = 1, fake_seen[16], fake_n;
+
+static int fake_enqueue(void *ctx, const store_webhook_event *e, size_t n, size_t max,
+                        size_t *queued, size_t *dropped)
+{
+    (void)ctx, (void)max;
+    if (fake_fail)
+        return STORE_ERROR;
+    for (size_t i = 0; i < n && fake_n < 16; i++) {
+        json_t *d = json_loads(e[i].body, 0, NULL);
+        fake_seen[fake_n++] =
+            (int)json_integer_value(json_object_get(json_object_get(d, "data"), "n"));
+        json_decref(d);
+    }
+    *queued = n;
+    *dropped = 0;
+    return STORE_OK;
+}
+
+/* A batch the store refused goes back in front of newer events; the bound still holds. */
+static void t_failed_write_is_kept(void)
+{
+    static const store_ops ops = {.webhook_enqueue = fake_enqueue};
+    store fake = {.ops = &ops, .ctx = NULL};
+    webhook *wh = webhook_new(&(webhook_config){.st = &fake, .max_pending = 3});
+    char js[160];
+    for (int i = 0; i < 5; i++) {
+        snprintf(js, sizeof js, "{\"accountId\":\"%032d\",\"n\":%d}", 7, i);
+        webhook_emit(wh, "budget.exceeded", js);
+        if (i == 1)
+            webhook_tick(wh); /* fails: 0 and 1 stay */
+    }
+    /* 0, 1 back in front, then 2, 3, 4: the oldest (0, 1) went to keep three */
+    CHECK_INT(metric(wh, "turnkey_webhook_dropped_total{reason=\"pending_full\"} "), 2);
+    CHECK_INT(metric(wh, "turnkey_webhook_pending_events "), 3);
+    webhook_tick(wh);
+    CHECK_INT(fake_n, 0);
+    fake_fail = 0;
+    webhook_tick(wh);
+    CHECK_INT(fake_n, 3);
+    CHECK_INT(fake_seen[0], 2);
+    CHECK_INT(fake_seen[1], 3);
+    CHECK_INT(fake_seen[2], 4);
+    CHECK_INT(metric(wh, "turnkey_webhook_pending_events "), 0);
+    webhook_free(wh);
+}
+
 int main(void)
 {
     TK_RUN(t_url_check);
@@ -282,5 +330,6 @@ int main(void)
     TK_RUN(t_events_into_the_queue);
     TK_RUN(t_deleted_key_keeps_its_account);
     TK_RUN(t_pending_is_bounded);
+    TK_RUN(t_failed_write_is_kept);
     return tk_test_summary();
 }
