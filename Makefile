@@ -6,7 +6,7 @@
 
 MODE   ?= release
 BUILD  := build/$(MODE)
-PKGS   := libmicrohttpd jansson sqlite3 libpq libssl libcrypto zlib
+PKGS   := libmicrohttpd jansson sqlite3 libpq libssl libcrypto zlib libcurl
 DATA   ?= ./var
 API    ?= 127.0.0.1:8080
 

@@ -2,7 +2,7 @@
 # Installs the Debian packages turnkey needs to build and test, only when missing.
 # Usage: scripts/deps.sh build|test
 set -euo pipefail
-want=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev zlib1g-dev)
+want=(build-essential pkg-config libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libssl-dev zlib1g-dev libcurl4-openssl-dev)
 if [ "${1:-build}" = test ]; then
   want+=(clang libclang-rt-14-dev nodejs npm coturn sqlite3 openssl chromium nftables iproute2 clang-format postgresql prometheus)
 fi

@@ -32,6 +32,7 @@
 #include "turnkey/usage.h"
 #include "turnkey/store.h"
 #include "turnkey/util.h"
+#include "turnkey/webhook.h"
 
 static void hook_key_deleted(void *ctx, const char *key_uid)
 {
@@ -387,6 +388,7 @@ typedef struct serving {
     api_server *api;
     obs *ob;
     usage_agg *ua;          /* NULL: no relay here, nothing to count */
+    webhook *wh;            /* webhook events towards the store's queue (issue 14) */
     int64_t next_flush_ms;  /* the next usage batch */
     int64_t drain_until_ms; /* 0 = not draining */
 } serving;
@@ -579,6 +581,7 @@ static void serve_loop(serving *sv)
         int sig = sigtimedwait(sv->sigs, NULL, &tick);
         obs_tick(sv->ob); /* at least once a second: ended allocations */
         usage_tick(sv);
+        webhook_tick(sv->wh); /* the events of this tick, in one batch */
         if (util_now() >= next_rollup) {
             usage_rollup(sv);
             next_rollup = util_now() + 86400;
@@ -672,6 +675,7 @@ static int cmd_serve(int argc, char **argv)
     http_server *http = NULL, *mhttp = NULL;
     obs *ob = NULL;
     usage_agg *ua = NULL;
+    webhook *wh = NULL;
     keycache *keys = NULL;
     relay *rel = NULL;
     feed *fd = NULL;
@@ -747,11 +751,29 @@ static int cmd_serve(int argc, char **argv)
         if (cfg_ice_urls(&c, &stun, &n_stun, &turn, &n_turn, stderr) != 0)
             goto out;
     }
+    wh = webhook_new(&(webhook_config){.st = s,
+                                       .max_queued = (size_t)c.webhook_max_queued,
+                                       .max_age_ms = c.webhook_max_age * 1000,
+                                       .retry_max_ms = c.webhook_retry_max * 1000,
+                                       .timeout_ms = c.webhook_timeout * 1000,
+                                       .version = TURNKEY_VERSION,
+                                       .allow_peer = (const char *const *)c.allow_peer,
+                                       .n_allow_peer = c.n_allow_peer,
+                                       .deny_peer = (const char *const *)c.deny_peer,
+                                       .n_deny_peer = c.n_deny_peer});
+    if (webhook_start(wh, &ferr) != 0) {
+        fprintf(stderr, "turnkey: %s\n", ferr);
+        free(ferr);
+        goto out;
+    }
     ob = obs_new(&(obs_config){.version = TURNKEY_VERSION,
                                .st = s,
                                .rel = rel,
                                .n_listeners = rel ? n_listeners(&c) : 0,
-                               .usage = ua});
+                               .on_ended = webhook_allocation_ended,
+                               .ctx = wh,
+                               .usage = ua,
+                               .webhook = wh});
     api_obs obs_hooks = obs_api_hooks(ob);
     api_hooks hooks = {.key_deleted = hook_key_deleted,
                        .credential_revoked = hook_revoked,
@@ -819,6 +841,7 @@ static int cmd_serve(int argc, char **argv)
                   .api = api,
                   .ob = ob,
                   .ua = ua,
+                  .wh = wh,
                   .next_flush_ms = util_now_ms() + c.usage_flush_interval * 1000};
     report_fds(&c, &fds);
     serve_loop(&sv);
@@ -839,6 +862,7 @@ out:
             log_error("main", "the last usage batch could not be written");
         usage_agg_free(ua);
     }
+    webhook_free(wh); /* after the last obs_tick: its allocation.ended events are written */
     obs_free(ob);
     tls_server_free(tls);
     tls_server_free(mux_tls);

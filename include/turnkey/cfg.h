@@ -68,6 +68,7 @@ typedef struct cfg {
     char *shared_tls_listen;      /* ADDR:PORT serving HTTPS and TURN over TLS; "" = off */
     long max_revocations_per_key; /* live revocations per TURN key (the next one gets 409) */
     char *shared_secret_keys;     /* issue 15: key ids for usernames naming no key ("" = none) */
+    long webhook_max_queued, webhook_max_age, webhook_retry_max, webhook_timeout; /* issue 14 */
     int layer_;         /* cfg_load internals: which source is being read, and which source */
     int list_layer_[8]; /* last set each layered list */
 } cfg;

@@ -22,6 +22,7 @@ typedef struct obs_config {
     void (*on_ended)(void *ctx, const relay_ended *e);
     void *ctx;
     const struct usage_agg *usage; /* NULL: no turnkey_usage_* metrics (issue 14) */
+    struct webhook *webhook;       /* NULL: no turnkey_webhook_* metrics (issue 14) */
 } obs_config;
 
 typedef struct obs obs;

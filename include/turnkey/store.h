@@ -185,6 +185,38 @@ typedef struct store_shared_secret {
     int64_t max_ttl; /* an expiry further than now + max_ttl is refused (seconds) */
     int64_t created; /* milliseconds */
 } store_shared_secret;
+/* Webhooks (issue 14): one webhook per account (URL, event filter, signing secret) and a
+ * durable queue of events, each deleted only once its delivery got a 2xx. */
+enum store_webhook_kind {
+    STORE_WEBHOOK_ALLOCATION_ENDED = 1,
+    STORE_WEBHOOK_BUDGET_THRESHOLD = 2,
+    STORE_WEBHOOK_BUDGET_EXCEEDED = 4,
+};
+#define STORE_WEBHOOK_ALL 7u
+#define STORE_WEBHOOK_SECRET_LEN 64 /* lowercase hex; the HMAC key is these 64 ASCII bytes */
+
+typedef struct store_webhook {
+    char account_id[STORE_ID_LEN + 1];
+    char *url;       /* http:// or https:// (validated above the store) */
+    unsigned events; /* STORE_WEBHOOK_* bits subscribed */
+    char secret[STORE_WEBHOOK_SECRET_LEN + 1];
+    int64_t created, modified; /* ms */
+} store_webhook;
+
+/* One queued event. enqueue reads id, account_id, kind, created, body, next_at; claim fills
+ * every field (url and secret from the account's webhook at claim time). */
+typedef struct store_webhook_event {
+    int64_t seq; /* queue position (the store's) */
+    char id[STORE_ID_LEN + 1];
+    char account_id[STORE_ID_LEN + 1];
+    unsigned kind;   /* one STORE_WEBHOOK_* bit */
+    int64_t created; /* ms */
+    char *body;      /* the JSON POSTed */
+    int attempts;    /* failed deliveries so far */
+    int64_t next_at; /* ms: due from then */
+    char *url;
+    char secret[STORE_WEBHOOK_SECRET_LEN + 1];
+} store_webhook_event;
 
 /* Callback of revoke_each: one stored revocation. */
 typedef void (*store_revoke_fn)(void *arg, const char *key_uid, const char *username_hash,
@@ -267,6 +299,30 @@ typedef struct store_ops {
                          store_shared_secret *out);
     /* Every secret of every key (a cache's full load). */
     int (*secret_list_all)(void *ctx, store_shared_secret **out, size_t *n);
+    /* webhook queue (issue 14). */
+    /* Creates or replaces the account's webhook (url, events, modified); the secret is kept
+     * when keep_secret and one exists, else w->secret is stored. *out: the stored record,
+     * *created: there was none. One transaction. */
+    int (*webhook_put)(void *ctx, const store_webhook *w, bool keep_secret, store_webhook *out,
+                       bool *created);
+    int (*webhook_get)(void *ctx, const char *account_id, store_webhook *out);
+    /* Deletes the account's webhook and its queued events; *out: the deleted record. */
+    int (*webhook_delete)(void *ctx, const char *account_id, store_webhook *out);
+    /* In one transaction: queues each event whose account has a webhook subscribed to its
+     * kind (others are skipped: *queued counts the queued), then drops the account's oldest
+     * events beyond max_per_account (*dropped). */
+    int (*webhook_enqueue)(void *ctx, const store_webhook_event *e, size_t n,
+                           size_t max_per_account, size_t *queued, size_t *dropped);
+    /* Leases up to max due events (next_at <= now, lease expired), oldest first, until
+     * lease_until (ms): no other claimer gets them meanwhile (several nodes: SKIP LOCKED). */
+    int (*webhook_claim)(void *ctx, int64_t now, int64_t lease_until, size_t max,
+                         store_webhook_event **out, size_t *n);
+    /* Deletes one event (delivered, or given up). A missing one is not an error. */
+    int (*webhook_done)(void *ctx, int64_t seq);
+    /* Records a failed delivery: attempts, next_at, lease released. */
+    int (*webhook_retry)(void *ctx, int64_t seq, int attempts, int64_t next_at);
+    /* Events in the queue (every account). */
+    int (*webhook_count)(void *ctx, size_t *queued);
 } store_ops;
 
 struct store {
@@ -358,6 +414,22 @@ void store_secret_array_free(store_shared_secret *a, size_t n);
 /* "sha1" / "sha256" and back (0 if unknown). */
 const char *store_secret_alg_name(int alg);
 int store_secret_alg_parse(const char *name);
+/* Webhooks (see store_ops; store_webhook.c). put makes a fresh random secret when the account
+ * has none or rotate is set (out->secret: show it only then). A backend without the webhook
+ * ops answers STORE_ERROR. */
+int store_webhook_put(store *s, const char *account_id, const char *url, unsigned events,
+                      bool rotate, int64_t now_ms, store_webhook *out, bool *created);
+int store_webhook_get(store *s, const char *account_id, store_webhook *out);
+int store_webhook_delete(store *s, const char *account_id, store_webhook *out);
+int store_webhook_enqueue(store *s, const store_webhook_event *e, size_t n, size_t max_per_account,
+                          size_t *queued, size_t *dropped);
+int store_webhook_claim(store *s, int64_t now, int64_t lease_until, size_t max,
+                        store_webhook_event **out, size_t *n);
+int store_webhook_done(store *s, int64_t seq);
+int store_webhook_retry(store *s, int64_t seq, int attempts, int64_t next_at);
+int store_webhook_count(store *s, size_t *queued);
+void store_webhook_clear(store_webhook *w);
+void store_webhook_event_array_free(store_webhook_event *e, size_t n);
 
 /* Release the heap parts of records and arrays returned above. */
 void store_account_clear(store_account *a);
@@ -422,5 +494,17 @@ int store__pg_secret_list(void *ctx, const char *key_uid, store_shared_secret **
 int store__pg_secret_delete(void *ctx, const char *account_id, const char *key_uid, const char *id,
                             store_shared_secret *out);
 int store__pg_secret_list_all(void *ctx, store_shared_secret **out, size_t *n);
+/* store_sqlite_webhook.c: the webhook ops of the SQLite backend. */
+int store__sqlite_webhook_put(void *ctx, const store_webhook *w, bool keep_secret,
+                              store_webhook *out, bool *created);
+int store__sqlite_webhook_get(void *ctx, const char *account_id, store_webhook *out);
+int store__sqlite_webhook_delete(void *ctx, const char *account_id, store_webhook *out);
+int store__sqlite_webhook_enqueue(void *ctx, const store_webhook_event *e, size_t n,
+                                  size_t max_per_account, size_t *queued, size_t *dropped);
+int store__sqlite_webhook_claim(void *ctx, int64_t now, int64_t lease_until, size_t max,
+                                store_webhook_event **out, size_t *n);
+int store__sqlite_webhook_done(void *ctx, int64_t seq);
+int store__sqlite_webhook_retry(void *ctx, int64_t seq, int attempts, int64_t next_at);
+int store__sqlite_webhook_count(void *ctx, size_t *queued);
 
 #endif

@@ -8,7 +8,7 @@
 #include "turnkey/api.h"
 
 #define API__MAX_SEGS 12
-#define API__N_ROUTES 15  /* templated routes, "other" included (api.c) */
+#define API__N_ROUTES 16  /* templated routes, "other" included (api.c) */
 #define API__N_METHODS 6  /* GET POST PUT DELETE HEAD other */
 #define API__N_BUCKETS 10 /* request-duration histogram */
 
@@ -84,6 +84,10 @@ void api__route_usage(api_server *a, const api_request *req, const api__path *p,
                       api_response *r);
 /* api_secret.c: …/turn_keys/{key_id}/shared_secrets[/{id}] (issue 15) */
 void api__route_secrets(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
+                        api_response *r);
+
+/* api_webhook.c: GET|PUT|DELETE .../accounts/{account_id}/calls/webhook (issue 14) */
+void api__route_webhook(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
                         api_response *r);
 
 /* Credential plane: /v1/turn/keys/{key_id}/credentials/... (path.seg[0..2] = v1,turn,keys) */

@@ -149,6 +149,14 @@ static const opt table[] = {
     {"shared-secret-keys", T_STR, O(shared_secret_keys), "", 0, 0,
      "TURN key ids (at most 3, comma-separated) whose shared secrets a coturn-style username "
      "that names no key is checked against"},
+    {"webhook-max-queued", T_INT, O(webhook_max_queued), "10000", 1, 10000000,
+     "webhook events kept queued per account; past it the oldest are dropped (counted)"},
+    {"webhook-max-age", T_INT, O(webhook_max_age), "259200", 1, 31536000,
+     "seconds a failing webhook event is retried before it is given up (counted)"},
+    {"webhook-retry-max", T_INT, O(webhook_retry_max), "600", 1, 86400,
+     "longest wait in seconds between two attempts of a webhook event (backoff from 1 s)"},
+    {"webhook-timeout", T_INT, O(webhook_timeout), "10", 1, 300,
+     "seconds one webhook POST may take, connecting included"},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 

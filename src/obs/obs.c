@@ -12,6 +12,7 @@
 #include "turnkey/log.h"
 #include "turnkey/metrics.h"
 #include "turnkey/util.h"
+#include "turnkey/webhook.h"
 
 struct obs {
     obs_config cfg;
@@ -232,6 +233,8 @@ char *obs_metrics(void *ctx)
         relay_stats_read(o->cfg.rel, &rs);
         usage_agg_metrics(o->cfg.usage, rs.usage_refused, &b);
     }
+    if (o->cfg.webhook)
+        webhook_metrics(o->cfg.webhook, &b);
     api_server *api = atomic_load(&o->api);
     if (api)
         api_metrics(api, &b);

@@ -68,6 +68,19 @@ static const char *const migrations[] = {
     "  account_id TEXT NOT NULL, secret TEXT NOT NULL, alg INTEGER NOT NULL,"
     "  max_ttl BIGINT NOT NULL, created BIGINT NOT NULL, seq BIGSERIAL);"
     "CREATE INDEX shared_secrets_by_key ON shared_secrets(key_uid);",
+    /* 6: reserved (issue 14, key policies: another helper's slot; the lead merges) */
+    "SELECT 1",
+    /* 7: webhook queue (issue 14) */
+    "CREATE TABLE webhooks ("
+    "  account_id TEXT PRIMARY KEY, url TEXT NOT NULL, events INTEGER NOT NULL,"
+    "  secret TEXT NOT NULL, created BIGINT NOT NULL, modified BIGINT NOT NULL);"
+    "CREATE TABLE webhook_queue ("
+    "  seq BIGSERIAL PRIMARY KEY, id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL,"
+    "  kind INTEGER NOT NULL, created BIGINT NOT NULL, body TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0, next_at BIGINT NOT NULL,"
+    "  lease_until BIGINT NOT NULL DEFAULT 0);"
+    "CREATE INDEX webhook_queue_due ON webhook_queue(next_at);"
+    "CREATE INDEX webhook_queue_by_account ON webhook_queue(account_id, seq);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 #define MIGRATION_LOCK "7432001" /* pg_advisory_xact_lock key: turnkey migrations */
@@ -643,6 +656,14 @@ static const store_ops pg_ops = {
     .secret_list = store__pg_secret_list,
     .secret_delete = store__pg_secret_delete,
     .secret_list_all = store__pg_secret_list_all,
+    .webhook_put = store__pg_webhook_put,
+    .webhook_get = store__pg_webhook_get,
+    .webhook_delete = store__pg_webhook_delete,
+    .webhook_enqueue = store__pg_webhook_enqueue,
+    .webhook_claim = store__pg_webhook_claim,
+    .webhook_done = store__pg_webhook_done,
+    .webhook_retry = store__pg_webhook_retry,
+    .webhook_count = store__pg_webhook_count,
 };
 
 const store_ops *store__pg_ops(void)

@@ -81,4 +81,17 @@ int store__pg_usage_query(void *ctx, const store_usage_filter *q, store_usage_ro
                           size_t *total);
 int store__pg_usage_rollup(void *ctx, int64_t before, int64_t drop_before, size_t *rolled);
 
+/* store_pg_webhook.c: the webhook queue ops (ctx = the store__pg). */
+int store__pg_webhook_put(void *ctx, const store_webhook *w, bool keep_secret, store_webhook *out,
+                          bool *created);
+int store__pg_webhook_get(void *ctx, const char *account_id, store_webhook *out);
+int store__pg_webhook_delete(void *ctx, const char *account_id, store_webhook *out);
+int store__pg_webhook_enqueue(void *ctx, const store_webhook_event *e, size_t n,
+                              size_t max_per_account, size_t *queued, size_t *dropped);
+int store__pg_webhook_claim(void *ctx, int64_t now, int64_t lease_until, size_t max,
+                            store_webhook_event **out, size_t *n);
+int store__pg_webhook_done(void *ctx, int64_t seq);
+int store__pg_webhook_retry(void *ctx, int64_t seq, int attempts, int64_t next_at);
+int store__pg_webhook_count(void *ctx, size_t *queued);
+
 #endif

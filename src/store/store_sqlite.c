@@ -71,6 +71,19 @@ static const char *const migrations[] = {
     "  account_id TEXT NOT NULL, secret TEXT NOT NULL, alg INTEGER NOT NULL,"
     "  max_ttl INTEGER NOT NULL, created INTEGER NOT NULL);"
     "CREATE INDEX shared_secrets_by_key ON shared_secrets(key_uid);",
+    /* 6: reserved (issue 14, key policies: another helper's slot; the lead merges) */
+    "SELECT 1",
+    /* 7: webhook queue (issue 14) */
+    "CREATE TABLE webhooks ("
+    "  account_id TEXT PRIMARY KEY, url TEXT NOT NULL, events INTEGER NOT NULL,"
+    "  secret TEXT NOT NULL, created INTEGER NOT NULL, modified INTEGER NOT NULL);"
+    "CREATE TABLE webhook_queue ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, account_id TEXT NOT NULL,"
+    "  kind INTEGER NOT NULL, created INTEGER NOT NULL, body TEXT NOT NULL,"
+    "  attempts INTEGER NOT NULL DEFAULT 0, next_at INTEGER NOT NULL,"
+    "  lease_until INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX webhook_queue_due ON webhook_queue(next_at);"
+    "CREATE INDEX webhook_queue_by_account ON webhook_queue(account_id, seq);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -713,6 +726,14 @@ static const store_ops sqlite_ops = {
     .secret_list = store__sqlite_secret_list,
     .secret_delete = store__sqlite_secret_delete,
     .secret_list_all = store__sqlite_secret_list_all,
+    .webhook_put = store__sqlite_webhook_put,
+    .webhook_get = store__sqlite_webhook_get,
+    .webhook_delete = store__sqlite_webhook_delete,
+    .webhook_enqueue = store__sqlite_webhook_enqueue,
+    .webhook_claim = store__sqlite_webhook_claim,
+    .webhook_done = store__sqlite_webhook_done,
+    .webhook_retry = store__sqlite_webhook_retry,
+    .webhook_count = store__sqlite_webhook_count,
 };
 
 const store_ops *store__sqlite_ops(void)
