@@ -68,9 +68,7 @@ static const char *const migrations[] = {
     "  account_id TEXT NOT NULL, secret TEXT NOT NULL, alg INTEGER NOT NULL,"
     "  max_ttl BIGINT NOT NULL, created BIGINT NOT NULL, seq BIGSERIAL);"
     "CREATE INDEX shared_secrets_by_key ON shared_secrets(key_uid);",
-    /* 6: reserved (issue 14, key policies: another helper's slot; the lead merges) */
-    "SELECT 1",
-    /* 7: webhook queue (issue 14) */
+    /* 6: webhook queue (issue 14) */
     "CREATE TABLE webhooks ("
     "  account_id TEXT PRIMARY KEY, url TEXT NOT NULL, events INTEGER NOT NULL,"
     "  secret TEXT NOT NULL, created BIGINT NOT NULL, modified BIGINT NOT NULL);"

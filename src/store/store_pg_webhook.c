@@ -1,4 +1,4 @@
-/* store_pg_webhook: the webhook tables of the PostgreSQL backend (schema: migration 7 in
+/* store_pg_webhook: the webhook tables of the PostgreSQL backend (schema: migration 6 in
  * store_pg.c). Several nodes share the queue: a claim leases due rows it locked with
  * FOR UPDATE SKIP LOCKED, so each event is delivered by one node at a time; a node that dies
  * mid-delivery leaves a lease that simply runs out, and another node takes the event. */

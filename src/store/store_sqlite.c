@@ -71,9 +71,7 @@ static const char *const migrations[] = {
     "  account_id TEXT NOT NULL, secret TEXT NOT NULL, alg INTEGER NOT NULL,"
     "  max_ttl INTEGER NOT NULL, created INTEGER NOT NULL);"
     "CREATE INDEX shared_secrets_by_key ON shared_secrets(key_uid);",
-    /* 6: reserved (issue 14, key policies: another helper's slot; the lead merges) */
-    "SELECT 1",
-    /* 7: webhook queue (issue 14) */
+    /* 6: webhook queue (issue 14) */
     "CREATE TABLE webhooks ("
     "  account_id TEXT PRIMARY KEY, url TEXT NOT NULL, events INTEGER NOT NULL,"
     "  secret TEXT NOT NULL, created INTEGER NOT NULL, modified INTEGER NOT NULL);"

@@ -1,4 +1,4 @@
-/* store_sqlite_webhook: the webhook tables of the SQLite backend (schema: migration 7 in
+/* store_sqlite_webhook: the webhook tables of the SQLite backend (schema: migration 6 in
  * store_sqlite.c): one webhook per account and the durable event queue. One node owns a
  * SQLite store, so the lease only guards against this node's own worker claiming twice. */
 #include <stdio.h>
