@@ -41,6 +41,11 @@ int store__sqlite_log_change(sq *q, int kind, const char *key_uid, const char *h
 /* Runs `DELETE … WHERE column < ?1` with t under the lock; *deleted = rows removed. */
 int store__sqlite_delete_before(sq *q, const char *sql, int64_t t, size_t *deleted);
 typedef void (*store__sqlite_row_fn)(sqlite3_stmt *st, void *elem);
+/* Steps a bound statement to its end, appending each row (read by rd into a zeroed element)
+ * to *arr (*len elements, grown as needed). Returns the last sqlite3_step result:
+ * SQLITE_DONE when every row was read. */
+int store__sqlite_collect(sqlite3_stmt *st, size_t elem_size, store__sqlite_row_fn rd, void **arr,
+                          size_t *len);
 /* Every row of sql (one optional text parameter) read by rd into a new array. */
 int store__sqlite_get_all(sq *q, const char *sql, const char *param, size_t elem_size,
                           store__sqlite_row_fn rd, void (*free_arr)(void *arr, size_t n),

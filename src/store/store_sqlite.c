@@ -351,27 +351,37 @@ static int sq_account_get(void *ctx, const char *id, store_account *out)
 /* Generic "all rows" read under the lock, with an optional text parameter: rd fills each
  * element of an array of elem_size. On failure the rows read so far are released with
  * free_arr and *out is NULL. */
+int store__sqlite_collect(sqlite3_stmt *st, size_t elem_size, store__sqlite_row_fn rd, void **arr,
+                          size_t *len)
+{
+    size_t cap = *len;
+    int r;
+    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*len == cap) {
+            cap = cap ? cap * 2 : 16;
+            *arr = util_xrealloc(*arr, cap * elem_size);
+        }
+        char *e = (char *)*arr + *len * elem_size;
+        memset(e, 0, elem_size);
+        rd(st, e);
+        (*len)++;
+    }
+    return r;
+}
+
 int store__sqlite_get_all(sq *q, const char *sql, const char *param, size_t elem_size,
                           store__sqlite_row_fn rd, void (*free_arr)(void *arr, size_t n),
                           void **out, size_t *n)
 {
-    size_t cap = 16, len = 0;
-    char *arr = util_xcalloc(cap, elem_size);
+    size_t len = 0;
+    void *arr = util_xcalloc(16, elem_size);
     int rc = STORE_ERROR, r = SQLITE_ERROR;
     pthread_mutex_lock(&q->mu);
     sqlite3_stmt *st = store__sqlite_prep(q, sql);
     if (st) {
         if (param)
             store__sqlite_bind_text(st, 1, param);
-        while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-            if (len == cap) {
-                cap *= 2;
-                arr = util_xrealloc(arr, cap * elem_size);
-            }
-            memset(arr + len * elem_size, 0, elem_size);
-            rd(st, arr + len * elem_size);
-            len++;
-        }
+        r = store__sqlite_collect(st, elem_size, rd, &arr, &len);
         if (r == SQLITE_DONE)
             rc = STORE_OK;
         else

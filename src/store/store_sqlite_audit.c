@@ -84,9 +84,9 @@ static void copy_col(sqlite3_stmt *st, int i, char *dst, size_t cap)
     snprintf(dst, cap, "%s", t ? (const char *)t : "");
 }
 
-static void read_row(sqlite3_stmt *st, store_audit *e)
+static void read_row(sqlite3_stmt *st, void *elem)
 {
-    memset(e, 0, sizeof *e);
+    store_audit *e = elem; /* zeroed by store__sqlite_collect */
     copy_col(st, 0, e->id, sizeof e->id);
     copy_col(st, 1, e->account_id, sizeof e->account_id);
     e->when = sqlite3_column_int64(st, 2);
@@ -128,7 +128,6 @@ int store__sqlite_audit_list(void *ctx, const store_audit_query *aq, store_audit
     sq *q = ctx;
     char where[400], sql[800];
     sqlite3_stmt *st = NULL;
-    size_t cap = 0;
     int rc = STORE_ERROR, r;
     where_clause(aq, where, sizeof where);
     snprintf(sql, sizeof sql,
@@ -143,13 +142,7 @@ int store__sqlite_audit_list(void *ctx, const store_audit_query *aq, store_audit
     bind_query(st, aq);
     sqlite3_bind_int64(st, 7, aq->limit ? (int64_t)aq->limit : -1);
     sqlite3_bind_int64(st, 8, (int64_t)aq->offset);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = util_xrealloc(*out, cap * sizeof **out);
-        }
-        read_row(st, &(*out)[(*n)++]);
-    }
+    r = store__sqlite_collect(st, sizeof **out, read_row, (void **)out, n);
     rc = r == SQLITE_DONE ? STORE_OK : STORE_ERROR;
 out:
     if (rc != STORE_OK) {

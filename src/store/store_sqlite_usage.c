@@ -117,9 +117,9 @@ static void copy_col(sqlite3_stmt *st, int i, char *dst, size_t cap)
     snprintf(dst, cap, "%s", t ? (const char *)t : "");
 }
 
-static void read_row(sqlite3_stmt *st, store_usage_row *r)
+static void read_row(sqlite3_stmt *st, void *elem)
 {
-    memset(r, 0, sizeof *r);
+    store_usage_row *r = elem; /* zeroed by store__sqlite_collect */
     r->bucket = sqlite3_column_int64(st, 0);
     copy_col(st, 1, r->key_uid, sizeof r->key_uid);
     copy_col(st, 2, r->custom_id, sizeof r->custom_id);
@@ -155,7 +155,6 @@ int store__sqlite_usage_query(void *ctx, const store_usage_filter *f, store_usag
     sq *q = ctx;
     char grouped[1400], sql[1600];
     sqlite3_stmt *st = NULL;
-    size_t cap = 0;
     int rc = STORE_ERROR, r = SQLITE_ERROR;
     grouped_sql(f, grouped, sizeof grouped);
     snprintf(sql, sizeof sql, "%s ORDER BY b, k, c, u, n LIMIT ?7 OFFSET ?8", grouped);
@@ -166,13 +165,7 @@ int store__sqlite_usage_query(void *ctx, const store_usage_filter *f, store_usag
     bind_filter(st, f);
     sqlite3_bind_int64(st, 7, f->limit ? (int64_t)f->limit : -1);
     sqlite3_bind_int64(st, 8, (int64_t)f->offset);
-    while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = util_xrealloc(*out, cap * sizeof **out);
-        }
-        read_row(st, &(*out)[(*n)++]);
-    }
+    r = store__sqlite_collect(st, sizeof **out, read_row, (void **)out, n);
     rc = r == SQLITE_DONE ? STORE_OK : STORE_ERROR;
 out:
     if (rc != STORE_OK) {
