@@ -7,7 +7,7 @@
 import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { fixture, createTurnKey, mintTurn, httpRequest, createToken } from './lib/server.mjs';
-import { TurnClient, CLASS, echoPeer } from './lib/stun.mjs';
+import { TurnClient, CLASS, echoPeer, egressMeter as meter, indicationBytes } from './lib/stun.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -22,18 +22,6 @@ async function waitFor(what, fn, ms = 30000) {
   }
 }
 
-// Egress as the client saw it: every ChannelData / Data indication datagram it received.
-function meter(c) {
-  const m = { egress: 0, frames: 0 };
-  c.sock.on('message', (buf) => {
-    const channelData = buf.length >= 4 && (buf[0] & 0xc0) === 0x40;
-    const dataIndication = buf.length >= 20 && buf.readUInt16BE(0) === 0x0017;
-    if (channelData || dataIndication) { m.egress += buf.length; m.frames++; }
-  });
-  return m;
-}
-const pad4 = (n) => (n + 3) & ~3;
-const indicationBytes = (n) => 20 + 12 + 4 + pad4(n); // Send/Data indication, IPv4 peer
 
 // "Top TURN custom identifiers" (the page's text).
 const TOP_CUSTOM_IDENTIFIERS = `query topTurnCustomIdentifiers {

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import {
   fixture, createTurnKey, mintTurn, httpRequest, createToken, createAccount, freshDataDir, startServer,
 } from './lib/server.mjs';
-import { TurnClient, CLASS, echoPeer } from './lib/stun.mjs';
+import { TurnClient, CLASS, echoPeer, egressMeter as meter, indicationBytes } from './lib/stun.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -27,20 +27,6 @@ async function waitFor(what, fn, ms = 20000) {
   }
 }
 
-// What the client put on the wire and got back as relayed data (UDP: one frame a datagram).
-function meter(c) {
-  const m = { egress: 0, frames: 0 };
-  c.sock.on('message', (buf) => {
-    const channelData = buf.length >= 4 && (buf[0] & 0xc0) === 0x40;
-    const dataIndication = buf.length >= 20 && buf.readUInt16BE(0) === 0x0017;
-    if (channelData || dataIndication) { m.egress += buf.length; m.frames++; }
-  });
-  return m;
-}
-const pad4 = (n) => (n + 3) & ~3;
-// A Send indication / Data indication carrying n bytes to/from an IPv4 peer, no FINGERPRINT:
-// header 20 + XOR-PEER-ADDRESS (4 + 8) + DATA (4 + n, padded).
-const indicationBytes = (n) => 20 + 12 + 4 + pad4(n);
 
 describe('usage accounting', () => {
   let f, key, peer, peer2;

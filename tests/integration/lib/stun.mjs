@@ -773,3 +773,19 @@ export async function echoPeer({ host = '127.0.0.1', echo = true } = {}) {
   const { address, port } = sock.address();
   return { address, port, seen, sock, close: () => new Promise((resolve) => sock.close(resolve)) };
 }
+
+// Usage accounting helpers (usage and GraphQL suites). egressMeter(c): what c received as
+// relayed data, as on the wire (UDP: one ChannelData / Data indication frame a datagram):
+// {egress: bytes, frames}. indicationBytes(n): a Send / Data indication carrying n bytes
+// to/from an IPv4 peer, no FINGERPRINT: header 20 + XOR-PEER-ADDRESS (4 + 8) + DATA (4 + n,
+// padded to 4).
+export function egressMeter(c) {
+  const m = { egress: 0, frames: 0 };
+  c.sock.on('message', (buf) => {
+    const channelData = buf.length >= 4 && (buf[0] & 0xc0) === 0x40;
+    const dataIndication = buf.length >= 20 && buf.readUInt16BE(0) === 0x0017;
+    if (channelData || dataIndication) { m.egress += buf.length; m.frames++; }
+  });
+  return m;
+}
+export const indicationBytes = (n) => 20 + 12 + 4 + ((n + 3) & ~3);
