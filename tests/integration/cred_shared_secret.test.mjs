@@ -7,23 +7,12 @@ import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { fixture, startServer, createTurnKey, httpRequest, expectEnvelope, cli, cliTimed, createToken } from './lib/server.mjs';
-import { freeUdpPort } from './lib/tools.mjs';
+import { freeUdpPort, uclient } from './lib/tools.mjs';
 import { TurnClient, CLASS, echoPeer } from './lib/stun.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const now = () => Math.floor(Date.now() / 1000);
 const b64hmac = (alg, secret, msg) => createHmac(alg, secret).update(msg).digest('base64');
-
-function uclient(args, timeoutMs = 60000) {
-  return new Promise((resolve) => {
-    const p = spawn('turnutils_uclient', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { out += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code, signal) => { clearTimeout(t); resolve({ code, signal, out }); });
-  });
-}
 
 function totals(out) {
   const last = [...out.matchAll(/tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/gm)].at(-1);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { fixture, createTurnKey, mintTurn } from './lib/server.mjs';
 import { TurnClient, CLASS, ATTR, METHOD, A, echoPeer, decodeXorAddress } from './lib/stun.mjs';
-import { freeUdpPort } from './lib/tools.mjs';
+import { freeUdpPort, uclient } from './lib/tools.mjs';
 
 const show = (r) => (r ? `class ${r.cls} error ${r.errorCode ?? '-'} ${r.reason ?? ''}` : String(r));
 const FAM = { V4: 0x01, V6: 0x02 };
@@ -141,14 +141,7 @@ describe('turnutils_uclient -x: coturn\'s client over an IPv6 relay', { skip: !h
       const cred = await mintTurn(f, key, { ttl: 600, prefix: 'uc6' });
       const args = ['-c', '-x', '-e', '::1', '-r', String(peerPort), '-u', cred.username, '-w', cred.password,
         '-p', String(f.turnPort), '-n', '20', '-l', '100', ...extra, '127.0.0.1'];
-      const r = await new Promise((resolve) => {
-        const p = spawn('turnutils_uclient', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-        let out = '';
-        p.stdout.on('data', (d) => { out += d; });
-        p.stderr.on('data', (d) => { out += d; });
-        const t = setTimeout(() => p.kill('SIGKILL'), 60000);
-        p.on('exit', (code) => { clearTimeout(t); resolve({ code, out }); });
-      });
+      const r = await uclient(args);
       const tot = [...r.out.matchAll(/tot_send_msgs=(\d+), tot_recv_msgs=(\d+)\s*$/gm)].at(-1);
       assert.equal(r.code, 0, r.out.slice(-2000));
       assert.ok(tot, r.out.slice(-2000));

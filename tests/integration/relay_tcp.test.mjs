@@ -10,7 +10,7 @@
 import test, { describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { spawn } from 'node:child_process';
+import { uclient } from './lib/tools.mjs';
 import { fixture, createTurnKey, mintTurn } from './lib/server.mjs';
 import { TurnClient, CLASS, METHOD, TRANSPORT } from './lib/stun.mjs';
 
@@ -49,17 +49,6 @@ async function until(cond, ms = 10000) {
   const end = Date.now() + ms;
   while (Date.now() < end) { if (await cond()) return true; await new Promise((r) => setTimeout(r, 50)); }
   return false;
-}
-
-function uclient(args, timeoutMs = 60000) {
-  return new Promise((resolve) => {
-    const p = spawn('turnutils_uclient', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { out += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code, signal) => { clearTimeout(t); resolve({ code, signal, out }); });
-  });
 }
 
 describe('TCP relaying (RFC 6062)', () => {

@@ -5,21 +5,10 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { fixture } from './lib/server.mjs';
-import { freeUdpPort } from './lib/tools.mjs';
+import { freeUdpPort, uclient } from './lib/tools.mjs';
 import { CLASS, METHOD, decodeMessage, isStun } from './lib/stun.mjs';
 
 const haveCoturn = spawnSync('sh', ['-c', 'command -v turnutils_uclient && command -v turnutils_peer']).status === 0;
-
-function uclient(args, timeoutMs = 60000) {
-  return new Promise((resolve) => {
-    const p = spawn('turnutils_uclient', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { out += d; });
-    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.on('exit', (code, signal) => { clearTimeout(t); resolve({ code, signal, out }); });
-  });
-}
 
 // "start_mclient: tot_send_msgs=50, tot_recv_msgs=50" (the final totals line) and lost packets.
 function totals(out) {

@@ -1,6 +1,6 @@
 // Small helpers shared by several suites: a throw-away TLS pair, the CN a TLS listener
 // presents, a free loopback UDP port.
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { connect as tlsConnect } from 'node:tls';
@@ -120,3 +120,16 @@ export async function tlsHttp(port, { ca, alpn, timeoutMs = 5000 } = {}) {
   };
 }
 
+
+// Runs coturn's turnutils_uclient with args; resolves {code, signal, out} (stdout and stderr
+// together). Killed after timeoutMs.
+export function uclient(args, timeoutMs = 60000) {
+  return new Promise((resolve) => {
+    const p = spawn('turnutils_uclient', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.stderr.on('data', (d) => { out += d; });
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('exit', (code, signal) => { clearTimeout(t); resolve({ code, signal, out }); });
+  });
+}
