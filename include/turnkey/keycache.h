@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 #include "turnkey/cred.h"
+#include "turnkey/policy.h"
 #include "turnkey/store.h"
 
 typedef struct keycache keycache;
@@ -97,6 +98,29 @@ size_t keycache_secrets(keycache *kc, const char *key_uid, keycache_secret *out,
 int keycache_secrets_refresh(keycache *kc, const char *key_uid);
 /* Replaces every cached secret with the store's (keycache_load_all calls it): 0, -1. */
 int keycache_secrets_load(keycache *kc);
+
+/* Key policies and budget trips (issue 14 §4), by key: what the API's mint and the relay's
+ * Allocate read, from memory alone (keycache_policy.c). */
+typedef struct keycache_policy {
+    bool has_policy; /* the key has one (else p is policy_init's) */
+    policy p;
+    int tripped; /* 0, or the strongest action of a live trip covering (key, customIdentifier):
+                    POLICY_STOP_MINTING (mints refused) or POLICY_END_ALLOCATIONS (mints and
+                    Allocates refused); a trip of the key's own budget covers every cid */
+    int64_t tripped_until; /* unix seconds: the end of the tripped budget's period */
+} keycache_policy;
+/* Fills out for key uid and custom_id (NULL or "" = none) at now (unix seconds); a key
+ * without a policy or not cached gets has_policy false and tripped 0. */
+void keycache_policy_view(keycache *kc, const char *uid, const char *custom_id, int64_t now,
+                          keycache_policy *out);
+/* Reads the key's policy and live trips from the store again: 0, -1 store error. */
+int keycache_policy_refresh(keycache *kc, const char *key_uid, int64_t now);
+/* Replaces every policy and trip with the store's (keycache_load_all calls it): 0, -1. */
+int keycache_policies_load(keycache *kc, int64_t now);
+/* The keys whose policy has a byte budget (the spend guard's work list): up to max
+ * uids and policies copied out; returns how many there are in all. */
+size_t keycache_budget_keys(keycache *kc, char (*uids)[STORE_ID_LEN + 1], policy *pols,
+                            size_t max);
 
 /* A cred_lookup backed by this cache (for cred_verify). */
 cred_lookup keycache_lookup(keycache *kc);

@@ -104,6 +104,10 @@ enum store_change_kind {
     /* shared secrets (issue 15): username_hash carries the secret id */
     STORE_CHANGE_SECRET_ADDED = 5,
     STORE_CHANGE_SECRET_DELETED = 6,
+    /* key policies (issue 14 §4) */
+    STORE_CHANGE_POLICY = 7,         /* the key's policy was set or cleared (its trips too) */
+    STORE_CHANGE_BUDGET_TRIPPED = 8, /* username_hash: the customIdentifier ("" the key's own
+                                        budget), expires: the end of the budget's period */
 };
 
 typedef struct store_change {
@@ -218,6 +222,31 @@ typedef struct store_webhook_event {
     char secret[STORE_WEBHOOK_SECRET_LEN + 1];
 } store_webhook_event;
 
+/* Key policies (issue 14 §4): the normalized JSON document (src/policy validates it above
+ * the store), one per key, deleted with the key. */
+typedef struct store_policy {
+    char key_uid[STORE_ID_LEN + 1];
+    char account_id[STORE_ID_LEN + 1];
+    char *json;       /* allocated; at most POLICY_JSON_MAX (4096) bytes */
+    int64_t modified; /* ms */
+} store_policy;
+
+/* The state of one budget in one period: which percentage was notified, whether it tripped.
+ * Keyed (key_uid, custom_id, period, period_start, limit_bytes): a new limit starts afresh. */
+enum store_budget_period { STORE_BUDGET_DAY = 1, STORE_BUDGET_MONTH = 2 };
+typedef struct store_budget {
+    char key_uid[STORE_ID_LEN + 1];
+    char custom_id[65]; /* "" = the key's own budget */
+    int period;         /* enum store_budget_period */
+    int64_t period_start, period_end; /* unix seconds */
+    uint64_t limit_bytes;
+    int level;   /* the percentage notified (mark: the level reached now) */
+    int tripped; /* 0, or the policy action in force since 100 % (mark: the action to take) */
+} store_budget;
+/* budget_mark's *advanced bits. */
+#define STORE_BUDGET_NOTIFY 1u /* level rose: the caller emits the webhook (exactly one node) */
+#define STORE_BUDGET_TRIP 2u   /* tripped now: STORE_CHANGE_BUDGET_TRIPPED was logged */
+
 /* Callback of revoke_each: one stored revocation. */
 typedef void (*store_revoke_fn)(void *arg, const char *key_uid, const char *username_hash,
                                 int64_t expires);
@@ -323,6 +352,30 @@ typedef struct store_ops {
     int (*webhook_retry)(void *ctx, int64_t seq, int attempts, int64_t next_at);
     /* Events in the queue (every account). */
     int (*webhook_count)(void *ctx, size_t *queued);
+    /* key policies and budgets (issue 14 §4). */
+    /* Creates or replaces the policy of p->key_uid, which must be p->account_id's key
+     * (STORE_NOT_FOUND); in the same transaction clears the key's trips (budget rows keep
+     * their levels) and logs STORE_CHANGE_POLICY. */
+    int (*policy_put)(void *ctx, const store_policy *p);
+    /* The key's policy (STORE_NOT_FOUND: none). */
+    int (*policy_get)(void *ctx, const char *key_uid, store_policy *out);
+    /* Deletes the policy of the account's key (STORE_NOT_FOUND: none), clears its trips,
+     * logs STORE_CHANGE_POLICY. */
+    int (*policy_delete)(void *ctx, const char *account_id, const char *key_uid);
+    /* Every policy (a cache's full load). */
+    int (*policy_list_all)(void *ctx, store_policy **out, size_t *n);
+    /* In one transaction, on the row of b's key (key_uid, custom_id, period, period_start,
+     * limit_bytes), created if absent: raises its level to b->level if higher (*advanced |=
+     * STORE_BUDGET_NOTIFY); if b->tripped and the row is not tripped, sets it (*advanced |=
+     * STORE_BUDGET_TRIP) and logs STORE_CHANGE_BUDGET_TRIPPED. Concurrent marks by several
+     * nodes advance once. STORE_NOT_FOUND if the key is gone. */
+    int (*budget_mark)(void *ctx, const store_budget *b, unsigned *advanced);
+    /* Budget rows with period_end > now, of one key (NULL: every key), tripped ones only
+     * when tripped_only. */
+    int (*budget_list)(void *ctx, const char *key_uid, int64_t now, bool tripped_only,
+                       store_budget **out, size_t *n);
+    /* Deletes rows with period_end < before. */
+    int (*budget_purge)(void *ctx, int64_t before, size_t *purged);
 } store_ops;
 
 struct store {
@@ -430,6 +483,20 @@ int store_webhook_retry(store *s, int64_t seq, int attempts, int64_t next_at);
 int store_webhook_count(store *s, size_t *queued);
 void store_webhook_clear(store_webhook *w);
 void store_webhook_event_array_free(store_webhook_event *e, size_t n);
+/* Key policies and budgets (see store_ops; store_policy.c). put takes a document already
+ * validated by policy_parse (at most POLICY_JSON_MAX bytes, else STORE_INVALID) and sets
+ * modified; a backend without the ops answers STORE_ERROR. */
+int store_policy_put(store *s, const char *account_id, const char *key_uid, const char *json,
+                     int64_t now_ms, store_policy *out);
+int store_policy_get(store *s, const char *key_uid, store_policy *out);
+int store_policy_delete(store *s, const char *account_id, const char *key_uid);
+int store_policy_list_all(store *s, store_policy **out, size_t *n);
+void store_policy_clear(store_policy *p);
+void store_policy_array_free(store_policy *a, size_t n);
+int store_budget_mark(store *s, const store_budget *b, unsigned *advanced);
+int store_budget_list(store *s, const char *key_uid, int64_t now, bool tripped_only,
+                      store_budget **out, size_t *n);
+int store_budget_purge(store *s, int64_t before, size_t *purged);
 
 /* Release the heap parts of records and arrays returned above. */
 void store_account_clear(store_account *a);

@@ -50,6 +50,12 @@ static void apply(feed *f, const store_change *c)
         if (f->hooks.secret_deleted)
             f->hooks.secret_deleted(f->hooks.ctx, c->username_hash);
         break;
+    case STORE_CHANGE_POLICY: keycache_policy_refresh(f->kc, c->key_uid, util_now()); break;
+    case STORE_CHANGE_BUDGET_TRIPPED: /* username_hash: the customIdentifier */
+        keycache_policy_refresh(f->kc, c->key_uid, util_now());
+        if (f->hooks.budget_tripped)
+            f->hooks.budget_tripped(f->hooks.ctx, c->key_uid, c->username_hash);
+        break;
     default: log_warn("feed", "change %lld of unknown kind %d ignored", (long long)c->rev, c->kind);
     }
 }

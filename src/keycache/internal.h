@@ -10,6 +10,13 @@ keycache__secrets *keycache__secrets_new(void);
 void keycache__secrets_free(keycache__secrets *t);
 /* The key was deleted: its secrets go too. */
 void keycache__secrets_drop(keycache__secrets *t, const char *key_uid);
+/* The policies and budget trips by key uid (keycache_policy.c), under their own rwlock. */
+typedef struct keycache__policies keycache__policies;
+keycache__policies *keycache__policies_new(void);
+void keycache__policies_free(keycache__policies *t);
+void keycache__policies_drop(keycache__policies *t, const char *key_uid);
+keycache__policies *keycache__policies_of(keycache *kc);
+
 /* keycache.c: the parts of a keycache the secrets need. */
 keycache__secrets *keycache__secrets_of(keycache *kc);
 store *keycache__store(keycache *kc);

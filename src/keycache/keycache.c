@@ -45,6 +45,7 @@ struct keycache {
     table dead;                 /* dentry, by uid */
     dentry *oldest, *newest;    /* the FIFO of `dead` */
     keycache__secrets *secrets; /* shared secrets by key (keycache_secret.c) */
+    keycache__policies *policies; /* policies and budget trips by key (keycache_policy.c) */
 };
 
 static uint64_t fnv(const void *p, size_t n)
@@ -177,6 +178,7 @@ keycache *keycache_new(store *st)
     table_init(&kc->revs);
     table_init(&kc->dead);
     kc->secrets = keycache__secrets_new();
+    kc->policies = keycache__policies_new();
     return kc;
 }
 
@@ -188,6 +190,7 @@ void keycache_free(keycache *kc)
     table_dispose(&kc->revs, false, 0);
     table_dispose(&kc->dead, false, 0);
     keycache__secrets_free(kc->secrets);
+    keycache__policies_free(kc->policies);
     pthread_rwlock_destroy(&kc->lock);
     free(kc);
 }
@@ -345,6 +348,7 @@ void keycache_forget_at(keycache *kc, const char *uid, int64_t now)
     }
     pthread_rwlock_unlock(&kc->lock);
     keycache__secrets_drop(kc->secrets, uid);
+    keycache__policies_drop(kc->policies, uid);
 }
 
 static rentry *find_rev(keycache *kc, const uint8_t h[32])
@@ -504,7 +508,7 @@ int keycache_load_all(keycache *kc, int64_t now)
     kc->keys = fresh;
     pthread_rwlock_unlock(&kc->lock);
     table_dispose(&old, true, sizeof(kentry));
-    if (keycache_secrets_load(kc) != 0)
+    if (keycache_secrets_load(kc) != 0 || keycache_policies_load(kc, now) != 0)
         return -1;
     return keycache_load_revocations(kc, now);
 }
@@ -541,6 +545,11 @@ static int lk_secret_cached(void *ctx, const char *key_id, uint8_t secret[CRED_S
 cred_lookup keycache_lookup_cached(keycache *kc)
 {
     return (cred_lookup){.key_secret = lk_secret_cached, .is_revoked = lk_revoked, .ctx = kc};
+}
+
+keycache__policies *keycache__policies_of(keycache *kc)
+{
+    return kc->policies;
 }
 
 keycache__secrets *keycache__secrets_of(keycache *kc)

@@ -1,0 +1,42 @@
+/* guard: the spend guard (issue 14 §4). After every usage batch the main thread runs it:
+ * for each key whose policy has a byte budget it reads the key's usage of the current UTC
+ * day and month from the store (every node's rows: the same totals on every node), finds
+ * the level each budget reached (policy_level) and records it with store_budget_mark. The
+ * store advances a level or a trip once, whichever node gets there first, so each
+ * budget.threshold / budget.exceeded webhook is emitted once; a trip with action
+ * stop_minting or end_allocations is logged in the change log, from which every node's
+ * cache (and relay, which ends the allocations) learns it within the feed's delay. */
+#ifndef TURNKEY_GUARD_H
+#define TURNKEY_GUARD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "turnkey/keycache.h"
+#include "turnkey/store.h"
+
+typedef struct guard guard;
+
+typedef struct guard_config {
+    store *st;
+    keycache *kc;
+    /* webhook_emit: type "budget.threshold" / "budget.exceeded", json the event's data
+     * (accountId, keyId, customIdentifier, period, periodStart, periodEnd, limitBytes,
+     * usedBytes, percentage, action). May be NULL (then only logged). */
+    void (*on_event)(void *ctx, const char *type, const char *json);
+    void *ctx;
+    size_t max_keys; /* budgeted keys checked per run (0 = 100000) */
+} guard_config;
+
+guard *guard_new(const guard_config *cfg);
+void guard_free(guard *g);
+/* One check at now (unix seconds). Returns the budgets that advanced (notified or
+ * tripped); -1 if the store failed (tried again next run). */
+int guard_run(guard *g, int64_t now);
+
+typedef struct guard_stats {
+    uint64_t runs, failures, notified, tripped;
+} guard_stats;
+void guard_stats_read(const guard *g, guard_stats *out);
+
+#endif
