@@ -119,8 +119,7 @@ int keycache_policy_refresh(keycache *kc, const char *key_uid, int64_t now);
 int keycache_policies_load(keycache *kc, int64_t now);
 /* The keys whose policy has a byte budget (the spend guard's work list): up to max
  * uids and policies copied out; returns how many there are in all. */
-size_t keycache_budget_keys(keycache *kc, char (*uids)[STORE_ID_LEN + 1], policy *pols,
-                            size_t max);
+size_t keycache_budget_keys(keycache *kc, char (*uids)[STORE_ID_LEN + 1], policy *pols, size_t max);
 
 /* A cred_lookup backed by this cache (for cred_verify). */
 cred_lookup keycache_lookup(keycache *kc);

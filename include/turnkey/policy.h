@@ -79,7 +79,7 @@ policy_limiter *policy_limiter_new(void);
 void policy_limiter_free(policy_limiter *l);
 /* One mint of key_uid from source (an address text) at now_ms under p: 0 allowed, 1 the
  * key's rate exceeded, 2 the source's rate exceeded (nothing is taken then). Thread-safe. */
-int policy_limiter_take(policy_limiter *l, const char *key_uid, const char *source,
-                        const policy *p, int64_t now_ms);
+int policy_limiter_take(policy_limiter *l, const char *key_uid, const char *source, const policy *p,
+                        int64_t now_ms);
 
 #endif

@@ -236,8 +236,8 @@ typedef struct store_policy {
 enum store_budget_period { STORE_BUDGET_DAY = 1, STORE_BUDGET_MONTH = 2 };
 typedef struct store_budget {
     char key_uid[STORE_ID_LEN + 1];
-    char custom_id[65]; /* "" = the key's own budget */
-    int period;         /* enum store_budget_period */
+    char custom_id[65];               /* "" = the key's own budget */
+    int period;                       /* enum store_budget_period */
     int64_t period_start, period_end; /* unix seconds */
     uint64_t limit_bytes;
     int level;   /* the percentage notified (mark: the level reached now) */
@@ -573,5 +573,22 @@ int store__sqlite_webhook_claim(void *ctx, int64_t now, int64_t lease_until, siz
 int store__sqlite_webhook_done(void *ctx, int64_t seq);
 int store__sqlite_webhook_retry(void *ctx, int64_t seq, int attempts, int64_t next_at);
 int store__sqlite_webhook_count(void *ctx, size_t *queued);
+/* store_sqlite_policy.c / store_pg_policy.c: the key-policy and budget ops of each backend. */
+int store__sqlite_policy_put(void *ctx, const store_policy *p);
+int store__sqlite_policy_get(void *ctx, const char *key_uid, store_policy *out);
+int store__sqlite_policy_delete(void *ctx, const char *account_id, const char *key_uid);
+int store__sqlite_policy_list_all(void *ctx, store_policy **out, size_t *n);
+int store__sqlite_budget_mark(void *ctx, const store_budget *b, unsigned *advanced);
+int store__sqlite_budget_list(void *ctx, const char *key_uid, int64_t now, bool tripped_only,
+                              store_budget **out, size_t *n);
+int store__sqlite_budget_purge(void *ctx, int64_t before, size_t *purged);
+int store__pg_policy_put(void *ctx, const store_policy *p);
+int store__pg_policy_get(void *ctx, const char *key_uid, store_policy *out);
+int store__pg_policy_delete(void *ctx, const char *account_id, const char *key_uid);
+int store__pg_policy_list_all(void *ctx, store_policy **out, size_t *n);
+int store__pg_budget_mark(void *ctx, const store_budget *b, unsigned *advanced);
+int store__pg_budget_list(void *ctx, const char *key_uid, int64_t now, bool tripped_only,
+                          store_budget **out, size_t *n);
+int store__pg_budget_purge(void *ctx, int64_t before, size_t *purged);
 
 #endif

@@ -279,8 +279,7 @@ int keycache_policies_load(keycache *kc, int64_t now)
     return 0;
 }
 
-size_t keycache_budget_keys(keycache *kc, char (*uids)[STORE_ID_LEN + 1], policy *pols,
-                            size_t max)
+size_t keycache_budget_keys(keycache *kc, char (*uids)[STORE_ID_LEN + 1], policy *pols, size_t max)
 {
     keycache__policies *t = keycache__policies_of(kc);
     size_t n = 0;

@@ -82,6 +82,17 @@ static const char *const migrations[] = {
     "  lease_until INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX webhook_queue_due ON webhook_queue(next_at);"
     "CREATE INDEX webhook_queue_by_account ON webhook_queue(account_id, seq);",
+    /* 7: key policies and budget states (issue 14 §4) */
+    "CREATE TABLE key_policies ("
+    "  key_uid TEXT PRIMARY KEY REFERENCES turn_keys(uid) ON DELETE CASCADE,"
+    "  account_id TEXT NOT NULL, policy TEXT NOT NULL, modified INTEGER NOT NULL);"
+    "CREATE TABLE budgets ("
+    "  key_uid TEXT NOT NULL REFERENCES turn_keys(uid) ON DELETE CASCADE,"
+    "  custom_id TEXT NOT NULL, period INTEGER NOT NULL, period_start INTEGER NOT NULL,"
+    "  limit_bytes INTEGER NOT NULL, period_end INTEGER NOT NULL,"
+    "  level INTEGER NOT NULL DEFAULT 0, tripped INTEGER NOT NULL DEFAULT 0,"
+    "  PRIMARY KEY (key_uid, custom_id, period, period_start, limit_bytes));"
+    "CREATE INDEX budgets_by_end ON budgets(period_end);",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -742,6 +753,13 @@ static const store_ops sqlite_ops = {
     .webhook_done = store__sqlite_webhook_done,
     .webhook_retry = store__sqlite_webhook_retry,
     .webhook_count = store__sqlite_webhook_count,
+    .policy_put = store__sqlite_policy_put,
+    .policy_get = store__sqlite_policy_get,
+    .policy_delete = store__sqlite_policy_delete,
+    .policy_list_all = store__sqlite_policy_list_all,
+    .budget_mark = store__sqlite_budget_mark,
+    .budget_list = store__sqlite_budget_list,
+    .budget_purge = store__sqlite_budget_purge,
 };
 
 const store_ops *store__sqlite_ops(void)
