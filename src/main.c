@@ -30,6 +30,7 @@
 #include "turnkey/relay.h"
 #include "turnkey/tls.h"
 #include "turnkey/usage.h"
+#include "turnkey/spend.h"
 #include "turnkey/store.h"
 #include "turnkey/util.h"
 #include "turnkey/webhook.h"
@@ -389,7 +390,9 @@ typedef struct serving {
     obs *ob;
     usage_agg *ua;          /* NULL: no relay here, nothing to count */
     webhook *wh;            /* webhook events towards the store's queue (issue 14) */
+    spend *sp;              /* the spend guard (issue 14 §4) */
     int64_t next_flush_ms;  /* the next usage batch */
+    int64_t next_spend;     /* the spend guard's next run (unix seconds) */
     int64_t drain_until_ms; /* 0 = not draining */
 } serving;
 
@@ -554,6 +557,16 @@ static void usage_tick(serving *sv)
     sv->next_flush_ms = now + sv->c->usage_flush_interval * 1000;
 }
 
+/* The spend guard reads what the last batches wrote (every node's rows): once per
+ * --usage-flush-interval, right after this node's own batch. */
+static void spend_tick(serving *sv)
+{
+    if (util_now() < sv->next_spend)
+        return;
+    spend_run(sv->sp, util_now());
+    sv->next_spend = util_now() + sv->c->usage_flush_interval;
+}
+
 static void usage_rollup(serving *sv)
 {
     int64_t now = util_now();
@@ -581,6 +594,7 @@ static void serve_loop(serving *sv)
         int sig = sigtimedwait(sv->sigs, NULL, &tick);
         obs_tick(sv->ob); /* at least once a second: ended allocations */
         usage_tick(sv);
+        spend_tick(sv);
         webhook_tick(sv->wh); /* the events of this tick, in one batch */
         if (util_now() >= next_rollup) {
             usage_rollup(sv);
@@ -676,6 +690,7 @@ static int cmd_serve(int argc, char **argv)
     obs *ob = NULL;
     usage_agg *ua = NULL;
     webhook *wh = NULL;
+    spend *sp = NULL;
     keycache *keys = NULL;
     relay *rel = NULL;
     feed *fd = NULL;
@@ -766,6 +781,7 @@ static int cmd_serve(int argc, char **argv)
         free(ferr);
         goto out;
     }
+    sp = spend_new(&(spend_config){.st = s, .kc = keys, .on_event = webhook_emit, .ctx = wh});
     ob = obs_new(&(obs_config){.version = TURNKEY_VERSION,
                                .st = s,
                                .rel = rel,
@@ -842,6 +858,7 @@ static int cmd_serve(int argc, char **argv)
                   .ob = ob,
                   .ua = ua,
                   .wh = wh,
+                  .sp = sp,
                   .next_flush_ms = util_now_ms() + c.usage_flush_interval * 1000};
     report_fds(&c, &fds);
     serve_loop(&sv);
@@ -862,6 +879,7 @@ out:
             log_error("main", "the last usage batch could not be written");
         usage_agg_free(ua);
     }
+    spend_free(sp);
     webhook_free(wh); /* after the last obs_tick: its allocation.ended events are written */
     obs_free(ob);
     tls_server_free(tls);

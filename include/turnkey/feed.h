@@ -20,8 +20,9 @@ typedef struct feed_hooks {
     void (*revoked)(void *ctx, const char *username_sha256_hex);
     void *ctx;
     void (*secret_deleted)(void *ctx, const char *secret_id); /* issue 15; may be NULL */
-    /* A budget tripped (issue 14 §4), after the cache learnt it: custom_id "" = the key's
-     * own budget. May be NULL. */
+    /* A budget tripped with action end_allocations (issue 14 §4), after the cache learnt
+     * it: end the allocations of the key (custom_id "") or of its customIdentifier. May be
+     * NULL. */
     void (*budget_tripped)(void *ctx, const char *key_uid, const char *custom_id);
 } feed_hooks;
 

@@ -117,9 +117,14 @@ void keycache_policy_view(keycache *kc, const char *uid, const char *custom_id, 
 int keycache_policy_refresh(keycache *kc, const char *key_uid, int64_t now);
 /* Replaces every policy and trip with the store's (keycache_load_all calls it): 0, -1. */
 int keycache_policies_load(keycache *kc, int64_t now);
-/* The keys whose policy has a byte budget (the spend guard's work list): up to max
- * uids and policies copied out; returns how many there are in all. */
-size_t keycache_budget_keys(keycache *kc, char (*uids)[STORE_ID_LEN + 1], policy *pols, size_t max);
+/* The keys whose policy has a byte budget (the spend guard's work list): up to max of them
+ * copied into out; returns how many there are in all. */
+typedef struct keycache_budget_key {
+    char uid[STORE_ID_LEN + 1];
+    char account_id[STORE_ID_LEN + 1];
+    policy p;
+} keycache_budget_key;
+size_t keycache_budget_keys(keycache *kc, keycache_budget_key *out, size_t max);
 
 /* A cred_lookup backed by this cache (for cred_verify). */
 cred_lookup keycache_lookup(keycache *kc);

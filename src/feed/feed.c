@@ -29,6 +29,14 @@ struct feed {
 
 static const char *const problems[] = {NULL, "store unreachable (change feed)"};
 
+/* A trip whose action (now in the cache) ends the allocations it covers. */
+static bool ends_allocations(feed *f, const store_change *c)
+{
+    keycache_policy v;
+    keycache_policy_view(f->kc, c->key_uid, c->username_hash, util_now(), &v);
+    return v.tripped == POLICY_END_ALLOCATIONS;
+}
+
 static void apply(feed *f, const store_change *c)
 {
     switch (c->kind) {
@@ -53,7 +61,7 @@ static void apply(feed *f, const store_change *c)
     case STORE_CHANGE_POLICY: keycache_policy_refresh(f->kc, c->key_uid, util_now()); break;
     case STORE_CHANGE_BUDGET_TRIPPED: /* username_hash: the customIdentifier */
         keycache_policy_refresh(f->kc, c->key_uid, util_now());
-        if (f->hooks.budget_tripped)
+        if (f->hooks.budget_tripped && ends_allocations(f, c))
             f->hooks.budget_tripped(f->hooks.ctx, c->key_uid, c->username_hash);
         break;
     default: log_warn("feed", "change %lld of unknown kind %d ignored", (long long)c->rev, c->kind);

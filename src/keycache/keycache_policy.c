@@ -21,6 +21,7 @@ typedef struct ptrip {
 typedef struct pentry {
     struct pentry *next;
     char key_uid[STORE_ID_LEN + 1];
+    char account_id[STORE_ID_LEN + 1];
     bool has_policy;
     policy p;
     size_t n_trips, cap_trips;
@@ -139,6 +140,7 @@ static pentry *entry_new(const char *uid)
 static void set_policy(pentry *e, const store_policy *sp)
 {
     char err[160];
+    memcpy(e->account_id, sp->account_id, sizeof e->account_id);
     e->has_policy = policy_parse(sp->json, strlen(sp->json), &e->p, err, sizeof err) == 0;
     if (!e->has_policy) {
         log_error("keycache", "key %s: stored policy ignored: %s", e->key_uid, err);
@@ -279,7 +281,7 @@ int keycache_policies_load(keycache *kc, int64_t now)
     return 0;
 }
 
-size_t keycache_budget_keys(keycache *kc, char (*uids)[STORE_ID_LEN + 1], policy *pols, size_t max)
+size_t keycache_budget_keys(keycache *kc, keycache_budget_key *out, size_t max)
 {
     keycache__policies *t = keycache__policies_of(kc);
     size_t n = 0;
@@ -289,8 +291,9 @@ size_t keycache_budget_keys(keycache *kc, char (*uids)[STORE_ID_LEN + 1], policy
             if (!e->has_policy || !policy_has_budget(&e->p))
                 continue;
             if (n < max) {
-                memcpy(uids[n], e->key_uid, STORE_ID_LEN + 1);
-                pols[n] = e->p;
+                memcpy(out[n].uid, e->key_uid, sizeof out[n].uid);
+                memcpy(out[n].account_id, e->account_id, sizeof out[n].account_id);
+                out[n].p = e->p;
             }
             n++;
         }
