@@ -517,14 +517,20 @@ void store_perms_format(unsigned perms, char *out, size_t cap);
  * counts receive the records verified per kind. STORE_OK or STORE_ERROR (*err set). */
 typedef struct store_copy_counts {
     size_t accounts, tokens, keys, revocations;
-    size_t copied;  /* records written by this run (0 on a repeated copy) */
-    size_t secrets; /* shared secrets verified (issue 15) */
+    size_t copied;   /* records written by this run (0 on a repeated copy) */
+    size_t secrets;  /* shared secrets verified (issue 15) */
+    size_t policies; /* key policies verified (issue 14) */
 } store_copy_counts;
 int store_copy(store *from, store *to, int64_t now, store_copy_counts *counts, char **err);
 
 /* store_copy's part for one key's shared secrets (store_secret.c): STORE_OK or STORE_ERROR. */
 int store__copy_secrets(store *from, store *to, const char *key_uid, size_t *copied,
                         size_t *verified);
+
+/* store_copy's part for one key's policy (store_policy.c): STORE_OK or STORE_ERROR. Budget
+ * states and usage are not copied: on the target the guard starts the periods afresh. */
+int store__copy_policy(store *from, store *to, const char *key_uid, size_t *copied,
+                       size_t *verified);
 
 /* Rules shared by the backends (store.c). */
 /* A new key is admitted while the account holds fewer than max_keys. */

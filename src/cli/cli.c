@@ -371,8 +371,8 @@ static int cmd_store(const char *sub, const cli_opts *o)
         goto out;
     }
     printf("copied %zu record(s); verified in the target: %zu account(s), %zu token(s), %zu "
-           "key(s), %zu revocation(s), %zu shared secret(s)\n",
-           c.copied, c.accounts, c.tokens, c.keys, c.revocations, c.secrets);
+           "key(s), %zu revocation(s), %zu shared secret(s), %zu key policy(ies)\n",
+           c.copied, c.accounts, c.tokens, c.keys, c.revocations, c.secrets, c.policies);
     rc = 0;
 out:
     free(err);

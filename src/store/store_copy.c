@@ -117,6 +117,9 @@ static int copy_account_children(copy_run *r, const char *account_id)
         if (rc == STORE_OK && store__copy_secrets(r->from, r->to, keys[i].uid, &r->c->copied,
                                                   &r->c->secrets) != STORE_OK)
             rc = fail(r, "target differs for the shared secrets of key", keys[i].uid);
+        if (rc == STORE_OK && store__copy_policy(r->from, r->to, keys[i].uid, &r->c->copied,
+                                                 &r->c->policies) != STORE_OK)
+            rc = fail(r, "target differs for the policy of key", keys[i].uid);
     }
     store_token_array_free(toks, nt);
     store_key_array_free(keys, nk);

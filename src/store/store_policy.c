@@ -117,3 +117,30 @@ int store_budget_purge(store *s, int64_t before, size_t *purged)
         return STORE_ERROR;
     return s->ops->budget_purge(s->ctx, before, purged);
 }
+
+int store__copy_policy(store *from, store *to, const char *key_uid, size_t *copied,
+                       size_t *verified)
+{
+    if (!from->ops->policy_get || !to->ops->policy_get)
+        return STORE_OK; /* a backend without them holds none */
+    store_policy src, dst;
+    int rc = from->ops->policy_get(from->ctx, key_uid, &src);
+    if (rc == STORE_NOT_FOUND)
+        return STORE_OK;
+    if (rc != STORE_OK)
+        return rc;
+    rc = to->ops->policy_get(to->ctx, key_uid, &dst);
+    if (rc == STORE_NOT_FOUND) { /* the record as is, modified time included */
+        rc = to->ops->policy_put(to->ctx, &src);
+        *copied += rc == STORE_OK;
+        if (rc == STORE_OK)
+            rc = to->ops->policy_get(to->ctx, key_uid, &dst);
+    }
+    if (rc == STORE_OK) {
+        rc = strcmp(src.json, dst.json) == 0 ? STORE_OK : STORE_ERROR;
+        *verified += rc == STORE_OK;
+        store_policy_clear(&dst);
+    }
+    store_policy_clear(&src);
+    return rc;
+}

@@ -253,11 +253,43 @@ static void t_parallel_marks_advance_once(void)
     store_close(s);
 }
 
+/* store_copy carries policies across (SQLite to the backend under test), idempotently. */
+static void t_copy(void)
+{
+    char *err = NULL, bearer[65];
+    store *from = store_open(":memory:", &err);
+    store_free_err(err);
+    store *to = open_fresh();
+    CHECK(from && to);
+    store_account a;
+    store_key k;
+    store_policy p, got;
+    CHECK_INT(store_account_create(from, "a", 1, &a), STORE_OK);
+    CHECK_INT(store_key_create(from, a.id, "k", 10, 1, &k, bearer), STORE_OK);
+    CHECK_INT(store_policy_put(from, a.id, k.uid, "{\"daily_bytes\":5}", 77, &p), STORE_OK);
+    store_policy_clear(&p);
+    store_copy_counts c;
+    CHECK_INT(store_copy(from, to, 1000, &c, &err), STORE_OK);
+    CHECK_INT(c.policies, 1);
+    CHECK_INT(store_policy_get(to, k.uid, &got), STORE_OK);
+    CHECK_STR(got.json, "{\"daily_bytes\":5}");
+    CHECK_INT(got.modified, 77);
+    store_policy_clear(&got);
+    CHECK_INT(store_copy(from, to, 1000, &c, &err), STORE_OK);
+    CHECK_INT(c.copied, 0);
+    CHECK_INT(c.policies, 1);
+    store_key_clear(&k);
+    store_account_clear(&a);
+    store_close(from);
+    store_close(to);
+}
+
 int main(void)
 {
     TK_RUN_BOTH(t_put_get_delete);
     TK_RUN_BOTH(t_budget_mark);
     TK_RUN_BOTH(t_parallel_marks_advance_once);
+    TK_RUN_BOTH(t_copy);
     tk_cleanup_stores();
     tk_pg_teardown();
     return tk_test_summary();
