@@ -789,7 +789,8 @@ static int cmd_serve(int argc, char **argv)
                                .on_ended = webhook_allocation_ended,
                                .ctx = wh,
                                .usage = ua,
-                               .webhook = wh});
+                               .webhook = wh,
+                               .spend = sp});
     api_obs obs_hooks = obs_api_hooks(ob);
     api_hooks hooks = {.key_deleted = hook_key_deleted,
                        .credential_revoked = hook_revoked,

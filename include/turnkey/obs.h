@@ -23,6 +23,7 @@ typedef struct obs_config {
     void *ctx;
     const struct usage_agg *usage; /* NULL: no turnkey_usage_* metrics (issue 14) */
     struct webhook *webhook;       /* NULL: no turnkey_webhook_* metrics (issue 14) */
+    struct spend *spend;           /* NULL: no turnkey_spend_* metrics (issue 14) */
 } obs_config;
 
 typedef struct obs obs;

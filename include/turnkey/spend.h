@@ -38,5 +38,8 @@ typedef struct spend_stats {
     uint64_t runs, failures, notified, tripped;
 } spend_stats;
 void spend_stats_read(const spend *g, spend_stats *out);
+struct metrics_buf;
+/* turnkey_spend_* (any thread). */
+void spend_metrics(const spend *g, struct metrics_buf *b);
 
 #endif

@@ -12,6 +12,7 @@
 #include "turnkey/log.h"
 #include "turnkey/metrics.h"
 #include "turnkey/util.h"
+#include "turnkey/spend.h"
 #include "turnkey/webhook.h"
 
 struct obs {
@@ -235,6 +236,8 @@ char *obs_metrics(void *ctx)
     }
     if (o->cfg.webhook)
         webhook_metrics(o->cfg.webhook, &b);
+    if (o->cfg.spend)
+        spend_metrics(o->cfg.spend, &b);
     api_server *api = atomic_load(&o->api);
     if (api)
         api_metrics(api, &b);

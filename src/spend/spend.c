@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "turnkey/log.h"
+#include "turnkey/metrics.h"
 #include "turnkey/policy.h"
 #include "turnkey/util.h"
 
@@ -54,6 +55,19 @@ void spend_stats_read(const spend *g, spend_stats *out)
     out->failures = atomic_load(&g->failures);
     out->notified = atomic_load(&g->notified);
     out->tripped = atomic_load(&g->tripped);
+}
+
+void spend_metrics(const spend *g, struct metrics_buf *b)
+{
+    spend_stats s;
+    spend_stats_read(g, &s);
+    metrics_family(b, "turnkey_spend_runs_total", "counter", "Spend guard runs.");
+    metrics_u64(b, "turnkey_spend_runs_total", "result=\"ok\"", s.runs - s.failures);
+    metrics_u64(b, "turnkey_spend_runs_total", "result=\"failed\"", s.failures);
+    metrics_family(b, "turnkey_spend_budget_events_total", "counter",
+                   "Budget levels this node advanced (notified) and budgets it tripped.");
+    metrics_u64(b, "turnkey_spend_budget_events_total", "event=\"notified\"", s.notified);
+    metrics_u64(b, "turnkey_spend_budget_events_total", "event=\"tripped\"", s.tripped);
 }
 
 static tally *cid_tally(usage_now *u, const char *cid)
