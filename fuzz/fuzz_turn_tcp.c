@@ -21,7 +21,7 @@
  *
  * Invariants (the model holds every cid the I/O layer holds, with its allocation):
  *   - peer_connect only from an open TCP allocation, to a peer the policy allows, within the
- *     caps (per allocation, per server); the Connect installs the permission;
+ *     caps (per allocation, per server); only a Connect that succeeds installs the permission;
  *   - an accepted peer connection is kept only from a policy-allowed peer with a live
  *     permission the harness saw granted (CreatePermission or Connect), within the caps;
  *   - data_bind only for a held (connected, unbound) cid, on a TCP/TLS tuple without an
@@ -62,6 +62,7 @@ static const char *const users[2] = {"fuzzuser0", "fuzzuser1"};
 typedef struct held {
     uint32_t cid;
     uint64_t alloc;
+    uint32_t ip; /* the peer's (IPv4) */
     bool connecting, bound;
 } held;
 
@@ -102,11 +103,11 @@ static held *held_find(harness *h, uint32_t cid)
     return NULL;
 }
 
-static void held_add(harness *h, uint32_t cid, uint64_t alloc, bool connecting)
+static void held_add(harness *h, uint32_t cid, uint64_t alloc, uint32_t ip, bool connecting)
 {
     REQUIRE(cid != 0 && !held_find(h, cid));
     REQUIRE(h->n_held < MAX_CIDS);
-    h->h[h->n_held++] = (held){.cid = cid, .alloc = alloc, .connecting = connecting};
+    h->h[h->n_held++] = (held){.cid = cid, .alloc = alloc, .ip = ip, .connecting = connecting};
     if (h->n_seen < MAX_CIDS)
         h->seen[h->n_seen++] = cid;
 }
@@ -203,6 +204,7 @@ static void send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, siz
         held *x = has_cid ? held_find(h, cid) : NULL;
         REQUIRE(x && !x->connecting && !x->bound); /* names a held, connected cid */
         REQUIRE(h->tuple_of[x->alloc] == i);       /* on its allocation's control tuple */
+        perm_grant(h, x->alloc, x->ip);            /* the successful Connect installs it */
     }
     if (m.method == STUN_METHOD_CONNECTION_ATTEMPT) {
         REQUIRE(m.cls == STUN_CLASS_INDICATION && has_cid);
@@ -294,8 +296,7 @@ static int peer_connect(void *ctx, uint64_t alloc_id, uint32_t cid, const struct
     REQUIRE(held_of(h, alloc_id) < PER_ALLOC && h->n_held < TOTAL);
     if (cid % 11 == 4)
         return -1; /* fails at once */
-    held_add(h, cid, alloc_id, true);
-    perm_grant(h, alloc_id, ip4(peer)); /* the Connect installs the permission */
+    held_add(h, cid, alloc_id, ip4(peer), true);
     return 0;
 }
 
@@ -435,7 +436,7 @@ static void accepted(harness *h, const uint8_t *p, size_t n)
     REQUIRE(peer_allowed(h->pol, (struct sockaddr *)&peer));
     REQUIRE(has_perm(h, id, ip4((struct sockaddr *)&peer))); /* only from a permitted peer */
     REQUIRE(held_of(h, id) < PER_ALLOC && h->n_held < TOTAL);
-    held_add(h, cid, id, false);
+    held_add(h, cid, id, ip4((struct sockaddr *)&peer), false);
 }
 
 static void lifecycle(harness *h, uint8_t op, const uint8_t *p, size_t n)

@@ -338,6 +338,8 @@ void turn__chan_expired(turn_server *s, turn__chan *c, int64_t now_ms);
 /* Installs or refreshes the permission for peer's IP. */
 void turn__perm_install(turn_server *s, turn__alloc *a, const struct sockaddr *peer,
                         int64_t now_ms);
+/* The same for a canonical address (its port is ignored). */
+void turn__perm_install_k(turn_server *s, turn__alloc *a, const turn__addr *peer_k, int64_t now_ms);
 
 /* ---- tcp_relay.c ---------------------------------------------------------------------- */
 

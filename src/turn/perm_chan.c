@@ -116,6 +116,12 @@ void turn__perm_install(turn_server *s, turn__alloc *a, const struct sockaddr *p
 {
     turn__addr k;
     turn__addr_load(peer, &k);
+    turn__perm_install_k(s, a, &k, now_ms);
+}
+
+void turn__perm_install_k(turn_server *s, turn__alloc *a, const turn__addr *peer_k, int64_t now_ms)
+{
+    turn__addr k = *peer_k;
     k.port = 0;
     turn__perm *p = turn__perm_find_k(s, a, &k);
     if (!p) {

@@ -8,9 +8,11 @@
  * Connect (§5.2), on the control connection of a TCP allocation (a UDP one → 400):
  *   XOR-PEER-ADDRESS missing or malformed → 400; family not relayed → 443; peer policy → 403;
  *   a connection to that peer pending or live → 446; the allocation's or the server's cap of
- *   peer connections, or the permission cap → 508; then the permission for the peer's IP is
- *   installed (refreshed) and ops->peer_connect started. Its outcome answers the Connect:
- *   success with CONNECTION-ID, or 447 on failure or after 30 s.
+ *   peer connections, or the permission cap → 508; then ops->peer_connect is started. Its
+ *   outcome answers the Connect: success with CONNECTION-ID, which installs (refreshes) the
+ *   permission for the peer's IP (unless the permission cap filled up meanwhile), or 447 on
+ *   failure or after 30 s, which leaves the permissions as they were: a failed Connect lets
+ *   no peer connect in (§5.3).
  * An incoming connection on the relay (§5.3) is kept only from a peer with a permission that
  *   the policy allows, within the caps; the client gets a ConnectionAttempt indication
  *   (XOR-PEER-ADDRESS + CONNECTION-ID).
@@ -187,7 +189,6 @@ void turn__handle_connect(turn__req *r, turn__alloc *a)
         return;
     }
     const struct sockaddr *pa = (const struct sockaddr *)&peer;
-    turn__perm_install(s, a, pa, r->now_ms);
     turn__tcp *c = tcp_new(s, a, pa, TURN__TCP_CONNECTING);
     c->outgoing = true;
     c->fp = r->m->fp_off != 0;
@@ -252,6 +253,9 @@ void turn_server_peer_connected(turn_server *s, uint32_t cid, bool ok, int64_t n
         tcp_free(s, c); /* the I/O layer closed it already */
         return;
     }
+    turn__alloc *a = c->alloc;
+    if (turn__perm_find_k(s, a, &c->peer_k) || a->n_perms < TURN__MAX_PERMS_PER_ALLOC)
+        turn__perm_install_k(s, a, &c->peer_k, now_ms); /* only a successful Connect */
     c->state = TURN__TCP_PENDING;
     timer_schedule(&s->timers, &c->timer.e, now_ms + TURN__TCP_TIMEOUT_MS);
     answer_connect(s, c, 0);

@@ -221,6 +221,46 @@ static void t_connect_answers(void)
     CHECK_INT((int)T.n_live, 0); /* every peer connection closed with the server */
 }
 
+/* RFC 6062 §5.3: a Connect installs the permission for its peer only when it succeeds. One
+ * that fails at once, fails later, times out or is closed while connecting leaves none, so
+ * that peer cannot then connect in (the fuzz_turn_tcp crash: failed at once, then accepted). */
+static void t_failed_connect_no_permission(void)
+{
+    fake f;
+    client c;
+    struct sockaddr_storage p;
+    init_tcp(&f, NULL);
+    fx_client(&c, TURN_PROTO_TCP, "198.51.100.1", 4000, "alice");
+    CHECK_INT(tcp_allocate(&f, &c), 0);
+    uint64_t id = f.last_open_id;
+    const struct sockaddr *peer = fx_sa(&p, "127.0.0.1", 6000);
+    T.connect_rc = -1;
+    CHECK_INT(do_connect(&f, &c, "127.0.0.1", 5000), 447); /* failed at once */
+    T.connect_rc = 0;
+    CHECK_INT(turn_server_peer_accepted(f.s, id, peer, f.now), 0);
+    CHECK_INT(do_connect(&f, &c, "127.0.0.1", 5001), -1);
+    uint32_t cid = T.last_connect_cid;
+    CHECK_INT(turn_server_peer_accepted(f.s, id, peer, f.now), 0); /* not while connecting */
+    live_del(cid);
+    turn_server_peer_connected(f.s, cid, false, f.now); /* failed later */
+    CHECK_INT(turn_server_peer_accepted(f.s, id, peer, f.now), 0);
+    CHECK_INT(do_connect(&f, &c, "127.0.0.1", 5002), -1);
+    f.now += 30000;
+    turn_server_tick(f.s, f.now); /* timed out */
+    CHECK_INT(turn_server_peer_accepted(f.s, id, peer, f.now), 0);
+    CHECK_INT(do_connect(&f, &c, "127.0.0.1", 5003), -1);
+    cid = T.last_connect_cid;
+    live_del(cid);
+    turn_server_tcp_closed(f.s, cid, f.now); /* closed while connecting */
+    CHECK_INT(turn_server_peer_accepted(f.s, id, peer, f.now), 0);
+    CHECK(connected(&f, &c, 5004) != 0); /* a successful one installs it */
+    cid = turn_server_peer_accepted(f.s, id, peer, f.now);
+    CHECK(cid != 0);
+    live_add(cid);
+    fx_free(&f);
+    CHECK_INT((int)T.n_live, 0);
+}
+
 static void t_connect_timeout(void)
 {
     fake f;
@@ -448,6 +488,7 @@ int main(void)
 {
     TK_RUN(t_allocate_rules);
     TK_RUN(t_connect_answers);
+    TK_RUN(t_failed_connect_no_permission);
     TK_RUN(t_connect_timeout);
     TK_RUN(t_connection_bind);
     TK_RUN(t_bind_timeout);
