@@ -133,10 +133,16 @@ static bucket *way_of(set *st, char (*uids)[KEY_LEN], uint64_t tag, const char *
     return b;
 }
 
-/* Refills b and reports whether one token is there (nothing taken yet). */
+/* Refills b (at its rate until now) and reports whether one token is there (nothing taken
+ * yet). A raised rate adds its extra burst at once (an operator lifting a limit means now);
+ * a lowered one caps the bucket at the new burst. */
 static bool has_token(bucket *b, uint32_t rate, int64_t now_ms)
 {
-    b->units = refilled(b, rate, now_ms);
+    b->units = refilled(b, b->rate, now_ms);
+    if (rate > b->rate)
+        b->units += (int64_t)(rate - b->rate) * UNIT;
+    if (b->units > (int64_t)rate * UNIT)
+        b->units = (int64_t)rate * UNIT;
     b->rate = rate;
     if (now_ms > b->last_ms)
         b->last_ms = now_ms;

@@ -118,6 +118,24 @@ static void t_bounded(void)
     policy_limiter_free(l);
 }
 
+/* A changed rate: raising it gives the extra burst at once, lowering it caps the bucket. */
+static void t_rate_change(void)
+{
+    policy_limiter *l = policy_limiter_new();
+    policy p2 = rates(2, 0), p5 = rates(5, 0), p1 = rates(1, 0);
+    int64_t t = 90000;
+    CHECK_INT(policy_limiter_take(l, K1, "s", &p2, t), 0);
+    CHECK_INT(policy_limiter_take(l, K1, "s", &p2, t), 0);
+    CHECK_INT(policy_limiter_take(l, K1, "s", &p2, t), 1);
+    for (int i = 0; i < 3; i++)
+        CHECK_INT(policy_limiter_take(l, K1, "s", &p5, t), 0);
+    CHECK_INT(policy_limiter_take(l, K1, "s", &p5, t), 1);
+    /* a minute later the bucket is full at 5; lowered to 1, only one is left */
+    CHECK_INT(policy_limiter_take(l, K1, "s", &p1, t + 60000), 0);
+    CHECK_INT(policy_limiter_take(l, K1, "s", &p1, t + 60000), 1);
+    policy_limiter_free(l);
+}
+
 typedef struct worker {
     policy_limiter *l;
     const policy *p;
@@ -161,6 +179,7 @@ int main(void)
     TK_RUN(t_key_rate);
     TK_RUN(t_source_rate);
     TK_RUN(t_bounded);
+    TK_RUN(t_rate_change);
     TK_RUN(t_threads);
     return tk_test_summary();
 }
