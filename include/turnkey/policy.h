@@ -73,7 +73,7 @@ int policy_level(const policy *p, uint64_t used, uint64_t limit);
 
 /* --- the mint rate limiter (policy_limiter.c) ---------------------------------------- */
 typedef struct policy_limiter policy_limiter;
-#define POLICY_LIMITER_SLOTS 4096 /* per-source buckets (a hash table; collisions share) */
+#define POLICY_LIMITER_SLOTS 4096 /* buckets per table (keys; (key, source)): 4-way sets */
 
 policy_limiter *policy_limiter_new(void);
 void policy_limiter_free(policy_limiter *l);

@@ -43,13 +43,19 @@ api_server *api_new(store *st, const api_config *cfg, const api_hooks *hooks)
         a->keys = keycache_new(st);
         a->own_keys = true;
     }
+    a->limiter = policy_limiter_new();
+    pthread_mutex_init(&a->policy_mu, NULL);
     return a;
 }
 
 void api_free(api_server *a)
 {
-    if (a && a->own_keys)
+    if (!a)
+        return;
+    if (a->own_keys)
         keycache_free(a->keys);
+    policy_limiter_free(a->limiter);
+    pthread_mutex_destroy(&a->policy_mu);
     free(a);
 }
 
@@ -568,6 +574,10 @@ static const route routes[API__N_ROUTES - 1] = {
      false,
      api__route_secrets},
     {{"client", "v4", "accounts", "*", "calls", "webhook"}, 6, false, api__route_webhook},
+    {{"client", "v4", "accounts", "*", "calls", "turn_keys", "*", "policy"},
+     8,
+     false,
+     api__route_policy},
     {{"client", "v4"}, 2, true, route_no_route},
     {{"v1", "turn", "keys"}, 3, true, api__cred_route},
     {{"healthz"}, 1, false, api__route_health},
@@ -586,6 +596,7 @@ const char *const api__route_names[API__N_ROUTES] = {
     "/client/v4/accounts/{account_id}/calls/turn_keys/{key_id}/shared_secrets",
     "/client/v4/accounts/{account_id}/calls/turn_keys/{key_id}/shared_secrets/{id}",
     "/client/v4/accounts/{account_id}/calls/webhook",
+    "/client/v4/accounts/{account_id}/calls/turn_keys/{key_id}/policy",
     "/client/v4/other",
     "/v1/turn/keys/{key_id}/credentials",
     "/healthz",

@@ -3,6 +3,7 @@
  *   POST /v1/turn/keys/{key_id}/credentials/generate               201 {"iceServers":{…}}
  *   POST /v1/turn/keys/{key_id}/credentials/{username}/revoke      204
  * Authenticated by "Authorization: Bearer <the key's 64-hex key>". Minting writes nothing. */
+#include <arpa/inet.h>
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,6 +18,8 @@ enum {
     E_NOT_FOUND = 10004,
     E_METHOD = 10005,
     E_REVOKE_LIMIT = 10006,
+    E_BUDGET = 10403,    /* the key's policy: a budget tripped (stop_minting or end_allocations) */
+    E_MINT_RATE = 10404, /* the key's policy: mint rate limit */
 };
 
 static void unauthorized(api_response *r)
@@ -60,12 +63,14 @@ static int authenticate_key(api_server *a, const api_request *req, const api__pa
     return 0;
 }
 
-/* Body {"ttl"?: int 1..172800, "customIdentifier"?: string}; cid "" when absent. */
-static int parse_mint_body(const api_request *req, int64_t *ttl, char cid[CRED_CID_MAX + 1],
-                           api_response *r)
+/* Body {"ttl"?: int 1..172800, "customIdentifier"?: string}; cid "" when absent; *ttl_given
+ * false when ttl is absent (the default applies). */
+static int parse_mint_body(const api_request *req, int64_t *ttl, bool *ttl_given,
+                           char cid[CRED_CID_MAX + 1], api_response *r)
 {
     json_t *body = NULL;
     *ttl = API_TTL_DEFAULT;
+    *ttl_given = false;
     cid[0] = '\0';
     if (api__parse_body(req, &body, r) != 0)
         return -1;
@@ -81,6 +86,7 @@ static int parse_mint_body(const api_request *req, int64_t *ttl, char cid[CRED_C
             goto out;
         }
         *ttl = json_integer_value(v);
+        *ttl_given = true;
     }
     v = json_object_get(body, "customIdentifier");
     if (v && !json_is_null(v)) {
@@ -106,13 +112,72 @@ static json_t *url_array(const char *const *urls, size_t n, json_t *arr)
     return arr;
 }
 
+/* The source address the mint rate limit counts by: an IPv4 address (also when mapped into
+ * IPv6) as is, an IPv6 address by its /64 (one subscriber's usual allocation, so a host
+ * cannot escape the limit by rotating through its own addresses). */
+static void mint_source(const char *addr, char *out, size_t cap)
+{
+    struct in6_addr a6;
+    snprintf(out, cap, "%s", addr ? addr : "");
+    if (!addr || inet_pton(AF_INET6, addr, &a6) != 1)
+        return;
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(a6.s6_addr, mapped, 12) == 0) {
+        inet_ntop(AF_INET, a6.s6_addr + 12, out, (socklen_t)cap);
+        return;
+    }
+    memset(a6.s6_addr + 8, 0, 8);
+    char net[INET6_ADDRSTRLEN];
+    inet_ntop(AF_INET6, &a6, net, sizeof net);
+    snprintf(out, cap, "%s/64", net);
+}
+
+/* The key's policy (issue 14 §4), from the key cache: max_ttl (an explicit larger ttl is
+ * 400; the default is lowered to it), a tripped budget (403 10403), the mint rate limits
+ * (403 10404: not 429, which the SDKs retry). 0 mint, or -1 with the error written. */
+static int policy_check(api_server *a, const api_request *req, const char *uid, const char *cid,
+                        int64_t *ttl, bool ttl_given, int64_t now_ms, api_response *r)
+{
+    keycache_policy v;
+    keycache_policy_view(a->keys, uid, cid, now_ms / 1000, &v);
+    char msg[160];
+    if (v.p.max_ttl && *ttl > v.p.max_ttl && ttl_given) {
+        snprintf(msg, sizeof msg, "ttl exceeds the key's policy max_ttl (%lld)",
+                 (long long)v.p.max_ttl);
+        api__error(r, 400, E_VALIDATION, msg, "/ttl");
+        return -1;
+    }
+    if (v.p.max_ttl && *ttl > v.p.max_ttl)
+        *ttl = v.p.max_ttl;
+    if (v.tripped == POLICY_STOP_MINTING || v.tripped == POLICY_END_ALLOCATIONS) {
+        char until[32];
+        util_rfc3339(v.tripped_until, until);
+        snprintf(msg, sizeof msg, "TURN key budget exceeded (until %s)", until);
+        api__error(r, 403, E_BUDGET, msg, NULL);
+        return -1;
+    }
+    char src[INET6_ADDRSTRLEN + 8];
+    mint_source(req->remote_addr, src, sizeof src);
+    int lim = policy_limiter_take(a->limiter, uid, src, &v.p, now_ms);
+    if (lim != 0) {
+        api__error(r, 403, E_MINT_RATE,
+                   lim == 1 ? "mint rate limit exceeded (per key)"
+                            : "mint rate limit exceeded (per source)",
+                   NULL);
+        return -1;
+    }
+    return 0;
+}
+
 static void mint(api_server *a, const api_request *req, const char *uid, const uint8_t *secret,
                  bool legacy, int64_t now_ms, api_response *r)
 {
     int64_t ttl;
+    bool ttl_given;
     char cid[CRED_CID_MAX + 1];
     char user[CRED_USERNAME_MAX], pass[CRED_PASSWORD_MAX];
-    if (parse_mint_body(req, &ttl, cid, r) != 0)
+    if (parse_mint_body(req, &ttl, &ttl_given, cid, r) != 0 ||
+        policy_check(a, req, uid, cid, &ttl, ttl_given, now_ms, r) != 0)
         return;
     if (cred_mint(uid, secret, now_ms / 1000 + ttl, cid, user, pass) != CRED_OK) {
         api__error(r, 500, 10500, "Internal server error", NULL);

@@ -11,7 +11,7 @@
 
 static const double dur_bounds[API__N_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
                                                   0.025,  0.05,  0.1,    0.25,  1.0};
-static const char *const method_names[API__N_METHODS] = {"GET",    "POST", "PUT",
+static const char *const method_names[API__N_METHODS] = {"GET",    "POST", "PUT",  "PATCH",
                                                          "DELETE", "HEAD", "other"};
 
 void api_set_draining(api_server *a)

@@ -3,13 +3,14 @@
 #define TURNKEY_API_INTERNAL_H
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "turnkey/api.h"
 
 #define API__MAX_SEGS 12
-#define API__N_ROUTES 16  /* templated routes, "other" included (api.c) */
-#define API__N_METHODS 6  /* GET POST PUT DELETE HEAD other */
+#define API__N_ROUTES 17  /* templated routes, "other" included (api.c) */
+#define API__N_METHODS 7  /* GET POST PUT PATCH DELETE HEAD other */
 #define API__N_BUCKETS 10 /* request-duration histogram */
 
 /* Lock-free counters (api_obs.c). */
@@ -29,6 +30,8 @@ struct api_server {
     bool own_keys;
     _Atomic bool draining; /* api_set_draining: /readyz answers 503 */
     api__counters ctr;
+    policy_limiter *limiter;   /* the mint rate limits (issue 14 §4) */
+    pthread_mutex_t policy_mu; /* serializes this node's policy writes (api_policy.c) */
 };
 
 /* The templated routes, by index (api.c); the last is "other". */
@@ -85,6 +88,10 @@ void api__route_usage(api_server *a, const api_request *req, const api__path *p,
 /* api_secret.c: …/turn_keys/{key_id}/shared_secrets[/{id}] (issue 15) */
 void api__route_secrets(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
                         api_response *r);
+
+/* api_policy.c: GET|PUT|PATCH|DELETE .../turn_keys/{key_id}/policy (issue 14 §4) */
+void api__route_policy(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,
+                       api_response *r);
 
 /* api_webhook.c: GET|PUT|DELETE .../accounts/{account_id}/calls/webhook (issue 14) */
 void api__route_webhook(api_server *a, const api_request *req, const api__path *p, int64_t now_ms,

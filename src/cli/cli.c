@@ -17,27 +17,36 @@
 
 void cli_usage(FILE *out)
 {
-    fprintf(out,
-            "turnkey %s — a self-hostable TURN service, wire-compatible with Cloudflare Realtime "
-            "TURN\n\n"
-            "usage:\n"
-            "  turnkey serve [--data DIR] [--api-listen ADDR:PORT] [--turn-listen ADDR:PORT] ...\n"
-            "                                 run the API and relay (turnkey serve --help)\n"
-            "  turnkey account create [--data DIR] [--name N]\n"
-            "  turnkey account list [--data DIR]\n"
-            "  turnkey token create [--data DIR] --account ID --permissions "
-            "calls:read[,calls:write]\n"
-            "                       [--name N] [--expires-in DURATION (90s, 15m, 12h, 30d)]\n"
-            "  turnkey token list [--data DIR] [--account ID]\n"
-            "  turnkey token revoke [--data DIR] TOKEN_ID\n"
-            "  turnkey key list [--data DIR] --account ID\n"
-            "  turnkey key secret add|list|delete --account ID --key UID [SECRET_ID]\n"
-            "                     [--algorithm sha1|sha256] [--max-ttl SECONDS]\n"
-            "  turnkey store copy --from STORE --to STORE   (copy a store; idempotent)\n"
-            "every command takes --store postgres://… or sqlite:FILE in place of --data DIR\n"
-            "  turnkey audit list [--data DIR] --account ID [QUERY (since=...&action.type=...)]\n"
-            "  turnkey version\n",
-            TURNKEY_VERSION);
+    fprintf(
+        out,
+        "turnkey %s — a self-hostable TURN service, wire-compatible with Cloudflare Realtime "
+        "TURN\n\n"
+        "usage:\n"
+        "  turnkey serve [--data DIR] [--api-listen ADDR:PORT] [--turn-listen ADDR:PORT] ...\n"
+        "                                 run the API and relay (turnkey serve --help)\n"
+        "  turnkey account create [--data DIR] [--name N]\n"
+        "  turnkey account list [--data DIR]\n"
+        "  turnkey token create [--data DIR] --account ID --permissions "
+        "calls:read[,calls:write]\n"
+        "                       [--name N] [--expires-in DURATION (90s, 15m, 12h, 30d)]\n"
+        "  turnkey token list [--data DIR] [--account ID]\n"
+        "  turnkey token revoke [--data DIR] TOKEN_ID\n"
+        "  turnkey key list [--data DIR] --account ID\n"
+        "  turnkey key secret add|list|delete --account ID --key UID [SECRET_ID]\n"
+        "                     [--algorithm sha1|sha256] [--max-ttl SECONDS]\n"
+        "  turnkey key policy get|clear KEY_ID [--account ID]\n"
+        "  turnkey key policy set KEY_ID [--json DOC] [--daily-bytes N] [--monthly-bytes N]\n"
+        "                     [--custom-identifier-daily-bytes N]\n"
+        "                     [--custom-identifier-monthly-bytes N]\n"
+        "                     [--action notify|stop_minting|end_allocations]\n"
+        "                     [--thresholds P,P...] [--max-ttl SECONDS] [--allocation-quota N]\n"
+        "                     [--mint-rate-per-key N] [--mint-rate-per-source N]\n"
+        "                     [--bandwidth-bps N]   (merged like PATCH; none clears a field)\n"
+        "  turnkey store copy --from STORE --to STORE   (copy a store; idempotent)\n"
+        "every command takes --store postgres://… or sqlite:FILE in place of --data DIR\n"
+        "  turnkey audit list [--data DIR] --account ID [QUERY (since=...&action.type=...)]\n"
+        "  turnkey version\n",
+        TURNKEY_VERSION);
 }
 
 typedef struct cli_opts {
@@ -385,6 +394,8 @@ int cli_run(const char *cmd, const char *sub, int argc, char **argv)
 {
     cli_opts o;
     log_set_level(LOG_WARN); /* operator commands: only the answer and real problems */
+    if (!strcmp(cmd, "key") && !strcmp(sub, "policy")) /* its own options */
+        return cli__policy(argc, argv);
     bool secret = !strcmp(cmd, "key") && !strcmp(sub, "secret"); /* parsed below */
     if (!secret && parse_cli(argc, argv, &o) != 0)
         return 2;

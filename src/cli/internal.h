@@ -10,4 +10,8 @@ typedef struct cli__secret_args {
 } cli__secret_args;
 int cli__secret(const cli__secret_args *a);
 
+/* `turnkey key policy get|set|clear KEY_ID ...` (cli_policy.c; issue 14 §4): argv from the
+ * action on. */
+int cli__policy(int argc, char **argv);
+
 #endif
