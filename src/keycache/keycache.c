@@ -42,9 +42,9 @@ struct keycache {
     uint64_t epoch; /* bumped by every forget: a concurrent load does not re-insert */
     bool complete;  /* keycache_preload ran: every key of the store is in `keys` */
     table keys, revs;
-    table dead;                 /* dentry, by uid */
-    dentry *oldest, *newest;    /* the FIFO of `dead` */
-    keycache__secrets *secrets; /* shared secrets by key (keycache_secret.c) */
+    table dead;                   /* dentry, by uid */
+    dentry *oldest, *newest;      /* the FIFO of `dead` */
+    keycache__secrets *secrets;   /* shared secrets by key (keycache_secret.c) */
     keycache__policies *policies; /* policies and budget trips by key (keycache_policy.c) */
 };
 
