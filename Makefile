@@ -95,8 +95,10 @@ run: deps
 	@exec scripts/run.sh $(BUILD)/turnkey "$(DATA)" "$(API)"
 
 # `make test`: install deps, build with sanitizers, run every test, print one summary line.
-# The tsan tier (ThreadSanitizer build in build/tsan) runs after the ASan tiers.
+# The tsan tier (ThreadSanitizer build in build/tsan) runs after the ASan tiers. The release
+# build (what `make run` and `make install` use) is built first: its -O2 warnings are errors too.
 test: deps-test
+	@$(MAKE) --no-print-directory build MODE=release
 	@$(MAKE) --no-print-directory unit MODE=asan
 	@$(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory unit MODE=tsan

@@ -125,7 +125,7 @@ static int parse_named_values(parser *p, bool is_const, char close, bool need_on
         return unexpected(p, "Name");
     while (!is_punct(p, close)) {
         int line = p->tok.line, col = p->tok.col;
-        const char *name;
+        const char *name = NULL;
         gql_value *v;
         if (expect_name(p, &name) != 0 || expect_punct(p, ':') != 0 ||
             parse_value(p, is_const, &v) != 0)
@@ -214,7 +214,7 @@ static int parse_type(parser *p, char *buf, size_t cap, size_t *n)
 {
     if (enter(p) != 0)
         return -1;
-    const char *name;
+    const char *name = NULL;
     if (is_punct(p, '[')) {
         if (advance(p) != 0)
             return -1;
