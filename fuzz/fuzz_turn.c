@@ -98,6 +98,7 @@ typedef struct pending {
     uint8_t txid[STUN_TXID_SIZE];
     size_t n_peers;
     struct sockaddr_storage peers[STUN_MAX_ATTRS];
+    bool opened; /* an allocation was created by it (else an Allocate answer is a resend) */
 } pending;
 
 typedef struct harness {
@@ -264,9 +265,10 @@ static void success_answer(harness *h, int ti, const stun_msg *m)
             h->relays[id].deadline = h->now + (int64_t)lt * 1000;
         }
         break;
-    case STUN_METHOD_ALLOCATE:
+    case STUN_METHOD_ALLOCATE: /* a retransmission gets the stored answer: no new lifetime */
         REQUIRE(id != 0 && has_lt && lt > 0);
-        h->relays[id].deadline = h->now + (int64_t)lt * 1000;
+        if (h->req.opened)
+            h->relays[id].deadline = h->now + (int64_t)lt * 1000;
         break;
     default: break;
     }
@@ -382,6 +384,7 @@ static int relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *t,
                                 .deadline = INT64_MAX};
     h->per_user[h->last_user]++;
     h->n_open++;
+    h->req.opened = true;
     if (h->verbose)
         fprintf(stderr, "  relay %llu opened for t%d user %d\n", (unsigned long long)id, ti,
                 h->last_user);
@@ -538,6 +541,7 @@ static void note_request(harness *h, int ti, const uint8_t *p, size_t n)
     h->req.method = m.method;
     memcpy(h->req.txid, m.txid, STUN_TXID_SIZE);
     h->req.n_peers = 0;
+    h->req.opened = false;
     for (const stun_attr *a = stun_msg_find(&m, STUN_ATTR_XOR_PEER_ADDRESS); a;
          a = stun_msg_find_next(&m, STUN_ATTR_XOR_PEER_ADDRESS, a))
         if (stun_attr_xor_address(&m, a, &h->req.peers[h->req.n_peers]) == STUN_OK)
