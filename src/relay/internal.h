@@ -388,7 +388,7 @@ bool relay__relay_bind_addr(const relay_worker *r, const turn_5tuple *t, int fam
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);
 void relay__quota_dispose(relay *r);
-int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len);
+int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len, uint32_t limit);
 void relay__quota_release(void *ctx, const uint8_t *username, size_t len);
 
 /* relay_secret.c: shared secrets per TURN key (issue 15). */

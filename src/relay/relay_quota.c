@@ -46,16 +46,17 @@ static relay_quota_entry **find(relay *r, const uint8_t *name, size_t len)
     return pp;
 }
 
-int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len)
+int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len, uint32_t limit)
 {
     relay_worker *w = ctx;
     relay *r = w->shared;
     int rc = TURN_QUOTA_OK;
+    uint32_t user_quota = limit ? limit : r->user_quota; /* the key policy's, else --user-quota */
     pthread_mutex_lock(&r->quota_mu);
     relay_quota_entry **pp = find(r, username, len);
     if (r->draining) {
         rc = TURN_QUOTA_DRAINING;
-    } else if (*pp && (*pp)->count >= r->user_quota) {
+    } else if (*pp && (*pp)->count >= user_quota) {
         rc = TURN_QUOTA_USER;
     } else if (r->quota_total >= r->max_allocations) {
         rc = TURN_QUOTA_GLOBAL;
