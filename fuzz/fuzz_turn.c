@@ -10,13 +10,18 @@
  *   4     peer datagram: payload[0] picks the allocation (last id minus it), payload[1] the peer,
  *         the rest is the data
  *   5     advance the clock by payload[0..3] (ms, big-endian) and run the timers
- *   6     lifecycle (payload[0]): 0 key deleted, 1 credential revoked (key or user from
+ *   6     lifecycle (payload[0]): 0 key deleted (key (payload[0] >> 3) & 1), or with bit 0x10
+ *         a budget trip of that key (turn_server_budget_tripped; customIdentifier
+ *         (payload[0] >> 5) & 3: "", "c0", "c1", NULL); 1 credential revoked (user from
  *         payload[0] >> 3); 2, 3 every auth fails (reject / expired); 4 auth works again and
  *         fresh credentials replace the revoked and deleted ones; 5 credentials expire in
- *         (payload[0] >> 3) * 10 s; 6, 7 no expiry
+ *         (payload[0] >> 3) * 10 s; 6 the key policy every credential carries from now on:
+ *         alloc_quota (payload[0] >> 3) & 3, budget_blocked bit 0x20, bandwidth_bps
+ *         payload[1..2] (big-endian) x {0, 8, 80000, 2^40}[payload[0] >> 6]; 7 no expiry
  *   7     connection closed for tuple (op >> 3) & 3
  * Tuples 0, 1 are UDP clients, 2 TCP, 3 TLS. The fake auth accepts N_USERS usernames (users
- * 0, 2 on key 0, users 1, 3 on key 1), one password, and refuses a revoked username or a user
+ * 0, 2 on key 0, users 1, 3 on key 1; users 0, 1 with customIdentifier "c0", 2, 3 "c1"), one
+ * password, and refuses a revoked username or a user
  * of a deleted key (as the key cache does) until lifecycle 4. The caps are small (CAP total,
  * USER_QUOTA per username, fewer than N_TUPLES) so both can be reached.
  *
@@ -28,9 +33,16 @@
  * the open relays with their owner and 5-tuple, the permissions each successful
  * CreatePermission / ChannelBind answer installed (peer IP, until now + 300 s), each
  * allocation's lifetime from its last Allocate / Refresh answer. Invariants, after every step:
- *   - the allocation count stays within CAP and equals the open relays; no username holds
- *     more than USER_QUOTA; the quota counts (ops mode) equal the open allocations per user;
- *     a 486 comes only when the user really holds USER_QUOTA allocations;
+ *   - the allocation count stays within CAP and equals the open relays; an Allocate succeeds
+ *     only while the user holds fewer than its quota (the policy's alloc_quota, else
+ *     USER_QUOTA; in ops mode quota_acquire is given that limit), never for a budget-blocked
+ *     credential; the quota counts (ops mode) equal the open allocations per user; a 486
+ *     "Budget Exceeded" comes only for a blocked credential, any other 486 only when the user
+ *     really holds its quota;
+ *   - each direction of an allocation relays at most its bucket (max(bps / 32, 3000) bytes)
+ *     plus bps / 8 bytes per second since its Allocate (bps: the credential's then; UDP
+ *     payload bytes);
+ *   - right after a budget trip no allocation of the matching users is left;
  *   - every relay has an owner (relay_open only inside an authenticated Allocate), at most one
  *     allocation per 5-tuple, relay_close only for open relays;
  *   - no permission is installed for a peer the policy denies (every XOR-PEER-ADDRESS of a
@@ -61,6 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define N_USERS 4
 #define CAP 3
 #define USER_QUOTA 2
+#define MAX_QUOTA 3    /* the largest alloc_quota the policy op sets */
 #define PERM_MS 300000 /* cfg.permission_s default */
 
 #define REQUIRE(c)                                                                                 \
@@ -73,6 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static const char *const users[N_USERS] = {"fuzzuser0", "fuzzuser1", "fuzzuser2", "fuzzuser3"};
 static const char *const keys[2] = {"fuzzkey0", "fuzzkey1"};
+static const char *const cids[2] = {"c0", "c1"};
 
 typedef struct relay_rec {
     bool open;         /* the allocation lives: at least one of its relays is open */
@@ -81,6 +95,9 @@ typedef struct relay_rec {
     signed char owner; /* the user whose authentication opened it */
     signed char tuple; /* the 5-tuple of its Allocate */
     int64_t deadline;  /* ms: the lifetime its last Allocate / Refresh answer gave */
+    uint64_t bps;      /* the bandwidth cap of its Allocate's credential */
+    int64_t start;     /* ms: its Allocate */
+    uint64_t up, down; /* UDP payload bytes relayed to peers / from peers */
 } relay_rec;
 
 typedef struct perm_rec {
@@ -98,6 +115,7 @@ typedef struct pending {
     uint8_t txid[STUN_TXID_SIZE];
     size_t n_peers;
     struct sockaddr_storage peers[STUN_MAX_ATTRS];
+    bool opened; /* an allocation was created by it (else an Allocate answer is a resend) */
 } pending;
 
 typedef struct harness {
@@ -121,6 +139,10 @@ typedef struct harness {
     long n_open;
     int auth_rc;
     int64_t expires;
+    uint32_t alloc_quota; /* the key policy every credential carries (op 6, case 6) */
+    uint64_t bps;
+    bool blocked;
+    size_t peer_len; /* payload bytes of the peer datagram being processed */
     int64_t now;
     pending req;
     int cur_ti;                   /* tuple whose message is being processed, -1 none */
@@ -264,12 +286,29 @@ static void success_answer(harness *h, int ti, const stun_msg *m)
             h->relays[id].deadline = h->now + (int64_t)lt * 1000;
         }
         break;
-    case STUN_METHOD_ALLOCATE:
+    case STUN_METHOD_ALLOCATE: /* a retransmission gets the stored answer: no new lifetime */
         REQUIRE(id != 0 && has_lt && lt > 0);
-        h->relays[id].deadline = h->now + (int64_t)lt * 1000;
+        if (h->req.opened)
+            h->relays[id].deadline = h->now + (int64_t)lt * 1000;
         break;
     default: break;
     }
+}
+
+static long user_limit(const harness *h)
+{
+    return h->alloc_quota ? (long)h->alloc_quota : USER_QUOTA;
+}
+
+/* bytes relayed in one direction of r so far are within its cap (exact, in 128 bits). */
+static bool within_cap(const harness *h, const relay_rec *r, uint64_t bytes)
+{
+    if (!r->bps)
+        return true;
+    uint64_t burst = r->bps / 32 > 3000 ? r->bps / 32 : 3000;
+    unsigned __int128 have =
+        (unsigned __int128)burst * 8000 + (unsigned __int128)(uint64_t)(h->now - r->start) * r->bps;
+    return (unsigned __int128)bytes * 8000 <= have;
 }
 
 static void error_answer(harness *h, const stun_msg *m)
@@ -278,10 +317,14 @@ static void error_answer(harness *h, const stun_msg *m)
     const uint8_t *reason;
     size_t rlen;
     REQUIRE(stun_get_error_code(m, &code, &reason, &rlen) == STUN_OK);
-    /* 486 only for a user who really holds the quota (the counts never drift) */
+    /* 486 only for a blocked credential or a user who really holds the quota (the counts
+     * never drift) */
     if (code == 486) {
         REQUIRE(m->method == STUN_METHOD_ALLOCATE && h->last_user >= 0);
-        REQUIRE(h->per_user[h->last_user] >= USER_QUOTA);
+        if (rlen == 15 && memcmp(reason, "Budget Exceeded", 15) == 0)
+            REQUIRE(h->blocked);
+        else
+            REQUIRE(!h->blocked && h->per_user[h->last_user] >= user_limit(h));
     }
 }
 
@@ -298,6 +341,9 @@ static void send_client(void *ctx, const turn_5tuple *t, const uint8_t *buf, siz
             fprintf(stderr, "  t%d <- peer data on relay %llu\n", i,
                     (unsigned long long)h->peer_id);
         check_peer_delivery(h, i);
+        relay_rec *r = &h->relays[base_id(h->peer_id)];
+        r->down += h->peer_len;
+        REQUIRE(within_cap(h, r, r->down)); /* over the bandwidth cap */
         return;
     }
     REQUIRE(i == h->cur_ti); /* answers go to the client that asked */
@@ -376,12 +422,17 @@ static int relay_open(void *ctx, uint64_t id, int family, const turn_5tuple *t,
     REQUIRE(!h->relays[id].open);
     REQUIRE(h->last_user >= 0); /* a relay for an allocation nobody authenticated */
     REQUIRE(ti >= 0 && ti == h->cur_ti && alloc_of(h, ti) == 0);
+    REQUIRE(!h->blocked);                               /* a relay despite a budget trip */
+    REQUIRE(h->per_user[h->last_user] < user_limit(h)); /* a relay past the quota */
     h->relays[id] = (relay_rec){.open = true,
                                 .owner = (signed char)h->last_user,
                                 .tuple = (signed char)ti,
-                                .deadline = INT64_MAX};
+                                .deadline = INT64_MAX,
+                                .bps = h->bps,
+                                .start = h->now};
     h->per_user[h->last_user]++;
     h->n_open++;
+    h->req.opened = true;
     if (h->verbose)
         fprintf(stderr, "  relay %llu opened for t%d user %d\n", (unsigned long long)id, ti,
                 h->last_user);
@@ -421,6 +472,9 @@ static void send_peer(void *ctx, uint64_t id, const struct sockaddr *peer, const
     /* from the relay of the peer's family (a dual's IPv6 relay for IPv6 peers) */
     REQUIRE(((id & TURN_RELAY_ID_DUAL) != 0) ==
             (peer->sa_family == AF_INET6 && h->relays[base_id(id)].open2));
+    relay_rec *r = &h->relays[base_id(id)];
+    r->up += len;
+    REQUIRE(within_cap(h, r, r->up)); /* over the bandwidth cap */
     if (h->verbose)
         fprintf(stderr, "  relay %llu -> peer (%zu bytes)\n", (unsigned long long)id, len);
 }
@@ -438,16 +492,22 @@ static int auth(void *ctx, const uint8_t *user, size_t len, int64_t now, char pa
     h->last_user = u;
     strcpy(password, PASS);
     strcpy(info->key_id, keys[u & 1]);
+    strcpy(info->custom_id, cids[u >> 1]);
     info->expires = h->expires ? h->expires : now + 3600;
+    info->alloc_quota = h->alloc_quota;
+    info->bandwidth_bps = h->bps;
+    info->budget_blocked = h->blocked;
     return TURN_AUTH_OK;
 }
 
-static int quota_acquire(void *ctx, const uint8_t *name, size_t len)
+static int quota_acquire(void *ctx, const uint8_t *name, size_t len, uint32_t limit)
 {
     harness *h = ctx;
     int u = user_index(name, len);
     REQUIRE(u >= 0 && u == h->last_user); /* only for the user just authenticated */
-    if (h->quota[u] >= USER_QUOTA)
+    REQUIRE(limit == h->alloc_quota);     /* the credential's quota, as auth gave it */
+    REQUIRE(!h->blocked);                 /* a blocked credential never takes a quota */
+    if (h->quota[u] >= (limit ? (long)limit : USER_QUOTA))
         return TURN_QUOTA_USER;
     if (h->quota_total >= CAP)
         return TURN_QUOTA_GLOBAL;
@@ -538,6 +598,7 @@ static void note_request(harness *h, int ti, const uint8_t *p, size_t n)
     h->req.method = m.method;
     memcpy(h->req.txid, m.txid, STUN_TXID_SIZE);
     h->req.n_peers = 0;
+    h->req.opened = false;
     for (const stun_attr *a = stun_msg_find(&m, STUN_ATTR_XOR_PEER_ADDRESS); a;
          a = stun_msg_find_next(&m, STUN_ATTR_XOR_PEER_ADDRESS, a))
         if (stun_attr_xor_address(&m, a, &h->req.peers[h->req.n_peers]) == STUN_OK)
@@ -585,6 +646,7 @@ static void peer_msg(harness *h, const uint8_t *p, size_t n)
     memcpy(d + room, p + 2, n - 2);
     h->in_peer = true;
     h->peer_id = id;
+    h->peer_len = n - 2;
     const struct sockaddr *sa = (const struct sockaddr *)&h->peer;
     if (inplace)
         turn_server_peer_input_inplace(h->s, id, sa, d + room, n - 2, h->now);
@@ -594,11 +656,42 @@ static void peer_msg(harness *h, const uint8_t *p, size_t n)
     free(d);
 }
 
+/* A budget trip of key k for customIdentifier selector c ("", "c0", "c1", NULL): every
+ * allocation of the matching users ends, the others stay. */
+static void budget_trip(harness *h, int k, int c)
+{
+    static const char *const sel_cid[4] = {"", "c0", "c1", NULL};
+    long before = h->n_open, match = 0;
+    for (uint64_t id = 0; id < h->relays_cap; id++) {
+        const relay_rec *r = &h->relays[id];
+        match += r->open && (r->owner & 1) == k && (c == 0 || c == 3 || (r->owner >> 1) == c - 1);
+    }
+    size_t n = turn_server_budget_tripped(h->s, keys[k], sel_cid[c], h->now);
+    REQUIRE((long)n == match && h->n_open == before - match);
+    for (uint64_t id = 0; id < h->relays_cap; id++) {
+        const relay_rec *r = &h->relays[id];
+        REQUIRE(!r->open || (r->owner & 1) != k || (c != 0 && c != 3 && (r->owner >> 1) != c - 1));
+    }
+}
+
+/* Op 6, case 6: the policy of every credential from now on. */
+static void set_policy(harness *h, uint8_t sel, const uint8_t *p, size_t n)
+{
+    static const uint64_t mult[4] = {0, 8, 80000, UINT64_C(1) << 40};
+    h->alloc_quota = (sel >> 3) & 3;
+    h->blocked = (sel & 0x20) != 0;
+    h->bps = n >= 3 ? (uint64_t)(p[1] << 8 | p[2]) * mult[sel >> 6] : 0;
+}
+
 static void lifecycle(harness *h, const uint8_t *p, size_t n)
 {
     uint8_t sel = n ? p[0] : 0;
     switch (sel & 7) {
     case 0:
+        if (sel & 0x10) {
+            budget_trip(h, (sel >> 3) & 1, (sel >> 5) & 3);
+            break;
+        }
         h->key_gone[(sel >> 3) & 1] = true;
         turn_server_key_deleted(h->s, keys[(sel >> 3) & 1], h->now);
         break;
@@ -616,6 +709,7 @@ static void lifecycle(harness *h, const uint8_t *p, size_t n)
         memset(h->key_gone, 0, sizeof h->key_gone);
         break;
     case 5: h->expires = h->now / 1000 + (sel >> 3) * 10; break;
+    case 6: set_policy(h, sel, p, n); break;
     default: h->expires = 0; break;
     }
 }
@@ -652,7 +746,7 @@ static void check_state(harness *h)
         REQUIRE(per_tuple[t] <= 1);
     long total = 0;
     for (int u = 0; u < N_USERS; u++) {
-        REQUIRE(per_user[u] == h->per_user[u] && per_user[u] <= USER_QUOTA);
+        REQUIRE(per_user[u] == h->per_user[u] && per_user[u] <= MAX_QUOTA);
         if (h->quota_ops)
             REQUIRE(h->quota[u] == per_user[u]);
         total += per_user[u];

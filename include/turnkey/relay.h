@@ -99,6 +99,10 @@ void relay_credential_revoked(relay *r, const char *username);
 void relay_credential_revoked_hash(relay *r, const char *username_sha256_hex);
 /* A shared secret was deleted (issue 15): the allocations it authenticated end. */
 void relay_secret_deleted(relay *r, const char *secret_id);
+/* A budget of key_uid tripped with action end_allocations (issue 14 §4): every worker ends
+ * the key's allocations — those of custom_id, or all of them when custom_id is NULL or "" (the
+ * key's own budget). An invalid key uid or customIdentifier is logged and changes nothing. */
+void relay_budget_tripped(relay *r, const char *key_uid, const char *custom_id);
 
 /* Draining (SIGTERM): from now on every Allocate is answered 508 "Server Draining"; live
  * allocations, refreshes, permissions and channels go on. Thread-safe, irreversible. */

@@ -35,6 +35,11 @@ typedef struct turn_auth_info {
     int64_t expires;    /* unix seconds; the allocation ends when it passes (<= 0: no cap) */
     char custom_id[65]; /* the credential's customIdentifier, "" when none */
     char secret_id[33]; /* the shared secret that matched (issue 15), "" for other schemes */
+    /* The key's policy (issue 14 §4), as the lookup found it for this request: */
+    uint32_t alloc_quota;   /* allocations per username; 0 = cfg.user_quota (→ 486) */
+    uint64_t bandwidth_bps; /* per allocation and direction, taken at Allocate; 0 = none */
+    bool budget_blocked;    /* an end_allocations budget trip covers the key / custom_id:
+                               Allocate → 486 "Budget Exceeded" */
 } turn_auth_info;
 
 /* One password the username may stand for (ops->auth_candidates). */
@@ -77,9 +82,10 @@ enum turn_end_reason {
     TURN_END_KEY_DELETED,
     TURN_END_REVOKED,
     TURN_END_SHUTDOWN, /* turn_server_free */
+    TURN_END_BUDGET,   /* turn_server_budget_tripped ("budget_exceeded") */
     TURN_END__N
 };
-const char *turn_end_reason_name(int reason); /* "expired", "client", ... */
+const char *turn_end_reason_name(int reason); /* "expired", "client", ..., "budget_exceeded" */
 
 /* Bytes and packets of one leg in one direction. Client leg: whole TURN messages as on the
  * wire (ChannelData / Send / Data indication framing included; stream padding included);
@@ -151,10 +157,11 @@ typedef struct turn_ops {
                 turn_auth_info *info);
     /* Optional (both or neither): quotas shared by several turn_servers (one per relay
      * thread). Called before an allocation is created: 0 = granted, TURN_QUOTA_USER (→ 486)
-     * or TURN_QUOTA_GLOBAL (→ 508). Each grant is matched by exactly one release when that
-     * allocation ends. When absent, the server counts per username and in total itself
-     * against cfg.user_quota / cfg.max_allocations. */
-    int (*quota_acquire)(void *ctx, const uint8_t *username, size_t len);
+     * or TURN_QUOTA_GLOBAL (→ 508). limit: the username's allocation quota (the request's
+     * turn_auth_info.alloc_quota; 0 = the caller's default). Each grant is matched by exactly
+     * one release when that allocation ends. When absent, the server counts per username
+     * and in total itself against alloc_quota (else cfg.user_quota) / cfg.max_allocations. */
+    int (*quota_acquire)(void *ctx, const uint8_t *username, size_t len, uint32_t limit);
     void (*quota_release)(void *ctx, const uint8_t *username, size_t len);
     /* Optional: asked before each unauthenticated challenge (401 / 438 with REALM + NONCE)
      * goes to t's client; false = suppressed (rate limit per source, kept by the caller, who
@@ -272,6 +279,11 @@ size_t turn_server_credential_revoked_hash(turn_server *s, const char *username_
                                            int64_t now_ms);
 /* Ends every allocation whose last request matched this shared secret (issue 15). */
 size_t turn_server_secret_deleted(turn_server *s, const char *secret_id, int64_t now_ms);
+/* A budget of key_id tripped with action end_allocations (issue 14 §4): ends its
+ * allocations (reason TURN_END_BUDGET) — all of them when custom_id is NULL or "", else only
+ * those whose info.custom_id equals it. Visits only the key's usernames. Returns how many. */
+size_t turn_server_budget_tripped(turn_server *s, const char *key_id, const char *custom_id,
+                                  int64_t now_ms);
 
 /* Request methods and results counted in turn_stats.requests. */
 enum {
@@ -314,6 +326,7 @@ enum {
     TURN_DROP_MALFORMED,         /* a Send indication without peer or data, with several peers
                                     or an unknown comprehension-required attribute */
     TURN_DROP_TOO_LARGE,         /* a message that cannot be built */
+    TURN_DROP_BANDWIDTH,         /* over the allocation's bandwidth cap (either direction) */
     TURN_DROP__N
 };
 const char *turn_drop_name(int d);

@@ -108,7 +108,8 @@ enum {
     RELAY_EV_REVOKED = 2,
     RELAY_EV_REVOKED_HASH = 3,
     RELAY_EV_SECRET_DELETED = 4,
-    RELAY_EV_CONN = 5 /* a TCP/TLS connection handed over by another worker (conn) */
+    RELAY_EV_CONN = 5,  /* a TCP/TLS connection handed over by another worker (conn) */
+    RELAY_EV_BUDGET = 6 /* "KEYUID/CID" or "KEYUID": an end_allocations budget trip */
 };
 
 typedef struct relay_event {
@@ -388,7 +389,10 @@ bool relay__relay_bind_addr(const relay_worker *r, const turn_5tuple *t, int fam
 /* relay_quota.c */
 void relay__quota_init(relay *r, uint32_t user_quota, uint32_t max_allocations);
 void relay__quota_dispose(relay *r);
-int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len);
+int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len, uint32_t limit);
+/* Fills info's alloc_quota, bandwidth_bps and budget_blocked from the key cache's policy
+ * view of (info->key_id, info->custom_id) at now (unix seconds). */
+void relay__policy_fill(relay *r, turn_auth_info *info, int64_t now);
 void relay__quota_release(void *ctx, const uint8_t *username, size_t len);
 
 /* relay_secret.c: shared secrets per TURN key (issue 15). */

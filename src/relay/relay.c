@@ -309,6 +309,7 @@ int relay__ops_auth(void *ctx, const uint8_t *username, size_t len, int64_t now,
     memcpy(info->key_id, ci.key_id, sizeof info->key_id);
     memcpy(info->custom_id, ci.cid, sizeof info->custom_id);
     info->expires = ci.expires;
+    relay__policy_fill(r->shared, info, now);
     return TURN_AUTH_OK;
 }
 
@@ -366,6 +367,26 @@ static void on_udp_readable(ev_loop *loop, int fd, unsigned events, void *ctx)
     relay__arm_timer(r);
 }
 
+/* A lifecycle event on this worker's turn_server: how many allocations it ended. */
+static size_t run_event(relay_worker *r, relay_event *e)
+{
+    int64_t now = util_now_ms();
+    switch (e->kind) {
+    case RELAY_EV_KEY_DELETED: return turn_server_key_deleted(r->turn, e->text, now);
+    case RELAY_EV_SECRET_DELETED: return turn_server_secret_deleted(r->turn, e->text, now);
+    case RELAY_EV_REVOKED_HASH: return turn_server_credential_revoked_hash(r->turn, e->text, now);
+    case RELAY_EV_BUDGET: {
+        char *cid = strchr(e->text, '/'); /* "KEYUID/CID" or "KEYUID" */
+        if (cid)
+            *cid++ = '\0';
+        return turn_server_budget_tripped(r->turn, e->text, cid, now);
+    }
+    default:
+        return turn_server_credential_revoked(r->turn, (const uint8_t *)e->text, strlen(e->text),
+                                              now);
+    }
+}
+
 static void on_wakeup(ev_loop *loop, void *ctx)
 {
     relay_worker *r = ctx;
@@ -383,18 +404,13 @@ static void on_wakeup(ev_loop *loop, void *ctx)
             e = next;
             continue;
         }
-        if (e->kind == RELAY_EV_KEY_DELETED)
-            n = turn_server_key_deleted(r->turn, e->text, util_now_ms());
-        else if (e->kind == RELAY_EV_SECRET_DELETED)
-            n = turn_server_secret_deleted(r->turn, e->text, util_now_ms());
-        else if (e->kind == RELAY_EV_REVOKED_HASH)
-            n = turn_server_credential_revoked_hash(r->turn, e->text, util_now_ms());
-        else
-            n = turn_server_credential_revoked(r->turn, (const uint8_t *)e->text, strlen(e->text),
-                                               util_now_ms());
+        n = run_event(r, e);
         if (n)
             log_info_rl(&r->rl_event, "relay", "%s: ended %zu allocation(s)",
-                        e->kind == RELAY_EV_KEY_DELETED ? "key deleted" : "credential revoked", n);
+                        e->kind == RELAY_EV_KEY_DELETED ? "key deleted"
+                        : e->kind == RELAY_EV_BUDGET    ? "budget exceeded"
+                                                        : "credential revoked",
+                        n);
         relay__publish(r);
         relay__track_done(r->shared, e->track, n);
         free(e);
@@ -447,6 +463,20 @@ void relay_credential_revoked_hash(relay *r, const char *username_sha256_hex)
 void relay_secret_deleted(relay *r, const char *secret_id)
 {
     broadcast(r, RELAY_EV_SECRET_DELETED, secret_id);
+}
+
+void relay_budget_tripped(relay *r, const char *key_uid, const char *custom_id)
+{
+    char text[STORE_ID_LEN + 1 + 65];
+    size_t cl = custom_id ? strlen(custom_id) : 0;
+    if (!key_uid || strlen(key_uid) != STORE_ID_LEN || !util_is_lower_hex(key_uid, STORE_ID_LEN) ||
+        cl >= 65 || (cl && !cred_cid_valid(custom_id, cl))) {
+        log_error("relay", "budget trip ignored: invalid key '%.40s' or customIdentifier '%.70s'",
+                  key_uid ? key_uid : "", custom_id ? custom_id : "");
+        return;
+    }
+    snprintf(text, sizeof text, cl ? "%s/%s" : "%s", key_uid, custom_id);
+    broadcast(r, RELAY_EV_BUDGET, text);
 }
 
 /* --- start / stop -------------------------------------------------------------------- */

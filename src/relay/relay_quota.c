@@ -1,6 +1,8 @@
 /* relay_quota: per-username and global allocation counts shared by the relay workers
- * (turn_ops quota_acquire / quota_release), and the draining switch that refuses every new
- * allocation. Touched on Allocate and on allocation end only. */
+ * (turn_ops quota_acquire / quota_release), the draining switch that refuses every new
+ * allocation, and what the relay's credential checks add from the key's policy (issue 14
+ * §4: allocation quota, bandwidth cap, a tripped budget). Touched on Allocate and on
+ * allocation end only (the policy on every authenticated request: one hash lookup). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,16 +48,17 @@ static relay_quota_entry **find(relay *r, const uint8_t *name, size_t len)
     return pp;
 }
 
-int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len)
+int relay__quota_acquire(void *ctx, const uint8_t *username, size_t len, uint32_t limit)
 {
     relay_worker *w = ctx;
     relay *r = w->shared;
     int rc = TURN_QUOTA_OK;
+    uint32_t user_quota = limit ? limit : r->user_quota; /* the key policy's, else --user-quota */
     pthread_mutex_lock(&r->quota_mu);
     relay_quota_entry **pp = find(r, username, len);
     if (r->draining) {
         rc = TURN_QUOTA_DRAINING;
-    } else if (*pp && (*pp)->count >= r->user_quota) {
+    } else if (*pp && (*pp)->count >= user_quota) {
         rc = TURN_QUOTA_USER;
     } else if (r->quota_total >= r->max_allocations) {
         rc = TURN_QUOTA_GLOBAL;
@@ -103,4 +106,18 @@ size_t relay_allocations(relay *r)
     size_t n = r->quota_total;
     pthread_mutex_unlock(&r->quota_mu);
     return n;
+}
+
+void relay__policy_fill(relay *r, turn_auth_info *info, int64_t now)
+{
+    keycache_policy v;
+    info->alloc_quota = 0;
+    info->bandwidth_bps = 0;
+    info->budget_blocked = false;
+    if (!info->key_id[0])
+        return; /* a coturn-style shared secret: no key, no policy */
+    keycache_policy_view(r->keys, info->key_id, info->custom_id, now, &v);
+    info->alloc_quota = v.p.allocation_quota;
+    info->bandwidth_bps = v.p.bandwidth_bps;
+    info->budget_blocked = v.tripped == POLICY_END_ALLOCATIONS;
 }

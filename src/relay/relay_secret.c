@@ -55,11 +55,13 @@ static int candidate(const keycache_secret *k, const cred_shared_name *nm, const
     return 1;
 }
 
-/* Adds the candidates of one key's secrets; *capped counts secrets refusing the expiry. */
-static size_t add_key(keycache *kc, const char *uid, const cred_shared_name *nm, const uint8_t *u,
+/* Adds the candidates of one key's secrets, with the key's policy; *capped counts secrets
+ * refusing the expiry. */
+static size_t add_key(relay *r, const char *uid, const cred_shared_name *nm, const uint8_t *u,
                       size_t len, int64_t now, turn_auth_candidate *out, size_t room,
                       size_t *capped)
 {
+    keycache *kc = r->keys;
     keycache_secret sec[STORE_SHARED_SECRET_MAX];
     size_t n = 0;
     if (keycache_get_cached(kc, uid, NULL) != 0) /* unknown, or deleted meanwhile */
@@ -71,6 +73,13 @@ static size_t add_key(keycache *kc, const char *uid, const cred_shared_name *nm,
         *capped += (size_t)!ok;
     }
     OPENSSL_cleanse(sec, sizeof sec);
+    if (n)
+        relay__policy_fill(r, &out[0].info, now); /* one key, one customIdentifier: one view */
+    for (size_t i = 1; i < n; i++) {
+        out[i].info.alloc_quota = out[0].info.alloc_quota;
+        out[i].info.bandwidth_bps = out[0].info.bandwidth_bps;
+        out[i].info.budget_blocked = out[0].info.budget_blocked;
+    }
     return n;
 }
 
@@ -94,12 +103,12 @@ int relay__auth_candidates(void *ctx, const uint8_t *u, size_t len, int64_t now,
         return TURN_AUTH_REVOKED;
     size_t n = 0, capped = 0;
     if (nm.key_id[0]) {
-        n = add_key(r->keys, nm.key_id, &nm, u, len, now, out, max, &capped);
+        n = add_key(r, nm.key_id, &nm, u, len, now, out, max, &capped);
         if (n == 0 && !capped && keycache_get_cached(r->keys, nm.key_id, NULL) != 0)
             return TURN_AUTH_UNKNOWN_KEY;
     } else {
         for (size_t k = 0; k < r->n_secret_keys && n < max; k++)
-            n += add_key(r->keys, r->secret_keys[k], &nm, u, len, now, out + n, max - n, &capped);
+            n += add_key(r, r->secret_keys[k], &nm, u, len, now, out + n, max - n, &capped);
     }
     return n ? (int)n : TURN_AUTH_REJECT;
 }

@@ -323,3 +323,42 @@ size_t turn_server_secret_deleted(turn_server *s, const char *secret_id, int64_t
     }
     return n;
 }
+
+/* Ends u's allocations whose custom_id is cid; u may be freed (with its last one). */
+static size_t user_end_cid(turn_server *s, turn__user *u, const char *cid, int reason)
+{
+    size_t n = 0;
+    for (turn__alloc *a = u->allocs, *next; a; a = next) {
+        next = a->u_next; /* NULL when a is u's last: u goes with it */
+        if (strcmp(a->info.custom_id, cid) == 0) {
+            turn__alloc_end(s, a, reason);
+            n++;
+        }
+    }
+    return n;
+}
+
+size_t turn_server_budget_tripped(turn_server *s, const char *key_id, const char *custom_id,
+                                  int64_t now_ms)
+{
+    if (!s || !key_id || !key_id[0])
+        return 0;
+    s->now_ms = now_ms;
+    turn__keyrec *k = key_get(s, key_id, false);
+    if (!k)
+        return 0;
+    size_t n = 0;
+    if (!custom_id || !custom_id[0]) {
+        for (bool last = false; !last;) {
+            last = k->users->k_next == NULL; /* then k is freed with this user */
+            n += user_end_all(s, k->users, TURN_END_BUDGET);
+        }
+        return n;
+    }
+    /* k is freed only with its last user, and then next is NULL */
+    for (turn__user *u = k->users, *next; u; u = next) {
+        next = u->k_next;
+        n += user_end_cid(s, u, custom_id, TURN_END_BUDGET);
+    }
+    return n;
+}

@@ -11,7 +11,10 @@
  *     malformed → 400, neither IPv4 nor IPv6 → 440; ADDITIONAL-ADDRESS-FAMILY not IPv6 → 400;
  *   EVEN-PORT with the R bit → 508 (no reservations); without it: accepted, but the port's
  *     parity is whatever relay_open chose (not guaranteed even);
- *   the user's allocations >= user_quota → 486; allocations >= max_allocations → 508;
+ *   an end_allocations budget trip covers the credential (info.budget_blocked) → 486
+ *     "Budget Exceeded";
+ *   the user's allocations >= info.alloc_quota (0: cfg.user_quota) → 486; allocations >=
+ *     max_allocations → 508 (or as quota_acquire says, given the same limit);
  *   quota_acquire says the server is draining → 508 "Server Draining";
  *   relay_open: TURN_RELAY_ERR_FAMILY → 440, any other failure → 508.
  * ADDITIONAL-ADDRESS-FAMILY (dual allocation) opens a second, IPv6 relay under the relay id
@@ -21,7 +24,8 @@
  *
  * Lifetimes (§7.2, §8): min(requested, max); below the default → the default; the result is
  * finally capped at max (so a configured max below the default wins), and the allocation
- * never outlives the credential (auth info expires). */
+ * never outlives the credential (auth info expires). The allocation keeps the bandwidth cap
+ * of the credential that created it (info.bandwidth_bps, data.c). */
 #include "internal.h"
 
 #include "turnkey/util.h"
@@ -183,6 +187,7 @@ static int allocate_open(turn__req *r, turn__alloc *a, int family, bool dual, bo
     a->family = family;
     a->open = TURN__OPEN_FIRST;
     a->tcp = tcp;
+    turn__bw_init(a, tcp ? 0 : r->info.bandwidth_bps, r->now_ms); /* RFC 6062 pipes: no cap */
     int dual_code = dual ? open_second(s, a, r->t) : 0;
     turn__count_opened(s, a);
     a->info = r->info;
@@ -196,6 +201,30 @@ static int allocate_open(turn__req *r, turn__alloc *a, int family, bool dual, bo
     turn__alloc_schedule(s, a, d);
     allocate_success(r, a, seconds_left(d, r->now_ms), dual_code);
     return 0;
+}
+
+/* The budget, then the quotas; false = refused (the error is sent). u: the username's
+ * record, NULL when it holds no allocation. */
+static bool admit(turn__req *r, const turn__user *u)
+{
+    turn_server *s = r->s;
+    if (r->info.budget_blocked) {
+        turn__reply_error_reason(r, 486, "Budget Exceeded", 0);
+        return false;
+    }
+    if (s->ops.quota_acquire) {
+        int q = s->ops.quota_acquire(s->ops.ctx, r->user, r->user_len, r->info.alloc_quota);
+        if (q == TURN_QUOTA_OK)
+            return true;
+        turn__reply_error_reason(r, q == TURN_QUOTA_USER ? 486 : 508,
+                                 q == TURN_QUOTA_DRAINING ? "Server Draining" : NULL, 0);
+        return false;
+    }
+    uint32_t limit = r->info.alloc_quota ? r->info.alloc_quota : s->cfg.user_quota;
+    int code = u && u->count >= limit ? 486 : s->by_id.count >= s->cfg.max_allocations ? 508 : 0;
+    if (code)
+        turn__reply_error(r, code, 0);
+    return code == 0;
 }
 
 void turn__handle_allocate(turn__req *r)
@@ -221,20 +250,8 @@ void turn__handle_allocate(turn__req *r)
         return;
     }
     turn__user *u = turn__user_get(s, r->user, r->user_len, false);
-    if (s->ops.quota_acquire) {
-        int q = s->ops.quota_acquire(s->ops.ctx, r->user, r->user_len);
-        if (q != TURN_QUOTA_OK) {
-            turn__reply_error_reason(r, q == TURN_QUOTA_USER ? 486 : 508,
-                                     q == TURN_QUOTA_DRAINING ? "Server Draining" : NULL, 0);
-            return;
-        }
-    } else if (u && u->count >= s->cfg.user_quota) {
-        turn__reply_error(r, 486, 0);
+    if (!admit(r, u))
         return;
-    } else if (s->by_id.count >= s->cfg.max_allocations) {
-        turn__reply_error(r, 508, 0);
-        return;
-    }
     if (!u)
         u = turn__user_get(s, r->user, r->user_len, true);
     a = turn__alloc_insert(s, r->t, u, r->info.key_id);

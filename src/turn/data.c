@@ -16,6 +16,13 @@
  * Client → peer never copies: send_peer gets a pointer to the payload inside the client's
  * message (after the ChannelData header, or the DATA attribute's value).
  *
+ * Bandwidth cap (issue 14 §4): an allocation made with info.bandwidth_bps has a token bucket
+ * per direction, rate bps / 8 bytes per second, holding a quarter second of the rate but at
+ * least TURN__BW_BURST_MIN bytes, full at Allocate. A datagram whose UDP payload does not fit
+ * (Send / ChannelData to the peer, a peer datagram to the client) is dropped, counted as
+ * TURN_DROP_BANDWIDTH, and neither relayed nor counted in the traffic. Without a cap this
+ * is one branch per datagram. RFC 6062 peer connections are not capped.
+ *
  * Per packet: one allocation lookup, one channel lookup and one permission lookup in each
  * direction (see alloc.c and perm_chan.c for how each is found); the peer address is put in
  * canonical form once and shared by the permission and channel lookups. */
@@ -40,10 +47,56 @@ static bool may_send(turn_server *s, const turn__alloc *a, const struct sockaddr
     return why < 0;
 }
 
+/* What a bucket of this rate holds, in thousandths of a bit. */
+static uint64_t bw_cap(uint64_t bps)
+{
+    uint64_t bytes = bps / 32; /* a quarter second of bps / 8 bytes per second */
+    return (bytes > TURN__BW_BURST_MIN ? bytes : TURN__BW_BURST_MIN) * 8000;
+}
+
+void turn__bw_init(turn__alloc *a, uint64_t bps, int64_t now_ms)
+{
+    a->bw_bps = bps > TURN__BW_MAX ? TURN__BW_MAX : bps;
+    a->bw_up.tokens = a->bw_bps ? bw_cap(a->bw_bps) : 0;
+    a->bw_up.last_ms = now_ms;
+    a->bw_down = a->bw_up;
+}
+
+/* Refills b up to now_ms, then takes len bytes; false (nothing taken) when they do not fit.
+ * A clock that went back restarts the refill from the new time (no credit either way). */
+static bool bw_take(turn__bucket *b, uint64_t bps, int64_t now_ms, size_t len)
+{
+    uint64_t cap = bw_cap(bps);
+    if (now_ms > b->last_ms) {
+        uint64_t elapsed = (uint64_t)(now_ms - b->last_ms);
+        uint64_t room = cap - b->tokens;
+        b->tokens = elapsed > room / bps ? cap : b->tokens + elapsed * bps; /* <= room: exact */
+    }
+    b->last_ms = now_ms;
+    uint64_t need = (uint64_t)len * 8000;
+    if (need > b->tokens)
+        return false;
+    b->tokens -= need;
+    return true;
+}
+
+/* The cap check of one datagram of len payload bytes: one branch for an uncapped allocation. */
+static bool bw_ok(turn_server *s, const turn__alloc *a, turn__bucket *b, size_t len)
+{
+    if (__builtin_expect(a->bw_bps == 0, 1))
+        return true;
+    if (bw_take(b, a->bw_bps, s->now_ms, len))
+        return true;
+    drop(s, TURN_DROP_BANDWIDTH);
+    return false;
+}
+
 /* wire = the client's whole message (client leg), len = the payload sent to the peer. */
 static void to_peer(turn_server *s, turn__alloc *a, const struct sockaddr *peer,
                     const uint8_t *data, size_t len, size_t wire)
 {
+    if (!bw_ok(s, a, &a->bw_up, len))
+        return;
     s->ops.send_peer(s->ops.ctx, turn__relay_id(a, peer->sa_family), peer, data, len);
     s->stats.packets_to_peer++;
     s->stats.bytes_to_peer += len;
@@ -158,6 +211,8 @@ static void peer_input(turn_server *s, uint64_t alloc_id, const struct sockaddr 
         drop(s, TURN_DROP_NO_PERMISSION);
         return;
     }
+    if (!bw_ok(s, a, &a->bw_down, len))
+        return;
     turn__flow_add(&a->traffic.peer_rx, &s->stats.traffic.peer_rx, len);
     turn__chan *c = turn__chan_by_peer_k(s, a, &k);
     if (!c || c->cooling) {

@@ -133,6 +133,17 @@ typedef struct turn__timer {
     uint8_t kind;
 } turn__timer;
 
+/* ---- bandwidth cap (data.c) ------------------------------------------------------------ */
+
+/* A token bucket of one direction. Tokens are in thousandths of a bit (bps x ms), so a refill
+ * is exact integer arithmetic; the bucket holds at most TURN__BW_BURST bytes. */
+typedef struct turn__bucket {
+    uint64_t tokens;
+    int64_t last_ms;
+} turn__bucket;
+#define TURN__BW_MAX 1000000000000ull /* bps above this (1 Tbit/s) count as this */
+#define TURN__BW_BURST_MIN 3000       /* bytes: a bucket holds at least this much */
+
 /* ---- objects -------------------------------------------------------------------------- */
 
 typedef struct turn__user {
@@ -208,6 +219,10 @@ typedef struct turn__alloc {
     bool tcp;               /* RFC 6062 TCP allocation: relays through peer connections */
     struct turn__tcp *tcps; /* its peer connections */
     size_t n_tcp;
+    /* The bandwidth cap taken at Allocate (bits per second and direction; 0 = none) and its
+     * buckets: client → peer (up) and peer → client (down). */
+    uint64_t bw_bps;
+    turn__bucket bw_up, bw_down;
 } turn__alloc;
 
 /* One RFC 6062 peer connection of a TCP allocation (tcp_relay.c). */
@@ -356,6 +371,8 @@ void turn__tcp_dispose(turn_server *s);
 /* ---- data.c --------------------------------------------------------------------------- */
 
 void turn__handle_send(turn_server *s, const turn_5tuple *t, const stun_msg *m);
+/* Sets a's bandwidth cap (0 = none; clamped to TURN__BW_MAX), both buckets full at now. */
+void turn__bw_init(turn__alloc *a, uint64_t bps, int64_t now_ms);
 void turn__handle_channeldata(turn_server *s, const turn_5tuple *t, const uint8_t *buf, size_t len);
 
 /* ---- stats.c -------------------------------------------------------------------------- */

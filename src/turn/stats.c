@@ -20,8 +20,9 @@ const char *turn_auth_fail_name(int reason)
 
 const char *turn_end_reason_name(int reason)
 {
-    static const char *const n[] = {"expired",     "client",  "conn_closed",
-                                    "key_deleted", "revoked", "shutdown"};
+    static const char *const n[] = {"expired", "client",   "conn_closed",    "key_deleted",
+                                    "revoked", "shutdown", "budget_exceeded"};
+    _Static_assert(sizeof n / sizeof n[0] == TURN_END__N, "a name per end reason");
     return NAME_OF(n, reason);
 }
 
@@ -45,7 +46,8 @@ const char *turn_result_name(int r)
 const char *turn_drop_name(int d)
 {
     static const char *const n[] = {"no_allocation", "no_permission", "no_channel", "peer_policy",
-                                    "family",        "malformed",     "too_large"};
+                                    "family",        "malformed",     "too_large",  "bandwidth"};
+    _Static_assert(sizeof n / sizeof n[0] == TURN_DROP__N, "a name per drop reason");
     return NAME_OF(n, d);
 }
 

@@ -48,6 +48,10 @@ typedef struct fake {
     int auth_rc, auth_calls;
     int64_t expires; /* 0 = now + 1 day */
     int64_t now_s_seen;
+    /* the key policy every credential carries (turn_auth_info; zero = none) */
+    uint32_t alloc_quota;
+    uint64_t bandwidth_bps;
+    bool budget_blocked;
     /* challenges (401/438): refused by ops.challenge_ok while deny_challenges is set */
     bool deny_challenges;
     int challenge_asks;
@@ -162,6 +166,9 @@ static int fx_auth(void *ctx, const uint8_t *user, size_t len, int64_t now, char
     strcpy(info->key_id, len > 0 && user[0] == 'k' ? "key2" : "key1");
     strcpy(info->custom_id, len > 0 && user[0] == 'k' ? "cid-k" : "cid-1");
     info->expires = f->expires ? f->expires : now + 86400;
+    info->alloc_quota = f->alloc_quota;
+    info->bandwidth_bps = f->bandwidth_bps;
+    info->budget_blocked = f->budget_blocked;
     return TURN_AUTH_OK;
 }
 
