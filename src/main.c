@@ -54,6 +54,12 @@ static void hook_revoked_hash(void *ctx, const char *username_sha256_hex)
 }
 
 /* A shared secret deleted here or on another node (issue 15). */
+/* From the change feed: a budget with action end_allocations tripped (issue 14 §4). */
+static void hook_budget_tripped(void *ctx, const char *key_uid, const char *custom_id)
+{
+    relay_budget_tripped(ctx, key_uid, custom_id);
+}
+
 static void hook_secret_deleted(void *ctx, const char *secret_id)
 {
     relay_secret_deleted(ctx, secret_id);
@@ -751,6 +757,7 @@ static int cmd_serve(int argc, char **argv)
     feed_hooks fh = {.key_deleted = hook_key_deleted,
                      .revoked = hook_revoked_hash,
                      .secret_deleted = hook_secret_deleted,
+                     .budget_tripped = hook_budget_tripped,
                      .ctx = rel};
     feed_config fc = {.poll_ms = 1000, .keep_seconds = API_TTL_MAX};
     char *ferr = NULL;
