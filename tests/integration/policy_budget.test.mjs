@@ -175,6 +175,55 @@ describe('spend guard on one node (SQLite)', () => {
   });
 });
 
+describe('key policy in the relay (SQLite)', () => {
+  let f, peer;
+  before(async () => {
+    peer = await echoPeer();
+    f = await fixture({ extraArgs: ['--allow-peer', '127.0.0.1/32'] });
+  });
+  after(async () => {
+    await peer?.close();
+    const r = await f?.close();
+    assert.equal(r?.code, 0, `server exit status — stderr:\n${f?.stderr()}`);
+  });
+
+  test('allocation_quota: the third allocation of one credential gets 486', async () => {
+    const key = await createTurnKey(f, 'quota');
+    const put = await httpRequest(policyUrl(f.base, f.account, key), { method: 'PUT', token: f.token, body: { allocation_quota: 2 } });
+    assert.equal(put.status, 200, put.text);
+    const cred = await mintFor(f, key, 'q');
+    const clients = [new TurnClient({ port: f.turnPort }), new TurnClient({ port: f.turnPort }), new TurnClient({ port: f.turnPort })];
+    const res = [];
+    for (const c of clients) res.push(await c.allocate(cred));
+    assert.deepEqual(res.map((r) => r.cls), [CLASS.SUCCESS, CLASS.SUCCESS, CLASS.ERROR]);
+    assert.equal(res[2].errorCode, 486);
+    assert.equal((await clients[0].refresh(0)).cls, CLASS.SUCCESS); // one ends: room for one more
+    assert.equal((await clients[2].allocate(cred)).cls, CLASS.SUCCESS);
+    for (const c of clients) await c.close();
+  });
+
+  test('bandwidth_bps: a burst past the cap is dropped, an uncapped key relays it all', async () => {
+    const run = async (body) => {
+      const key = await createTurnKey(f, 'bw');
+      if (body) assert.equal((await httpRequest(policyUrl(f.base, f.account, key), { method: 'PUT', token: f.token, body })).status, 200);
+      const c = new TurnClient({ port: f.turnPort });
+      assert.equal((await c.allocate(await mintFor(f, key, 'bw'))).cls, CLASS.SUCCESS);
+      assert.equal((await c.channelBind(0x4000, { address: '127.0.0.1', port: peer.port })).cls, CLASS.SUCCESS);
+      let echoes = 0;
+      c.on('data', (d) => { if (d.via === 'channel') echoes++; });
+      for (let i = 0; i < 60; i++) await c.sendChannel(0x4000, Buffer.alloc(1000, i));
+      await sleep(700);
+      c.drainData?.();
+      await c.close();
+      return echoes;
+    };
+    const free = await run(null);
+    const capped = await run({ bandwidth_bps: 80000 }); // 10 kB/s, a few kB of burst
+    assert.ok(free >= 55, `uncapped: ${free} of 60 echoed`);
+    assert.ok(capped >= 1 && capped <= 20, `capped: ${capped} of 60 echoed`);
+  });
+});
+
 describe('spend guard on PostgreSQL: allocations on two relay nodes stop', () => {
   let pg, store, account, token, peer, rx;
   const nodes = [];
