@@ -117,7 +117,7 @@ integration_tsan() { # $1 = binary
   rm -rf "$tdir"; mkdir -p "$tdir"
   files=$(ls tests/integration/relay_*.test.mjs tests/integration/control_concurrency.test.mjs \
     tests/integration/cred_*.test.mjs tests/integration/usage*.test.mjs \
-    tests/integration/webhooks.test.mjs 2>/dev/null)
+    tests/integration/webhooks.test.mjs tests/integration/policy*.test.mjs 2>/dev/null)
   TSAN_OPTIONS="$TSAN_OPTIONS log_path=$PWD/$tdir/turnkey" TURNKEY_BIN="$PWD/$1" \
     timeout 1500 node --test --test-concurrency=1 \
     --test-reporter=./tests/integration/lib/count-reporter.mjs --test-reporter-destination=stdout \
