@@ -53,13 +53,13 @@ static void hook_revoked_hash(void *ctx, const char *username_sha256_hex)
     relay_credential_revoked_hash(ctx, username_sha256_hex);
 }
 
-/* A shared secret deleted here or on another node (issue 15). */
 /* From the change feed: a budget with action end_allocations tripped (issue 14 §4). */
 static void hook_budget_tripped(void *ctx, const char *key_uid, const char *custom_id)
 {
     relay_budget_tripped(ctx, key_uid, custom_id);
 }
 
+/* A shared secret deleted here or on another node (issue 15). */
 static void hook_secret_deleted(void *ctx, const char *secret_id)
 {
     relay_secret_deleted(ctx, secret_id);
