@@ -19,9 +19,10 @@
 enum store_rc {
     STORE_OK = 0,
     STORE_NOT_FOUND = -1,
-    STORE_LIMIT = -2,   /* a limit reached: keys per account, revocations per key */
-    STORE_ERROR = -3,   /* real fault (I/O, corruption): callers answer 5xx */
-    STORE_INVALID = -4, /* bad input, nothing written (shared secrets: alg, max_ttl) */
+    STORE_LIMIT = -2,    /* a limit reached: keys per account, revocations per key */
+    STORE_ERROR = -3,    /* real fault (I/O, corruption): callers answer 5xx */
+    STORE_INVALID = -4,  /* bad input, nothing written (shared secrets: alg, max_ttl) */
+    STORE_CONFLICT = -5, /* a conditional write found other data than expected (policies) */
 };
 
 #define STORE_ID_LEN 32         /* account id, key uid, token id: 32 lowercase hex */
@@ -355,8 +356,9 @@ typedef struct store_ops {
     /* key policies and budgets (issue 14 §4). */
     /* Creates or replaces the policy of p->key_uid, which must be p->account_id's key
      * (STORE_NOT_FOUND); in the same transaction clears the key's trips (budget rows keep
-     * their levels) and logs STORE_CHANGE_POLICY. */
-    int (*policy_put)(void *ctx, const store_policy *p);
+     * their levels) and logs STORE_CHANGE_POLICY. With check, only if the stored document
+     * is expect (NULL: the key has none), else STORE_CONFLICT and nothing written. */
+    int (*policy_put)(void *ctx, const store_policy *p, bool check, const char *expect);
     /* The key's policy (STORE_NOT_FOUND: none). */
     int (*policy_get)(void *ctx, const char *key_uid, store_policy *out);
     /* Deletes the policy of the account's key (STORE_NOT_FOUND: none), clears its trips,
@@ -488,6 +490,10 @@ void store_webhook_event_array_free(store_webhook_event *e, size_t n);
  * modified; a backend without the ops answers STORE_ERROR. */
 int store_policy_put(store *s, const char *account_id, const char *key_uid, const char *json,
                      int64_t now_ms, store_policy *out);
+/* The same, only if the stored document still is expect (NULL: none): else STORE_CONFLICT
+ * (read again, merge again, retry). What a read-merge-write (PATCH) uses across nodes. */
+int store_policy_replace(store *s, const char *account_id, const char *key_uid, const char *json,
+                         const char *expect, int64_t now_ms, store_policy *out);
 int store_policy_get(store *s, const char *key_uid, store_policy *out);
 int store_policy_delete(store *s, const char *account_id, const char *key_uid);
 int store_policy_list_all(store *s, store_policy **out, size_t *n);
@@ -580,7 +586,7 @@ int store__sqlite_webhook_done(void *ctx, int64_t seq);
 int store__sqlite_webhook_retry(void *ctx, int64_t seq, int attempts, int64_t next_at);
 int store__sqlite_webhook_count(void *ctx, size_t *queued);
 /* store_sqlite_policy.c / store_pg_policy.c: the key-policy and budget ops of each backend. */
-int store__sqlite_policy_put(void *ctx, const store_policy *p);
+int store__sqlite_policy_put(void *ctx, const store_policy *p, bool check, const char *expect);
 int store__sqlite_policy_get(void *ctx, const char *key_uid, store_policy *out);
 int store__sqlite_policy_delete(void *ctx, const char *account_id, const char *key_uid);
 int store__sqlite_policy_list_all(void *ctx, store_policy **out, size_t *n);
@@ -588,7 +594,7 @@ int store__sqlite_budget_mark(void *ctx, const store_budget *b, unsigned *advanc
 int store__sqlite_budget_list(void *ctx, const char *key_uid, int64_t now, bool tripped_only,
                               store_budget **out, size_t *n);
 int store__sqlite_budget_purge(void *ctx, int64_t before, size_t *purged);
-int store__pg_policy_put(void *ctx, const store_policy *p);
+int store__pg_policy_put(void *ctx, const store_policy *p, bool check, const char *expect);
 int store__pg_policy_get(void *ctx, const char *key_uid, store_policy *out);
 int store__pg_policy_delete(void *ctx, const char *account_id, const char *key_uid);
 int store__pg_policy_list_all(void *ctx, store_policy **out, size_t *n);

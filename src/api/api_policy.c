@@ -19,7 +19,13 @@
 #include "turnkey/policy.h"
 #include "turnkey/util.h"
 
-enum { E_AUTH = 10000, E_VALIDATION = 10001, E_NOT_FOUND = 10004, E_INTERNAL = 10500 };
+enum {
+    E_AUTH = 10000,
+    E_VALIDATION = 10001,
+    E_NOT_FOUND = 10004,
+    E_CONFLICT = 10409,
+    E_INTERNAL = 10500
+};
 
 static void internal_error(api_response *r)
 {
@@ -163,36 +169,60 @@ static json_t *parse_doc(const char *s)
     return s ? json_loads(s, 0, NULL) : NULL;
 }
 
-/* PUT / PATCH / DELETE under a->policy_mu; the audit record and the cache refresh follow a
- * write that changed something. 0 (answer now), or -1 with the error written. */
+/* One attempt of a write: reads the stored document into *old (*had), computes *doc and
+ * writes it only if the store still holds what was read (another node may have written in
+ * between: STORE_CONFLICT, the caller tries again). *changed: something was written. */
+static int attempt(api_server *a, const api_request *req, const char *acct, const char *uid,
+                   int64_t now, api_response *r, store_policy *old, bool *had, char **doc,
+                   bool *changed)
+{
+    int rc = store_policy_get(a->st, uid, old);
+    if (rc != STORE_OK && rc != STORE_NOT_FOUND)
+        return STORE_ERROR;
+    *had = rc == STORE_OK;
+    bool del = !strcmp(req->method, "DELETE");
+    if (del) {
+        rc = *had ? store_policy_delete(a->st, acct, uid) : STORE_OK;
+        *changed = *had && rc == STORE_OK;
+        return rc == STORE_NOT_FOUND && *had ? STORE_CONFLICT : rc; /* deleted meanwhile */
+    }
+    if (!(*doc = new_document(req, *had ? old->json : NULL, r)))
+        return STORE_INVALID;
+    if (*had && strcmp(old->json, *doc) == 0)
+        return STORE_OK; /* the same document: nothing to change, nothing to log */
+    store_policy put = {0};
+    rc = store_policy_replace(a->st, acct, uid, *doc, *had ? old->json : NULL, now, &put);
+    store_policy_clear(&put);
+    *changed = rc == STORE_OK;
+    return rc;
+}
+
+#define WRITE_ATTEMPTS 5
+
+/* PUT / PATCH / DELETE under a->policy_mu (one node's writes in turn; other nodes' are
+ * caught by the conditional write); the audit record and the cache refresh follow a write
+ * that changed something. 0 (answer now), or -1 with the error written. */
 static int write_locked(api_server *a, const api_request *req, const store_token *tok,
                         const char *acct, const char *uid, int64_t now, api_response *r)
 {
-    store_policy old;
-    int rc = store_policy_get(a->st, uid, &old);
-    if (rc != STORE_OK && rc != STORE_NOT_FOUND) {
-        internal_error(r);
-        return -1;
-    }
-    bool had = rc == STORE_OK, del = !strcmp(req->method, "DELETE");
+    store_policy old = {0};
+    bool had = false, changed = false;
     char *doc = NULL;
-    if (!del && !(doc = new_document(req, had ? old.json : NULL, r))) {
+    int rc = STORE_CONFLICT;
+    for (int i = 0; i < WRITE_ATTEMPTS && rc == STORE_CONFLICT; i++) {
         store_policy_clear(&old);
-        return -1;
+        free(doc);
+        doc = NULL;
+        rc = attempt(a, req, acct, uid, now, r, &old, &had, &doc, &changed);
     }
-    store_policy put = {0};
-    if (del)
-        rc = had ? store_policy_delete(a->st, acct, uid) : STORE_OK;
-    else if (!had || strcmp(old.json, doc) != 0)
-        rc = store_policy_put(a->st, acct, uid, doc, now, &put);
-    else
-        rc = STORE_OK; /* the same document: nothing to change, nothing to log */
-    bool changed = rc == STORE_OK && (del ? had : (!had || strcmp(old.json, doc) != 0));
     if (rc == STORE_NOT_FOUND)
         api__error(r, 404, E_NOT_FOUND, "TURN key not found", NULL);
-    else if (rc != STORE_OK)
+    else if (rc == STORE_CONFLICT)
+        api__error(r, 409, E_CONFLICT, "the policy kept changing meanwhile; try again", NULL);
+    else if (rc != STORE_OK && rc != STORE_INVALID) /* INVALID: the 400 is written */
         internal_error(r);
     if (changed) {
+        bool del = !strcmp(req->method, "DELETE");
         if (keycache_policy_refresh(a->keys, uid, now / 1000) != 0)
             log_warn("api", "key %s: policy cache refresh failed (the change feed follows)", uid);
         json_t *ov = parse_doc(had ? old.json : NULL), *nv = parse_doc(doc);
@@ -204,7 +234,6 @@ static int write_locked(api_server *a, const api_request *req, const store_token
         json_decref(ov);
         json_decref(nv);
     }
-    store_policy_clear(&put);
     store_policy_clear(&old);
     free(doc);
     return rc == STORE_OK ? 0 : -1;

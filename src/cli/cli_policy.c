@@ -202,20 +202,24 @@ static char *build_patch(const args *a)
     return s;
 }
 
-static int set(store *s, const args *a, const char *acct)
+/* One read-merge-write: 0 done, 1/2 failed (said why), -1 the policy changed meanwhile. */
+static int set_once(store *s, const args *a, const char *acct, const char *patch)
 {
     store_policy old, put;
     bool had;
-    char *patch = build_patch(a), *doc = NULL, err[200];
-    int rc = patch ? read_doc(s, a->key, &old, &had) : 2;
+    char *doc = NULL, err[200];
+    int rc = read_doc(s, a->key, &old, &had);
     if (rc != 0)
-        goto out_patch;
+        return rc;
     if (policy_patch(had ? old.json : NULL, patch, strlen(patch), &doc, err, sizeof err) != 0) {
         fprintf(stderr, "turnkey: invalid policy: %s\n", err);
         rc = 2;
     } else if (had && !strcmp(old.json, doc)) {
         printf("%s\n", doc); /* unchanged: nothing written, nothing logged */
-    } else if ((rc = store_policy_put(s, acct, a->key, doc, util_now_ms(), &put)) != STORE_OK) {
+    } else if ((rc = store_policy_replace(s, acct, a->key, doc, had ? old.json : NULL,
+                                          util_now_ms(), &put)) == STORE_CONFLICT) {
+        rc = -1;
+    } else if (rc != STORE_OK) {
         fprintf(stderr, "turnkey: could not store the policy (%s)\n",
                 rc == STORE_NOT_FOUND ? "the key is gone" : "store error");
         rc = 1;
@@ -226,7 +230,19 @@ static int set(store *s, const args *a, const char *acct)
     }
     free(doc);
     store_policy_clear(&old);
-out_patch:
+    return rc;
+}
+
+static int set(store *s, const args *a, const char *acct)
+{
+    char *patch = build_patch(a);
+    int rc = patch ? -1 : 2;
+    for (int i = 0; i < 5 && rc == -1; i++) /* another writer came in between: merge again */
+        rc = set_once(s, a, acct, patch);
+    if (rc == -1) {
+        fprintf(stderr, "turnkey: the policy kept changing meanwhile; try again\n");
+        rc = 1;
+    }
     free(patch);
     return rc;
 }

@@ -76,7 +76,24 @@ static int untrip(store__pg *p, const char *key_uid)
     return rc;
 }
 
-int store__pg_policy_put(void *ctx, const store_policy *pol)
+/* Inside the transaction (the key row locked): STORE_OK if the key's stored document is
+ * expect (NULL: none). */
+static int expect_doc(store__pg *p, const char *key_uid, const char *expect)
+{
+    store__pg_params pp = {0};
+    store__pg_text(&pp, key_uid);
+    PGresult *r = store__pg_query(p, "SELECT policy FROM key_policies WHERE key_uid = $1", &pp,
+                                  PGRES_TUPLES_OK);
+    if (!r)
+        return STORE_ERROR;
+    int rc = PQntuples(r)
+                 ? (expect && !strcmp(PQgetvalue(r, 0, 0), expect) ? STORE_OK : STORE_CONFLICT)
+                 : (expect ? STORE_CONFLICT : STORE_OK);
+    PQclear(r);
+    return rc;
+}
+
+int store__pg_policy_put(void *ctx, const store_policy *pol, bool check, const char *expect)
 {
     store__pg *p = ctx;
     store__pg_lock(p);
@@ -86,6 +103,8 @@ int store__pg_policy_put(void *ctx, const store_policy *pol)
         return rc;
     }
     rc = lock_key(p, pol->key_uid, pol->account_id);
+    if (rc == STORE_OK && check)
+        rc = expect_doc(p, pol->key_uid, expect);
     if (rc == STORE_OK) {
         store__pg_params pp = {0};
         store__pg_text(&pp, pol->key_uid);

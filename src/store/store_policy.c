@@ -13,8 +13,8 @@ static bool id_ok(const char *id)
     return id && strlen(id) == STORE_ID_LEN && util_is_lower_hex(id, STORE_ID_LEN);
 }
 
-int store_policy_put(store *s, const char *account_id, const char *key_uid, const char *json,
-                     int64_t now_ms, store_policy *out)
+static int put(store *s, const char *account_id, const char *key_uid, const char *json, bool check,
+               const char *expect, int64_t now_ms, store_policy *out)
 {
     memset(out, 0, sizeof *out);
     if (!s->ops->policy_put)
@@ -27,10 +27,22 @@ int store_policy_put(store *s, const char *account_id, const char *key_uid, cons
     memcpy(out->account_id, account_id, STORE_ID_LEN + 1);
     out->json = util_xstrdup(json);
     out->modified = now_ms;
-    int rc = s->ops->policy_put(s->ctx, out);
+    int rc = s->ops->policy_put(s->ctx, out, check, expect);
     if (rc != STORE_OK)
         store_policy_clear(out);
     return rc;
+}
+
+int store_policy_put(store *s, const char *account_id, const char *key_uid, const char *json,
+                     int64_t now_ms, store_policy *out)
+{
+    return put(s, account_id, key_uid, json, false, NULL, now_ms, out);
+}
+
+int store_policy_replace(store *s, const char *account_id, const char *key_uid, const char *json,
+                         const char *expect, int64_t now_ms, store_policy *out)
+{
+    return put(s, account_id, key_uid, json, true, expect, now_ms, out);
 }
 
 int store_policy_get(store *s, const char *key_uid, store_policy *out)
@@ -131,7 +143,7 @@ int store__copy_policy(store *from, store *to, const char *key_uid, size_t *copi
         return rc;
     rc = to->ops->policy_get(to->ctx, key_uid, &dst);
     if (rc == STORE_NOT_FOUND) { /* the record as is, modified time included */
-        rc = to->ops->policy_put(to->ctx, &src);
+        rc = to->ops->policy_put(to->ctx, &src, true, NULL);
         *copied += rc == STORE_OK;
         if (rc == STORE_OK)
             rc = to->ops->policy_get(to->ctx, key_uid, &dst);

@@ -92,13 +92,31 @@ static int untrip(sq *q, const char *key_uid)
     return rc;
 }
 
-int store__sqlite_policy_put(void *ctx, const store_policy *p)
+/* Inside the transaction: STORE_OK if the key's stored document is expect (NULL: none). */
+static int expect_doc(sq *q, const char *key_uid, const char *expect)
+{
+    sqlite3_stmt *st = store__sqlite_prep(q, "SELECT policy FROM key_policies WHERE key_uid = ?");
+    if (!st)
+        return STORE_ERROR;
+    store__sqlite_bind_text(st, 1, key_uid);
+    int r = sqlite3_step(st), rc = STORE_ERROR;
+    if (r == SQLITE_ROW)
+        rc = expect && !strcmp(store__sqlite_col_text(st, 0), expect) ? STORE_OK : STORE_CONFLICT;
+    else if (r == SQLITE_DONE)
+        rc = expect ? STORE_CONFLICT : STORE_OK;
+    store__sqlite_release(q, st);
+    return rc;
+}
+
+int store__sqlite_policy_put(void *ctx, const store_policy *p, bool check, const char *expect)
 {
     sq *q = ctx;
     int rc = begin(q);
     if (rc != STORE_OK)
         return rc;
     rc = key_of(q, p->key_uid, p->account_id);
+    if (rc == STORE_OK && check)
+        rc = expect_doc(q, p->key_uid, expect);
     if (rc == STORE_OK) {
         sqlite3_stmt *st = store__sqlite_prep(
             q, "INSERT INTO key_policies(key_uid, account_id, policy, modified) VALUES (?1, ?2, "

@@ -253,6 +253,97 @@ static void t_parallel_marks_advance_once(void)
     store_close(s);
 }
 
+/* A conditional write: only over the document that was read. */
+static void t_replace(void)
+{
+    world w;
+    world_open(&w);
+    store_policy p, got;
+    CHECK_INT(store_policy_replace(w.s, w.a.id, w.k.uid, "{\"max_ttl\":1}", NULL, 1, &p), STORE_OK);
+    store_policy_clear(&p);
+    CHECK_INT(store_policy_replace(w.s, w.a.id, w.k.uid, "{\"max_ttl\":2}", NULL, 2, &p),
+              STORE_CONFLICT);
+    CHECK_INT(
+        store_policy_replace(w.s, w.a.id, w.k.uid, "{\"max_ttl\":2}", "{\"max_ttl\":9}", 2, &p),
+        STORE_CONFLICT);
+    CHECK_INT(store_policy_get(w.s, w.k.uid, &got), STORE_OK);
+    CHECK_STR(got.json, "{\"max_ttl\":1}"); /* nothing written by the refused ones */
+    store_policy_clear(&got);
+    CHECK_INT(count_changes(w.s, STORE_CHANGE_POLICY), 1);
+    CHECK_INT(
+        store_policy_replace(w.s, w.a.id, w.k.uid, "{\"max_ttl\":2}", "{\"max_ttl\":1}", 3, &p),
+        STORE_OK);
+    store_policy_clear(&p);
+    world_close(&w);
+}
+
+/* Read-merge-write with retries from several connections loses no update. */
+typedef struct incr {
+    const char *where, *account, *key;
+    int done;
+} incr;
+
+static void *increment(void *arg)
+{
+    incr *x = arg;
+    char *err = NULL;
+    store *s = store_open(x->where, &err);
+    store_free_err(err);
+    for (int i = 0; s && i < 10; i++) {
+        for (int tries = 0; tries < 1000; tries++) {
+            store_policy cur, put;
+            int n = 0;
+            char *expect = NULL, doc[64];
+            if (store_policy_get(s, x->key, &cur) == STORE_OK) {
+                sscanf(cur.json, "{\"max_ttl\":%d}", &n);
+                expect = cur.json;
+            }
+            snprintf(doc, sizeof doc, "{\"max_ttl\":%d}", n + 1);
+            int rc = store_policy_replace(s, x->account, x->key, doc, expect, 1, &put);
+            store_policy_clear(&put);
+            store_policy_clear(&cur);
+            if (rc == STORE_OK) {
+                x->done++;
+                break;
+            }
+        }
+    }
+    if (s)
+        store_close(s);
+    return NULL;
+}
+
+static void t_parallel_replace_loses_nothing(void)
+{
+    const char *where = fresh_store();
+    store *s = open_at(where);
+    CHECK(s);
+    store_account a;
+    store_key k;
+    char bearer[65];
+    CHECK_INT(store_account_create(s, "a", 1, &a), STORE_OK);
+    CHECK_INT(store_key_create(s, a.id, "k", 10, 1, &k, bearer), STORE_OK);
+    incr x[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        x[i] = (incr){.where = where, .account = a.id, .key = k.uid};
+        pthread_create(&th[i], NULL, increment, &x[i]);
+    }
+    int done = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        done += x[i].done;
+    }
+    CHECK_INT(done, 40);
+    store_policy got;
+    CHECK_INT(store_policy_get(s, k.uid, &got), STORE_OK);
+    CHECK_STR(got.json, "{\"max_ttl\":40}");
+    store_policy_clear(&got);
+    store_key_clear(&k);
+    store_account_clear(&a);
+    store_close(s);
+}
+
 /* store_copy carries policies across (SQLite to the backend under test), idempotently. */
 static void t_copy(void)
 {
@@ -290,6 +381,8 @@ int main(void)
     TK_RUN_BOTH(t_budget_mark);
     TK_RUN_BOTH(t_parallel_marks_advance_once);
     TK_RUN_BOTH(t_copy);
+    TK_RUN_BOTH(t_replace);
+    TK_RUN_BOTH(t_parallel_replace_loses_nothing);
     tk_cleanup_stores();
     tk_pg_teardown();
     return tk_test_summary();
