@@ -39,7 +39,7 @@ UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
-HDRS     := $(wildcard include/turnkey/*.h src/*/*.h tests/unit/*.h)
+HDRS     := $(wildcard include/turnkey/*.h src/*/*.h tests/unit/*.h fuzz/*.h)
 
 .PHONY: all build run test deps deps-test unit fuzz tsan bench clean format-check format install uninstall
 
@@ -149,7 +149,7 @@ uninstall:
 	-rmdir $(DESTDIR)$(DOCDIR)
 
 # Every C file of the project against the committed .clang-format (CI runs it: .ci/run).
-FMT_SRC = $(sort $(wildcard src/*.c src/*/*.c src/*/*.h include/turnkey/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c bench/*.c))
+FMT_SRC = $(sort $(wildcard src/*.c src/*/*.c src/*/*.h include/turnkey/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c fuzz/*.h bench/*.c))
 
 format-check: deps-test
 	@clang-format --dry-run --Werror $(FMT_SRC) && echo "format-check: $(words $(FMT_SRC)) files clean"
