@@ -17,6 +17,9 @@ void keycache__policies_free(keycache__policies *t);
 void keycache__policies_drop(keycache__policies *t, const char *key_uid);
 keycache__policies *keycache__policies_of(keycache *kc);
 
+/* FNV-1a of n bytes: the hash of every table of the cache (keycache.c). */
+uint64_t keycache__fnv(const void *p, size_t n);
+
 /* keycache.c: the parts of a keycache the secrets need. */
 keycache__secrets *keycache__secrets_of(keycache *kc);
 store *keycache__store(keycache *kc);

@@ -48,7 +48,7 @@ struct keycache {
     keycache__policies *policies; /* policies and budget trips by key (keycache_policy.c) */
 };
 
-static uint64_t fnv(const void *p, size_t n)
+uint64_t keycache__fnv(const void *p, size_t n)
 {
     const uint8_t *s = p;
     uint64_t h = 1469598103934665603ull;
@@ -115,22 +115,23 @@ static void table_dispose(table *t, bool wipe, size_t size)
 
 static uint64_t key_hash_of(const node *e)
 {
-    return fnv(((const kentry *)e)->uid, STORE_ID_LEN);
+    return keycache__fnv(((const kentry *)e)->uid, STORE_ID_LEN);
 }
 
 static uint64_t rev_hash_of(const node *e)
 {
-    return fnv(((const rentry *)e)->hash, 32);
+    return keycache__fnv(((const rentry *)e)->hash, 32);
 }
 
 static uint64_t dead_hash_of(const node *e)
 {
-    return fnv(((const dentry *)e)->uid, STORE_ID_LEN);
+    return keycache__fnv(((const dentry *)e)->uid, STORE_ID_LEN);
 }
 
 static dentry *find_dead(keycache *kc, const char *uid)
 {
-    for (dentry *e = kc->dead.b[fnv(uid, STORE_ID_LEN) & (kc->dead.nb - 1)]; e; e = e->next)
+    for (dentry *e = kc->dead.b[keycache__fnv(uid, STORE_ID_LEN) & (kc->dead.nb - 1)]; e;
+         e = e->next)
         if (memcmp(e->uid, uid, STORE_ID_LEN) == 0)
             return e;
     return NULL;
@@ -140,7 +141,7 @@ static dentry *find_dead(keycache *kc, const char *uid)
 static void dead_pop(keycache *kc)
 {
     dentry *e = kc->oldest;
-    dentry **pp = (dentry **)&kc->dead.b[fnv(e->uid, STORE_ID_LEN) & (kc->dead.nb - 1)];
+    dentry **pp = (dentry **)&kc->dead.b[keycache__fnv(e->uid, STORE_ID_LEN) & (kc->dead.nb - 1)];
     while (*pp != e)
         pp = &(*pp)->next;
     *pp = e->next;
@@ -161,7 +162,7 @@ static void dead_add(keycache *kc, const char *uid, int64_t now)
     dentry *e = util_xcalloc(1, sizeof *e);
     memcpy(e->uid, uid, STORE_ID_LEN);
     e->at = now;
-    table_insert(&kc->dead, (node *)e, fnv(uid, STORE_ID_LEN), dead_hash_of);
+    table_insert(&kc->dead, (node *)e, keycache__fnv(uid, STORE_ID_LEN), dead_hash_of);
     if (kc->newest)
         kc->newest->newer = e;
     else
@@ -197,7 +198,8 @@ void keycache_free(keycache *kc)
 
 static kentry *find_key(keycache *kc, const char *uid)
 {
-    for (kentry *e = kc->keys.b[fnv(uid, STORE_ID_LEN) & (kc->keys.nb - 1)]; e; e = e->next)
+    for (kentry *e = kc->keys.b[keycache__fnv(uid, STORE_ID_LEN) & (kc->keys.nb - 1)]; e;
+         e = e->next)
         if (memcmp(e->uid, uid, STORE_ID_LEN) == 0)
             return e;
     return NULL;
@@ -223,7 +225,7 @@ static void insert_loaded(keycache *kc, store_key *k, uint64_t epoch, uint8_t *s
     fill(n, secret, key_hash);
     pthread_rwlock_wrlock(&kc->lock);
     if (kc->epoch == epoch && !find_key(kc, n->uid)) {
-        table_insert(&kc->keys, (node *)n, fnv(n->uid, STORE_ID_LEN), key_hash_of);
+        table_insert(&kc->keys, (node *)n, keycache__fnv(n->uid, STORE_ID_LEN), key_hash_of);
         n = NULL;
     }
     pthread_rwlock_unlock(&kc->lock);
@@ -334,7 +336,7 @@ void keycache_forget_at(keycache *kc, const char *uid, int64_t now)
     pthread_rwlock_wrlock(&kc->lock);
     kc->epoch++;
     dead_add(kc, uid, now);
-    kentry **pp = (kentry **)&kc->keys.b[fnv(uid, STORE_ID_LEN) & (kc->keys.nb - 1)];
+    kentry **pp = (kentry **)&kc->keys.b[keycache__fnv(uid, STORE_ID_LEN) & (kc->keys.nb - 1)];
     while (*pp) {
         if (memcmp((*pp)->uid, uid, STORE_ID_LEN) == 0) {
             kentry *e = *pp;
@@ -353,7 +355,7 @@ void keycache_forget_at(keycache *kc, const char *uid, int64_t now)
 
 static rentry *find_rev(keycache *kc, const uint8_t h[32])
 {
-    for (rentry *e = kc->revs.b[fnv(h, 32) & (kc->revs.nb - 1)]; e; e = e->next)
+    for (rentry *e = kc->revs.b[keycache__fnv(h, 32) & (kc->revs.nb - 1)]; e; e = e->next)
         if (memcmp(e->hash, h, 32) == 0)
             return e;
     return NULL;
@@ -366,7 +368,7 @@ static void add_rev(keycache *kc, const uint8_t h[32], int64_t expires)
         rentry *e = util_xcalloc(1, sizeof *e);
         memcpy(e->hash, h, 32);
         e->expires = expires;
-        table_insert(&kc->revs, (node *)e, fnv(h, 32), rev_hash_of);
+        table_insert(&kc->revs, (node *)e, keycache__fnv(h, 32), rev_hash_of);
     }
     pthread_rwlock_unlock(&kc->lock);
 }
@@ -441,7 +443,7 @@ static void note_gone(keycache *kc, const table *old, const table *fresh, int64_
 {
     for (size_t i = 0; i < old->nb; i++)
         for (kentry *e = old->b[i]; e; e = e->next) {
-            kentry *f = fresh->b[fnv(e->uid, STORE_ID_LEN) & (fresh->nb - 1)];
+            kentry *f = fresh->b[keycache__fnv(e->uid, STORE_ID_LEN) & (fresh->nb - 1)];
             while (f && memcmp(f->uid, e->uid, STORE_ID_LEN) != 0)
                 f = f->next;
             if (!f)
@@ -457,7 +459,7 @@ static void put_key(keycache *kc, const store_key *k)
     if (!e) {
         e = util_xcalloc(1, sizeof *e);
         memcpy(e->uid, k->uid, sizeof e->uid);
-        table_insert(&kc->keys, (node *)e, fnv(k->uid, STORE_ID_LEN), key_hash_of);
+        table_insert(&kc->keys, (node *)e, keycache__fnv(k->uid, STORE_ID_LEN), key_hash_of);
     }
     memcpy(e->key_hash, k->key_hash, sizeof e->key_hash);
     memcpy(e->secret, k->secret, STORE_SECRET_LEN);
@@ -498,7 +500,7 @@ int keycache_load_all(keycache *kc, int64_t now)
         memcpy(e->uid, keys[i].uid, sizeof e->uid);
         memcpy(e->key_hash, keys[i].key_hash, sizeof e->key_hash);
         memcpy(e->secret, keys[i].secret, STORE_SECRET_LEN);
-        table_insert(&fresh, (node *)e, fnv(e->uid, STORE_ID_LEN), key_hash_of);
+        table_insert(&fresh, (node *)e, keycache__fnv(e->uid, STORE_ID_LEN), key_hash_of);
     }
     store_key_array_free(keys, n);
     pthread_rwlock_wrlock(&kc->lock);

@@ -36,10 +36,7 @@ struct keycache__policies {
 
 static size_t bucket(size_t nb, const char *uid)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < STORE_ID_LEN; i++)
-        h = (h ^ (uint8_t)uid[i]) * 1099511628211ull;
-    return h & (nb - 1);
+    return keycache__fnv(uid, STORE_ID_LEN) & (nb - 1);
 }
 
 keycache__policies *keycache__policies_new(void)
@@ -82,6 +79,18 @@ static pentry **find(pentry **b, size_t nb, const char *uid)
     while (*pp && memcmp((*pp)->key_uid, uid, STORE_ID_LEN) != 0)
         pp = &(*pp)->next;
     return pp;
+}
+
+/* Removes uid's entry (the write lock held). */
+static void remove_locked(keycache__policies *t, const char *uid)
+{
+    pentry **pp = find(t->b, t->nb, uid);
+    if (*pp) {
+        pentry *old = *pp;
+        *pp = old->next;
+        t->n--;
+        entry_free(old);
+    }
 }
 
 /* Inserts e into a table (b, nb, n), doubling it past a load of 1. */
@@ -222,13 +231,7 @@ int keycache_policy_refresh(keycache *kc, const char *key_uid, int64_t now)
         return -1;
     keycache__policies *t = keycache__policies_of(kc);
     pthread_rwlock_wrlock(&t->lock);
-    pentry **pp = find(t->b, t->nb, key_uid);
-    if (*pp) {
-        pentry *old = *pp;
-        *pp = old->next;
-        t->n--;
-        entry_free(old);
-    }
+    remove_locked(t, key_uid);
     if (fresh)
         insert(&t->b, &t->nb, &t->n, fresh);
     pthread_rwlock_unlock(&t->lock);
@@ -238,13 +241,7 @@ int keycache_policy_refresh(keycache *kc, const char *key_uid, int64_t now)
 void keycache__policies_drop(keycache__policies *t, const char *key_uid)
 {
     pthread_rwlock_wrlock(&t->lock);
-    pentry **pp = find(t->b, t->nb, key_uid);
-    if (*pp) {
-        pentry *old = *pp;
-        *pp = old->next;
-        t->n--;
-        entry_free(old);
-    }
+    remove_locked(t, key_uid);
     pthread_rwlock_unlock(&t->lock);
 }
 

@@ -24,10 +24,7 @@ struct keycache__secrets {
 
 static size_t bucket(const keycache__secrets *t, const char *uid)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < STORE_ID_LEN; i++)
-        h = (h ^ (uint8_t)uid[i]) * 1099511628211ull;
-    return h & (t->nb - 1);
+    return keycache__fnv(uid, STORE_ID_LEN) & (t->nb - 1);
 }
 
 keycache__secrets *keycache__secrets_new(void)

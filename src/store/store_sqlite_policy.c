@@ -180,6 +180,16 @@ int store__sqlite_policy_list_all(void *ctx, store_policy **out, size_t *n)
         NULL, sizeof **out, rd_policy, free_policies, (void **)out, n);
 }
 
+/* Binds the row's key (key_uid, custom_id, period, period_start, limit_bytes) as ?1..?5. */
+static void bind_row_key(sqlite3_stmt *st, const store_budget *b)
+{
+    store__sqlite_bind_text(st, 1, b->key_uid);
+    store__sqlite_bind_text(st, 2, b->custom_id);
+    sqlite3_bind_int(st, 3, b->period);
+    sqlite3_bind_int64(st, 4, b->period_start);
+    sqlite3_bind_int64(st, 5, (int64_t)b->limit_bytes);
+}
+
 /* The row's level and trip before the mark: -1 level when there is no row. */
 static int current(sq *q, const store_budget *b, int *level, int *tripped)
 {
@@ -189,11 +199,7 @@ static int current(sq *q, const store_budget *b, int *level, int *tripped)
                               "period_start = ?4 AND limit_bytes = ?5");
     if (!st)
         return STORE_ERROR;
-    store__sqlite_bind_text(st, 1, b->key_uid);
-    store__sqlite_bind_text(st, 2, b->custom_id);
-    sqlite3_bind_int(st, 3, b->period);
-    sqlite3_bind_int64(st, 4, b->period_start);
-    sqlite3_bind_int64(st, 5, (int64_t)b->limit_bytes);
+    bind_row_key(st, b);
     int r = sqlite3_step(st);
     *level = r == SQLITE_ROW ? sqlite3_column_int(st, 0) : -1;
     *tripped = r == SQLITE_ROW ? sqlite3_column_int(st, 1) : 0;
@@ -210,11 +216,7 @@ static int write_row(sq *q, const store_budget *b, int level, int tripped)
            "level = excluded.level, tripped = excluded.tripped");
     if (!st)
         return STORE_ERROR;
-    store__sqlite_bind_text(st, 1, b->key_uid);
-    store__sqlite_bind_text(st, 2, b->custom_id);
-    sqlite3_bind_int(st, 3, b->period);
-    sqlite3_bind_int64(st, 4, b->period_start);
-    sqlite3_bind_int64(st, 5, (int64_t)b->limit_bytes);
+    bind_row_key(st, b);
     sqlite3_bind_int64(st, 6, b->period_end);
     sqlite3_bind_int(st, 7, level);
     sqlite3_bind_int(st, 8, tripped);
