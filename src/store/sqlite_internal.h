@@ -46,6 +46,10 @@ typedef void (*store__sqlite_row_fn)(sqlite3_stmt *st, void *elem);
  * SQLITE_DONE when every row was read. */
 int store__sqlite_collect(sqlite3_stmt *st, size_t elem_size, store__sqlite_row_fn rd, void **arr,
                           size_t *len);
+/* One row of sql (one text parameter) read by rd into out, under the lock: STORE_OK,
+ * STORE_NOT_FOUND or STORE_ERROR. */
+int store__sqlite_get_one(sq *q, const char *sql, const char *param, store__sqlite_row_fn rd,
+                          void *out);
 /* Every row of sql (one optional text parameter) read by rd into a new array. */
 int store__sqlite_get_all(sq *q, const char *sql, const char *param, size_t elem_size,
                           store__sqlite_row_fn rd, void (*free_arr)(void *arr, size_t n),

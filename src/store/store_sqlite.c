@@ -325,10 +325,8 @@ static void read_account(sqlite3_stmt *st, store_account *a)
     a->created = sqlite3_column_int64(st, 2);
 }
 
-/* Generic "one row by one text parameter" read under the lock: STORE_OK (rd filled out),
- * STORE_NOT_FOUND or STORE_ERROR. */
-
-static int get_one(sq *q, const char *sql, const char *param, store__sqlite_row_fn rd, void *out)
+int store__sqlite_get_one(sq *q, const char *sql, const char *param, store__sqlite_row_fn rd,
+                          void *out)
 {
     int rc = STORE_ERROR;
     pthread_mutex_lock(&q->mu);
@@ -356,7 +354,8 @@ static void rd_account(sqlite3_stmt *st, void *e)
 
 static int sq_account_get(void *ctx, const char *id, store_account *out)
 {
-    return get_one(ctx, "SELECT id, name, created FROM accounts WHERE id = ?", id, rd_account, out);
+    return store__sqlite_get_one(ctx, "SELECT id, name, created FROM accounts WHERE id = ?", id,
+                                 rd_account, out);
 }
 
 /* Generic "all rows" read under the lock, with an optional text parameter: rd fills each
@@ -468,8 +467,8 @@ static void read_token(sqlite3_stmt *st, void *e)
 
 static int sq_token_by_hash(void *ctx, const char *token_hash, store_token *out)
 {
-    return get_one(ctx, "SELECT " TOKEN_COLS " FROM tokens WHERE token_hash = ?", token_hash,
-                   read_token, out);
+    return store__sqlite_get_one(ctx, "SELECT " TOKEN_COLS " FROM tokens WHERE token_hash = ?",
+                                 token_hash, read_token, out);
 }
 
 static void free_tokens(void *arr, size_t n)

@@ -139,23 +139,9 @@ int store__sqlite_policy_put(void *ctx, const store_policy *p, bool check, const
 
 int store__sqlite_policy_get(void *ctx, const char *key_uid, store_policy *out)
 {
-    store_policy *arr;
-    size_t n;
-    int rc =
-        store__sqlite_get_all(ctx,
-                              "SELECT key_uid, account_id, policy, modified FROM key_policies "
-                              "WHERE key_uid = ?",
-                              key_uid, sizeof *arr, rd_policy, free_policies, (void **)&arr, &n);
-    if (rc != STORE_OK)
-        return rc;
-    if (n == 0) {
-        free(arr);
-        return STORE_NOT_FOUND;
-    }
-    *out = arr[0];
-    arr[0].json = NULL;
-    store_policy_array_free(arr, n);
-    return STORE_OK;
+    return store__sqlite_get_one(
+        ctx, "SELECT key_uid, account_id, policy, modified FROM key_policies WHERE key_uid = ?",
+        key_uid, rd_policy, out);
 }
 
 int store__sqlite_policy_delete(void *ctx, const char *account_id, const char *key_uid)
