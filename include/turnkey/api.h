@@ -96,6 +96,12 @@ void api_response_clear(api_response *r);
 /* Counts one answered request (route template x method x status class) and its duration
  * (measured by the HTTP server). Thread-safe, lock-free. */
 void api_observe(api_server *a, const char *method, const api_response *r, int64_t duration_us);
+/* The result of GET …/turn_keys/{key_id}/policy (issue 14 §4), which `turnkey key policy
+ * get` prints too: {"policy", "modified", "status": {"tripped", "budgets"}} of the key at
+ * now_s. A new reference, or NULL on a store error. */
+struct json_t;
+struct json_t *api_policy_result(store *st, const char *key_uid, int64_t now_s);
+
 struct metrics_buf;
 /* The api's own metrics: HTTP requests and durations, credentials minted and revoked. */
 void api_metrics(api_server *a, struct metrics_buf *b);

@@ -54,6 +54,7 @@ int audit_parse_time(const char *s, int64_t *ms);
 int audit_cli_list(store *s, const char *account_id, const char *query, FILE *out, FILE *err);
 /* A change made with the CLI (actor type "admin", id "cli", interface "CLI"). */
 int audit_cli_record(store *s, const char *account_id, const char *action,
-                     const char *resource_type, const char *resource_id, json_t *new_value);
+                     const char *resource_type, const char *resource_id, json_t *old_value,
+                     json_t *new_value);
 
 #endif

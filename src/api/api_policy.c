@@ -59,11 +59,11 @@ static json_t *budget_json(const store_budget *b, bool trip_shape)
 }
 
 /* {"tripped": [...], "budgets": [...]} of the key's budget rows of the current periods. */
-static json_t *status_json(api_server *a, const char *uid, int64_t now_s)
+static json_t *status_json(store *st, const char *uid, int64_t now_s)
 {
     store_budget *b = NULL;
     size_t n = 0;
-    if (store_budget_list(a->st, uid, now_s, false, &b, &n) != STORE_OK)
+    if (store_budget_list(st, uid, now_s, false, &b, &n) != STORE_OK)
         return NULL;
     json_t *tripped = json_array(), *budgets = json_array();
     for (size_t i = 0; i < n; i++) {
@@ -77,11 +77,11 @@ static json_t *status_json(api_server *a, const char *uid, int64_t now_s)
 
 /* The stored document as JSON (an empty object when the key has none); NULL: a store
  * fault or an unreadable row. *modified_ms = 0 when there is none. */
-static json_t *stored_doc(api_server *a, const char *uid, int64_t *modified_ms)
+static json_t *stored_doc(store *st, const char *uid, int64_t *modified_ms)
 {
     store_policy sp;
     *modified_ms = 0;
-    int rc = store_policy_get(a->st, uid, &sp);
+    int rc = store_policy_get(st, uid, &sp);
     if (rc == STORE_NOT_FOUND)
         return json_object();
     if (rc != STORE_OK)
@@ -98,22 +98,29 @@ static json_t *stored_doc(api_server *a, const char *uid, int64_t *modified_ms)
 }
 
 /* 200 with the key's policy and status as they are now. */
-static void answer(api_server *a, const char *uid, int64_t now, api_response *r)
+json_t *api_policy_result(store *st, const char *key_uid, int64_t now_s)
 {
     int64_t modified;
-    json_t *doc = stored_doc(a, uid, &modified);
-    json_t *status = doc ? status_json(a, uid, now / 1000) : NULL;
+    json_t *doc = stored_doc(st, key_uid, &modified);
+    json_t *status = doc ? status_json(st, key_uid, now_s) : NULL;
     if (!status) {
         json_decref(doc);
-        internal_error(r);
-        return;
+        return NULL;
     }
     char when[32];
     util_rfc3339_ms(modified, when);
-    api__ok(r, 200,
-            json_pack("{s:o, s:o, s:o}", "policy", doc, "modified",
-                      modified ? json_string(when) : json_null(), "status", status),
-            NULL);
+    return json_pack("{s:o, s:o, s:o}", "policy", doc, "modified",
+                     modified ? json_string(when) : json_null(), "status", status);
+}
+
+static void answer(api_server *a, const char *uid, int64_t now, api_response *r)
+{
+    json_t *result = api_policy_result(a->st, uid, now / 1000);
+    if (!result) {
+        internal_error(r);
+        return;
+    }
+    api__ok(r, 200, result, NULL);
 }
 
 /* The body as text (an empty body is the empty document). */

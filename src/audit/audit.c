@@ -246,9 +246,10 @@ int audit_cli_list(store *s, const char *account_id, const char *query, FILE *ou
 }
 
 int audit_cli_record(store *s, const char *account_id, const char *action,
-                     const char *resource_type, const char *resource_id, json_t *new_value)
+                     const char *resource_type, const char *resource_id, json_t *old_value,
+                     json_t *new_value)
 {
     audit_actor who = {.type = "admin", .id = "cli", .ip = NULL, .interface = "CLI"};
-    return audit_record(s, &who, account_id, action, resource_type, resource_id, NULL, new_value,
-                        util_now_ms());
+    return audit_record(s, &who, account_id, action, resource_type, resource_id, old_value,
+                        new_value, util_now_ms());
 }

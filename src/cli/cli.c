@@ -169,7 +169,7 @@ static int cmd_account(const char *sub, const cli_opts *o)
             goto out;
         }
         json_t *nv = json_pack("{s:s, s:s}", "id", a.id, "name", a.name);
-        audit_cli_record(s, a.id, "create", "account", a.id, nv);
+        audit_cli_record(s, a.id, "create", "account", a.id, NULL, nv);
         json_decref(nv);
         fprintf(stderr, "created account '%s'\n", a.name);
         printf("%s\n", a.id);
@@ -231,7 +231,7 @@ static int token_create(store *s, const cli_opts *o)
         util_rfc3339(expires, exp);
     json_t *nv = json_pack("{s:s, s:s, s:s, s:s}", "id", t.id, "name", t.name, "permissions", p,
                            "expires", exp);
-    audit_cli_record(s, t.account_id, "create", "token", t.id, nv);
+    audit_cli_record(s, t.account_id, "create", "token", t.id, NULL, nv);
     json_decref(nv);
     fprintf(stderr, "created token %s for account %s (%s, expires %s); it is shown once:\n", t.id,
             t.account_id, p, exp);
@@ -316,7 +316,7 @@ static int cmd_token(const char *sub, const cli_opts *o)
         token_account(s, o->positional, acct);
         int r = store_token_revoke(s, o->positional, util_now());
         if (r == STORE_OK && acct[0])
-            audit_cli_record(s, acct, "revoke", "token", o->positional, NULL);
+            audit_cli_record(s, acct, "revoke", "token", o->positional, NULL, NULL);
         if (r == STORE_NOT_FOUND)
             fprintf(stderr, "turnkey: no active token %s\n", o->positional);
         else if (r != STORE_OK)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "turnkey/api.h"
 #include "turnkey/audit.h"
 #include "turnkey/cli.h"
 #include "turnkey/policy.h"
@@ -162,10 +163,9 @@ static int find_key(store *s, const args *a, char acct[STORE_ID_LEN + 1])
 static void record(store *s, const char *acct, const char *action, const char *uid, const char *old,
                    const char *new_doc)
 {
-    audit_actor who = {.type = "admin", .id = "cli", .ip = NULL, .interface = "CLI"};
     json_t *ov = old ? json_loads(old, 0, NULL) : NULL,
            *nv = new_doc ? json_loads(new_doc, 0, NULL) : NULL;
-    audit_record(s, &who, acct, action, "turn_key_policy", uid, ov, nv, util_now_ms());
+    audit_cli_record(s, acct, action, "turn_key_policy", uid, ov, nv);
     json_decref(ov);
     json_decref(nv);
 }
@@ -266,61 +266,18 @@ static int clear(store *s, const args *a, const char *acct)
     return rc == STORE_OK || rc == STORE_NOT_FOUND ? 0 : 1;
 }
 
-static json_t *trip_json(const store_budget *b)
-{
-    char end[32];
-    util_rfc3339(b->period_end, end);
-    return json_pack("{s:o, s:s, s:s, s:s}", "customIdentifier",
-                     b->custom_id[0] ? json_string(b->custom_id) : json_null(), "period",
-                     b->period == STORE_BUDGET_DAY ? "day" : "month", "until", end, "action",
-                     policy_action_name(b->tripped));
-}
-
-static json_t *budget_json(const store_budget *b)
-{
-    char start[32], end[32];
-    util_rfc3339(b->period_start, start);
-    util_rfc3339(b->period_end, end);
-    return json_pack("{s:o, s:s, s:s, s:s, s:I, s:i, s:o}", "customIdentifier",
-                     b->custom_id[0] ? json_string(b->custom_id) : json_null(), "period",
-                     b->period == STORE_BUDGET_DAY ? "day" : "month", "periodStart", start,
-                     "periodEnd", end, "limitBytes", (json_int_t)b->limit_bytes, "level", b->level,
-                     "tripped",
-                     b->tripped ? json_string(policy_action_name(b->tripped)) : json_null());
-}
-
-/* One line, the API's GET result: {"policy", "modified", "status": {"tripped", "budgets"}}. */
+/* One line, the API's GET result. */
 static int get(store *s, const args *a)
 {
-    store_policy sp;
-    bool had;
-    store_budget *b = NULL;
-    size_t n = 0;
-    if (read_doc(s, a->key, &sp, &had) != 0)
-        return 1;
-    if (store_budget_list(s, a->key, util_now(), false, &b, &n) != STORE_OK) {
-        fprintf(stderr, "turnkey: could not read the budgets (store error)\n");
-        store_policy_clear(&sp);
+    json_t *out = api_policy_result(s, a->key, util_now());
+    if (!out) {
+        fprintf(stderr, "turnkey: could not read the policy (store error)\n");
         return 1;
     }
-    json_t *tripped = json_array(), *budgets = json_array();
-    json_t *doc = had ? json_loads(sp.json, 0, NULL) : json_object();
-    for (size_t i = 0; i < n; i++) {
-        if (b[i].tripped)
-            json_array_append_new(tripped, trip_json(&b[i]));
-        json_array_append_new(budgets, budget_json(&b[i]));
-    }
-    char when[32];
-    util_rfc3339_ms(had ? sp.modified : 0, when);
-    json_t *out = json_pack("{s:o, s:o, s:{s:o, s:o}}", "policy", doc ? doc : json_object(),
-                            "modified", had ? json_string(when) : json_null(), "status", "tripped",
-                            tripped, "budgets", budgets);
     char *text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
     printf("%s\n", text ? text : "{}");
     free(text);
     json_decref(out);
-    free(b);
-    store_policy_clear(&sp);
     return 0;
 }
 

@@ -60,7 +60,7 @@ static int add(store *s, const cli__secret_args *a)
     if (rc != STORE_OK)
         return 1;
     json_t *nv = audit_value(&x);
-    audit_cli_record(s, a->account, "create", "turn_key_shared_secret", x.id, nv);
+    audit_cli_record(s, a->account, "create", "turn_key_shared_secret", x.id, NULL, nv);
     json_decref(nv);
     printf("shared secret %s of key %s (%s, max ttl %llds; username suffix ~%s)\n", x.id, x.key_uid,
            store_secret_alg_name(x.alg), (long long)x.max_ttl, x.key_uid);
@@ -109,7 +109,7 @@ static int delete_one(store *s, const cli__secret_args *a)
         fprintf(stderr, "turnkey: could not delete the secret (store error)\n");
     if (rc != STORE_OK)
         return 1;
-    audit_cli_record(s, a->account, "delete", "turn_key_shared_secret", a->id, NULL);
+    audit_cli_record(s, a->account, "delete", "turn_key_shared_secret", a->id, NULL, NULL);
     printf("deleted shared secret %s\n", a->id);
     OPENSSL_cleanse(&x, sizeof x);
     return 0;
