@@ -70,16 +70,9 @@ void spend_metrics(const spend *g, struct metrics_buf *b)
     metrics_u64(b, "turnkey_spend_budget_events_total", "event=\"tripped\"", s.tripped);
 }
 
-static tally *cid_tally(usage_now *u, const char *cid)
+static int by_custom_id(const void *a, const void *b)
 {
-    for (size_t i = 0; i < u->n_cids; i++)
-        if (!strcmp(u->cids[i].cid, cid))
-            return &u->cids[i];
-    u->cids = util_xrealloc(u->cids, (u->n_cids + 1) * sizeof *u->cids);
-    tally *t = &u->cids[u->n_cids++];
-    memset(t, 0, sizeof *t);
-    snprintf(t->cid, sizeof t->cid, "%s", cid);
-    return t;
+    return strcmp(((const store_usage_row *)a)->custom_id, ((const store_usage_row *)b)->custom_id);
 }
 
 /* The key's egress of this UTC month by day (and by customIdentifier when p has budgets for
@@ -100,15 +93,21 @@ static int read_usage(spend *g, const keycache_budget_key *k, int64_t now, usage
     size_t n, total;
     if (store_usage_query(g->cfg.st, &f, &rows, &n, &total) != STORE_OK)
         return -1;
+    if (by_cid) { /* rows of one customIdentifier next to each other: one tally each */
+        qsort(rows, n, sizeof *rows, by_custom_id);
+        u->cids = util_xcalloc(n ? n : 1, sizeof *u->cids);
+    }
     for (size_t i = 0; i < n; i++) {
         bool today = rows[i].bucket == u->day_start;
         u->key.month += rows[i].egress_bytes;
         u->key.day += today ? rows[i].egress_bytes : 0;
-        if (by_cid && rows[i].custom_id[0]) {
-            tally *t = cid_tally(u, rows[i].custom_id);
-            t->month += rows[i].egress_bytes;
-            t->day += today ? rows[i].egress_bytes : 0;
-        }
+        if (!by_cid || !rows[i].custom_id[0])
+            continue;
+        if (!u->n_cids || strcmp(u->cids[u->n_cids - 1].cid, rows[i].custom_id) != 0)
+            snprintf(u->cids[u->n_cids++].cid, sizeof u->cids[0].cid, "%s", rows[i].custom_id);
+        tally *t = &u->cids[u->n_cids - 1];
+        t->month += rows[i].egress_bytes;
+        t->day += today ? rows[i].egress_bytes : 0;
     }
     free(rows);
     return 0;

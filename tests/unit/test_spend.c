@@ -147,6 +147,27 @@ static void t_custom_identifier_budgets(void)
     world_close(&w);
 }
 
+/* A customIdentifier's month adds its days (rows of several days and of other cids mixed). */
+static void t_custom_identifier_month_adds_days(void)
+{
+    world w;
+    world_open(&w, "{\"custom_identifier_monthly_bytes\":100,\"action\":\"stop_minting\"}");
+    add_usage(&w, NOW - 86400 * 2, "room-z", 60);
+    add_usage(&w, NOW - 86400 * 2, "room-a", 50); /* below 80 %: no event */
+    add_usage(&w, NOW - 3600, "room-y", 1);
+    add_usage(&w, NOW - 3600, "room-z", 50); /* 110 over two days */
+    CHECK_INT(spend_run(w.g, NOW), 1);
+    CHECK_INT(w.n_events, 1);
+    CHECK(strstr(w.data[0], "\"customIdentifier\":\"room-z\""));
+    CHECK_INT(json_int(w.data[0], "usedBytes"), 110);
+    keycache_policy v;
+    keycache_policy_view(w.kc, w.k.uid, "room-z", NOW, &v);
+    CHECK_INT(v.tripped, POLICY_STOP_MINTING);
+    keycache_policy_view(w.kc, w.k.uid, "room-a", NOW, &v);
+    CHECK_INT(v.tripped, 0);
+    world_close(&w);
+}
+
 static void t_notify_never_trips(void)
 {
     world w;
@@ -187,6 +208,7 @@ int main(void)
 {
     TK_RUN(t_thresholds_then_trip);
     TK_RUN(t_custom_identifier_budgets);
+    TK_RUN(t_custom_identifier_month_adds_days);
     TK_RUN(t_notify_never_trips);
     TK_RUN(t_levels);
     return tk_test_summary();
