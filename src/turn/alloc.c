@@ -264,21 +264,26 @@ static size_t user_end_all(turn_server *s, turn__user *u, int reason)
 /* Lifecycle events visit only what they end: the key's usernames, the username's
  * allocations (indexes kept on Allocate and removal, O(1) each). The key id of a username
  * never changes (it is part of the credential), so the key index is set once per user. */
-size_t turn_server_key_deleted(turn_server *s, const char *key_id, int64_t now_ms)
+/* Ends every allocation of the key (k may be NULL); k is freed with its last user. */
+static size_t key_end_all(turn_server *s, turn__keyrec *k, int reason)
 {
     size_t n = 0;
-    if (!s || !key_id || !key_id[0])
-        return 0;
-    s->now_ms = now_ms;
-    turn__keyrec *k = key_get(s, key_id, false);
     while (k) {
         turn__user *u = k->users;
         bool last = u->k_next == NULL; /* then k is freed with u */
-        n += user_end_all(s, u, TURN_END_KEY_DELETED);
+        n += user_end_all(s, u, reason);
         if (last)
             break;
     }
     return n;
+}
+
+size_t turn_server_key_deleted(turn_server *s, const char *key_id, int64_t now_ms)
+{
+    if (!s || !key_id || !key_id[0])
+        return 0;
+    s->now_ms = now_ms;
+    return key_end_all(s, key_get(s, key_id, false), TURN_END_KEY_DELETED);
 }
 
 size_t turn_server_credential_revoked(turn_server *s, const uint8_t *username, size_t len,
@@ -347,14 +352,9 @@ size_t turn_server_budget_tripped(turn_server *s, const char *key_id, const char
     turn__keyrec *k = key_get(s, key_id, false);
     if (!k)
         return 0;
+    if (!custom_id || !custom_id[0])
+        return key_end_all(s, k, TURN_END_BUDGET);
     size_t n = 0;
-    if (!custom_id || !custom_id[0]) {
-        for (bool last = false; !last;) {
-            last = k->users->k_next == NULL; /* then k is freed with this user */
-            n += user_end_all(s, k->users, TURN_END_BUDGET);
-        }
-        return n;
-    }
     /* k is freed only with its last user, and then next is NULL */
     for (turn__user *u = k->users, *next; u; u = next) {
         next = u->k_next;
